@@ -1,0 +1,26 @@
+// Two projects: fast unit specs beside the code, and e2e specs over HTTP against a real
+// PostgreSQL and the real local wallet daemon process (started once in global setup).
+const transform = { '^.+\\.(t|j)sx?$': ['@swc/jest'] };
+// Nest 12 ships ESM only; let swc turn it into CommonJS for Jest.
+const transformIgnorePatterns = ['/node_modules/(?!@nestjs/)'];
+module.exports = {
+  projects: [
+    {
+      displayName: 'unit',
+      testEnvironment: 'node',
+      transform,
+      transformIgnorePatterns,
+      testMatch: ['<rootDir>/src/**/*.spec.ts'],
+    },
+    {
+      displayName: 'e2e',
+      testEnvironment: 'node',
+      transform,
+      transformIgnorePatterns,
+      testMatch: ['<rootDir>/test/**/*.e2e-spec.ts'],
+      globalSetup: '<rootDir>/test/global-setup.ts',
+      globalTeardown: '<rootDir>/test/global-teardown.ts',
+      testTimeout: 60000,
+    },
+  ],
+};
