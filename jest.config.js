@@ -2,7 +2,7 @@
 // PostgreSQL and the real local wallet daemon process (started once in global setup).
 const transform = { '^.+\\.(t|j)sx?$': ['@swc/jest'] };
 // Nest 12 ships ESM only; let swc turn it into CommonJS for Jest.
-const transformIgnorePatterns = ['/node_modules/(?!@nestjs/)'];
+const transformIgnorePatterns = ['/node_modules/(?!(@nestjs|canonicalize)/)'];
 module.exports = {
   projects: [
     {

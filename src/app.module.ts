@@ -1,0 +1,46 @@
+import { Module } from '@nestjs/common';
+import { APP_FILTER, APP_GUARD, APP_PIPE } from '@nestjs/core';
+import { ScheduleModule } from '@nestjs/schedule';
+import { LoggerModule } from 'nestjs-pino';
+import { randomUUID } from 'node:crypto';
+import { ApiKeyGuard } from './auth/auth.guard';
+import { GlobalErrorFilter } from './common/error.filter';
+import { createValidationPipe } from './common/validation';
+import { AppConfigModule } from './config/config.module';
+import { DatabaseModule } from './database/database.module';
+import { HealthModule } from './health/health.module';
+import { JobsModule } from './jobs/jobs.module';
+import { MetricsModule } from './metrics/metrics.module';
+import { PaymentsModule } from './payments/payments.module';
+import { ReceiptsModule } from './receipts/receipts.module';
+
+/** Headers never written to a log line. */
+export const REDACTED_PATHS = ['req.headers["x-api-key"]', 'req.headers.authorization', 'req.headers.cookie'];
+
+@Module({
+  imports: [
+    AppConfigModule,
+    LoggerModule.forRoot({
+      pinoHttp: {
+        level: process.env.LOG_LEVEL ?? 'info',
+        // One request id everywhere: the client's X-Request-Id, else a fresh one.
+        genReqId: (req) => (req.headers['x-request-id'] as string | undefined)?.slice(0, 100) ?? (req as { id?: string }).id ?? randomUUID(),
+        redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+        autoLogging: { ignore: (req) => (req.url ?? '').startsWith('/health') || req.url === '/metrics' },
+      },
+    }),
+    ScheduleModule.forRoot(),
+    DatabaseModule,
+    MetricsModule,
+    HealthModule,
+    PaymentsModule,
+    JobsModule,
+    ReceiptsModule,
+  ],
+  providers: [
+    { provide: APP_GUARD, useClass: ApiKeyGuard },
+    { provide: APP_PIPE, useFactory: createValidationPipe },
+    { provide: APP_FILTER, useClass: GlobalErrorFilter },
+  ],
+})
+export class AppModule {}

@@ -1,0 +1,33 @@
+import { ConfigError, loadConfig } from './app-config';
+
+describe('loadConfig', () => {
+  it('has working development defaults with demo keys', () => {
+    const config = loadConfig({});
+    expect(config.port).toBe(8000);
+    expect(config.escrowTimeoutSeconds).toBe(3600);
+    expect(config.escrowMinTimeoutSeconds).toBe(60);
+    expect(config.demoKeys).toBe(true);
+    expect(config.apiKeys.map((k) => k.role).sort()).toEqual(['admin', 'client', 'miner']);
+    expect(config.currencies.has(config.defaultCurrency)).toBe(true);
+  });
+
+  it.each([
+    [{ PORT: 'eighty' }, 'PORT'],
+    [{ PORT: '70000' }, 'PORT'],
+    [{ ESCROW_TIMEOUT_SECONDS: '5' }, 'ESCROW_TIMEOUT_SECONDS'],
+    [{ DEFAULT_CURRENCY: 'DOGE' }, 'DEFAULT_CURRENCY'],
+    [{ DATABASE_URL: 'not a url' }, 'DATABASE_URL'],
+    [{ WALLET_DAEMON_URL: 'http://127.0.0.1:1' }, 'WALLET_DAEMON_TOKEN'],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
+    [{ API_KEYS: 'boss:x:secret-aaaa' }, 'API_KEYS'],
+    [{ NODE_ENV: 'production' }, 'API_KEYS'],
+    [{ SWEEPS_ENABLED: 'maybe' }, 'SWEEPS_ENABLED'],
+  ])('stops on %j naming %s', (env, name) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(new RegExp(`^${name}: `));
+  });
+
+  it('never echoes a database URL (it may carry a password)', () => {
+    expect(() => loadConfig({ DATABASE_URL: 'postgres://u:hunter2@' })).not.toThrow(/hunter2/);
+  });
+});

@@ -1,0 +1,162 @@
+import { ApiKeyEntry, parseApiKeys } from '../auth/api-keys';
+import { CurrencyConfig, DEFAULT_CURRENCIES, parseCurrencies } from '../common/currencies';
+
+/**
+ * Every setting of the service, validated once at boot. A bad value throws a
+ * `ConfigError` naming the variable, and the process stops before serving anything.
+ */
+export interface AppConfig {
+  nodeEnv: 'development' | 'production' | 'test';
+  port: number;
+  dataDir: string;
+  /** Set by the time Nest starts: either the operator's or the embedded server's URL. */
+  databaseUrl: string | undefined;
+  dbPoolSize: number;
+  walletDaemonUrl: string | undefined;
+  walletDaemonToken: string | undefined;
+  walletDaemonTimeoutMs: number;
+  walletDaemonRetries: number;
+  /** How long a decided settlement is left to the request that decided it before the re-drive worker takes over. */
+  settlementLeaseMs: number;
+  redriveIntervalMs: number;
+  walletDaemonPort: number;
+  walletSeed: string | undefined;
+  apiKeys: ApiKeyEntry[];
+  /** True when API_KEYS was unset and the fixed development keys are in use. */
+  demoKeys: boolean;
+  currencies: Map<string, CurrencyConfig>;
+  defaultCurrency: string;
+  jobTtlDefaultSeconds: number;
+  jobTtlMaxSeconds: number;
+  escrowTimeoutSeconds: number;
+  escrowMinTimeoutSeconds: number;
+  escrowMaxTimeoutSeconds: number;
+  escrowSweepIntervalMs: number;
+  jobSweepIntervalMs: number;
+  /** Sweeps can be switched off (tests drive them by hand for determinism). */
+  sweepsEnabled: boolean;
+  receiptSigningKey: string | undefined;
+  receiptPreviousPublicKeys: string[];
+  logLevel: string;
+}
+
+export class ConfigError extends Error {}
+
+/** Fixed development keys: printed at boot, refused in production. */
+export const DEMO_KEYS = {
+  client: 'demo-client-key',
+  miner: 'demo-miner-key',
+  admin: 'demo-admin-key',
+};
+/** A valid regtest address for the demo client; the local wallet daemon funds it at boot. */
+export const DEMO_CLIENT_WALLET = 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080';
+
+export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
+  const nodeEnv = oneOf(env, 'NODE_ENV', ['development', 'production', 'test'], 'development');
+  const production = nodeEnv === 'production';
+
+  const demoKeys = !env.API_KEYS;
+  if (demoKeys && production) throw new ConfigError('API_KEYS: required when NODE_ENV=production');
+  const apiKeys = wrap(() =>
+    parseApiKeys(
+      env.API_KEYS ??
+        `client:demo-client:${DEMO_KEYS.client}:${DEMO_CLIENT_WALLET},miner:demo-miner:${DEMO_KEYS.miner},admin:demo-admin:${DEMO_KEYS.admin}`,
+    ),
+  );
+
+  const currencies = wrap(() => parseCurrencies(env.CURRENCIES ?? DEFAULT_CURRENCIES));
+  const defaultCurrency = env.DEFAULT_CURRENCY ?? [...currencies.keys()][0];
+  if (!currencies.has(defaultCurrency)) {
+    throw new ConfigError(`DEFAULT_CURRENCY: "${defaultCurrency}" is not one of CURRENCIES (${[...currencies.keys()].join(', ')})`);
+  }
+
+  const walletDaemonUrl = optionalUrl(env, 'WALLET_DAEMON_URL');
+  if (walletDaemonUrl && !env.WALLET_DAEMON_TOKEN) {
+    throw new ConfigError('WALLET_DAEMON_TOKEN: required when WALLET_DAEMON_URL is set');
+  }
+  if (production && !walletDaemonUrl) throw new ConfigError('WALLET_DAEMON_URL: required when NODE_ENV=production');
+  if (production && !env.RECEIPT_SIGNING_KEY) throw new ConfigError('RECEIPT_SIGNING_KEY: required when NODE_ENV=production');
+
+  const escrowMinTimeoutSeconds = int(env, 'ESCROW_MIN_TIMEOUT_SECONDS', 60, 1, 86_400);
+  const escrowMaxTimeoutSeconds = int(env, 'ESCROW_MAX_TIMEOUT_SECONDS', 30 * 86_400, escrowMinTimeoutSeconds, 365 * 86_400);
+  const escrowTimeoutSeconds = int(env, 'ESCROW_TIMEOUT_SECONDS', 3600, escrowMinTimeoutSeconds, escrowMaxTimeoutSeconds);
+  const jobTtlMaxSeconds = int(env, 'JOB_TTL_MAX_SECONDS', 7 * 86_400, 1, 365 * 86_400);
+
+  return {
+    nodeEnv,
+    port: int(env, 'PORT', 8000, 0, 65_535),
+    dataDir: env.DATA_DIR || './.data',
+    databaseUrl: optionalUrl(env, 'DATABASE_URL'),
+    dbPoolSize: int(env, 'DB_POOL_SIZE', 10, 1, 200),
+    walletDaemonUrl,
+    walletDaemonToken: env.WALLET_DAEMON_TOKEN || undefined,
+    walletDaemonTimeoutMs: int(env, 'WALLET_DAEMON_TIMEOUT_MS', 5000, 50, 120_000),
+    walletDaemonRetries: int(env, 'WALLET_DAEMON_RETRIES', 3, 0, 10),
+    settlementLeaseMs: int(env, 'SETTLEMENT_LEASE_MS', 30_000, 100, 3_600_000),
+    redriveIntervalMs: int(env, 'REDRIVE_INTERVAL_MS', 1000, 50, 3_600_000),
+    walletDaemonPort: int(env, 'WALLET_DAEMON_PORT', 20000, 0, 65_535),
+    walletSeed: env.WALLET_SEED || undefined,
+    apiKeys,
+    demoKeys,
+    currencies,
+    defaultCurrency,
+    jobTtlDefaultSeconds: int(env, 'JOB_TTL_DEFAULT_SECONDS', 900, 1, jobTtlMaxSeconds),
+    jobTtlMaxSeconds,
+    escrowTimeoutSeconds,
+    escrowMinTimeoutSeconds,
+    escrowMaxTimeoutSeconds,
+    escrowSweepIntervalMs: int(env, 'ESCROW_SWEEP_INTERVAL_MS', 1000, 50, 3_600_000),
+    jobSweepIntervalMs: int(env, 'JOB_SWEEP_INTERVAL_MS', 1000, 50, 3_600_000),
+    sweepsEnabled: bool(env, 'SWEEPS_ENABLED', true),
+    receiptSigningKey: env.RECEIPT_SIGNING_KEY ? env.RECEIPT_SIGNING_KEY.replace(/\\n/g, '\n') : undefined,
+    receiptPreviousPublicKeys: (env.RECEIPT_PREVIOUS_PUBLIC_KEYS ?? '')
+      .split('|')
+      .map((s) => s.replace(/\\n/g, '\n').trim())
+      .filter(Boolean),
+    logLevel: oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
+  };
+}
+
+function wrap<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
+}
+
+function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(`${name}: "${raw}" is not a whole number`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new ConfigError(`${name}: ${value} is outside ${min}..${max}`);
+  return value;
+}
+
+function bool(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw new ConfigError(`${name}: "${raw}" is not true or false`);
+}
+
+function oneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, allowed: T[], fallback: T): T {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!allowed.includes(raw as T)) throw new ConfigError(`${name}: "${raw}" is not one of ${allowed.join(', ')}`);
+  return raw as T;
+}
+
+function optionalUrl(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  try {
+    new URL(raw);
+  } catch {
+    // Never echo the value: a database URL carries a password.
+    throw new ConfigError(`${name}: not a valid URL`);
+  }
+  return raw;
+}

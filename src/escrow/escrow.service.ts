@@ -1,0 +1,73 @@
+import { Injectable } from '@nestjs/common';
+import type { Sql } from '../database/transactions';
+import type { JobPayment } from '../payments/job-payment.entity';
+import { EscrowHold, EscrowState, WalletDaemonClient } from '../wallet-daemon-client/wallet-daemon.client';
+
+/** Idempotency keys toward the daemon. Release and refund share one key, so at most one can apply. */
+export const createKey = (paymentId: string) => `${paymentId}:create`;
+export const settleKey = (paymentId: string) => `${paymentId}:settle`;
+
+/**
+ * The escrow hold at the wallet daemon and the coordinator's record of it
+ * (`payment_escrows`). Payments decides *what* happens; this module carries it out.
+ * Daemon calls here are never made inside a database transaction.
+ */
+@Injectable()
+export class EscrowService {
+  constructor(private readonly daemon: WalletDaemonClient) {}
+
+  /** Asks the daemon to hold the payment's amount (safe to repeat: same key, same hold). */
+  hold(payment: JobPayment): Promise<EscrowHold> {
+    return this.daemon.createEscrow(
+      {
+        payment_id: payment.payment_id,
+        amount: payment.amount,
+        currency: payment.currency,
+        payer: payment.payer_address,
+        timeout_seconds: payment.escrow_timeout_seconds,
+      },
+      createKey(payment.payment_id),
+    );
+  }
+
+  async recordHold(sql: Sql, payment: JobPayment, hold: EscrowHold): Promise<void> {
+    await sql.rows(
+      `INSERT INTO payment_escrows (payment_id, escrow_id, amount, currency, address, create_transaction_hash, created_at, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, now(), now())
+       ON CONFLICT (payment_id) DO NOTHING`,
+      [payment.payment_id, hold.escrow_id, payment.amount, payment.currency, hold.address, hold.transaction_hash],
+    );
+  }
+
+  /** Carries out the decided outcome (`releasing` → payee, `refunding` → refund address). */
+  async settle(payment: JobPayment): Promise<string> {
+    if (!payment.escrow_id || !payment.escrow_address) throw new Error(`payment ${payment.payment_id} has no escrow`);
+    const common = {
+      escrow_id: payment.escrow_id,
+      address: payment.escrow_address,
+      amount: payment.amount,
+      reason: payment.settle_reason ?? payment.status,
+    };
+    const answer =
+      payment.status === 'releasing'
+        ? await this.daemon.releaseEscrow({ ...common, payee: payment.payee_address as string }, settleKey(payment.payment_id))
+        : await this.daemon.refundEscrow({ ...common, refund_address: payment.refund_address }, settleKey(payment.payment_id));
+    return answer.transaction_hash;
+  }
+
+  /** What the daemon says happened to the payment's escrow (for reconciliation). */
+  inspect(payment: JobPayment): Promise<EscrowState> {
+    if (!payment.escrow_id) throw new Error(`payment ${payment.payment_id} has no escrow`);
+    return this.daemon.getEscrow(payment.escrow_id);
+  }
+
+  async recordSettlement(sql: Sql, paymentId: string, outcome: 'released' | 'refunded'): Promise<void> {
+    const flag = outcome === 'released' ? 'is_released' : 'is_refunded';
+    const at = outcome === 'released' ? 'released_at' : 'refunded_at';
+    await sql.rows(
+      `UPDATE payment_escrows SET ${flag} = true, is_active = false, ${at} = now(), updated_at = now()
+        WHERE payment_id = $1 AND is_active`,
+      [paymentId],
+    );
+  }
+}

@@ -1,0 +1,48 @@
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
+import type { AppConfig } from '../config/app-config';
+import { APP_CONFIG } from '../config/config.module';
+import { PaymentsService } from '../payments/payments.service';
+import { JobsService } from './jobs.service';
+
+/**
+ * Only triggers: the work (`expireDue`, `redriveDue`) is in the services and is safe to
+ * run on every instance at once. An interval never overlaps itself here.
+ */
+@Injectable()
+export class JobSweeper implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger('Sweeper');
+  private readonly running = new Set<string>();
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly scheduler: SchedulerRegistry,
+    private readonly jobs: JobsService,
+    private readonly payments: PaymentsService,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    if (!this.config.sweepsEnabled) return;
+    this.every('deadlines', this.config.jobSweepIntervalMs, () => this.jobs.expireDue());
+    this.every('redrive', this.config.redriveIntervalMs, () => this.payments.redriveDue());
+  }
+
+  onApplicationShutdown(): void {
+    for (const name of this.scheduler.getIntervals()) this.scheduler.deleteInterval(name);
+  }
+
+  private every(name: string, ms: number, work: () => Promise<unknown>): void {
+    const tick = async () => {
+      if (this.running.has(name)) return;
+      this.running.add(name);
+      try {
+        await work();
+      } catch (error) {
+        this.logger.error({ err: error, sweep: name }, 'sweep failed; will run again');
+      } finally {
+        this.running.delete(name);
+      }
+    };
+    this.scheduler.addInterval(name, setInterval(() => void tick(), ms));
+  }
+}

@@ -1,0 +1,105 @@
+import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query, Res } from '@nestjs/common';
+import { ApiCreatedResponse, ApiNoContentResponse, ApiOkResponse, ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply } from 'fastify';
+import type { Principal } from '../auth/api-keys';
+import { CurrentPrincipal, Roles } from '../auth/auth.guard';
+import type { AppConfig } from '../config/app-config';
+import { APP_CONFIG } from '../config/config.module';
+import { CreateJobDto, JobFailureDto, JobPage, JobResultDto, JobView, ListJobsQuery, MinerView, RegisterMinerDto } from './dto/job.dto';
+import { toJobView, toMinerView } from './job.view';
+import { JobsService } from './jobs.service';
+
+@ApiTags('jobs')
+@ApiSecurity('api-key')
+@Controller('v1/jobs')
+export class JobsController {
+  constructor(
+    private readonly jobs: JobsService,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  @Post()
+  @Roles('client')
+  @ApiOperation({ summary: 'Create a job; with payment_amount its payment is escrowed in the same request' })
+  @ApiCreatedResponse({ type: JobView })
+  async create(@CurrentPrincipal() principal: Principal, @Body() body: CreateJobDto): Promise<JobView> {
+    return toJobView(this.config, await this.jobs.create(principal, body));
+  }
+
+  @Get()
+  @Roles('client', 'admin')
+  @ApiOperation({ summary: 'List jobs (own jobs for clients), newest first' })
+  @ApiOkResponse({ type: JobPage })
+  async list(@CurrentPrincipal() principal: Principal, @Query() query: ListJobsQuery): Promise<JobPage> {
+    const page = await this.jobs.list(principal, query.limit ?? 20, query.cursor);
+    return { items: page.items.map((job) => toJobView(this.config, job)), next_cursor: page.next_cursor };
+  }
+
+  @Get(':job_id')
+  @Roles('client', 'admin')
+  @ApiOkResponse({ type: JobView })
+  async get(@CurrentPrincipal() principal: Principal, @Param('job_id') jobId: string): Promise<JobView> {
+    return toJobView(this.config, await this.jobs.get(principal, jobId));
+  }
+
+  @Post(':job_id/cancel')
+  @HttpCode(200)
+  @Roles('client', 'admin')
+  @ApiOperation({ summary: 'Cancel a queued or running job; its escrow is refunded' })
+  @ApiOkResponse({ type: JobView })
+  async cancel(@CurrentPrincipal() principal: Principal, @Param('job_id') jobId: string): Promise<JobView> {
+    return toJobView(this.config, await this.jobs.cancel(principal, jobId));
+  }
+}
+
+@ApiTags('miners')
+@ApiSecurity('api-key')
+@Controller('v1/miners')
+export class MinersController {
+  constructor(
+    private readonly jobs: JobsService,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  @Post('register')
+  @HttpCode(200)
+  @Roles('miner')
+  @ApiOperation({ summary: 'Register (or change) the payout address; required before paid work' })
+  @ApiOkResponse({ type: MinerView })
+  async register(@CurrentPrincipal() principal: Principal, @Body() body: RegisterMinerDto): Promise<MinerView> {
+    return toMinerView(await this.jobs.registerMiner(principal, body.payout_address));
+  }
+
+  @Post('poll')
+  @HttpCode(200)
+  @Roles('miner')
+  @ApiOperation({ summary: 'Claim the oldest dispatchable job (204 when there is none)' })
+  @ApiOkResponse({ type: JobView })
+  @ApiNoContentResponse({ description: 'No job to hand out' })
+  async poll(@CurrentPrincipal() principal: Principal, @Res({ passthrough: true }) reply: FastifyReply): Promise<JobView | undefined> {
+    const job = await this.jobs.poll(principal);
+    if (!job) {
+      reply.status(204);
+      return undefined;
+    }
+    return toJobView(this.config, job);
+  }
+
+  @Post('jobs/:job_id/result')
+  @HttpCode(200)
+  @Roles('miner')
+  @ApiOperation({ summary: 'Report a result: running → completed; the escrow is released to this miner' })
+  @ApiOkResponse({ type: JobView })
+  async result(@CurrentPrincipal() principal: Principal, @Param('job_id') jobId: string, @Body() body: JobResultDto): Promise<JobView> {
+    return toJobView(this.config, await this.jobs.complete(principal, jobId, body.result, body.metrics));
+  }
+
+  @Post('jobs/:job_id/fail')
+  @HttpCode(200)
+  @Roles('miner')
+  @ApiOperation({ summary: 'Report a failure: running → failed; the escrow is refunded' })
+  @ApiOkResponse({ type: JobView })
+  async fail(@CurrentPrincipal() principal: Principal, @Param('job_id') jobId: string, @Body() body: JobFailureDto): Promise<JobView> {
+    return toJobView(this.config, await this.jobs.fail(principal, jobId, body.error));
+  }
+}

@@ -1,0 +1,311 @@
+import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { uuidv7 } from 'uuidv7';
+import type { Principal } from '../auth/api-keys';
+import { isValidAddress } from '../common/addresses';
+import { DomainError, notFound, validationError } from '../common/errors';
+import type { AppConfig } from '../config/app-config';
+import { APP_CONFIG } from '../config/config.module';
+import { Sql, Transactions } from '../database/transactions';
+import type { JobLink, JobFacts, RefundCause } from '../payments/job-link';
+import type { JobPayment } from '../payments/job-payment.entity';
+import { PaymentsService, isUuid } from '../payments/payments.service';
+import { cannotSettle } from '../payments/payment.errors';
+import { Job, Miner } from './job.entity';
+import { invalidTransition, minerReportRefused } from './job.errors';
+import { decodeCursor, encodeCursor } from './cursor';
+
+export interface CreateJobInput {
+  payload: Record<string, unknown>;
+  constraints?: Record<string, unknown>;
+  ttl_seconds?: number;
+  payment_amount?: unknown;
+  payment_currency?: string;
+  payer_address?: string;
+  refund_address?: string;
+  escrow_timeout_seconds?: number;
+}
+
+export interface Page<T> {
+  items: T[];
+  next_cursor: string | null;
+}
+
+const MAX_PAYLOAD_BYTES = 64 * 1024;
+const MAX_PAYLOAD_DEPTH = 16;
+
+/**
+ * The job lifecycle: queued → running → completed | failed, queued|running → canceled |
+ * expired. Every transition is a compare-and-set UPDATE; when a job with a payment moves,
+ * Payments is told inside the same transaction, and the daemon is called after commit.
+ */
+@Injectable()
+export class JobsService implements OnModuleInit, JobLink {
+  private readonly logger = new Logger('Jobs');
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly tx: Transactions,
+    private readonly payments: PaymentsService,
+  ) {}
+
+  onModuleInit(): void {
+    this.payments.registerJobLink(this);
+  }
+
+  // ---------------------------------------------------------------- clients
+
+  async create(principal: Principal, input: CreateJobInput): Promise<Job> {
+    checkJsonLimits('payload', input.payload);
+    checkJsonLimits('constraints', input.constraints ?? {});
+    const ttl = input.ttl_seconds ?? this.config.jobTtlDefaultSeconds;
+    if (ttl > this.config.jobTtlMaxSeconds) {
+      throw validationError('ttl_seconds is too large', { fields: { ttl_seconds: [`must be at most ${this.config.jobTtlMaxSeconds}`] } });
+    }
+    const paid = input.payment_amount !== undefined;
+    if (!paid && (input.payment_currency ?? input.payer_address ?? input.refund_address ?? input.escrow_timeout_seconds) !== undefined) {
+      throw validationError('payment fields need payment_amount', { fields: { payment_amount: ['required when other payment fields are given'] } });
+    }
+    // Validate the payment completely before writing anything.
+    const terms = paid
+      ? this.payments.prepareTerms(principal, {
+          amount: input.payment_amount,
+          currency: input.payment_currency,
+          payer_address: input.payer_address,
+          refund_address: input.refund_address,
+          escrow_timeout_seconds: input.escrow_timeout_seconds,
+        }, 'payment_')
+      : undefined;
+
+    const jobId = uuidv7();
+    const payment = await this.tx.run(async (sql) => {
+      await sql.rows(
+        `INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
+         VALUES ($1, $2, 'queued', $3, $4, $5::int, now(), now() + $5::int * interval '1 second', now())`,
+        [jobId, principal.id, JSON.stringify(input.payload), JSON.stringify(input.constraints ?? {}), ttl],
+      );
+      return terms ? this.payments.createPending(sql, jobId, principal.id, terms, principal.id) : undefined;
+    });
+    if (payment) await this.payments.escrowPayment(payment);
+    return this.load(jobId);
+  }
+
+  async get(principal: Principal, jobId: string): Promise<Job> {
+    const job = isUuid(jobId) ? await this.tx.sql.one<Job>(`SELECT * FROM job WHERE job_id = $1`, [jobId]) : undefined;
+    if (!job || !canSee(principal, job)) throw notFound('job', jobId);
+    return job;
+  }
+
+  /** Newest first, keyset pagination on the time-ordered id: no gaps or repeats while rows are added. */
+  async list(principal: Principal, limit: number, cursor?: string): Promise<Page<Job>> {
+    const after = cursor ? decodeCursor(cursor) : undefined;
+    const params: unknown[] = [limit + 1];
+    const where: string[] = [];
+    if (principal.role !== 'admin') {
+      params.push(principal.id);
+      where.push(`client_id = $${params.length}`);
+    }
+    if (after) {
+      params.push(after);
+      where.push(`job_id < $${params.length}`);
+    }
+    const rows = await this.tx.sql.rows<Job>(
+      `SELECT * FROM job ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY job_id DESC LIMIT $1`,
+      params,
+    );
+    const items = rows.slice(0, limit);
+    return { items, next_cursor: rows.length > limit ? encodeCursor(items[items.length - 1].job_id) : null };
+  }
+
+  /** Owner or admin: queued|running → canceled; an escrowed payment is refunded. */
+  async cancel(principal: Principal, jobId: string): Promise<Job> {
+    const current = await this.get(principal, jobId);
+    const decided = await this.tx.run(async (sql) => {
+      const job = await sql.one<Job>(
+        `UPDATE job SET state = 'canceled', error = 'canceled by ' || $2::text, finished_at = now(), updated_at = now()
+          WHERE job_id = $1 AND state IN ('queued','running') RETURNING *`,
+        [current.job_id, principal.id],
+      );
+      if (!job) throw invalidTransition(jobId, (await this.load(jobId, sql)).state);
+      return this.decidePayment(sql, job, 'refunding', principal.id, 'job_canceled', false);
+    });
+    if (decided) await this.payments.settle(decided);
+    return this.load(jobId);
+  }
+
+  // ---------------------------------------------------------------- miners
+
+  async registerMiner(principal: Principal, payoutAddress: string): Promise<Miner> {
+    const valid = [...this.config.currencies.values()].some((c) => isValidAddress(payoutAddress, c.addressFormat, c.network));
+    if (!valid) {
+      throw new DomainError('INVALID_ADDRESS', 'payout_address is not a valid address of any supported currency', {
+        fields: { payout_address: ['not a valid address'] },
+      });
+    }
+    return (await this.tx.sql.one<Miner>(
+      `INSERT INTO miner (miner_id, payout_address, registered_at, updated_at) VALUES ($1, $2, now(), now())
+       ON CONFLICT (miner_id) DO UPDATE SET payout_address = EXCLUDED.payout_address, updated_at = now()
+       RETURNING *`,
+      [principal.id, payoutAddress],
+    )) as Miner;
+  }
+
+  /**
+   * Claims the oldest dispatchable job. Fail closed: a job with a payment is dispatchable
+   * only while escrowed, and only to a miner registered with a payout address valid for
+   * the payment's currency. SKIP LOCKED: concurrent polls never get the same job.
+   */
+  async poll(principal: Principal): Promise<Job | undefined> {
+    return this.tx.run(async (sql) => {
+      const miner = await sql.one<Miner>(`SELECT * FROM miner WHERE miner_id = $1`, [principal.id]);
+      const payable = miner
+        ? [...this.config.currencies.values()].filter((c) => isValidAddress(miner.payout_address, c.addressFormat, c.network)).map((c) => c.code)
+        : [];
+      const job = await sql.one<Job>(
+        `UPDATE job SET state = 'running', assigned_miner_id = $1, started_at = now(), updated_at = now()
+          WHERE job_id = (
+            SELECT job_id FROM job
+             WHERE state = 'queued' AND expires_at > now()
+               AND (payment_id IS NULL OR (payment_status = 'escrowed' AND payment_currency = ANY($2::varchar[])))
+             ORDER BY job_id LIMIT 1 FOR UPDATE SKIP LOCKED)
+          RETURNING *`,
+        [principal.id, payable],
+      );
+      if (job?.payment_id && miner) await this.payments.assignPayee(sql, job.payment_id, principal.id, miner.payout_address);
+      return job;
+    });
+  }
+
+  /** Assigned miner: running → completed; the escrow is released to the miner. */
+  async complete(principal: Principal, jobId: string, result: unknown, metrics?: Record<string, unknown>): Promise<Job> {
+    return this.report(principal, jobId, 'completed', { result, metrics });
+  }
+
+  /** Assigned miner: running → failed; the escrow is refunded to the client. */
+  async fail(principal: Principal, jobId: string, error: string): Promise<Job> {
+    return this.report(principal, jobId, 'failed', { error });
+  }
+
+  private async report(principal: Principal, jobId: string, to: 'completed' | 'failed', data: { result?: unknown; metrics?: Record<string, unknown>; error?: string }): Promise<Job> {
+    if (!isUuid(jobId)) throw notFound('job', jobId);
+    const decided = await this.tx.run(async (sql) => {
+      // Results after the deadline are refused even before the sweep has expired the job.
+      const job = await sql.one<Job>(
+        `UPDATE job SET state = $3, result = $4, metrics = $5, error = $6, finished_at = now(), updated_at = now()
+          WHERE job_id = $1 AND state = 'running' AND assigned_miner_id = $2 AND expires_at > now() RETURNING *`,
+        [jobId, principal.id, to, data.result === undefined ? null : JSON.stringify(data.result), data.metrics ? JSON.stringify(data.metrics) : null, data.error ?? null],
+      );
+      if (!job) throw minerReportRefused(jobId, principal.id, await sql.one<Job>(`SELECT * FROM job WHERE job_id = $1`, [jobId]));
+      return to === 'completed'
+        ? this.decidePayment(sql, job, 'releasing', principal.id, 'job_completed', true)
+        : this.decidePayment(sql, job, 'refunding', principal.id, 'job_failed', false);
+    });
+    if (decided) await this.payments.settle(decided);
+    return this.load(jobId);
+  }
+
+  /**
+   * Tells Payments what happened to the job, inside the job's transaction. An escrowed
+   * payment is decided; one that somebody else already settled makes the whole job
+   * transition fail (409), except a completion after an admin already paid the miner.
+   */
+  private async decidePayment(sql: Sql, job: Job, to: 'releasing' | 'refunding', actor: string, reason: string, paidIsFine: boolean): Promise<JobPayment | undefined> {
+    if (!job.payment_id) return undefined;
+    const payment = (await this.payments.findForJob(sql, job.job_id)) as JobPayment;
+    // Not escrowed yet: the re-drive worker escrows it and, seeing the job ended, refunds it.
+    if (payment.status === 'pending' || payment.status === 'failed') return undefined;
+    if (payment.status === 'escrowed') {
+      const moved = await this.payments.decide(sql, payment, to, { actor, reason });
+      if (moved) return moved;
+    }
+    const now = (await this.payments.findForJob(sql, job.job_id)) as JobPayment;
+    if (paidIsFine && (now.status === 'releasing' || now.status === 'released')) return undefined;
+    if (!paidIsFine && (now.status === 'refunding' || now.status === 'refunded')) return undefined;
+    throw cannotSettle(payment.payment_id, now.status);
+  }
+
+  // ---------------------------------------------------------------- deadlines
+
+  /**
+   * Ends every live job past its deadline (the earlier of TTL and escrow expiry) and
+   * refunds its escrow, in batches claimed with SKIP LOCKED so any number of instances
+   * can sweep at once. A job whose payment never got escrowed fails instead.
+   * This is also the escrow-expiry sweep: an escrowed payment's job is always live and
+   * its deadline is never later than the escrow's expiry.
+   */
+  async expireDue(batchSize = 1000): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const decided = await this.tx.run(async (sql) => {
+        const ended = await sql.rows<{ job_id: string; payment_id: string | null }>(
+          `WITH due AS (
+             SELECT job_id FROM job WHERE state IN ('queued','running') AND expires_at <= now()
+              ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+           UPDATE job SET
+             state = CASE WHEN payment_status = 'pending' THEN 'failed' ELSE 'expired' END,
+             error = CASE WHEN payment_status = 'pending' THEN 'payment could not be escrowed before the deadline'
+                          ELSE 'deadline passed at ' || to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') END,
+             finished_at = now(), updated_at = now()
+           FROM due WHERE job.job_id = due.job_id
+           RETURNING job.job_id, job.payment_id`,
+          [batchSize],
+        );
+        const withPayment = ended.filter((j) => j.payment_id).map((j) => j.job_id);
+        return { count: ended.length, payments: await this.payments.decideForExpiredJobs(sql, withPayment) };
+      });
+      total += decided.count;
+      await settleAll(this.payments, decided.payments);
+      if (decided.count < batchSize) return total;
+    }
+  }
+
+  // ---------------------------------------------------------------- JobLink (called by Payments)
+
+  async lockJob(sql: Sql, jobId: string): Promise<JobFacts | undefined> {
+    return sql.one<JobFacts>(`SELECT job_id, client_id, state, assigned_miner_id FROM job WHERE job_id = $1 FOR UPDATE`, [jobId]);
+  }
+
+  async onRefundDecided(sql: Sql, payment: JobPayment, cause: RefundCause): Promise<void> {
+    await sql.rows(
+      `UPDATE job SET state = $2, error = $3, finished_at = now(), updated_at = now()
+        WHERE job_id = $1 AND state IN ('queued','running')`,
+      [payment.job_id, cause === 'escrow_expired' ? 'expired' : 'canceled', `payment refunded: ${payment.settle_reason ?? cause}`],
+    );
+  }
+
+  async onEscrowFailed(sql: Sql, payment: JobPayment, error: string): Promise<void> {
+    await sql.rows(
+      `UPDATE job SET state = 'failed', error = $2, finished_at = now(), updated_at = now()
+        WHERE job_id = $1 AND state IN ('queued','running')`,
+      [payment.job_id, error],
+    );
+  }
+
+  private async load(jobId: string, sql: Sql = this.tx.sql): Promise<Job> {
+    return (await sql.one<Job>(`SELECT * FROM job WHERE job_id = $1`, [jobId])) as Job;
+  }
+}
+
+function canSee(principal: Principal, job: Job): boolean {
+  return principal.role === 'admin' || (principal.role === 'client' && job.client_id === principal.id);
+}
+
+async function settleAll(payments: PaymentsService, decided: JobPayment[]): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < decided.length) await payments.settle(decided[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(8, decided.length) }, worker));
+}
+
+/** Payload and constraints: bounded size and nesting, so one request cannot exhaust the service. */
+function checkJsonLimits(field: string, value: unknown): void {
+  const bytes = Buffer.byteLength(JSON.stringify(value ?? null));
+  if (bytes > MAX_PAYLOAD_BYTES) throw validationError(`${field} is too large`, { fields: { [field]: [`must be at most ${MAX_PAYLOAD_BYTES} bytes of JSON`] } });
+  if (depth(value) > MAX_PAYLOAD_DEPTH) throw validationError(`${field} is nested too deeply`, { fields: { [field]: [`must be at most ${MAX_PAYLOAD_DEPTH} levels deep`] } });
+}
+
+function depth(value: unknown): number {
+  if (value === null || typeof value !== 'object') return 0;
+  const children = Array.isArray(value) ? value : Object.values(value);
+  return 1 + children.reduce<number>((max, child) => Math.max(max, depth(child)), 0);
+}

@@ -1,0 +1,28 @@
+import type { Sql } from '../database/transactions';
+import type { JobPayment } from './job-payment.entity';
+
+/** What Payments needs to know about a payment's job, read under the job's row lock. */
+export interface JobFacts {
+  job_id: string;
+  client_id: string;
+  state: string;
+  assigned_miner_id: string | null;
+}
+
+export type RefundCause = 'refund_requested' | 'escrow_expired';
+
+/**
+ * How Payments reaches the job side without importing it (dependencies point
+ * Jobs → Payments). The Jobs module registers its implementation at start-up.
+ * Every method runs inside the caller's transaction.
+ */
+export interface JobLink {
+  /** Locks the job row (job before payment, always) and returns its facts. */
+  lockJob(sql: Sql, jobId: string): Promise<JobFacts | undefined>;
+  /** A refund was decided from the payment side: a job still live is canceled or expired. */
+  onRefundDecided(sql: Sql, payment: JobPayment, cause: RefundCause): Promise<void>;
+  /** The daemon refused the escrow: a job still live fails with this explanation. */
+  onEscrowFailed(sql: Sql, payment: JobPayment, error: string): Promise<void>;
+}
+
+export const LIVE_JOB_STATES = ['queued', 'running'];

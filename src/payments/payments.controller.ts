@@ -1,0 +1,67 @@
+import { Body, Controller, Get, HttpCode, Inject, Param, Post } from '@nestjs/common';
+import { ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import type { Principal } from '../auth/api-keys';
+import { CurrentPrincipal, Roles } from '../auth/auth.guard';
+import type { AppConfig } from '../config/app-config';
+import { APP_CONFIG } from '../config/config.module';
+import { CreatePaymentDto, PaymentEventsView, PaymentView, SettlePaymentDto } from './dto/payment.dto';
+import { toEventView, toPaymentView } from './payment.view';
+import { PaymentsService } from './payments.service';
+
+@ApiTags('payments')
+@ApiSecurity('api-key')
+@Controller('v1')
+export class PaymentsController {
+  constructor(
+    private readonly payments: PaymentsService,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  @Post('payments')
+  @Roles('client')
+  @ApiOperation({ summary: 'Pay for an existing queued job of yours; the amount is escrowed at once' })
+  @ApiCreatedResponse({ type: PaymentView })
+  async create(@CurrentPrincipal() principal: Principal, @Body() body: CreatePaymentDto): Promise<PaymentView> {
+    return toPaymentView(this.config, await this.payments.create(principal, body));
+  }
+
+  @Get('payments/:payment_id')
+  @Roles('client', 'admin')
+  @ApiOkResponse({ type: PaymentView })
+  async get(@CurrentPrincipal() principal: Principal, @Param('payment_id') paymentId: string): Promise<PaymentView> {
+    return toPaymentView(this.config, await this.payments.get(principal, paymentId));
+  }
+
+  @Get('jobs/:job_id/payment')
+  @Roles('client', 'admin')
+  @ApiOkResponse({ type: PaymentView })
+  async getForJob(@CurrentPrincipal() principal: Principal, @Param('job_id') jobId: string): Promise<PaymentView> {
+    return toPaymentView(this.config, await this.payments.getForJob(principal, jobId));
+  }
+
+  @Post('payments/:payment_id/release')
+  @HttpCode(200)
+  @Roles('client', 'admin')
+  @ApiOperation({ summary: "Release the escrow to the assigned miner's payout address" })
+  @ApiOkResponse({ type: PaymentView })
+  async release(@CurrentPrincipal() principal: Principal, @Param('payment_id') paymentId: string, @Body() body: SettlePaymentDto): Promise<PaymentView> {
+    return toPaymentView(this.config, await this.payments.release(principal, paymentId, body ?? {}));
+  }
+
+  @Post('payments/:payment_id/refund')
+  @HttpCode(200)
+  @Roles('client', 'admin')
+  @ApiOperation({ summary: 'Refund the escrow to the refund address (clients: only before the job runs)' })
+  @ApiOkResponse({ type: PaymentView })
+  async refund(@CurrentPrincipal() principal: Principal, @Param('payment_id') paymentId: string, @Body() body: SettlePaymentDto): Promise<PaymentView> {
+    return toPaymentView(this.config, await this.payments.refund(principal, paymentId, body ?? {}));
+  }
+
+  @Get('payments/:payment_id/events')
+  @Roles('client', 'admin')
+  @ApiOperation({ summary: "The payment's audit trail, oldest first" })
+  @ApiOkResponse({ type: PaymentEventsView })
+  async events(@CurrentPrincipal() principal: Principal, @Param('payment_id') paymentId: string): Promise<PaymentEventsView> {
+    return { items: (await this.payments.events(principal, paymentId)).map(toEventView) };
+  }
+}

@@ -1,0 +1,410 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { uuidv7 } from 'uuidv7';
+import type { Principal } from '../auth/api-keys';
+import { DomainError, notFound } from '../common/errors';
+import type { AppConfig } from '../config/app-config';
+import { APP_CONFIG } from '../config/config.module';
+import { Sql, Transactions } from '../database/transactions';
+import { EscrowService } from '../escrow/escrow.service';
+import { MetricsService } from '../metrics/metrics.service';
+import { WalletDaemonRejected, WalletDaemonUnavailable } from '../wallet-daemon-client/wallet-daemon.client';
+import { JobFacts, JobLink, LIVE_JOB_STATES, RefundCause } from './job-link';
+import { JobPayment, PaymentEvent, PaymentStatus } from './job-payment.entity';
+import { cannotSettle } from './payment.errors';
+import { PaymentRequest, PaymentTerms, preparePaymentTerms } from './payment-terms';
+
+/** Marks a column to be set to the database's `now()` in a transition. */
+const NOW = Symbol('now');
+type ColumnValue = string | number | null | typeof NOW;
+
+interface Actor {
+  actor: string;
+  reason?: string | null;
+  details?: Record<string, unknown>;
+}
+
+const NO_JOB_LINK: JobLink = {
+  lockJob: async () => undefined,
+  onRefundDecided: async () => undefined,
+  onEscrowFailed: async () => undefined,
+};
+
+/**
+ * The one place where money rules live. Each status change is a compare-and-set UPDATE
+ * whose row count decides, logged as an append-only event in the same statement. A
+ * decided outcome (`releasing`/`refunding`) is committed before the wallet daemon is
+ * called, and no transaction is open during a daemon call.
+ *
+ * Internal services inject this class directly; see README "PaymentsService".
+ */
+@Injectable()
+export class PaymentsService {
+  private readonly logger = new Logger('Payments');
+  private jobs: JobLink = NO_JOB_LINK;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly tx: Transactions,
+    private readonly escrow: EscrowService,
+    private readonly metrics: MetricsService,
+  ) {}
+
+  /** Called once by the Jobs module: how payment-side decisions reach the job. */
+  registerJobLink(link: JobLink): void {
+    this.jobs = link;
+  }
+
+  // ---------------------------------------------------------------- creation
+
+  /** Validates payment input; throws a 400-class DomainError before anything is written. */
+  prepareTerms(principal: Principal, request: PaymentRequest, fieldPrefix = ''): PaymentTerms {
+    return preparePaymentTerms(this.config, principal, request, fieldPrefix);
+  }
+
+  /**
+   * Inserts a `pending` payment for a job inside the caller's transaction. The caller
+   * then calls `escrow(payment_id)` after its commit. The row is leased to that caller
+   * for a while, after which the re-drive worker takes over if it never finished.
+   */
+  async createPending(sql: Sql, jobId: string, clientId: string, terms: PaymentTerms, actor: string): Promise<JobPayment> {
+    const payment = (await sql.one<JobPayment>(
+      `WITH created AS (
+         INSERT INTO job_payments (payment_id, job_id, client_id, amount, currency, status, payer_address, refund_address,
+                                   escrow_timeout_seconds, next_attempt_at, created_at, updated_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8::int, now() + $9::int * interval '1 millisecond', now(), now(),
+                 now() + $8::int * interval '1 second')
+         RETURNING *),
+       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
+                  SELECT payment_id, NULL, 'pending', 'payment_created', $10 FROM created)
+       SELECT * FROM created`,
+      [uuidv7(), jobId, clientId, terms.amount, terms.currency.code, terms.payerAddress, terms.refundAddress,
+        terms.escrowTimeoutSeconds, this.config.settlementLeaseMs, actor],
+    )) as JobPayment;
+    sql.afterCommit(() => this.logTransition(payment.payment_id, null, 'pending', 'payment_created', actor));
+    return payment;
+  }
+
+  /** POST /v1/payments: a payment for an existing queued job of the caller that has none. */
+  async create(principal: Principal, request: PaymentRequest & { job_id: string }): Promise<JobPayment> {
+    const terms = this.prepareTerms(principal, request);
+    const payment = await this.tx.run(async (sql) => {
+      const job = await this.jobs.lockJob(sql, request.job_id);
+      if (!job || job.client_id !== principal.id) throw notFound('job', request.job_id);
+      const live = await sql.one(`SELECT 1 FROM job_payments WHERE job_id = $1 AND status <> 'failed'`, [job.job_id]);
+      if (live) throw new DomainError('JOB_ALREADY_PAID', `Job ${job.job_id} already has a payment`);
+      // Only before dispatch: paying for work already handed out would not be "escrow first".
+      if (job.state !== 'queued') {
+        throw new DomainError('INVALID_JOB_TRANSITION', `Job ${job.job_id} is ${job.state}; payments can be added only while queued`);
+      }
+      return this.createPending(sql, job.job_id, principal.id, terms, principal.id);
+    });
+    return this.escrowPayment(payment);
+  }
+
+  /** Asks the daemon to hold a pending payment and records the answer. Safe to repeat. */
+  async escrowPayment(payment: JobPayment): Promise<JobPayment> {
+    if (payment.status !== 'pending') return payment;
+    try {
+      const hold = await this.escrow.hold(payment);
+      return await this.tx.run(async (sql) => {
+        const job = await this.jobs.lockJob(sql, payment.job_id);
+        const escrowed = await this.move(sql, payment, 'pending', 'escrowed', {
+          escrow_id: hold.escrow_id,
+          escrow_address: hold.address,
+          escrowed_at: NOW,
+          next_attempt_at: null,
+          last_error: null,
+        }, { actor: 'system', reason: 'escrow_created', details: { create_transaction_hash: hold.transaction_hash } });
+        if (!escrowed) return this.reload(sql, payment.payment_id);
+        await this.escrow.recordHold(sql, escrowed, hold);
+        // The escrow landed after the job ended (canceled, or failed at its deadline): give it straight back.
+        if (job && !LIVE_JOB_STATES.includes(job.state)) {
+          return (await this.decide(sql, escrowed, 'refunding', { actor: 'system', reason: `job_${job.state}` })) ?? escrowed;
+        }
+        return escrowed;
+      }).then((p) => this.settleIfDecided(p));
+    } catch (error) {
+      if (error instanceof WalletDaemonRejected) return this.failEscrow(payment, error);
+      if (error instanceof WalletDaemonUnavailable) return this.postpone(payment, error, 'escrow_create');
+      throw error;
+    }
+  }
+
+  private async failEscrow(payment: JobPayment, error: WalletDaemonRejected): Promise<JobPayment> {
+    const reason = error.insufficientFunds ? 'insufficient_funds' : `escrow_rejected: ${error.code}`;
+    this.metrics.escrowCreationFailures.inc({ reason: error.insufficientFunds ? 'insufficient_funds' : 'rejected' });
+    return this.tx.run(async (sql) => {
+      await this.jobs.lockJob(sql, payment.job_id);
+      const failed = await this.move(sql, payment, 'pending', 'failed', { failure_reason: reason, next_attempt_at: null, last_error: error.message }, { actor: 'system', reason });
+      if (!failed) return this.reload(sql, payment.payment_id);
+      await this.jobs.onEscrowFailed(sql, failed, `payment could not be escrowed: ${reason}`);
+      return failed;
+    });
+  }
+
+  // ---------------------------------------------------------------- decisions
+
+  /** Records the miner who will be paid, when its job is dispatched (inside the poll transaction). */
+  async assignPayee(sql: Sql, paymentId: string, minerId: string, payoutAddress: string): Promise<void> {
+    await sql.rows(`UPDATE job_payments SET miner_id = $2, payee_address = $3, updated_at = now() WHERE payment_id = $1 AND status = 'escrowed'`, [paymentId, minerId, payoutAddress]);
+  }
+
+  /**
+   * Moves an escrowed payment to `releasing` or `refunding` inside the caller's
+   * transaction (which holds the job lock). Returns undefined when the payment is not
+   * escrowed any more, i.e. somebody else decided first.
+   */
+  async decide(sql: Sql, payment: JobPayment, to: 'releasing' | 'refunding', actor: Actor): Promise<JobPayment | undefined> {
+    return this.move(sql, payment, 'escrowed', to, {
+      settle_reason: actor.reason ?? null,
+      settled_by: actor.actor,
+      next_attempt_at: new Date(Date.now() + this.config.settlementLeaseMs).toISOString(),
+    }, actor);
+  }
+
+  /** The job's payment, read inside the caller's transaction (after the job lock). */
+  async findForJob(sql: Sql, jobId: string): Promise<JobPayment | undefined> {
+    return sql.one<JobPayment>(`SELECT * FROM job_payments WHERE job_id = $1 ORDER BY created_at DESC LIMIT 1`, [jobId]);
+  }
+
+  /** Route: release to the assigned miner's payout address (owner or admin). */
+  async release(principal: Principal, paymentId: string, body: { job_id?: string; reason?: string }): Promise<JobPayment> {
+    const current = await this.getOwned(principal, paymentId, body.job_id);
+    const decided = await this.tx.run(async (sql) => {
+      await this.jobs.lockJob(sql, current.job_id);
+      const payment = await this.reload(sql, paymentId);
+      if (payment.status !== 'escrowed') throw cannotSettle(paymentId, payment.status);
+      if (!payment.payee_address) throw new DomainError('PAYMENT_NO_PAYEE', `Payment ${paymentId} has no assigned miner to pay yet`);
+      const moved = await this.decide(sql, payment, 'releasing', { actor: principal.id, reason: body.reason ?? 'release_requested' });
+      if (!moved) throw cannotSettle(paymentId, (await this.reload(sql, paymentId)).status);
+      return moved;
+    });
+    return this.settleIfDecided(decided);
+  }
+
+  /**
+   * Route: refund to the refund address. A client may refund only before its job runs;
+   * an admin any time before release. A job still live is canceled with it.
+   */
+  async refund(principal: Principal, paymentId: string, body: { job_id?: string; reason?: string }): Promise<JobPayment> {
+    const current = await this.getOwned(principal, paymentId, body.job_id);
+    const decided = await this.tx.run(async (sql) => {
+      const job = await this.jobs.lockJob(sql, current.job_id);
+      const payment = await this.reload(sql, paymentId);
+      if (payment.status !== 'escrowed') throw cannotSettle(paymentId, payment.status);
+      if (principal.role !== 'admin' && job && (job.state === 'running' || job.state === 'completed')) {
+        throw new DomainError('REFUND_NOT_ALLOWED', `Job ${job.job_id} is ${job.state}; only an admin can refund it now`, { job_state: job.state });
+      }
+      const moved = await this.decide(sql, payment, 'refunding', { actor: principal.id, reason: body.reason ?? 'refund_requested' });
+      if (!moved) throw cannotSettle(paymentId, (await this.reload(sql, paymentId)).status);
+      await this.jobs.onRefundDecided(sql, moved, 'refund_requested');
+      return moved;
+    });
+    return this.settleIfDecided(decided);
+  }
+
+  /** Inside the deadline sweep: refunds (or fails) the payments of jobs that just expired. */
+  async decideForExpiredJobs(sql: Sql, jobIds: string[]): Promise<JobPayment[]> {
+    if (jobIds.length === 0) return [];
+    const moved = await sql.rows<JobPayment & { reason: string }>(
+      `WITH due AS (
+         SELECT payment_id, CASE WHEN expires_at <= now() THEN 'escrow_expired' ELSE 'job_expired' END AS reason
+           FROM job_payments WHERE job_id = ANY($1::uuid[]) AND status = 'escrowed' FOR UPDATE),
+       moved AS (
+         UPDATE job_payments p SET status = 'refunding', settle_reason = due.reason, settled_by = 'system',
+                next_attempt_at = now() + $2 * interval '1 millisecond', updated_at = now()
+           FROM due WHERE p.payment_id = due.payment_id AND p.status = 'escrowed'
+         RETURNING p.*, due.reason),
+       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
+                  SELECT payment_id, 'escrowed', 'refunding', reason, 'system' FROM moved)
+       SELECT * FROM moved`,
+      [jobIds, this.config.settlementLeaseMs],
+    );
+    sql.afterCommit(() => {
+      for (const p of moved) {
+        this.logTransition(p.payment_id, 'escrowed', 'refunding', p.reason, 'system');
+        if (p.reason === 'escrow_expired') this.metrics.escrowsExpired.inc();
+      }
+    });
+    return moved;
+  }
+
+  // ---------------------------------------------------------------- carrying out
+
+  /** Carries out a decided outcome at the daemon and records the answer. Safe to repeat. */
+  async settle(payment: JobPayment): Promise<JobPayment> {
+    if (payment.status !== 'releasing' && payment.status !== 'refunding') return payment;
+    const outcome = payment.status === 'releasing' ? 'released' : 'refunded';
+    let transactionHash: string;
+    try {
+      transactionHash = await this.escrow.settle(payment);
+    } catch (error) {
+      if (error instanceof WalletDaemonUnavailable) {
+        this.metrics.settlementFailures.inc({ kind: outcome === 'released' ? 'release' : 'refund' });
+        return this.postpone(payment, error, outcome === 'released' ? 'escrow_release' : 'escrow_refund');
+      }
+      if (error instanceof WalletDaemonRejected) return this.reconcile(payment, error);
+      throw error;
+    }
+    return this.recordSettlement(payment, transactionHash);
+  }
+
+  private async recordSettlement(payment: JobPayment, transactionHash: string): Promise<JobPayment> {
+    const released = payment.status === 'releasing';
+    return this.tx.run(async (sql) => {
+      await this.jobs.lockJob(sql, payment.job_id);
+      const done = await this.move(sql, payment, payment.status, released ? 'released' : 'refunded', {
+        [released ? 'transaction_hash' : 'refund_transaction_hash']: transactionHash,
+        [released ? 'released_at' : 'refunded_at']: NOW,
+        verified_at: NOW,
+        next_attempt_at: null,
+        last_error: null,
+      }, { actor: 'wallet-daemon', reason: payment.settle_reason, details: { transaction_hash: transactionHash } });
+      if (!done) return this.reload(sql, payment.payment_id);
+      await this.escrow.recordSettlement(sql, payment.payment_id, released ? 'released' : 'refunded');
+      return done;
+    });
+  }
+
+  /**
+   * The daemon refused a settlement (e.g. the escrow is no longer held). Never guess:
+   * ask the daemon what happened to the escrow; record it only if it is exactly the
+   * outcome we decided, otherwise keep the payment as it is and raise the alarm.
+   */
+  private async reconcile(payment: JobPayment, error: WalletDaemonRejected): Promise<JobPayment> {
+    const expected = payment.status === 'releasing' ? 'released' : 'refunded';
+    try {
+      const state = await this.escrow.inspect(payment);
+      if (state.state === expected && state.transaction_hash) return this.recordSettlement(payment, state.transaction_hash);
+    } catch {
+      // fall through: still unknown
+    }
+    this.logger.error({ payment_id: payment.payment_id, status: payment.status, daemon_code: error.code }, 'settlement refused by wallet daemon; left for an operator');
+    this.metrics.settlementFailures.inc({ kind: expected === 'released' ? 'release' : 'refund' });
+    return this.postpone(payment, error, 'reconcile');
+  }
+
+  /** Keeps decided work for the re-drive worker, with exponential backoff and jitter. */
+  private async postpone(payment: JobPayment, error: Error, call: string): Promise<JobPayment> {
+    this.logger.warn({ payment_id: payment.payment_id, status: payment.status, call, error: error.message }, 'wallet daemon call failed; will retry');
+    const row = await this.tx.sql.one<JobPayment>(
+      `UPDATE job_payments SET last_error = $2, updated_at = now(),
+              next_attempt_at = now() + LEAST(60, 0.5 * power(2, LEAST(attempts, 10))) * (0.5 + random() / 2) * interval '1 second'
+        WHERE payment_id = $1 AND status = $3 RETURNING *`,
+      [payment.payment_id, `${call}: ${error.message}`.slice(0, 500), payment.status],
+    );
+    return row ?? (await this.reload(this.tx.sql, payment.payment_id));
+  }
+
+  private async settleIfDecided(payment: JobPayment): Promise<JobPayment> {
+    return payment.status === 'releasing' || payment.status === 'refunding' ? this.settle(payment) : payment;
+  }
+
+  /**
+   * Re-drives decided work whose lease ran out: escrow creations still `pending`,
+   * settlements `releasing`/`refunding`. Rows are claimed with SKIP LOCKED and leased, so
+   * any number of instances may run this at once; state lives in the database, not in timers.
+   */
+  async redriveDue(limit = 100): Promise<number> {
+    const claimed = await this.tx.sql.rows<JobPayment>(
+      `UPDATE job_payments SET attempts = attempts + 1, next_attempt_at = now() + $2 * interval '1 millisecond'
+        WHERE payment_id IN (SELECT payment_id FROM job_payments
+                              WHERE status IN ('pending','releasing','refunding') AND next_attempt_at <= now()
+                              ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+          AND status IN ('pending','releasing','refunding')
+        RETURNING *`,
+      [limit, this.config.settlementLeaseMs],
+    );
+    await runWithConcurrency(claimed, 8, async (payment) => {
+      this.metrics.settlementRetries.inc({ status: payment.status });
+      try {
+        await (payment.status === 'pending' ? this.escrowPayment(payment) : this.settle(payment));
+      } catch (error) {
+        this.logger.error({ payment_id: payment.payment_id, err: error }, 're-drive failed');
+      }
+    });
+    return claimed.length;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  async get(principal: Principal, paymentId: string): Promise<JobPayment> {
+    return this.getOwned(principal, paymentId);
+  }
+
+  async getForJob(principal: Principal, jobId: string): Promise<JobPayment> {
+    const payment = await this.findForJob(this.tx.sql, jobId);
+    if (!payment || !this.canSee(principal, payment)) throw new DomainError('PAYMENT_NOT_FOUND', `Job ${jobId} has no payment`);
+    return payment;
+  }
+
+  async events(principal: Principal, paymentId: string): Promise<PaymentEvent[]> {
+    await this.getOwned(principal, paymentId);
+    return this.tx.sql.rows<PaymentEvent>(`SELECT * FROM payment_events WHERE payment_id = $1 ORDER BY event_id`, [paymentId]);
+  }
+
+  /** Reads a payment the principal may see; others' payments are 404, never 403. */
+  private async getOwned(principal: Principal, paymentId: string, jobId?: string): Promise<JobPayment> {
+    const payment = isUuid(paymentId) ? await this.tx.sql.one<JobPayment>(`SELECT * FROM job_payments WHERE payment_id = $1`, [paymentId]) : undefined;
+    if (!payment || !this.canSee(principal, payment)) throw notFound('payment', paymentId);
+    if (jobId !== undefined && jobId !== payment.job_id) {
+      throw new DomainError('PAYMENT_JOB_MISMATCH', `Payment ${paymentId} does not belong to job ${jobId}`, { payment_job_id: payment.job_id });
+    }
+    return payment;
+  }
+
+  private canSee(principal: Principal, payment: JobPayment): boolean {
+    return principal.role === 'admin' || (principal.role === 'client' && payment.client_id === principal.id);
+  }
+
+  private async reload(sql: Sql, paymentId: string): Promise<JobPayment> {
+    return (await sql.one<JobPayment>(`SELECT * FROM job_payments WHERE payment_id = $1`, [paymentId])) as JobPayment;
+  }
+
+  // ---------------------------------------------------------------- the one transition primitive
+
+  /**
+   * Compare-and-set of one payment's status plus its audit event, in one statement.
+   * Returns the new row, or undefined when the payment was not in `from` any more.
+   */
+  private async move(sql: Sql, payment: JobPayment, from: PaymentStatus, to: PaymentStatus, set: Record<string, ColumnValue>, actor: Actor): Promise<JobPayment | undefined> {
+    const params: unknown[] = [payment.payment_id, from, to];
+    const assignments = Object.entries(set).map(([column, value]) => {
+      if (value === NOW) return `${column} = now()`;
+      params.push(value);
+      return `${column} = $${params.length}`;
+    });
+    params.push(actor.reason ?? null, actor.actor, actor.details ? JSON.stringify(actor.details) : null);
+    const n = params.length;
+    const row = await sql.one<JobPayment>(
+      `WITH moved AS (
+         UPDATE job_payments SET status = $3::varchar, updated_at = now()${assignments.map((a) => `, ${a}`).join('')}
+          WHERE payment_id = $1 AND status = $2::varchar RETURNING *),
+       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
+                  SELECT payment_id, $2::varchar, $3::varchar, $${n - 2}, $${n - 1}, $${n}::jsonb FROM moved)
+       SELECT * FROM moved`,
+      params,
+    );
+    if (row) sql.afterCommit(() => this.logTransition(payment.payment_id, from, to, actor.reason ?? null, actor.actor));
+    return row;
+  }
+
+  private logTransition(paymentId: string, from: PaymentStatus | null, to: PaymentStatus, reason: string | null, actor: string): void {
+    this.metrics.paymentTransitions.inc({ from: from ?? 'none', to });
+    this.logger.log({ payment_id: paymentId, from, to, reason, actor }, 'payment status changed');
+  }
+}
+
+export function isUuid(id: string): boolean {
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id);
+}
+
+async function runWithConcurrency<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await work(items[next++]);
+  });
+  await Promise.all(workers);
+}
+
+export type { JobFacts, RefundCause };

@@ -1,0 +1,98 @@
+import { Inject, Injectable } from '@nestjs/common';
+import axios, { AxiosError, AxiosInstance } from 'axios';
+import type { AppConfig } from '../config/app-config';
+import { APP_CONFIG } from '../config/config.module';
+import { MetricsService } from '../metrics/metrics.service';
+import {
+  CreateEscrowRequest,
+  EscrowHold,
+  EscrowState,
+  SettleRequest,
+  WalletDaemonClient,
+  WalletDaemonRejected,
+  WalletDaemonUnavailable,
+} from './wallet-daemon.client';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Wallet daemon over HTTP: per-call timeout, retries with exponential backoff and jitter
+ * for network errors and 5xx only (4xx answers are definitive), and an Idempotency-Key
+ * on every POST so a retry can never apply twice.
+ */
+@Injectable()
+export class HttpWalletDaemonClient extends WalletDaemonClient {
+  private readonly http: AxiosInstance;
+  private readonly retries: number;
+
+  constructor(
+    @Inject(APP_CONFIG) config: AppConfig,
+    private readonly metrics: MetricsService,
+  ) {
+    super();
+    this.retries = config.walletDaemonRetries;
+    this.http = axios.create({
+      baseURL: config.walletDaemonUrl,
+      timeout: config.walletDaemonTimeoutMs,
+      headers: { authorization: `Bearer ${config.walletDaemonToken ?? ''}` },
+      // Statuses are interpreted below, not thrown by axios.
+      validateStatus: () => true,
+    });
+  }
+
+  createEscrow(request: CreateEscrowRequest, idempotencyKey: string): Promise<EscrowHold> {
+    return this.call('escrow_create', 'post', '/api/v1/escrow/create', request, idempotencyKey);
+  }
+
+  releaseEscrow(request: SettleRequest & { payee: string }, idempotencyKey: string): Promise<{ transaction_hash: string }> {
+    return this.call('escrow_release', 'post', '/api/v1/escrow/release', request, idempotencyKey);
+  }
+
+  refundEscrow(request: SettleRequest & { refund_address: string }, idempotencyKey: string): Promise<{ transaction_hash: string }> {
+    return this.call('escrow_refund', 'post', '/api/v1/refund', request, idempotencyKey);
+  }
+
+  getEscrow(escrowId: string): Promise<EscrowState> {
+    return this.call('escrow_get', 'get', `/api/v1/escrow/${encodeURIComponent(escrowId)}`);
+  }
+
+  async ping(): Promise<void> {
+    await this.call('health', 'get', '/health', undefined, undefined, 0);
+  }
+
+  private async call<T>(name: string, method: 'get' | 'post', url: string, data?: unknown, idempotencyKey?: string, retries = this.retries): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const started = process.hrtime.bigint();
+      let outcome = 'ok';
+      try {
+        const response = await this.http.request({
+          method,
+          url,
+          data,
+          headers: idempotencyKey ? { 'idempotency-key': idempotencyKey } : undefined,
+        });
+        if (response.status < 400) return response.data as T;
+        const body = (response.data ?? {}) as { code?: string; message?: string };
+        if (response.status < 500) {
+          outcome = 'rejected';
+          this.metrics.walletDaemonErrors.inc({ call: name, kind: `http_${response.status}` });
+          throw new WalletDaemonRejected(response.status, body.code ?? 'REJECTED', body.message ?? `wallet daemon answered ${response.status}`);
+        }
+        outcome = 'unavailable';
+        this.metrics.walletDaemonErrors.inc({ call: name, kind: `http_${response.status}` });
+        if (attempt >= retries) throw new WalletDaemonUnavailable(`wallet daemon ${name} answered ${response.status}`);
+      } catch (error) {
+        if (error instanceof WalletDaemonRejected || error instanceof WalletDaemonUnavailable) throw error;
+        outcome = 'unavailable';
+        const kind = (error as AxiosError).code ?? 'network';
+        this.metrics.walletDaemonErrors.inc({ call: name, kind });
+        if (attempt >= retries) throw new WalletDaemonUnavailable(`wallet daemon ${name} unreachable (${kind})`);
+      } finally {
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        this.metrics.walletDaemonLatency.observe({ call: name, outcome }, seconds);
+      }
+      // Exponential backoff with full jitter: 50 ms, 100 ms, 200 ms… capped at 2 s.
+      await sleep(Math.random() * Math.min(2000, 50 * 2 ** attempt));
+    }
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * The coordinator's view of the wallet daemon (SPEC "Escrow and the wallet daemon").
+ * An abstract class so it can be a DI token; the one implementation speaks HTTP.
+ */
+export interface EscrowHold {
+  escrow_id: string;
+  address: string;
+  transaction_hash: string;
+  expires_at: string;
+}
+
+export interface CreateEscrowRequest {
+  payment_id: string;
+  amount: string;
+  currency: string;
+  payer: string;
+  timeout_seconds: number;
+}
+
+export interface SettleRequest {
+  escrow_id: string;
+  address: string;
+  amount: string;
+  reason: string;
+}
+
+export interface EscrowState {
+  escrow_id: string;
+  address: string;
+  amount: string;
+  currency: string;
+  state: 'held' | 'released' | 'refunded';
+  transaction_hash: string | null;
+}
+
+export abstract class WalletDaemonClient {
+  abstract createEscrow(request: CreateEscrowRequest, idempotencyKey: string): Promise<EscrowHold>;
+  abstract releaseEscrow(request: SettleRequest & { payee: string }, idempotencyKey: string): Promise<{ transaction_hash: string }>;
+  abstract refundEscrow(request: SettleRequest & { refund_address: string }, idempotencyKey: string): Promise<{ transaction_hash: string }>;
+  abstract getEscrow(escrowId: string): Promise<EscrowState>;
+  abstract ping(): Promise<void>;
+}
+
+/** The daemon said no, definitively (4xx): retrying the same request will not help. */
+export class WalletDaemonRejected extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'WalletDaemonRejected';
+  }
+  get insufficientFunds(): boolean {
+    return this.status === 402;
+  }
+}
+
+/** No definitive answer (network error, timeout, 5xx): the call may or may not have applied. */
+export class WalletDaemonUnavailable extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WalletDaemonUnavailable';
+  }
+}

@@ -1,0 +1,278 @@
+import { createHash, randomBytes } from 'node:crypto';
+import Decimal from 'decimal.js';
+import { Pool, PoolClient } from 'pg';
+import { formatAmount } from './amounts';
+import { CurrencyCode } from './currencies';
+import { WalletDaemonError } from './errors';
+
+/** Anything that runs a query: a pool or a client inside a transaction. */
+export type Db = Pick<PoolClient, 'query'>;
+
+export type AccountKind = 'address' | 'escrow' | 'mint';
+export type TransferKind = 'create' | 'release' | 'refund' | 'faucet';
+export type EscrowState = 'held' | 'released' | 'refunded';
+
+export interface Account {
+  accountId: string;
+  kind: AccountKind;
+  currency: string;
+  address: string;
+  /** NUMERIC as pg returns it: an exact decimal string. */
+  balance: string;
+}
+
+export interface EscrowRow {
+  escrow_id: string;
+  payment_id: string;
+  currency: string;
+  address: string;
+  amount: string;
+  payer: string;
+  state: EscrowState;
+  payee: string | null;
+  refund_address: string | null;
+  settle_reason: string | null;
+  timeout_seconds: number;
+  expires_at: Date;
+  create_transaction_hash: string;
+  settle_transaction_hash: string | null;
+  created_at: Date;
+  settled_at: Date | null;
+}
+
+/** One side of a transfer: a signed amount on one account. */
+export interface Leg {
+  account: Account;
+  amount: Decimal;
+}
+
+export interface TransferInput {
+  transactionHash: string;
+  kind: TransferKind;
+  currency: string;
+  amount: Decimal;
+  escrowId: string | null;
+}
+
+/** Postgres errors worth retrying the whole transaction for. */
+const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']);
+const MAX_TRANSACTION_ATTEMPTS = 3;
+
+/**
+ * Runs `work` in one transaction; rolls back on any error. Deadlocks and
+ * serialization failures are retried, which is safe because `work` only touches
+ * the database.
+ */
+export async function withTransaction<T>(pool: Pool, work: (db: PoolClient) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      if (attempt >= MAX_TRANSACTION_ATTEMPTS || !RETRYABLE_SQLSTATES.has(error?.code)) throw error;
+    } finally {
+      client.release();
+    }
+  }
+}
+
+/** A 64-hex transaction hash: sha256 over fresh randomness and what the transfer does. */
+export function newTransactionHash(content: object): string {
+  return createHash('sha256').update(randomBytes(32)).update(JSON.stringify(content)).digest('hex');
+}
+
+/** Next unused HD address index of the currency (a sequence, so no row lock is held). */
+export async function nextAddressIndex(db: Db, currency: CurrencyCode): Promise<number> {
+  const sequence = currency === 'BTC' ? 'wallet_daemon.hd_index_btc' : 'wallet_daemon.hd_index_aitbc';
+  const { rows } = await db.query<{ index: string }>(`SELECT nextval('${sequence}') AS index`);
+  return Number(rows[0].index);
+}
+
+const ACCOUNT_COLUMNS = `account_id AS "accountId", kind, currency, address, balance`;
+
+export async function findAccount(db: Db, currency: string, address: string): Promise<Account | null> {
+  const { rows } = await db.query<Account>(
+    `SELECT ${ACCOUNT_COLUMNS} FROM wallet_daemon.accounts WHERE currency = $1 AND address = $2`,
+    [currency, address],
+  );
+  return rows[0] ?? null;
+}
+
+/**
+ * The account of (currency, address), created with `kind` on first use. The caller
+ * checks the returned kind: an address may already be an escrow hold.
+ */
+export async function ensureAccount(db: Db, kind: AccountKind, currency: string, address: string): Promise<Account> {
+  // DO NOTHING + SELECT rather than DO UPDATE: no row lock until the balance update.
+  await db.query(
+    `INSERT INTO wallet_daemon.accounts (kind, currency, address) VALUES ($1, $2, $3)
+     ON CONFLICT (currency, address) DO NOTHING`,
+    [kind, currency, address],
+  );
+  const account = await findAccount(db, currency, address);
+  if (!account) throw new Error(`account ${currency}/${address} vanished after insert`);
+  return account;
+}
+
+/** The account money is minted from; its balance is minus the currency's total supply. */
+export function ensureMintAccount(db: Db, currency: string): Promise<Account> {
+  return ensureAccount(db, 'mint', currency, `mint:${currency}`);
+}
+
+/**
+ * Writes a transfer and its entries and moves the balances. Legs must sum to zero
+ * (the database re-checks at commit). A leg that would take an address or escrow
+ * account below zero fails with INSUFFICIENT_FUNDS. Returns the new balances by
+ * account id.
+ */
+export async function postTransfer(db: Db, transfer: TransferInput, legs: Leg[]): Promise<Map<string, string>> {
+  const sum = legs.reduce((total, leg) => total.plus(leg.amount), new Decimal(0));
+  if (!sum.isZero()) throw new Error(`unbalanced transfer ${transfer.kind}: legs sum to ${sum.toString()}`);
+
+  await db.query(
+    `INSERT INTO wallet_daemon.transfers (transaction_hash, kind, currency, amount, escrow_id)
+     VALUES ($1, $2, $3, $4, $5)`,
+    [transfer.transactionHash, transfer.kind, transfer.currency, formatAmount(transfer.amount), transfer.escrowId],
+  );
+  const balances = new Map<string, string>();
+  // Lock accounts in id order so two transfers over the same accounts cannot deadlock.
+  for (const leg of [...legs].sort(byAccountId)) {
+    balances.set(leg.account.accountId, await applyLeg(db, transfer.transactionHash, leg));
+  }
+  return balances;
+}
+
+function byAccountId(a: Leg, b: Leg): number {
+  const [x, y] = [BigInt(a.account.accountId), BigInt(b.account.accountId)];
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+async function applyLeg(db: Db, transactionHash: string, leg: Leg): Promise<string> {
+  const amount = formatAmount(leg.amount);
+  // Conditional update: the balance check and the debit are one atomic step.
+  const { rows } = await db.query<{ balance: string }>(
+    `UPDATE wallet_daemon.accounts SET balance = balance + $2
+     WHERE account_id = $1 AND (kind = 'mint' OR balance + $2 >= 0)
+     RETURNING balance`,
+    [leg.account.accountId, amount],
+  );
+  if (rows.length === 0) {
+    throw new WalletDaemonError(
+      'INSUFFICIENT_FUNDS',
+      `balance of ${leg.account.address} is below ${formatAmount(leg.amount.neg())} ${leg.account.currency}`,
+    );
+  }
+  await db.query(
+    `INSERT INTO wallet_daemon.entries (transaction_hash, account_id, amount) VALUES ($1, $2, $3)`,
+    [transactionHash, leg.account.accountId, amount],
+  );
+  return rows[0].balance;
+}
+
+export interface NewEscrow {
+  escrowId: string;
+  paymentId: string;
+  currency: string;
+  address: string;
+  amount: Decimal;
+  payer: string;
+  timeoutSeconds: number;
+  createTransactionHash: string;
+}
+
+export async function insertEscrow(db: Db, escrow: NewEscrow): Promise<EscrowRow> {
+  const { rows } = await db.query<EscrowRow>(
+    `INSERT INTO wallet_daemon.escrows
+       (escrow_id, payment_id, currency, address, amount, payer, timeout_seconds, expires_at, create_transaction_hash)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, now() + $7::integer * interval '1 second', $8)
+     RETURNING *`,
+    [
+      escrow.escrowId,
+      escrow.paymentId,
+      escrow.currency,
+      escrow.address,
+      formatAmount(escrow.amount),
+      escrow.payer,
+      escrow.timeoutSeconds,
+      escrow.createTransactionHash,
+    ],
+  );
+  return rows[0];
+}
+
+export async function findEscrow(db: Db, escrowId: string): Promise<EscrowRow | null> {
+  const { rows } = await db.query<EscrowRow>(`SELECT * FROM wallet_daemon.escrows WHERE escrow_id = $1`, [escrowId]);
+  return rows[0] ?? null;
+}
+
+export interface Settlement {
+  escrowId: string;
+  state: 'released' | 'refunded';
+  /** Payee on release, refund address on refund. */
+  recipient: string;
+  transactionHash: string;
+  reason: string | null;
+}
+
+/**
+ * Compare-and-set from `held` to the settled state. Returns the settled row, or
+ * null when the escrow was no longer held — somebody else settled it first.
+ */
+export async function claimSettlement(db: Db, settlement: Settlement): Promise<EscrowRow | null> {
+  const recipientColumn = settlement.state === 'released' ? 'payee' : 'refund_address';
+  const { rows } = await db.query<EscrowRow>(
+    `UPDATE wallet_daemon.escrows
+     SET state = $2, ${recipientColumn} = $3, settle_transaction_hash = $4, settle_reason = $5, settled_at = now()
+     WHERE escrow_id = $1 AND state = 'held'
+     RETURNING *`,
+    [settlement.escrowId, settlement.state, settlement.recipient, settlement.transactionHash, settlement.reason],
+  );
+  return rows[0] ?? null;
+}
+
+export interface LedgerTotals {
+  minted: string;
+  balances: string;
+  held: string;
+}
+
+/** Supply check of one currency, read in one statement so it is a consistent snapshot. */
+export async function ledgerTotals(db: Db, currency: string): Promise<LedgerTotals> {
+  const { rows } = await db.query<LedgerTotals>(
+    `SELECT coalesce(-sum(balance) FILTER (WHERE kind = 'mint'), 0)   AS minted,
+            coalesce(sum(balance) FILTER (WHERE kind = 'address'), 0) AS balances,
+            coalesce(sum(balance) FILTER (WHERE kind = 'escrow'), 0)  AS held
+     FROM wallet_daemon.accounts WHERE currency = $1`,
+    [currency],
+  );
+  return rows[0];
+}
+
+export interface TransferView {
+  transaction_hash: string;
+  kind: TransferKind;
+  amount: string;
+  from: string;
+  to: string;
+  created_at: Date;
+}
+
+/** The transfers that touched one escrow, oldest first, with their debited and credited addresses. */
+export async function escrowTransfers(db: Db, escrowId: string): Promise<TransferView[]> {
+  const { rows } = await db.query<TransferView>(
+    `SELECT t.transaction_hash, t.kind, t.amount, t.created_at,
+            (SELECT a.address FROM wallet_daemon.entries e JOIN wallet_daemon.accounts a USING (account_id)
+             WHERE e.transaction_hash = t.transaction_hash AND e.amount < 0 LIMIT 1) AS "from",
+            (SELECT a.address FROM wallet_daemon.entries e JOIN wallet_daemon.accounts a USING (account_id)
+             WHERE e.transaction_hash = t.transaction_hash AND e.amount > 0 LIMIT 1) AS "to"
+     FROM wallet_daemon.transfers t
+     WHERE t.escrow_id = $1
+     ORDER BY t.seq`,
+    [escrowId],
+  );
+  return rows;
+}

@@ -1,0 +1,150 @@
+import Decimal from 'decimal.js';
+import { MAX_ADDRESS_LENGTH } from '../common/addresses';
+import { parseAmount } from './amounts';
+import { Currency, CurrencyRegistry } from './currencies';
+import { invalidRequest, WalletDaemonError } from './errors';
+import { FaultSettings, faultSettingsError } from './faults';
+
+/** Request bodies after validation. Unknown fields are ignored. */
+export interface CreateEscrowRequest {
+  paymentId: string;
+  amount: Decimal;
+  currency: Currency;
+  payer: string;
+  timeoutSeconds: number;
+}
+
+export interface SettleEscrowRequest {
+  escrowId: string;
+  /** Release: the payee. Refund: the refund address. Checked against the escrow's currency later. */
+  recipient: string;
+  /** When given, must match the escrow (ESCROW_MISMATCH otherwise). */
+  expectedAddress?: string;
+  expectedAmount?: Decimal;
+  reason: string | null;
+}
+
+export interface FaucetRequest {
+  currency: Currency;
+  address: string;
+  amount: Decimal;
+}
+
+export const DEFAULT_TIMEOUT_SECONDS = 3600;
+const MAX_TIMEOUT_SECONDS = 10 * 365 * 24 * 3600;
+const MAX_ID_LENGTH = 255;
+const MAX_REASON_LENGTH = 1000;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+type Body = Record<string, unknown>;
+
+export function parseCreateEscrow(body: unknown, currencies: CurrencyRegistry): CreateEscrowRequest {
+  const fields = asObject(body);
+  const currency = currencyField(fields, currencies);
+  return {
+    paymentId: stringField(fields, 'payment_id', MAX_ID_LENGTH),
+    amount: amountField(fields, 'amount'),
+    currency,
+    payer: addressField(fields, 'payer', currency, currencies),
+    timeoutSeconds: timeoutField(fields),
+  };
+}
+
+export function parseRelease(body: unknown): SettleEscrowRequest {
+  return parseSettlement(asObject(body), 'payee');
+}
+
+export function parseRefund(body: unknown): SettleEscrowRequest {
+  return parseSettlement(asObject(body), 'refund_address');
+}
+
+function parseSettlement(fields: Body, recipientField: 'payee' | 'refund_address'): SettleEscrowRequest {
+  return {
+    escrowId: escrowIdField(fields),
+    recipient: stringField(fields, recipientField, MAX_ADDRESS_LENGTH),
+    expectedAddress: fields.address === undefined ? undefined : stringField(fields, 'address', MAX_ADDRESS_LENGTH),
+    expectedAmount: fields.amount === undefined ? undefined : amountField(fields, 'amount'),
+    reason: fields.reason === undefined || fields.reason === null ? null : stringField(fields, 'reason', MAX_REASON_LENGTH),
+  };
+}
+
+export function parseFaucet(body: unknown, currencies: CurrencyRegistry): FaucetRequest {
+  const fields = asObject(body);
+  const currency = currencyField(fields, currencies);
+  return {
+    currency,
+    address: addressField(fields, 'address', currency, currencies),
+    amount: amountField(fields, 'amount'),
+  };
+}
+
+export function parseNewAddress(body: unknown, currencies: CurrencyRegistry): Currency {
+  return currencyField(asObject(body), currencies);
+}
+
+export function parseFaultSettings(body: unknown): Partial<FaultSettings> {
+  const fields = asObject(body);
+  const patch = { fail_rate: fields.fail_rate, latency_ms: fields.latency_ms, drop_rate: fields.drop_rate };
+  const problem = faultSettingsError(patch);
+  if (problem) throw invalidRequest(problem);
+  return patch as Partial<FaultSettings>;
+}
+
+/** The currency of a query string, or 400. */
+export function parseCurrencyQuery(query: unknown, currencies: CurrencyRegistry): Currency {
+  return currencyField(asObject(query ?? {}), currencies);
+}
+
+/** An escrow id from a path or body; anything that is not a UUID names no escrow. */
+export function escrowIdOrNotFound(value: unknown): string {
+  if (typeof value !== 'string' || !UUID.test(value)) {
+    throw new WalletDaemonError('ESCROW_NOT_FOUND', `no escrow ${JSON.stringify(value)}`);
+  }
+  return value.toLowerCase();
+}
+
+function asObject(body: unknown): Body {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw invalidRequest('request body must be a JSON object');
+  }
+  return body as Body;
+}
+
+function stringField(fields: Body, name: string, maxLength: number): string {
+  const value = fields[name];
+  if (typeof value !== 'string' || value.length === 0 || value.length > maxLength) {
+    throw invalidRequest(`${name} must be a non-empty string of at most ${maxLength} characters`);
+  }
+  return value;
+}
+
+function escrowIdField(fields: Body): string {
+  return escrowIdOrNotFound(stringField(fields, 'escrow_id', MAX_ID_LENGTH));
+}
+
+function amountField(fields: Body, name: string): Decimal {
+  const amount = parseAmount(fields[name]);
+  if (!amount) throw invalidRequest(`${name} must be a positive decimal with at most 8 decimals`);
+  return amount;
+}
+
+function currencyField(fields: Body, currencies: CurrencyRegistry): Currency {
+  const currency = currencies.find(fields.currency);
+  if (!currency) throw invalidRequest('currency must be one of BTC, AITBC');
+  return currency;
+}
+
+function addressField(fields: Body, name: string, currency: Currency, currencies: CurrencyRegistry): string {
+  const address = currencies.normalize(currency, fields[name]);
+  if (!address) throw invalidRequest(`${name} is not a valid ${currency.code} address`);
+  return address;
+}
+
+function timeoutField(fields: Body): number {
+  const value = fields.timeout_seconds;
+  if (value === undefined || value === null) return DEFAULT_TIMEOUT_SECONDS;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0 || value > MAX_TIMEOUT_SECONDS) {
+    throw invalidRequest(`timeout_seconds must be an integer between 1 and ${MAX_TIMEOUT_SECONDS}`);
+  }
+  return value;
+}

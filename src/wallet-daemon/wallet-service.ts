@@ -1,0 +1,286 @@
+import Decimal from 'decimal.js';
+import { Pool } from 'pg';
+import { uuidv7 } from 'uuidv7';
+import { formatAmount } from './amounts';
+import { Currency, CurrencyRegistry } from './currencies';
+import { invalidRequest, WalletDaemonError } from './errors';
+import { HdWallet } from './hd-wallet';
+import {
+  claimIdempotencyKey,
+  requestFingerprint,
+  StoredResponse,
+  storeIdempotentResponse,
+} from './idempotency';
+import {
+  Account,
+  claimSettlement,
+  Db,
+  ensureAccount,
+  ensureMintAccount,
+  EscrowRow,
+  escrowTransfers,
+  findAccount,
+  findEscrow,
+  insertEscrow,
+  ledgerTotals,
+  newTransactionHash,
+  nextAddressIndex,
+  postTransfer,
+  withTransaction,
+} from './ledger';
+import { CreateEscrowRequest, FaucetRequest, SettleEscrowRequest } from './requests';
+
+/** An answer to send, possibly replayed from an earlier request with the same key. */
+export interface WalletResponse extends StoredResponse {
+  replayed: boolean;
+}
+
+/** The wallet daemon's operations; each POST runs in one transaction with its idempotency key. */
+export class WalletService {
+  constructor(
+    private readonly pool: Pool,
+    private readonly wallet: HdWallet,
+    private readonly currencies: CurrencyRegistry,
+  ) {}
+
+  /**
+   * Runs `work` once per idempotency key: the key, the work and the answer commit
+   * together. Errors roll everything back (key included), so a failed request
+   * can be retried with the same key.
+   */
+  async runIdempotent(
+    route: string,
+    key: string | undefined,
+    rawBody: unknown,
+    work: (db: Db) => Promise<StoredResponse>,
+  ): Promise<WalletResponse> {
+    return withTransaction(this.pool, async (db) => {
+      if (key !== undefined) {
+        const claim = await claimIdempotencyKey(db, key, route, requestFingerprint(route, rawBody ?? null));
+        if (claim.kind === 'replay') return { ...claim.response, replayed: true };
+      }
+      const response = await work(db);
+      if (key !== undefined) await storeIdempotentResponse(db, key, response);
+      return { ...response, replayed: false };
+    });
+  }
+
+  async newAddress(db: Db, currency: Currency): Promise<StoredResponse> {
+    const address = await this.deriveNextAddress(db, currency);
+    return { statusCode: 201, body: { address, currency: currency.code } };
+  }
+
+  async faucet(db: Db, request: FaucetRequest): Promise<StoredResponse> {
+    const { currency, amount } = request;
+    const recipient = await this.spendableAccount(db, currency, request.address, 'address');
+    const mint = await ensureMintAccount(db, currency.code);
+    const transactionHash = newTransactionHash({ kind: 'faucet', to: recipient.address, amount: amount.toString() });
+    const balances = await postTransfer(
+      db,
+      { transactionHash, kind: 'faucet', currency: currency.code, amount, escrowId: null },
+      [
+        { account: mint, amount: amount.neg() },
+        { account: recipient, amount },
+      ],
+    );
+    return {
+      statusCode: 200,
+      body: {
+        transaction_hash: transactionHash,
+        address: recipient.address,
+        currency: currency.code,
+        amount: formatAmount(amount),
+        balance: formatAmount(balances.get(recipient.accountId) ?? recipient.balance),
+      },
+    };
+  }
+
+  /** Moves `amount` from the payer into a fresh HD-derived hold. */
+  async createEscrow(db: Db, request: CreateEscrowRequest): Promise<StoredResponse> {
+    const { currency, amount } = request;
+    const payer = await this.spendableAccount(db, currency, request.payer, 'payer');
+    const escrowAddress = await this.deriveNextAddress(db, currency);
+    const hold = await ensureAccount(db, 'escrow', currency.code, escrowAddress);
+    const escrowId = uuidv7();
+    const transactionHash = newTransactionHash({ kind: 'create', escrowId, amount: amount.toString() });
+    await postTransfer(db, { transactionHash, kind: 'create', currency: currency.code, amount, escrowId }, [
+      { account: payer, amount: amount.neg() },
+      { account: hold, amount },
+    ]);
+    const escrow = await insertEscrow(db, {
+      escrowId,
+      paymentId: request.paymentId,
+      currency: currency.code,
+      address: escrowAddress,
+      amount,
+      payer: payer.address,
+      timeoutSeconds: request.timeoutSeconds,
+      createTransactionHash: transactionHash,
+    });
+    return {
+      statusCode: 201,
+      body: {
+        escrow_id: escrow.escrow_id,
+        payment_id: escrow.payment_id,
+        address: escrow.address,
+        transaction_hash: transactionHash,
+        expires_at: escrow.expires_at.toISOString(),
+        amount: formatAmount(escrow.amount),
+        currency: escrow.currency,
+        state: escrow.state,
+      },
+    };
+  }
+
+  /** Moves the whole hold to the payee (release) or back to a refund address (refund). */
+  async settleEscrow(
+    db: Db,
+    outcome: 'released' | 'refunded',
+    request: SettleEscrowRequest,
+  ): Promise<StoredResponse> {
+    const escrow = await this.escrowOrNotFound(db, request.escrowId);
+    const currency = this.currencyOf(escrow);
+    this.assertMatches(escrow, currency, request);
+    const recipientField = outcome === 'released' ? 'payee' : 'refund_address';
+    const recipient = await this.spendableAccount(db, currency, request.recipient, recipientField);
+
+    const transactionHash = newTransactionHash({ kind: outcome, escrowId: escrow.escrow_id, to: recipient.address });
+    // The compare-and-set decides the one settlement; a loser moves no money.
+    const settled = await claimSettlement(db, {
+      escrowId: escrow.escrow_id,
+      state: outcome,
+      recipient: recipient.address,
+      transactionHash,
+      reason: request.reason,
+    });
+    if (!settled) {
+      const current = await findEscrow(db, escrow.escrow_id);
+      throw new WalletDaemonError('ESCROW_NOT_HELD', `escrow ${escrow.escrow_id} is already ${current?.state ?? 'settled'}`);
+    }
+    const hold = await findAccount(db, currency.code, escrow.address);
+    if (!hold) throw new Error(`escrow ${escrow.escrow_id} has no hold account`);
+    const amount = new Decimal(escrow.amount);
+    await postTransfer(
+      db,
+      {
+        transactionHash,
+        kind: outcome === 'released' ? 'release' : 'refund',
+        currency: currency.code,
+        amount,
+        escrowId: escrow.escrow_id,
+      },
+      [
+        { account: hold, amount: amount.neg() },
+        { account: recipient, amount },
+      ],
+    );
+    return {
+      statusCode: 200,
+      body: {
+        escrow_id: settled.escrow_id,
+        transaction_hash: transactionHash,
+        state: settled.state,
+        amount: formatAmount(settled.amount),
+        currency: settled.currency,
+        [recipientField]: recipient.address,
+      },
+    };
+  }
+
+  async getEscrow(escrowId: string): Promise<object> {
+    return escrowView(await this.escrowOrNotFound(this.pool, escrowId));
+  }
+
+  async escrowTransfers(escrowId: string): Promise<object> {
+    await this.escrowOrNotFound(this.pool, escrowId);
+    const transfers = await escrowTransfers(this.pool, escrowId);
+    return {
+      items: transfers.map((t) => ({
+        transaction_hash: t.transaction_hash,
+        kind: t.kind,
+        amount: formatAmount(t.amount),
+        from: t.from,
+        to: t.to,
+        created_at: t.created_at.toISOString(),
+      })),
+    };
+  }
+
+  async balanceOf(currency: Currency, address: string): Promise<object> {
+    const account = await findAccount(this.pool, currency.code, address);
+    return { address, currency: currency.code, balance: formatAmount(account?.balance ?? 0) };
+  }
+
+  async totals(currency: Currency): Promise<object> {
+    const totals = await ledgerTotals(this.pool, currency.code);
+    return {
+      currency: currency.code,
+      minted: formatAmount(totals.minted),
+      balances: formatAmount(totals.balances),
+      held: formatAmount(totals.held),
+    };
+  }
+
+  private async deriveNextAddress(db: Db, currency: Currency): Promise<string> {
+    return this.wallet.addressAt(currency, await nextAddressIndex(db, currency.code));
+  }
+
+  /**
+   * The address account that pays or gets paid. Escrow holds are not spendable
+   * addresses: money only leaves them by release or refund.
+   */
+  private async spendableAccount(db: Db, currency: Currency, address: string, field: string): Promise<Account> {
+    const canonical = this.currencies.normalize(currency, address);
+    if (!canonical) throw invalidRequest(`${field} is not a valid ${currency.code} address`);
+    const account = await ensureAccount(db, 'address', currency.code, canonical);
+    if (account.kind !== 'address') throw invalidRequest(`${field} is an escrow address, not a wallet address`);
+    return account;
+  }
+
+  private async escrowOrNotFound(db: Db, escrowId: string): Promise<EscrowRow> {
+    const escrow = await findEscrow(db, escrowId);
+    if (!escrow) throw new WalletDaemonError('ESCROW_NOT_FOUND', `no escrow ${escrowId}`);
+    return escrow;
+  }
+
+  private currencyOf(escrow: EscrowRow): Currency {
+    const currency = this.currencies.find(escrow.currency);
+    if (!currency) throw new Error(`escrow ${escrow.escrow_id} has unknown currency ${escrow.currency}`);
+    return currency;
+  }
+
+  private assertMatches(escrow: EscrowRow, currency: Currency, request: SettleEscrowRequest): void {
+    const { expectedAddress, expectedAmount } = request;
+    if (expectedAddress !== undefined && this.currencies.normalize(currency, expectedAddress) !== escrow.address) {
+      throw new WalletDaemonError('ESCROW_MISMATCH', `address does not match escrow ${escrow.escrow_id}`);
+    }
+    if (expectedAmount !== undefined && !expectedAmount.eq(escrow.amount)) {
+      throw new WalletDaemonError(
+        'ESCROW_MISMATCH',
+        `amount ${formatAmount(expectedAmount)} does not match escrow amount ${formatAmount(escrow.amount)}`,
+      );
+    }
+  }
+}
+
+/** The wire view of an escrow (`GET /api/v1/escrow/:escrow_id`). */
+export function escrowView(escrow: EscrowRow): object {
+  return {
+    escrow_id: escrow.escrow_id,
+    payment_id: escrow.payment_id,
+    address: escrow.address,
+    amount: formatAmount(escrow.amount),
+    currency: escrow.currency,
+    payer: escrow.payer,
+    state: escrow.state,
+    transaction_hash: escrow.settle_transaction_hash,
+    create_transaction_hash: escrow.create_transaction_hash,
+    payee: escrow.payee,
+    refund_address: escrow.refund_address,
+    reason: escrow.settle_reason,
+    timeout_seconds: escrow.timeout_seconds,
+    expires_at: escrow.expires_at.toISOString(),
+    created_at: escrow.created_at.toISOString(),
+    settled_at: escrow.settled_at?.toISOString() ?? null,
+  };
+}
