@@ -1,8 +1,8 @@
 // Two projects: fast unit specs beside the code, and e2e specs over HTTP against a real
 // PostgreSQL and the real local wallet daemon process (started once in global setup).
 const transform = { '^.+\\.(t|j)sx?$': ['@swc/jest'] };
-// Nest 12 ships ESM only; let swc turn it into CommonJS for Jest.
-const transformIgnorePatterns = ['/node_modules/(?!(@nestjs|canonicalize)/)'];
+// Nest 12, @scure/@noble and canonicalize ship ESM only; let swc turn them into CommonJS for Jest.
+const transformIgnorePatterns = ['/node_modules/(?!(@nestjs|@scure|@noble|canonicalize)/)'];
 module.exports = {
   projects: [
     {

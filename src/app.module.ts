@@ -1,5 +1,5 @@
 import { Module } from '@nestjs/common';
-import { APP_FILTER, APP_GUARD, APP_PIPE } from '@nestjs/core';
+import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR, APP_PIPE } from '@nestjs/core';
 import { ScheduleModule } from '@nestjs/schedule';
 import { LoggerModule } from 'nestjs-pino';
 import { randomUUID } from 'node:crypto';
@@ -9,6 +9,8 @@ import { createValidationPipe } from './common/validation';
 import { AppConfigModule } from './config/config.module';
 import { DatabaseModule } from './database/database.module';
 import { HealthModule } from './health/health.module';
+import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
+import { IdempotencyModule } from './idempotency/idempotency.module';
 import { JobsModule } from './jobs/jobs.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { PaymentsModule } from './payments/payments.module';
@@ -32,6 +34,7 @@ export const REDACTED_PATHS = ['req.headers["x-api-key"]', 'req.headers.authoriz
     ScheduleModule.forRoot(),
     DatabaseModule,
     MetricsModule,
+    IdempotencyModule,
     HealthModule,
     PaymentsModule,
     JobsModule,
@@ -40,6 +43,7 @@ export const REDACTED_PATHS = ['req.headers["x-api-key"]', 'req.headers.authoriz
   providers: [
     { provide: APP_GUARD, useClass: ApiKeyGuard },
     { provide: APP_PIPE, useFactory: createValidationPipe },
+    { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },
     { provide: APP_FILTER, useClass: GlobalErrorFilter },
   ],
 })

@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdo
 import { SchedulerRegistry } from '@nestjs/schedule';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
+import { IdempotencyService } from '../idempotency/idempotency.service';
 import { PaymentsService } from '../payments/payments.service';
 import { JobsService } from './jobs.service';
 
@@ -19,12 +20,16 @@ export class JobSweeper implements OnApplicationBootstrap, OnApplicationShutdown
     private readonly scheduler: SchedulerRegistry,
     private readonly jobs: JobsService,
     private readonly payments: PaymentsService,
+    private readonly idempotency: IdempotencyService,
   ) {}
 
   onApplicationBootstrap(): void {
     if (!this.config.sweepsEnabled) return;
-    this.every('deadlines', this.config.jobSweepIntervalMs, () => this.jobs.expireDue());
+    // One sweep covers job TTLs and escrow expiry (see JobsService.expireDue), at the shorter interval.
+    this.every('deadlines', Math.min(this.config.jobSweepIntervalMs, this.config.escrowSweepIntervalMs), () => this.jobs.expireDue());
     this.every('redrive', this.config.redriveIntervalMs, () => this.payments.redriveDue());
+    this.every('backlog-metrics', 5000, () => this.payments.observeBacklog());
+    this.every('idempotency-keys', 3_600_000, () => this.idempotency.purgeExpired());
   }
 
   onApplicationShutdown(): void {

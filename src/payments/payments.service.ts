@@ -326,6 +326,21 @@ export class PaymentsService {
     return claimed.length;
   }
 
+  /** Updates the backlog gauges: work waiting on the daemon, and how late the oldest due escrow is. */
+  async observeBacklog(): Promise<void> {
+    const waiting = await this.tx.sql.rows<{ status: string; n: string }>(
+      `SELECT status, count(*) AS n FROM job_payments WHERE status IN ('pending','releasing','refunding') GROUP BY status`,
+    );
+    for (const status of ['pending', 'releasing', 'refunding']) {
+      this.metrics.awaitingDaemon.set({ status }, Number(waiting.find((w) => w.status === status)?.n ?? 0));
+    }
+    const overdue = await this.tx.sql.one<{ seconds: number | null }>(
+      `SELECT EXTRACT(EPOCH FROM now() - min(expires_at))::float8 AS seconds FROM job
+        WHERE state IN ('queued','running') AND expires_at <= now() AND payment_status = 'escrowed'`,
+    );
+    this.metrics.oldestOverdueEscrowSeconds.set(overdue?.seconds ?? 0);
+  }
+
   // ---------------------------------------------------------------- reads
 
   async get(principal: Principal, paymentId: string): Promise<JobPayment> {

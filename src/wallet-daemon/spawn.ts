@@ -23,6 +23,8 @@ export interface SpawnWalletDaemonOptions {
   logFile?: string;
   /** How long to wait for the listening line. */
   startTimeoutMs?: number;
+  /** How long stop() waits after SIGTERM before SIGKILL. */
+  stopGraceMs?: number;
   /** The compiled main.js; unset: found next to this file or under dist/. */
   entry?: string;
 }
@@ -30,7 +32,7 @@ export interface SpawnWalletDaemonOptions {
 export interface SpawnedWalletDaemon {
   /** Base URL, e.g. `http://127.0.0.1:43121`. */
   url: string;
-  /** SIGTERM, then SIGKILL after 5 s; resolves once the process has exited. */
+  /** SIGTERM, then SIGKILL after the grace period (5 s); resolves once the process has exited. */
   stop(): Promise<void>;
   child: ChildProcess;
 }
@@ -75,7 +77,7 @@ export async function spawnWalletDaemon(options: SpawnWalletDaemonOptions): Prom
     (stopping ??= (async () => {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
-        const killer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+        const killer = setTimeout(() => child.kill('SIGKILL'), options.stopGraceMs ?? STOP_GRACE_MS);
         await stopped;
         clearTimeout(killer);
       }

@@ -1,0 +1,494 @@
+import { randomUUID } from 'node:crypto';
+import Decimal from 'decimal.js';
+
+// The local wallet daemon over HTTP. Global setup spawns it (spawnWalletDaemon) and
+// sets WALLET_DAEMON_URL and WALLET_DAEMON_TOKEN. Fault settings are global to the
+// daemon, so the fault tests assume no other test file changes them meanwhile.
+
+type Currency = 'BTC' | 'AITBC';
+
+interface ApiResponse {
+  status: number;
+  // Response bodies are checked field by field below.
+  body: any;
+  headers: Headers;
+}
+
+interface CallOptions {
+  body?: unknown;
+  key?: string;
+  token?: string | null;
+}
+
+const CURRENCIES: Currency[] = ['BTC', 'AITBC'];
+
+function daemonUrl(): string {
+  const url = process.env.WALLET_DAEMON_URL;
+  if (!url) throw new Error('WALLET_DAEMON_URL is not set (test/global-setup.ts starts the wallet daemon)');
+  return url.replace(/\/$/, '');
+}
+
+function daemonToken(): string {
+  const token = process.env.WALLET_DAEMON_TOKEN;
+  if (!token) throw new Error('WALLET_DAEMON_TOKEN is not set (test/global-setup.ts starts the wallet daemon)');
+  return token;
+}
+
+async function call(method: 'GET' | 'POST', path: string, options: CallOptions = {}): Promise<ApiResponse> {
+  const token = options.token === undefined ? daemonToken() : options.token;
+  const headers: Record<string, string> = {};
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  if (options.key !== undefined) headers['idempotency-key'] = options.key;
+  if (options.body !== undefined) headers['content-type'] = 'application/json';
+  const response = await fetch(`${daemonUrl()}${path}`, {
+    method,
+    headers,
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : undefined, headers: response.headers };
+}
+
+const get = (path: string, options?: CallOptions) => call('GET', path, options);
+const post = (path: string, body: unknown, key?: string) => call('POST', path, { body, key });
+
+async function newAddress(currency: Currency = 'BTC'): Promise<string> {
+  const { status, body } = await post('/api/v1/addresses', { currency });
+  expect(status).toBe(201);
+  return body.address;
+}
+
+async function fund(address: string, amount: string, currency: Currency = 'BTC'): Promise<void> {
+  const { status } = await post('/api/v1/faucet', { address, amount, currency });
+  expect(status).toBe(200);
+}
+
+async function balanceOf(address: string, currency: Currency = 'BTC'): Promise<string> {
+  const { status, body } = await get(`/api/v1/accounts/${address}?currency=${currency}`);
+  expect(status).toBe(200);
+  return body.balance;
+}
+
+async function transfersOf(escrowId: string): Promise<Array<{ kind: string; transaction_hash: string }>> {
+  const { status, body } = await get(`/api/v1/ledger/escrows/${escrowId}/transfers`);
+  expect(status).toBe(200);
+  return body.items;
+}
+
+async function setFaults(settings: { fail_rate?: number; latency_ms?: number; drop_rate?: number }) {
+  const { status, body } = await post('/api/v1/faults', settings);
+  expect(status).toBe(200);
+  return body;
+}
+
+interface EscrowFixture {
+  paymentId: string;
+  escrowId: string;
+  address: string;
+  amount: string;
+  payer: string;
+  payee: string;
+  refundAddress: string;
+  createHash: string;
+}
+
+/** A funded payer, a held escrow of `amount`, and fresh payee and refund addresses. */
+async function heldEscrow(amount = '0.25000000', currency: Currency = 'BTC'): Promise<EscrowFixture> {
+  const payer = await newAddress(currency);
+  await fund(payer, '1', currency);
+  const paymentId = randomUUID();
+  const { status, body } = await post(
+    '/api/v1/escrow/create',
+    { payment_id: paymentId, amount, currency, payer, timeout_seconds: 3600 },
+    `${paymentId}:create`,
+  );
+  expect(status).toBe(201);
+  return {
+    paymentId,
+    escrowId: body.escrow_id,
+    address: body.address,
+    amount,
+    payer,
+    payee: await newAddress(currency),
+    refundAddress: await newAddress(currency),
+    createHash: body.transaction_hash,
+  };
+}
+
+const releaseBody = (e: EscrowFixture) => ({
+  escrow_id: e.escrowId,
+  address: e.address,
+  payee: e.payee,
+  amount: e.amount,
+  reason: 'job completed',
+});
+
+const refundBody = (e: EscrowFixture) => ({
+  escrow_id: e.escrowId,
+  address: e.address,
+  refund_address: e.refundAddress,
+  amount: e.amount,
+  reason: 'job failed',
+});
+
+describe('local wallet daemon (HTTP)', () => {
+  afterEach(async () => {
+    await setFaults({ fail_rate: 0, latency_ms: 0, drop_rate: 0 });
+    for (const currency of CURRENCIES) {
+      const { body } = await get(`/api/v1/ledger/totals?currency=${currency}`);
+      // Conservation: every minted coin is on an address or in a hold.
+      expect(new Decimal(body.balances).plus(body.held).toFixed(8)).toBe(body.minted);
+    }
+  });
+
+  describe('auth', () => {
+    it('answers 401 without or with a wrong bearer token', async () => {
+      const address = await newAddress();
+      for (const token of [null, 'wrong-token']) {
+        const read = await get(`/api/v1/accounts/${address}?currency=BTC`, { token });
+        expect(read.status).toBe(401);
+        expect(read.body).toEqual({ code: 'UNAUTHORIZED', message: expect.any(String) });
+        const write = await call('POST', '/api/v1/faucet', { token, body: { address, amount: '1', currency: 'BTC' } });
+        expect(write.status).toBe(401);
+      }
+      expect(await balanceOf(address)).toBe('0.00000000');
+    });
+
+    it('serves /health without a token', async () => {
+      const { status, body } = await get('/health', { token: null });
+      expect(status).toBe(200);
+      expect(body.status).toBe('ok');
+    });
+  });
+
+  describe('addresses and faucet', () => {
+    it('derives fresh checksummed addresses per currency', async () => {
+      const [a, b, token] = await Promise.all([newAddress('BTC'), newAddress('BTC'), newAddress('AITBC')]);
+      expect(a).toMatch(/^bcrt1q[02-9ac-hj-np-z]{38}$/);
+      expect(b).not.toBe(a);
+      expect(token).toMatch(/^aitbc1q[02-9ac-hj-np-z]{38}$/);
+    });
+
+    it('mints to an address and reports its balance with 8 decimals', async () => {
+      const address = await newAddress();
+      expect(await balanceOf(address)).toBe('0.00000000');
+      const first = await post('/api/v1/faucet', { address, amount: '1.5', currency: 'BTC' });
+      expect(first.status).toBe(200);
+      expect(first.body.transaction_hash).toMatch(/^[0-9a-f]{64}$/);
+      expect(first.body.balance).toBe('1.50000000');
+      const second = await post('/api/v1/faucet', { address, amount: 0.25, currency: 'BTC' });
+      expect(second.body.balance).toBe('1.75000000');
+      expect(await balanceOf(address)).toBe('1.75000000');
+    });
+
+    it('keeps currencies apart', async () => {
+      const address = await newAddress('AITBC');
+      await fund(address, '3', 'AITBC');
+      expect(await balanceOf(address, 'AITBC')).toBe('3.00000000');
+      const wrongLedger = await get(`/api/v1/accounts/${address}?currency=BTC`);
+      expect(wrongLedger.status).toBe(400);
+    });
+
+    it.each([
+      [{ amount: '0' }],
+      [{ amount: '-1' }],
+      [{ amount: '0.000000001' }],
+      [{ amount: '1e-3' }],
+      [{ currency: 'DOGE' }],
+      [{ address: 'bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4' }],
+      [{ address: 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt081' }],
+    ])('rejects a faucet request with %j as 400 INVALID_REQUEST', async (change) => {
+      const address = await newAddress();
+      const { status, body } = await post('/api/v1/faucet', { address, amount: '1', currency: 'BTC', ...change });
+      expect(status).toBe(400);
+      expect(body.code).toBe('INVALID_REQUEST');
+      expect(await balanceOf(address)).toBe('0.00000000');
+    });
+  });
+
+  describe('escrow create', () => {
+    it('moves the amount from the payer into a fresh hold', async () => {
+      const payer = await newAddress();
+      await fund(payer, '1');
+      const paymentId = randomUUID();
+      const { status, body } = await post('/api/v1/escrow/create', {
+        payment_id: paymentId,
+        amount: '0.4',
+        currency: 'BTC',
+        payer,
+        timeout_seconds: 120,
+      });
+      expect(status).toBe(201);
+      expect(body).toMatchObject({ amount: '0.40000000', currency: 'BTC' });
+      expect(body.escrow_id).toMatch(/^[0-9a-f-]{36}$/);
+      expect(body.address).toMatch(/^bcrt1q/);
+      expect(body.address).not.toBe(payer);
+      expect(body.transaction_hash).toMatch(/^[0-9a-f]{64}$/);
+      expect(new Date(body.expires_at).getTime()).toBeGreaterThan(Date.now() + 100_000);
+
+      expect(await balanceOf(payer)).toBe('0.60000000');
+      expect(await balanceOf(body.address)).toBe('0.40000000');
+      const escrow = await get(`/api/v1/escrow/${body.escrow_id}`);
+      expect(escrow.body).toMatchObject({
+        escrow_id: body.escrow_id,
+        payment_id: paymentId,
+        address: body.address,
+        amount: '0.40000000',
+        currency: 'BTC',
+        payer,
+        state: 'held',
+        transaction_hash: null,
+        create_transaction_hash: body.transaction_hash,
+        payee: null,
+        settled_at: null,
+      });
+      const transfers = await transfersOf(body.escrow_id);
+      expect(transfers).toEqual([
+        expect.objectContaining({ kind: 'create', amount: '0.40000000', from: payer, to: body.address }),
+      ]);
+    });
+
+    it('answers 402 when the payer is short, and moves nothing', async () => {
+      const payer = await newAddress();
+      await fund(payer, '0.1');
+      const request = { payment_id: randomUUID(), amount: '0.10000001', currency: 'BTC', payer, timeout_seconds: 60 };
+      const { status, body } = await post('/api/v1/escrow/create', request);
+      expect(status).toBe(402);
+      expect(body.code).toBe('INSUFFICIENT_FUNDS');
+      expect(await balanceOf(payer)).toBe('0.10000000');
+
+      const stranger = await newAddress();
+      const unfunded = await post('/api/v1/escrow/create', { ...request, payer: stranger });
+      expect(unfunded.status).toBe(402);
+    });
+
+    it('answers 404 for an unknown escrow', async () => {
+      const unknown = randomUUID();
+      expect((await get(`/api/v1/escrow/${unknown}`)).body.code).toBe('ESCROW_NOT_FOUND');
+      expect((await get(`/api/v1/escrow/${unknown}`)).status).toBe(404);
+      expect((await get('/api/v1/escrow/not-a-uuid')).status).toBe(404);
+      const payee = await newAddress();
+      const release = await post('/api/v1/escrow/release', { escrow_id: unknown, payee });
+      expect(release.status).toBe(404);
+      const refund = await post('/api/v1/refund', { escrow_id: unknown, refund_address: payee });
+      expect(refund.status).toBe(404);
+    });
+  });
+
+  describe('settlement', () => {
+    it('releases the whole hold to the payee', async () => {
+      const escrow = await heldEscrow('0.25');
+      const { status, body } = await post('/api/v1/escrow/release', releaseBody(escrow));
+      expect(status).toBe(200);
+      expect(body).toMatchObject({ escrow_id: escrow.escrowId, state: 'released' });
+      expect(body.transaction_hash).toMatch(/^[0-9a-f]{64}$/);
+
+      expect(await balanceOf(escrow.payee)).toBe('0.25000000');
+      expect(await balanceOf(escrow.address)).toBe('0.00000000');
+      expect(await balanceOf(escrow.payer)).toBe('0.75000000');
+      const view = await get(`/api/v1/escrow/${escrow.escrowId}`);
+      expect(view.body).toMatchObject({ state: 'released', transaction_hash: body.transaction_hash, payee: escrow.payee });
+      expect(view.body.settled_at).toEqual(expect.any(String));
+      expect((await transfersOf(escrow.escrowId)).map((t) => t.kind)).toEqual(['create', 'release']);
+    });
+
+    it('refunds the whole hold to the refund address', async () => {
+      const escrow = await heldEscrow('0.3');
+      const { status, body } = await post('/api/v1/refund', refundBody(escrow));
+      expect(status).toBe(200);
+      expect(body).toMatchObject({ escrow_id: escrow.escrowId, state: 'refunded' });
+      expect(await balanceOf(escrow.refundAddress)).toBe('0.30000000');
+      expect(await balanceOf(escrow.address)).toBe('0.00000000');
+      expect((await get(`/api/v1/escrow/${escrow.escrowId}`)).body).toMatchObject({
+        state: 'refunded',
+        transaction_hash: body.transaction_hash,
+      });
+    });
+
+    it('settles AITBC escrows the same way', async () => {
+      const escrow = await heldEscrow('0.5', 'AITBC');
+      expect(escrow.address).toMatch(/^aitbc1q/);
+      expect((await post('/api/v1/escrow/release', releaseBody(escrow))).status).toBe(200);
+      expect(await balanceOf(escrow.payee, 'AITBC')).toBe('0.50000000');
+    });
+
+    it('answers 409 ESCROW_NOT_HELD to a release after a refund, and moves nothing', async () => {
+      const escrow = await heldEscrow();
+      expect((await post('/api/v1/refund', refundBody(escrow))).status).toBe(200);
+      const { status, body } = await post('/api/v1/escrow/release', releaseBody(escrow));
+      expect(status).toBe(409);
+      expect(body.code).toBe('ESCROW_NOT_HELD');
+      const again = await post('/api/v1/refund', refundBody(escrow));
+      expect(again.status).toBe(409);
+
+      expect(await balanceOf(escrow.payee)).toBe('0.00000000');
+      expect(await balanceOf(escrow.refundAddress)).toBe('0.25000000');
+      expect((await transfersOf(escrow.escrowId)).map((t) => t.kind)).toEqual(['create', 'refund']);
+      expect((await get(`/api/v1/escrow/${escrow.escrowId}`)).body.state).toBe('refunded');
+    });
+
+    it('answers 409 ESCROW_MISMATCH when the address or amount do not match, and moves nothing', async () => {
+      const escrow = await heldEscrow('0.25');
+      const wrongAmount = await post('/api/v1/escrow/release', { ...releaseBody(escrow), amount: '0.26' });
+      expect(wrongAmount.status).toBe(409);
+      expect(wrongAmount.body.code).toBe('ESCROW_MISMATCH');
+      const wrongAddress = await post('/api/v1/refund', { ...refundBody(escrow), address: escrow.payer });
+      expect(wrongAddress.status).toBe(409);
+      expect(wrongAddress.body.code).toBe('ESCROW_MISMATCH');
+      expect((await get(`/api/v1/escrow/${escrow.escrowId}`)).body.state).toBe('held');
+      expect(await balanceOf(escrow.address)).toBe('0.25000000');
+    });
+
+    it('rejects a payee that is not an address of the escrow currency', async () => {
+      const escrow = await heldEscrow();
+      const { status } = await post('/api/v1/escrow/release', { ...releaseBody(escrow), payee: await newAddress('AITBC') });
+      expect(status).toBe(400);
+      expect((await get(`/api/v1/escrow/${escrow.escrowId}`)).body.state).toBe('held');
+    });
+
+    it('applies exactly one of 20 concurrent release/refund calls sharing the <payment_id>:settle key', async () => {
+      const escrow = await heldEscrow();
+      const key = `${escrow.paymentId}:settle`;
+      const calls = Array.from({ length: 20 }, (_, i) =>
+        i % 2 === 0
+          ? post('/api/v1/escrow/release', releaseBody(escrow), key)
+          : post('/api/v1/refund', refundBody(escrow), key),
+      );
+      const responses = await Promise.all(calls);
+
+      const succeeded = responses.filter((r) => r.status === 200);
+      const states = new Set(succeeded.map((r) => r.body.state));
+      const hashes = new Set(succeeded.map((r) => r.body.transaction_hash));
+      expect(states.size).toBe(1);
+      expect(hashes.size).toBe(1);
+      // The winner's route is answered (first time or replayed), the other route is refused.
+      expect(succeeded).toHaveLength(10);
+      expect(succeeded.filter((r) => r.headers.get('idempotent-replayed') === 'true')).toHaveLength(9);
+      for (const refused of responses.filter((r) => r.status !== 200)) {
+        expect(refused.status).toBe(409);
+        expect(refused.body.code).toBe('IDEMPOTENCY_KEY_REUSED');
+      }
+
+      const transfers = await transfersOf(escrow.escrowId);
+      expect(transfers).toHaveLength(2);
+      expect(transfers[1].transaction_hash).toBe([...hashes][0]);
+      const paid = [await balanceOf(escrow.payee), await balanceOf(escrow.refundAddress)].sort();
+      expect(paid).toEqual(['0.00000000', '0.25000000']);
+    });
+
+    it('applies exactly one of 20 concurrent settlements with different keys (compare-and-set)', async () => {
+      const escrow = await heldEscrow();
+      const responses = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          i % 2 === 0
+            ? post('/api/v1/escrow/release', releaseBody(escrow), `${escrow.paymentId}:release:${i}`)
+            : post('/api/v1/refund', refundBody(escrow)),
+        ),
+      );
+      expect(responses.filter((r) => r.status === 200)).toHaveLength(1);
+      for (const refused of responses.filter((r) => r.status !== 200)) {
+        expect(refused.status).toBe(409);
+        expect(refused.body.code).toBe('ESCROW_NOT_HELD');
+      }
+      expect(await transfersOf(escrow.escrowId)).toHaveLength(2);
+    });
+  });
+
+  describe('idempotency', () => {
+    it('replays a create with the same key: same escrow, same hash, payer debited once', async () => {
+      const payer = await newAddress();
+      await fund(payer, '1');
+      const paymentId = randomUUID();
+      const request = { payment_id: paymentId, amount: '0.2', currency: 'BTC', payer, timeout_seconds: 60 };
+      const first = await post('/api/v1/escrow/create', request, `${paymentId}:create`);
+      const second = await post('/api/v1/escrow/create', request, `${paymentId}:create`);
+      expect(first.status).toBe(201);
+      expect(second.status).toBe(201);
+      expect(first.headers.get('idempotent-replayed')).toBeNull();
+      expect(second.headers.get('idempotent-replayed')).toBe('true');
+      expect(second.body).toEqual(first.body);
+      expect(await balanceOf(payer)).toBe('0.80000000');
+    });
+
+    it('replays a release with the same transaction hash', async () => {
+      const escrow = await heldEscrow();
+      const key = `${escrow.paymentId}:settle`;
+      const first = await post('/api/v1/escrow/release', releaseBody(escrow), key);
+      const replay = await post('/api/v1/escrow/release', releaseBody(escrow), key);
+      expect(replay.status).toBe(200);
+      expect(replay.body.transaction_hash).toBe(first.body.transaction_hash);
+      expect(await balanceOf(escrow.payee)).toBe('0.25000000');
+      expect(await transfersOf(escrow.escrowId)).toHaveLength(2);
+    });
+
+    it('answers 409 IDEMPOTENCY_KEY_REUSED to the same key with a different body, and applies nothing', async () => {
+      const address = await newAddress();
+      const key = randomUUID();
+      expect((await post('/api/v1/faucet', { address, amount: '1', currency: 'BTC' }, key)).status).toBe(200);
+      const reused = await post('/api/v1/faucet', { address, amount: '2', currency: 'BTC' }, key);
+      expect(reused.status).toBe(409);
+      expect(reused.body.code).toBe('IDEMPOTENCY_KEY_REUSED');
+      expect(await balanceOf(address)).toBe('1.00000000');
+    });
+
+    it('lets a failed request be retried with its key (errors are not stored)', async () => {
+      const payer = await newAddress();
+      const paymentId = randomUUID();
+      const request = { payment_id: paymentId, amount: '0.5', currency: 'BTC', payer, timeout_seconds: 60 };
+      expect((await post('/api/v1/escrow/create', request, `${paymentId}:create`)).status).toBe(402);
+      await fund(payer, '0.5');
+      expect((await post('/api/v1/escrow/create', request, `${paymentId}:create`)).status).toBe(201);
+      expect(await balanceOf(payer)).toBe('0.00000000');
+    });
+  });
+
+  describe('fault injection', () => {
+    it('answers 503 FAULT_INJECTED at fail_rate 1 and applies nothing', async () => {
+      const address = await newAddress();
+      const key = randomUUID();
+      expect(await setFaults({ fail_rate: 1 })).toEqual({ fail_rate: 1, latency_ms: 0, drop_rate: 0 });
+      const failed = await post('/api/v1/faucet', { address, amount: '1', currency: 'BTC' }, key);
+      expect(failed.status).toBe(503);
+      expect(failed.body.code).toBe('FAULT_INJECTED');
+      expect((await get('/health', { token: null })).status).toBe(200);
+
+      await setFaults({ fail_rate: 0 });
+      expect(await balanceOf(address)).toBe('0.00000000');
+      // The key was not used up: the retry runs for real.
+      const retried = await post('/api/v1/faucet', { address, amount: '1', currency: 'BTC' }, key);
+      expect(retried.status).toBe(200);
+      expect(retried.headers.get('idempotent-replayed')).toBeNull();
+      expect(await balanceOf(address)).toBe('1.00000000');
+    });
+
+    it('drops the answer after doing the work; a retry with the same key replays it', async () => {
+      const escrow = await heldEscrow();
+      const key = `${escrow.paymentId}:settle`;
+      await setFaults({ drop_rate: 1 });
+      await expect(post('/api/v1/escrow/release', releaseBody(escrow), key)).rejects.toThrow();
+      await setFaults({ drop_rate: 0 });
+
+      const view = await get(`/api/v1/escrow/${escrow.escrowId}`);
+      expect(view.body.state).toBe('released');
+      const retried = await post('/api/v1/escrow/release', releaseBody(escrow), key);
+      expect(retried.status).toBe(200);
+      expect(retried.headers.get('idempotent-replayed')).toBe('true');
+      expect(retried.body.transaction_hash).toBe(view.body.transaction_hash);
+      expect(await balanceOf(escrow.payee)).toBe('0.25000000');
+      expect(await transfersOf(escrow.escrowId)).toHaveLength(2);
+    });
+
+    it('delays answers by latency_ms', async () => {
+      await setFaults({ latency_ms: 300 });
+      const started = Date.now();
+      await newAddress();
+      expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+    });
+
+    it('rejects invalid fault settings', async () => {
+      const { status, body } = await post('/api/v1/faults', { fail_rate: 2 });
+      expect(status).toBe(400);
+      expect(body.code).toBe('INVALID_REQUEST');
+    });
+  });
+});
