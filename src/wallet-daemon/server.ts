@@ -140,7 +140,8 @@ export async function buildWalletDaemon(config: WalletDaemonConfig): Promise<Wal
   app.get('/api/v1/faults', async (request, reply) => ok(request, reply, faults.current()));
   app.post('/api/v1/faults', async (request, reply) => {
     const settings = faults.update(parseFaultSettings(request.body ?? {}));
-    request.log.warn({ faults: settings }, 'fault injection settings changed');
+    const injecting = settings.fail_rate > 0 || settings.drop_rate > 0 || settings.latency_ms > 0;
+    request.log[injecting ? 'warn' : 'info']({ faults: settings }, 'fault injection settings changed');
     return ok(request, reply, settings);
   });
 

@@ -1,0 +1,21 @@
+import { startTestApp, TestApp } from './support/app';
+let t: TestApp;
+beforeAll(async () => { const s = Date.now(); t = await startTestApp(); console.log('boot ms', Date.now() - s); });
+afterAll(async () => { await t?.close(); });
+it('probe', async () => {
+  const r1 = await t.http.post('/v1/jobs').set('X-Api-Key', t.keys.client).set('content-type', 'application/json').send('{"payload": {');
+  console.log('badjson', r1.status, JSON.stringify(r1.body));
+  const r2 = await t.http.get('/nope').set('X-Api-Key', t.keys.client);
+  console.log('404', r2.status, JSON.stringify(r2.body));
+  const r3 = await t.http.get('/v1/jobs/garbage/payment').set('X-Api-Key', t.keys.client);
+  console.log('garbage payment', r3.status, JSON.stringify(r3.body));
+  const r4 = await t.http.get('/docs-json');
+  console.log('docs', r4.status, JSON.stringify(Object.fromEntries(Object.entries(r4.body.paths).map(([p, v]) => [p, Object.keys(v as object)]))));
+  const s = Date.now(); const t2 = await startTestApp(); console.log('second boot', Date.now() - s); await t2.close();
+  const r5 = await t.http.post('/v1/jobs').set('X-Api-Key', t.keys.client).send({ payload: {a: 1}, payment_amount: '0.001' });
+  console.log('paid', r5.status, JSON.stringify(r5.body));
+  const r6 = await t.http.post('/v1/jobs').set('X-Api-Key', t.keys.client).set('content-type', 'text/plain').send('hello');
+  console.log('text', r6.status, JSON.stringify(r6.body));
+  const r7 = await t.http.post('/v1/miners/poll').set('X-Api-Key', t.keys.miner);
+  console.log('poll', r7.status, JSON.stringify(r7.body));
+});
