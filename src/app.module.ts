@@ -1,9 +1,9 @@
 import { Module } from '@nestjs/common';
-import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR, APP_PIPE } from '@nestjs/core';
+import { APP_FILTER, APP_INTERCEPTOR, APP_PIPE } from '@nestjs/core';
 import { ScheduleModule } from '@nestjs/schedule';
 import { LoggerModule } from 'nestjs-pino';
 import { randomUUID } from 'node:crypto';
-import { ApiKeyGuard } from './auth/auth.guard';
+import { AuthModule } from './auth/auth.module';
 import { GlobalErrorFilter } from './common/error.filter';
 import { createValidationPipe } from './common/validation';
 import { AppConfigModule } from './config/config.module';
@@ -22,6 +22,7 @@ export const REDACTED_PATHS = ['req.headers["x-api-key"]', 'req.headers.authoriz
 @Module({
   imports: [
     AppConfigModule,
+    AuthModule,
     LoggerModule.forRoot({
       pinoHttp: {
         level: process.env.LOG_LEVEL ?? 'info',
@@ -41,7 +42,6 @@ export const REDACTED_PATHS = ['req.headers["x-api-key"]', 'req.headers.authoriz
     ReceiptsModule,
   ],
   providers: [
-    { provide: APP_GUARD, useClass: ApiKeyGuard },
     { provide: APP_PIPE, useFactory: createValidationPipe },
     { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },
     { provide: APP_FILTER, useClass: GlobalErrorFilter },

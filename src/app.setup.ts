@@ -3,10 +3,29 @@ import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger } from 'nestjs-pino';
 import { randomUUID } from 'node:crypto';
+import helmet from '@fastify/helmet';
 import { AppModule } from './app.module';
+import { GlobalErrorFilter } from './common/error.filter';
+import { DomainError } from './common/errors';
+import type { AppConfig } from './config/app-config';
+import { APP_CONFIG } from './config/config.module';
 
 /** Largest request body accepted (payloads are limited further by the Jobs rules). */
 export const BODY_LIMIT_BYTES = 256 * 1024;
+
+/** Bodies are JSON only: any other declared content type is 415, before a parser sees it. */
+function rejectNonJsonBodies(app: NestFastifyApplication): void {
+  const errors = new GlobalErrorFilter();
+  app
+    .getHttpAdapter()
+    .getInstance()
+    .addHook('onRequest', async (request, reply) => {
+      const type = request.headers['content-type'];
+      if (type === undefined || /^application\/json\s*(;|$)/i.test(type)) return;
+      const error = new DomainError('UNSUPPORTED_MEDIA_TYPE', `Content-Type ${String(type).slice(0, 100)} is not supported; send application/json`);
+      await reply.status(415).send(errors.toBody(error, String(request.id)));
+    });
+}
 
 /**
  * Builds the whole application from AppModule — the same for `main.ts` and the e2e
@@ -22,6 +41,14 @@ export async function createApp(): Promise<NestFastifyApplication> {
   const app = await NestFactory.create<NestFastifyApplication>(AppModule, adapter, { bufferLogs: true });
   app.useLogger(app.get(Logger));
   app.enableShutdownHooks();
+  const config = app.get<AppConfig>(APP_CONFIG);
+  // Security headers on every answer; CSP allows Swagger UI's own assets.
+  await app.register(helmet as never, {
+    contentSecurityPolicy: { directives: { defaultSrc: ["'self'"], imgSrc: ["'self'", 'data:'], styleSrc: ["'self'", "'unsafe-inline'"], scriptSrc: ["'self'"], upgradeInsecureRequests: null } },
+  });
+  rejectNonJsonBodies(app);
+  // CORS is off unless origins are configured: browsers get no cross-origin access by default.
+  if (config.corsOrigins.length) app.enableCors({ origin: config.corsOrigins, allowedHeaders: ['content-type', 'x-api-key', 'idempotency-key'] });
   const document = SwaggerModule.createDocument(
     app,
     new DocumentBuilder()

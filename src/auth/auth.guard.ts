@@ -1,9 +1,7 @@
-import { CanActivate, ExecutionContext, Inject, Injectable, SetMetadata, createParamDecorator } from '@nestjs/common';
+import { CanActivate, ExecutionContext, Injectable, SetMetadata, createParamDecorator } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import { DomainError } from '../common/errors';
-import { APP_CONFIG } from '../config/config.module';
-import type { AppConfig } from '../config/app-config';
 import { ApiKeyRegistry, Principal, Role } from './api-keys';
 
 const ROLES_KEY = 'roles';
@@ -24,14 +22,10 @@ export const CurrentPrincipal = createParamDecorator((_: unknown, ctx: Execution
 /** Missing or unknown key → 401; a known key with the wrong role → 403. */
 @Injectable()
 export class ApiKeyGuard implements CanActivate {
-  private readonly registry: ApiKeyRegistry;
-
   constructor(
     private readonly reflector: Reflector,
-    @Inject(APP_CONFIG) config: AppConfig,
-  ) {
-    this.registry = new ApiKeyRegistry(config.apiKeys);
-  }
+    private readonly registry: ApiKeyRegistry,
+  ) {}
 
   canActivate(context: ExecutionContext): boolean {
     const targets = [context.getHandler(), context.getClass()];

@@ -38,6 +38,10 @@ export interface AppConfig {
   receiptSigningKey: string | undefined;
   receiptPreviousPublicKeys: string[];
   logLevel: string;
+  /** Requests per minute per principal (per IP without a known key); 0 = off. */
+  rateLimitPerMinute: number;
+  /** Allowed browser origins; empty = CORS off. */
+  corsOrigins: string[];
 }
 
 export class ConfigError extends Error {}
@@ -113,6 +117,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
       .split('|')
       .map((s) => s.replace(/\\n/g, '\n').trim())
       .filter(Boolean),
+    rateLimitPerMinute: int(env, 'RATE_LIMIT_PER_MINUTE', 1200, 0, 10_000_000),
+    corsOrigins: (env.CORS_ORIGINS ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     logLevel: oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
   };
 }
