@@ -1,9 +1,13 @@
 // Two projects: fast unit specs beside the code, and e2e specs over HTTP against a real
 // PostgreSQL and the real local wallet daemon process (started once in global setup).
 const transform = { '^.+\\.(t|j)sx?$': ['@swc/jest'] };
-// Nest 12, @scure/@noble and canonicalize ship ESM only; let swc turn them into CommonJS for Jest.
-const transformIgnorePatterns = ['/node_modules/(?!(@nestjs|@scure|@noble|canonicalize)/)'];
+// Nest 12, @scure/@noble, canonicalize, content-disposition (under @fastify/static) and cookie
+// (under Fastify's inject) ship ESM only;
+// let swc turn them into CommonJS for Jest.
+const transformIgnorePatterns = ['/node_modules/(?!(@nestjs|@scure|@noble|canonicalize|content-disposition|cookie)/)'];
 module.exports = {
+  // E2E files boot whole apps and run property suites; 5 s is too short for those.
+  testTimeout: 120000,
   projects: [
     {
       displayName: 'unit',
@@ -20,7 +24,6 @@ module.exports = {
       testMatch: ['<rootDir>/test/**/*.e2e-spec.ts'],
       globalSetup: '<rootDir>/test/global-setup.ts',
       globalTeardown: '<rootDir>/test/global-teardown.ts',
-      testTimeout: 60000,
     },
   ],
 };

@@ -13,18 +13,25 @@ import { APP_CONFIG } from './config/config.module';
 /** Largest request body accepted (payloads are limited further by the Jobs rules). */
 export const BODY_LIMIT_BYTES = 256 * 1024;
 
-/** Bodies are JSON only: any other declared content type is 415, before a parser sees it. */
+/**
+ * Bodies are JSON objects only: any other declared content type is 415 before a parser
+ * sees it, and a JSON body that is not an object (`null`, `[]`, `"x"`, `1`) is 400.
+ */
 function rejectNonJsonBodies(app: NestFastifyApplication): void {
   const errors = new GlobalErrorFilter();
-  app
-    .getHttpAdapter()
-    .getInstance()
-    .addHook('onRequest', async (request, reply) => {
-      const type = request.headers['content-type'];
-      if (type === undefined || /^application\/json\s*(;|$)/i.test(type)) return;
-      const error = new DomainError('UNSUPPORTED_MEDIA_TYPE', `Content-Type ${String(type).slice(0, 100)} is not supported; send application/json`);
-      await reply.status(415).send(errors.toBody(error, String(request.id)));
-    });
+  const fastify = app.getHttpAdapter().getInstance();
+  fastify.addHook('onRequest', async (request, reply) => {
+    const type = request.headers['content-type'];
+    if (type === undefined || /^application\/json\s*(;|$)/i.test(type)) return;
+    const error = new DomainError('UNSUPPORTED_MEDIA_TYPE', `Content-Type ${String(type).slice(0, 100)} is not supported; send application/json`);
+    await reply.status(415).send(errors.toBody(error, String(request.id)));
+  });
+  fastify.addHook('preValidation', async (request, reply) => {
+    const body = request.body;
+    if (body === undefined || (typeof body === 'object' && body !== null && !Array.isArray(body))) return;
+    const error = new DomainError('VALIDATION_FAILED', 'The request body must be a JSON object', { fields: { body: ['must be a JSON object'] } });
+    await reply.status(400).send(errors.toBody(error, String(request.id)));
+  });
 }
 
 /**

@@ -32,6 +32,9 @@ const EMBEDDED_DATABASE = 'coordinator_test';
 export default async function globalSetup(): Promise<void> {
   process.env.NODE_ENV = 'test';
   process.env.TZ = 'UTC';
+  // Quiet apps unless the developer asks (`LOG_LEVEL=debug npm run test:e2e`); set here
+  // because modules may read it at import time, before startTestApp runs.
+  process.env.LOG_LEVEL ||= 'silent';
   const state = infraState();
   try {
     const server = await choosePostgres();
@@ -57,16 +60,16 @@ export default async function globalSetup(): Promise<void> {
     );
 
     const token = randomBytes(16).toString('hex');
-    const daemon = await timed('wallet daemon started', () =>
-      spawnWalletDaemon({
-        databaseUrl: withDatabaseName(server.adminUrl, wallet),
-        token,
-        port: 0,
-        seed: TEST_WALLET_SEED,
-        env: { LOG_LEVEL: 'error' },
-        logFile: DAEMON_LOG_FILE,
-      }),
-    );
+    const daemonStart = Date.now();
+    const daemon = await spawnWalletDaemon({
+      databaseUrl: withDatabaseName(server.adminUrl, wallet),
+      token,
+      port: 0,
+      seed: TEST_WALLET_SEED,
+      env: { LOG_LEVEL: 'error' },
+      logFile: DAEMON_LOG_FILE,
+    });
+    progress(`wallet daemon at ${daemon.url} started in ${seconds(daemonStart)}`);
     state.stopDaemon = () => daemon.stop();
 
     Object.assign(process.env, {
@@ -76,7 +79,6 @@ export default async function globalSetup(): Promise<void> {
       WALLET_DAEMON_URL: daemon.url,
       WALLET_DAEMON_TOKEN: token,
     });
-    progress(`wallet daemon at ${daemon.url}`);
   } catch (error) {
     // Jest skips global teardown when setup fails; do not leave servers running.
     await globalTeardown().catch(() => undefined);
@@ -113,7 +115,8 @@ async function choosePostgres(): Promise<ChosenServer> {
 }
 
 async function migrate(url: string): Promise<void> {
-  const dataSource = new DataSource(dataSourceOptions(url, 1));
+  // Two connections: runMigrationsLocked holds the advisory lock on one while migrating on another.
+  const dataSource = new DataSource(dataSourceOptions(url, 2));
   await dataSource.initialize();
   try {
     await runMigrationsLocked(dataSource);
@@ -148,8 +151,12 @@ function isAlive(pid: number): boolean {
 async function timed<T>(what: string, work: () => Promise<T>): Promise<T> {
   const began = Date.now();
   const result = await work();
-  progress(`${what} in ${((Date.now() - began) / 1000).toFixed(1)}s`);
+  progress(`${what} in ${seconds(began)}`);
   return result;
+}
+
+function seconds(since: number): string {
+  return `${((Date.now() - since) / 1000).toFixed(1)}s`;
 }
 
 function progress(line: string): void {

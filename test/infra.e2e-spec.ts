@@ -1,4 +1,5 @@
 import { Money } from '../src/common/money';
+import { CLIENT_WALLET_FUNDS, startTestApp, TestApp } from './support/app';
 import { createIsolatedDatabase } from './support/database';
 import { balance, expectLedgerConserved, faucet, ledgerTotals, newAddress, sharedDaemon } from './support/daemon';
 import { databaseNameOf, withClient } from './support/postgres';
@@ -56,5 +57,28 @@ describe('e2e infrastructure', () => {
       expect(new Money(after.minted).minus(before.minted).gte(2)).toBe(true);
       await expectLedgerConserved('BTC');
     });
+  });
+});
+
+describe('test app', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp();
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('runs on its own test database with funded client wallets', async () => {
+    expect(databaseNameOf(t.databaseUrl)).toContain('test');
+    expect(new Money(await balance(t.clientWallet)).eq(CLIENT_WALLET_FUNDS)).toBe(true);
+    expect(new Money(await balance(t.client2Wallet)).eq(CLIENT_WALLET_FUNDS)).toBe(true);
+  });
+
+  it('answers over HTTP and knows the configured keys', async () => {
+    await t.http.get('/health/live').expect(200);
+    await t.http.get('/v1/jobs').expect(401);
+    await t.http.get('/v1/jobs').set('X-Api-Key', t.keys.client).expect(200);
+    await t.http.get('/v1/jobs').set('X-Api-Key', t.keys.miner).expect(403);
   });
 });

@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import Decimal from 'decimal.js';
+import { DaemonEndpoint, PrivateDaemon, sharedDaemon, startPrivateDaemon } from './support/daemon';
 
-// The local wallet daemon over HTTP. Global setup spawns it (spawnWalletDaemon) and
-// sets WALLET_DAEMON_URL and WALLET_DAEMON_TOKEN. Fault settings are global to the
-// daemon, so the fault tests assume no other test file changes them meanwhile.
+// The local wallet daemon over HTTP. Global setup spawns the shared daemon
+// (spawnWalletDaemon) and sets WALLET_DAEMON_URL and WALLET_DAEMON_TOKEN. Fault
+// settings are daemon-wide, so the fault tests run against a private daemon of
+// this file and never disturb test files running in parallel.
 
 type Currency = 'BTC' | 'AITBC';
 
@@ -17,68 +19,14 @@ interface ApiResponse {
 interface CallOptions {
   body?: unknown;
   key?: string;
+  /** null: send no Authorization header. */
   token?: string | null;
 }
 
-const CURRENCIES: Currency[] = ['BTC', 'AITBC'];
-
-function daemonUrl(): string {
-  const url = process.env.WALLET_DAEMON_URL;
-  if (!url) throw new Error('WALLET_DAEMON_URL is not set (test/global-setup.ts starts the wallet daemon)');
-  return url.replace(/\/$/, '');
-}
-
-function daemonToken(): string {
-  const token = process.env.WALLET_DAEMON_TOKEN;
-  if (!token) throw new Error('WALLET_DAEMON_TOKEN is not set (test/global-setup.ts starts the wallet daemon)');
-  return token;
-}
-
-async function call(method: 'GET' | 'POST', path: string, options: CallOptions = {}): Promise<ApiResponse> {
-  const token = options.token === undefined ? daemonToken() : options.token;
-  const headers: Record<string, string> = {};
-  if (token !== null) headers.authorization = `Bearer ${token}`;
-  if (options.key !== undefined) headers['idempotency-key'] = options.key;
-  if (options.body !== undefined) headers['content-type'] = 'application/json';
-  const response = await fetch(`${daemonUrl()}${path}`, {
-    method,
-    headers,
-    body: options.body === undefined ? undefined : JSON.stringify(options.body),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : undefined, headers: response.headers };
-}
-
-const get = (path: string, options?: CallOptions) => call('GET', path, options);
-const post = (path: string, body: unknown, key?: string) => call('POST', path, { body, key });
-
-async function newAddress(currency: Currency = 'BTC'): Promise<string> {
-  const { status, body } = await post('/api/v1/addresses', { currency });
-  expect(status).toBe(201);
-  return body.address;
-}
-
-async function fund(address: string, amount: string, currency: Currency = 'BTC'): Promise<void> {
-  const { status } = await post('/api/v1/faucet', { address, amount, currency });
-  expect(status).toBe(200);
-}
-
-async function balanceOf(address: string, currency: Currency = 'BTC'): Promise<string> {
-  const { status, body } = await get(`/api/v1/accounts/${address}?currency=${currency}`);
-  expect(status).toBe(200);
-  return body.balance;
-}
-
-async function transfersOf(escrowId: string): Promise<Array<{ kind: string; transaction_hash: string }>> {
-  const { status, body } = await get(`/api/v1/ledger/escrows/${escrowId}/transfers`);
-  expect(status).toBe(200);
-  return body.items;
-}
-
-async function setFaults(settings: { fail_rate?: number; latency_ms?: number; drop_rate?: number }) {
-  const { status, body } = await post('/api/v1/faults', settings);
-  expect(status).toBe(200);
-  return body;
+interface FaultPatch {
+  fail_rate?: number;
+  latency_ms?: number;
+  drop_rate?: number;
 }
 
 interface EscrowFixture {
@@ -92,27 +40,98 @@ interface EscrowFixture {
   createHash: string;
 }
 
-/** A funded payer, a held escrow of `amount`, and fresh payee and refund addresses. */
-async function heldEscrow(amount = '0.25000000', currency: Currency = 'BTC'): Promise<EscrowFixture> {
-  const payer = await newAddress(currency);
-  await fund(payer, '1', currency);
-  const paymentId = randomUUID();
-  const { status, body } = await post(
-    '/api/v1/escrow/create',
-    { payment_id: paymentId, amount, currency, payer, timeout_seconds: 3600 },
-    `${paymentId}:create`,
-  );
-  expect(status).toBe(201);
-  return {
-    paymentId,
-    escrowId: body.escrow_id,
-    address: body.address,
-    amount,
-    payer,
-    payee: await newAddress(currency),
-    refundAddress: await newAddress(currency),
-    createHash: body.transaction_hash,
-  };
+const CURRENCIES: Currency[] = ['BTC', 'AITBC'];
+
+/** Raw HTTP access to one daemon: statuses and headers stay visible. */
+class DaemonApi {
+  constructor(private readonly endpoint: DaemonEndpoint) {}
+
+  async call(method: 'GET' | 'POST', path: string, options: CallOptions = {}): Promise<ApiResponse> {
+    const token = options.token === undefined ? this.endpoint.token : options.token;
+    const headers: Record<string, string> = {};
+    if (token !== null) headers.authorization = `Bearer ${token}`;
+    if (options.key !== undefined) headers['idempotency-key'] = options.key;
+    if (options.body !== undefined) headers['content-type'] = 'application/json';
+    const response = await fetch(`${this.endpoint.url}${path}`, {
+      method,
+      headers,
+      body: options.body === undefined ? undefined : JSON.stringify(options.body),
+    });
+    const text = await response.text();
+    return { status: response.status, body: text ? JSON.parse(text) : undefined, headers: response.headers };
+  }
+
+  get(path: string, options?: CallOptions): Promise<ApiResponse> {
+    return this.call('GET', path, options);
+  }
+
+  post(path: string, body: unknown, key?: string): Promise<ApiResponse> {
+    return this.call('POST', path, { body, key });
+  }
+
+  async newAddress(currency: Currency = 'BTC'): Promise<string> {
+    const { status, body } = await this.post('/api/v1/addresses', { currency });
+    expect(status).toBe(201);
+    return body.address;
+  }
+
+  async fund(address: string, amount: string, currency: Currency = 'BTC'): Promise<void> {
+    const { status } = await this.post('/api/v1/faucet', { address, amount, currency });
+    expect(status).toBe(200);
+  }
+
+  async balanceOf(address: string, currency: Currency = 'BTC'): Promise<string> {
+    const { status, body } = await this.get(`/api/v1/accounts/${address}?currency=${currency}`);
+    expect(status).toBe(200);
+    return body.balance;
+  }
+
+  async transfersOf(escrowId: string): Promise<Array<{ kind: string; transaction_hash: string }>> {
+    const { status, body } = await this.get(`/api/v1/ledger/escrows/${escrowId}/transfers`);
+    expect(status).toBe(200);
+    return body.items;
+  }
+
+  async escrowState(escrowId: string): Promise<string> {
+    return (await this.get(`/api/v1/escrow/${escrowId}`)).body.state;
+  }
+
+  async setFaults(settings: FaultPatch): Promise<unknown> {
+    const { status, body } = await this.post('/api/v1/faults', settings);
+    expect(status).toBe(200);
+    return body;
+  }
+
+  /** A funded payer, a held escrow of `amount`, and fresh payee and refund addresses. */
+  async heldEscrow(amount = '0.25000000', currency: Currency = 'BTC'): Promise<EscrowFixture> {
+    const payer = await this.newAddress(currency);
+    await this.fund(payer, '1', currency);
+    const paymentId = randomUUID();
+    const { status, body } = await this.post(
+      '/api/v1/escrow/create',
+      { payment_id: paymentId, amount, currency, payer, timeout_seconds: 3600 },
+      `${paymentId}:create`,
+    );
+    expect(status).toBe(201);
+    return {
+      paymentId,
+      escrowId: body.escrow_id,
+      address: body.address,
+      amount,
+      payer,
+      payee: await this.newAddress(currency),
+      refundAddress: await this.newAddress(currency),
+      createHash: body.transaction_hash,
+    };
+  }
+
+  /** Conservation: every minted coin is on an address or in a hold. */
+  async expectLedgerConserved(): Promise<void> {
+    for (const currency of CURRENCIES) {
+      const { body } = await this.get(`/api/v1/ledger/totals?currency=${currency}`);
+      expect(new Decimal(body.balances).plus(body.held).toFixed(8)).toBe(body.minted);
+    }
+  }
 }
 
 const releaseBody = (e: EscrowFixture) => ({
@@ -131,15 +150,19 @@ const refundBody = (e: EscrowFixture) => ({
   reason: 'job failed',
 });
 
+const shared = new DaemonApi(sharedDaemon().endpoint);
+const get = (path: string, options?: CallOptions) => shared.get(path, options);
+const post = (path: string, body: unknown, key?: string) => shared.post(path, body, key);
+const call = (method: 'GET' | 'POST', path: string, options?: CallOptions) => shared.call(method, path, options);
+const newAddress = (currency?: Currency) => shared.newAddress(currency);
+const fund = (address: string, amount: string, currency?: Currency) => shared.fund(address, amount, currency);
+const balanceOf = (address: string, currency?: Currency) => shared.balanceOf(address, currency);
+const transfersOf = (escrowId: string) => shared.transfersOf(escrowId);
+const heldEscrow = (amount?: string, currency?: Currency) => shared.heldEscrow(amount, currency);
+const escrowState = (escrowId: string) => shared.escrowState(escrowId);
+
 describe('local wallet daemon (HTTP)', () => {
-  afterEach(async () => {
-    await setFaults({ fail_rate: 0, latency_ms: 0, drop_rate: 0 });
-    for (const currency of CURRENCIES) {
-      const { body } = await get(`/api/v1/ledger/totals?currency=${currency}`);
-      // Conservation: every minted coin is on an address or in a hold.
-      expect(new Decimal(body.balances).plus(body.held).toFixed(8)).toBe(body.minted);
-    }
-  });
+  afterEach(() => shared.expectLedgerConserved());
 
   describe('auth', () => {
     it('answers 401 without or with a wrong bearer token', async () => {
@@ -324,7 +347,7 @@ describe('local wallet daemon (HTTP)', () => {
       expect(await balanceOf(escrow.payee)).toBe('0.00000000');
       expect(await balanceOf(escrow.refundAddress)).toBe('0.25000000');
       expect((await transfersOf(escrow.escrowId)).map((t) => t.kind)).toEqual(['create', 'refund']);
-      expect((await get(`/api/v1/escrow/${escrow.escrowId}`)).body.state).toBe('refunded');
+      expect(await escrowState(escrow.escrowId)).toBe('refunded');
     });
 
     it('answers 409 ESCROW_MISMATCH when the address or amount do not match, and moves nothing', async () => {
@@ -335,7 +358,7 @@ describe('local wallet daemon (HTTP)', () => {
       const wrongAddress = await post('/api/v1/refund', { ...refundBody(escrow), address: escrow.payer });
       expect(wrongAddress.status).toBe(409);
       expect(wrongAddress.body.code).toBe('ESCROW_MISMATCH');
-      expect((await get(`/api/v1/escrow/${escrow.escrowId}`)).body.state).toBe('held');
+      expect(await escrowState(escrow.escrowId)).toBe('held');
       expect(await balanceOf(escrow.address)).toBe('0.25000000');
     });
 
@@ -343,7 +366,7 @@ describe('local wallet daemon (HTTP)', () => {
       const escrow = await heldEscrow();
       const { status } = await post('/api/v1/escrow/release', { ...releaseBody(escrow), payee: await newAddress('AITBC') });
       expect(status).toBe(400);
-      expect((await get(`/api/v1/escrow/${escrow.escrowId}`)).body.state).toBe('held');
+      expect(await escrowState(escrow.escrowId)).toBe('held');
     });
 
     it('applies exactly one of 20 concurrent release/refund calls sharing the <payment_id>:settle key', async () => {
@@ -442,53 +465,70 @@ describe('local wallet daemon (HTTP)', () => {
     });
   });
 
-  describe('fault injection', () => {
+  describe('fault injection (private daemon)', () => {
+    let faulty: PrivateDaemon;
+    let api: DaemonApi;
+
+    beforeAll(async () => {
+      faulty = await startPrivateDaemon();
+      api = new DaemonApi(faulty.daemon.endpoint);
+    });
+
+    afterEach(async () => {
+      await api.setFaults({ fail_rate: 0, latency_ms: 0, drop_rate: 0 });
+      await api.expectLedgerConserved();
+    });
+
+    afterAll(() => faulty?.stop());
+
     it('answers 503 FAULT_INJECTED at fail_rate 1 and applies nothing', async () => {
-      const address = await newAddress();
+      const address = await api.newAddress();
       const key = randomUUID();
-      expect(await setFaults({ fail_rate: 1 })).toEqual({ fail_rate: 1, latency_ms: 0, drop_rate: 0 });
-      const failed = await post('/api/v1/faucet', { address, amount: '1', currency: 'BTC' }, key);
+      expect(await api.setFaults({ fail_rate: 1 })).toEqual({ fail_rate: 1, latency_ms: 0, drop_rate: 0 });
+      const failed = await api.post('/api/v1/faucet', { address, amount: '1', currency: 'BTC' }, key);
       expect(failed.status).toBe(503);
       expect(failed.body.code).toBe('FAULT_INJECTED');
-      expect((await get('/health', { token: null })).status).toBe(200);
+      expect((await api.get(`/api/v1/accounts/${address}`)).status).toBe(503);
+      expect((await api.get('/health', { token: null })).status).toBe(200);
 
-      await setFaults({ fail_rate: 0 });
-      expect(await balanceOf(address)).toBe('0.00000000');
+      await api.setFaults({ fail_rate: 0 });
+      expect(await api.balanceOf(address)).toBe('0.00000000');
       // The key was not used up: the retry runs for real.
-      const retried = await post('/api/v1/faucet', { address, amount: '1', currency: 'BTC' }, key);
+      const retried = await api.post('/api/v1/faucet', { address, amount: '1', currency: 'BTC' }, key);
       expect(retried.status).toBe(200);
       expect(retried.headers.get('idempotent-replayed')).toBeNull();
-      expect(await balanceOf(address)).toBe('1.00000000');
+      expect(await api.balanceOf(address)).toBe('1.00000000');
     });
 
     it('drops the answer after doing the work; a retry with the same key replays it', async () => {
-      const escrow = await heldEscrow();
+      const escrow = await api.heldEscrow();
       const key = `${escrow.paymentId}:settle`;
-      await setFaults({ drop_rate: 1 });
-      await expect(post('/api/v1/escrow/release', releaseBody(escrow), key)).rejects.toThrow();
-      await setFaults({ drop_rate: 0 });
+      await api.setFaults({ drop_rate: 1 });
+      await expect(api.post('/api/v1/escrow/release', releaseBody(escrow), key)).rejects.toThrow();
+      await api.setFaults({ drop_rate: 0 });
 
-      const view = await get(`/api/v1/escrow/${escrow.escrowId}`);
+      const view = await api.get(`/api/v1/escrow/${escrow.escrowId}`);
       expect(view.body.state).toBe('released');
-      const retried = await post('/api/v1/escrow/release', releaseBody(escrow), key);
+      const retried = await api.post('/api/v1/escrow/release', releaseBody(escrow), key);
       expect(retried.status).toBe(200);
       expect(retried.headers.get('idempotent-replayed')).toBe('true');
       expect(retried.body.transaction_hash).toBe(view.body.transaction_hash);
-      expect(await balanceOf(escrow.payee)).toBe('0.25000000');
-      expect(await transfersOf(escrow.escrowId)).toHaveLength(2);
+      expect(await api.balanceOf(escrow.payee)).toBe('0.25000000');
+      expect(await api.transfersOf(escrow.escrowId)).toHaveLength(2);
     });
 
     it('delays answers by latency_ms', async () => {
-      await setFaults({ latency_ms: 300 });
+      await api.setFaults({ latency_ms: 300 });
       const started = Date.now();
-      await newAddress();
+      await api.newAddress();
       expect(Date.now() - started).toBeGreaterThanOrEqual(290);
     });
 
     it('rejects invalid fault settings', async () => {
-      const { status, body } = await post('/api/v1/faults', { fail_rate: 2 });
+      const { status, body } = await api.post('/api/v1/faults', { fail_rate: 2 });
       expect(status).toBe(400);
       expect(body.code).toBe('INVALID_REQUEST');
+      expect((await api.get('/api/v1/faults')).body).toEqual({ fail_rate: 0, latency_ms: 0, drop_rate: 0 });
     });
   });
 });

@@ -78,3 +78,15 @@ export async function storeIdempotentResponse(db: Db, key: string, response: Sto
     [key, response.statusCode, JSON.stringify(response.body)],
   );
 }
+
+/** How long stored answers are kept; the coordinator retries for minutes, not weeks. */
+export const IDEMPOTENCY_RETENTION_DAYS = 30;
+
+/** Forgets keys older than the retention period; returns how many were deleted. */
+export async function pruneIdempotencyKeys(db: Db, retentionDays = IDEMPOTENCY_RETENTION_DAYS): Promise<number> {
+  const { rowCount } = await db.query(
+    `DELETE FROM wallet_daemon.idempotency_keys WHERE created_at < now() - $1::integer * interval '1 day'`,
+    [retentionDays],
+  );
+  return rowCount ?? 0;
+}

@@ -1,26 +1,17 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import Fastify, { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import Fastify, { FastifyError, FastifyInstance } from 'fastify';
 import { Pool } from 'pg';
 import { uuidv7 } from 'uuidv7';
 import { WalletDaemonConfig } from './config';
 import { CurrencyRegistry } from './currencies';
-import { invalidRequest, WalletDaemonError, WalletErrorBody } from './errors';
+import { WalletDaemonError, WalletErrorBody } from './errors';
 import { FaultInjector } from './faults';
 import { HdWallet } from './hd-wallet';
-import { readIdempotencyKey, StoredResponse } from './idempotency';
-import { Db } from './ledger';
-import {
-  escrowIdOrNotFound,
-  parseCreateEscrow,
-  parseCurrencyQuery,
-  parseFaucet,
-  parseFaultSettings,
-  parseNewAddress,
-  parseRefund,
-  parseRelease,
-} from './requests';
+import { pruneIdempotencyKeys } from './idempotency';
+import { dropAnswer, DroppedAnswers } from './replies';
+import { registerWalletRoutes } from './routes';
 import { ensureWalletSchema } from './schema';
-import { WalletResponse, WalletService } from './wallet-service';
+import { WalletService } from './wallet-service';
 
 export interface WalletDaemon {
   app: FastifyInstance;
@@ -56,6 +47,8 @@ export async function buildWalletDaemon(config: WalletDaemonConfig): Promise<Wal
 
   try {
     await ensureWalletSchema(pool);
+    const pruned = await pruneIdempotencyKeys(pool);
+    if (pruned > 0) app.log.info({ pruned }, 'forgot expired idempotency keys');
   } catch (error) {
     await pool.end().catch(() => undefined);
     throw error;
@@ -64,86 +57,13 @@ export async function buildWalletDaemon(config: WalletDaemonConfig): Promise<Wal
   const currencies = new CurrencyRegistry(config.btcNetwork);
   const service = new WalletService(pool, new HdWallet(config.seed), currencies);
   const faults = new FaultInjector(config.faults);
-  // Requests whose answer fault injection decided to lose after doing the work.
-  const droppedAnswers = new WeakSet<FastifyRequest>();
+  const droppedAnswers: DroppedAnswers = new WeakSet();
 
   installAuth(app, config.token);
   installFaults(app, faults, droppedAnswers);
   installErrorHandling(app, droppedAnswers);
 
-  const send = (request: FastifyRequest, reply: FastifyReply, response: WalletResponse): FastifyReply => {
-    if (droppedAnswers.has(request)) return dropAnswer(reply);
-    if (response.replayed) reply.header('Idempotent-Replayed', 'true');
-    return reply.code(response.statusCode).send(response.body);
-  };
-
-  /** A money-moving POST: validated, then run once per Idempotency-Key in one transaction. */
-  function idempotentPost<T>(url: string, parse: (body: unknown) => T, work: (db: Db, input: T) => Promise<StoredResponse>) {
-    app.post(url, async (request, reply) => {
-      const key = readIdempotencyKey(request.headers['idempotency-key']);
-      const input = parse(request.body);
-      const response = await service.runIdempotent(url, key, request.body, (db) => work(db, input));
-      return send(request, reply, response);
-    });
-  }
-
-  const ok = (request: FastifyRequest, reply: FastifyReply, body: unknown) =>
-    send(request, reply, { statusCode: 200, body, replayed: false });
-
-  app.get('/health', async (request, reply) => {
-    try {
-      await pool.query('SELECT 1');
-      return reply.send({ status: 'ok', database: 'up' });
-    } catch (error) {
-      request.log.warn({ err: error }, 'health check: database unreachable');
-      return reply.code(503).send({ status: 'unavailable', database: 'down' });
-    }
-  });
-
-  idempotentPost('/api/v1/escrow/create', (body) => parseCreateEscrow(body, currencies), (db, input) =>
-    service.createEscrow(db, input),
-  );
-  idempotentPost('/api/v1/escrow/release', parseRelease, (db, input) => service.settleEscrow(db, 'released', input));
-  idempotentPost('/api/v1/refund', parseRefund, (db, input) => service.settleEscrow(db, 'refunded', input));
-  idempotentPost('/api/v1/addresses', (body) => parseNewAddress(body, currencies), (db, currency) =>
-    service.newAddress(db, currency),
-  );
-  idempotentPost('/api/v1/faucet', (body) => parseFaucet(body, currencies), (db, input) => service.faucet(db, input));
-
-  app.get<{ Params: { escrow_id: string } }>('/api/v1/escrow/:escrow_id', async (request, reply) =>
-    ok(request, reply, await service.getEscrow(escrowIdOrNotFound(request.params.escrow_id))),
-  );
-
-  app.get<{ Params: { address: string }; Querystring: { currency?: string } }>(
-    '/api/v1/accounts/:address',
-    async (request, reply) => {
-      const { address } = request.params;
-      // Without ?currency= the address's own format says which ledger it is in.
-      const currency =
-        request.query.currency === undefined
-          ? currencies.forAddress(address)
-          : parseCurrencyQuery(request.query, currencies);
-      const canonical = currency && currencies.normalize(currency, address);
-      if (!currency || !canonical) throw invalidRequest('address is not a valid address of the currency');
-      return ok(request, reply, await service.balanceOf(currency, canonical));
-    },
-  );
-
-  app.get('/api/v1/ledger/totals', async (request, reply) =>
-    ok(request, reply, await service.totals(parseCurrencyQuery(request.query, currencies))),
-  );
-
-  app.get<{ Params: { escrow_id: string } }>('/api/v1/ledger/escrows/:escrow_id/transfers', async (request, reply) =>
-    ok(request, reply, await service.escrowTransfers(escrowIdOrNotFound(request.params.escrow_id))),
-  );
-
-  app.get('/api/v1/faults', async (request, reply) => ok(request, reply, faults.current()));
-  app.post('/api/v1/faults', async (request, reply) => {
-    const settings = faults.update(parseFaultSettings(request.body ?? {}));
-    const injecting = settings.fail_rate > 0 || settings.drop_rate > 0 || settings.latency_ms > 0;
-    request.log[injecting ? 'warn' : 'info']({ faults: settings }, 'fault injection settings changed');
-    return ok(request, reply, settings);
-  });
+  registerWalletRoutes(app, { pool, service, currencies, faults, droppedAnswers });
 
   let closed: Promise<void> | undefined;
   const close = () => (closed ??= app.close().then(() => pool.end()));
@@ -169,7 +89,7 @@ function sha256(value: string): Buffer {
 }
 
 /** Latency, injected 503s and dropped answers, decided once the request is authenticated and parsed. */
-function installFaults(app: FastifyInstance, faults: FaultInjector, droppedAnswers: WeakSet<FastifyRequest>): void {
+function installFaults(app: FastifyInstance, faults: FaultInjector, droppedAnswers: DroppedAnswers): void {
   app.addHook('preHandler', async (request) => {
     if (FAULT_EXEMPT_ROUTES.has(request.routeOptions.url ?? '')) return;
     const decision = await faults.decide();
@@ -178,15 +98,7 @@ function installFaults(app: FastifyInstance, faults: FaultInjector, droppedAnswe
   });
 }
 
-/** Closes the connection without answering, as if the network lost the response. */
-function dropAnswer(reply: FastifyReply): FastifyReply {
-  reply.log.warn('fault injection: dropping the answer after the work was done');
-  reply.hijack();
-  reply.raw.destroy();
-  return reply;
-}
-
-function installErrorHandling(app: FastifyInstance, droppedAnswers: WeakSet<FastifyRequest>): void {
+function installErrorHandling(app: FastifyInstance, droppedAnswers: DroppedAnswers): void {
   app.setNotFoundHandler(async (request, reply) => {
     const body: WalletErrorBody = { code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` };
     return reply.code(404).send(body);

@@ -51,7 +51,8 @@ export interface TestAppOptions {
 /**
  * Builds the whole app from AppModule (all globals, exactly as in production) on a
  * fresh database of its own, with known API keys and two funded client wallets.
- * Sweeps are off: tests call the sweep services themselves for determinism.
+ * Sweeps are off: tests call the sweep services themselves for determinism. Logging
+ * follows LOG_LEVEL, which global setup defaults to `silent`.
  */
 export async function startTestApp(env: Record<string, string> = {}, options: TestAppOptions = {}): Promise<TestApp> {
   const { sameAs } = options;
@@ -78,8 +79,9 @@ export async function startTestApp(env: Record<string, string> = {}, options: Te
       `admin:${PRINCIPALS.admin}:${keys.admin}`,
     ].join(','),
     SWEEPS_ENABLED: 'false',
+    // Rate limiting has its own test; elsewhere it would only get in the way of bulk requests.
+    RATE_LIMIT_PER_MINUTE: '0',
     ESCROW_MIN_TIMEOUT_SECONDS: '1',
-    LOG_LEVEL: 'silent',
     DATA_DIR: dataDir,
     ...env,
   });

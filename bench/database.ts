@@ -1,0 +1,96 @@
+import { join } from 'node:path';
+import { Client } from 'pg';
+import { startEmbeddedPostgres } from '../src/database/embedded-postgres';
+import { onCleanup, ROOT } from './processes';
+import { progress } from './util';
+
+export interface BenchDatabases {
+  /** The coordinator's fresh database. */
+  url: string;
+  /** The wallet daemon's fresh database (same server). */
+  walletUrl: string;
+  /** Where CREATE/DROP DATABASE ran from. */
+  adminUrl: string;
+  server: 'embedded' | 'DATABASE_URL';
+  /** e.g. "PostgreSQL 18.x" */
+  version: string;
+}
+
+export function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+/** A URL without its password, for printing. */
+export function redact(url: string): string {
+  const u = new URL(url);
+  if (u.password) u.password = '***';
+  return u.toString();
+}
+
+/**
+ * Two fresh databases, `<name>` for the coordinator and `<name>_wallet` for the daemon, on
+ * the server of DATABASE_URL when it is set, else on an embedded PostgreSQL under
+ * `.data/bench-pg`. Both are dropped (and the embedded server stopped) at cleanup.
+ */
+export async function prepareDatabases(name: string): Promise<BenchDatabases> {
+  const configured = process.env.DATABASE_URL;
+  let adminUrl: string;
+  let server: BenchDatabases['server'];
+  if (configured) {
+    adminUrl = configured;
+    server = 'DATABASE_URL';
+    progress(`PostgreSQL from DATABASE_URL (${redact(configured)}); creating databases ${name}, ${name}_wallet`);
+  } else {
+    const dataDir = join(ROOT, '.data', 'bench-pg');
+    progress(`DATABASE_URL unset: starting embedded PostgreSQL under ${dataDir}`);
+    const logLines: string[] = [];
+    const embedded = await startEmbeddedPostgres(dataDir, 'postgres', (line) => logLines.push(line)).catch((error) => {
+      throw new Error(`embedded PostgreSQL did not start: ${error}\n${logLines.join('').split('\n').slice(-15).join('\n')}`);
+    });
+    onCleanup('embedded PostgreSQL', () => embedded.stop());
+    adminUrl = embedded.adminUrl;
+    server = 'embedded';
+  }
+
+  const admin = new Client({ connectionString: adminUrl });
+  await admin.connect();
+  let version: string;
+  try {
+    version = String((await admin.query(`SELECT current_setting('server_version') AS v`)).rows[0].v);
+    for (const db of [name, `${name}_wallet`]) {
+      await admin.query(`DROP DATABASE IF EXISTS "${db}"`);
+      await admin.query(`CREATE DATABASE "${db}"`);
+      onCleanup(`drop database ${db}`, () => dropDatabase(adminUrl, db));
+    }
+  } finally {
+    await admin.end();
+  }
+  progress(`PostgreSQL ${version} (${server}): databases ${name} and ${name}_wallet created`);
+  return { url: withDatabase(adminUrl, name), walletUrl: withDatabase(adminUrl, `${name}_wallet`), adminUrl, server, version };
+}
+
+async function dropDatabase(adminUrl: string, db: string): Promise<void> {
+  const admin = new Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    // WITH (FORCE) (PostgreSQL 13+) ends sessions a killed process may have left behind.
+    await admin.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`);
+  } finally {
+    await admin.end();
+  }
+}
+
+/** Reads server settings that matter for interpreting the figures. */
+export async function serverSettings(url: string): Promise<Record<string, string>> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    const names = ['fsync', 'synchronous_commit', 'wal_sync_method', 'shared_buffers', 'max_connections', 'full_page_writes'];
+    const { rows } = await client.query(`SELECT name, setting, unit FROM pg_settings WHERE name = ANY($1)`, [names]);
+    return Object.fromEntries(rows.map((r) => [r.name, r.unit && r.unit !== 'ms' ? `${r.setting} (${r.unit})` : String(r.setting)]));
+  } finally {
+    await client.end();
+  }
+}

@@ -1,0 +1,607 @@
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem, release as osRelease } from 'node:os';
+import { join } from 'node:path';
+import { Pool } from 'pg';
+import { freePort } from '../src/database/embedded-postgres';
+import {
+  CeilingResult,
+  createCeiling,
+  hasPgbench,
+  prepareReleaseQueue,
+  readCeiling,
+  ReadKind,
+  releaseCeiling,
+  removeCeilingRows,
+  sweepDecisionCeiling,
+} from './ceiling';
+import { BenchDaemon, faucet, ledgerTotals, newAddress, startDaemon } from './daemon';
+import { prepareDatabases, serverSettings } from './database';
+import { LoadResult, rotating, runLoad, Step } from './load';
+import { cleanupAll, Coordinator, installSignalHandlers, onCleanup, ROOT, startCoordinator } from './processes';
+import { renderReport, Report } from './report';
+import { seededId, seedRows, SeedSpec } from './seed';
+import { now, progress, ratio, round, sleep, stamp } from './util';
+
+// ------------------------------------------------------------------ options
+
+interface Options {
+  quick: boolean;
+  connections: number;
+  clients: number;
+  miners: number;
+  sizes: number[];
+  createSeconds: number;
+  minerSeconds: number;
+  readSeconds: number;
+  ceilingSeconds: number;
+  ceilingClients: number[];
+  explicit: number;
+  sweep: number;
+  poolSize: number | undefined;
+}
+
+function parseOptions(argv: string[]): Options {
+  const flags = new Map<string, string | true>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith('--')) continue;
+    const [name, value] = arg.slice(2).split('=', 2);
+    if (value !== undefined) flags.set(name, value);
+    else if (argv[i + 1] && !argv[i + 1].startsWith('--')) flags.set(name, argv[++i]);
+    else flags.set(name, true);
+  }
+  if (flags.has('help')) {
+    process.stdout.write(
+      [
+        'npm run bench [-- options]',
+        '  --quick             under two minutes: 10k and 100k history, shorter runs, 3,000-escrow sweep',
+        '  --connections N     HTTP connections (default 64)',
+        '  --clients N         client principals, each with its own funded wallet (default 4)',
+        '  --miners N          miner principals (default 4)',
+        '  --sizes a,b,c       history sizes for the read benchmarks (default 10000,100000,1000000)',
+        '  --sweep N           due escrows for the expiry sweep (default 10000; quick 3000)',
+        '  --pool N            DB_POOL_SIZE of the coordinator (default: the coordinator\'s default)',
+        '  DATABASE_URL        a server to create the bench databases on (else embedded PostgreSQL)',
+        '',
+      ].join('\n'),
+    );
+    process.exit(0);
+  }
+  const quick = flags.has('quick');
+  const num = (name: string, fallback: number) => {
+    const v = flags.get(name);
+    if (v === undefined || v === true) return fallback;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name}: "${v}" is not a positive number`);
+    return n;
+  };
+  const list = (name: string, fallback: number[]) => {
+    const v = flags.get(name);
+    return typeof v === 'string' ? v.split(',').map(Number) : fallback;
+  };
+  const connections = num('connections', 64);
+  const poolFlag = flags.get('pool');
+  const poolSize = typeof poolFlag === 'string' ? Number(poolFlag) : process.env.DB_POOL_SIZE ? Number(process.env.DB_POOL_SIZE) : undefined;
+  return {
+    quick,
+    connections,
+    clients: num('clients', 4),
+    miners: num('miners', 4),
+    sizes: list('sizes', quick ? [10_000, 100_000] : [10_000, 100_000, 1_000_000]),
+    createSeconds: num('create-seconds', quick ? 8 : 20),
+    minerSeconds: num('miner-seconds', quick ? 8 : 20),
+    readSeconds: num('read-seconds', quick ? 3 : 8),
+    ceilingSeconds: num('ceiling-seconds', quick ? 4 : 10),
+    ceilingClients: list('ceiling-clients', [poolSize ?? 10, connections]),
+    explicit: num('explicit', quick ? 1000 : 3000),
+    sweep: num('sweep', quick ? 3000 : 10_000),
+    poolSize,
+  };
+}
+
+// ------------------------------------------------------------------ principals
+
+interface Principal {
+  id: string;
+  key: string;
+  wallet?: string;
+}
+
+const secret = () => randomBytes(16).toString('hex');
+const JSON_HEADERS = { 'content-type': 'application/json' };
+const AMOUNT = '0.001';
+const JOB_BODY = JSON.stringify({
+  payload: { job_type: 'ai_inference', parameters: { model: 'gpt-4', prompt: 'Hello' } },
+  constraints: {},
+  ttl_seconds: 3600,
+  payment_amount: AMOUNT,
+  payment_currency: 'BTC',
+  escrow_timeout_seconds: 3600,
+});
+
+// ------------------------------------------------------------------ main
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2));
+  installSignalHandlers();
+  if (!existsSync(join(ROOT, 'dist', 'src', 'main.js'))) throw new Error('dist/src/main.js is missing: run `npx nest build` (npm run bench does)');
+  const startedAt = new Date();
+  const runId = stamp(startedAt);
+  const logDir = join(ROOT, '.data', 'bench', runId);
+  mkdirSync(logDir, { recursive: true });
+  progress(`coordinator benchmark ${runId}${options.quick ? ' (quick)' : ''}: ${cpus().length} CPUs, logs under ${logDir}`);
+  const began = now();
+
+  const dbs = await prepareDatabases(`bench_${runId}`);
+  const settings = await serverSettings(dbs.url);
+  const daemon = await startDaemon(dbs.walletUrl, join(logDir, 'wallet-daemon.log'));
+
+  // Principals: clients with funded wallets, miners with payout addresses, an admin.
+  const clients: Principal[] = [];
+  for (let k = 0; k < options.clients; k++) {
+    const wallet = await newAddress(daemon);
+    await faucet(daemon, wallet, '100000');
+    clients.push({ id: `bench-client-${k}`, key: `bc${k}-${secret()}`, wallet });
+  }
+  const miners: Principal[] = [];
+  for (let k = 0; k < options.miners; k++) miners.push({ id: `bench-miner-${k}`, key: `bm${k}-${secret()}`, wallet: await newAddress(daemon) });
+  const admin: Principal = { id: 'bench-admin', key: `ba-${secret()}` };
+  progress(`${clients.length} clients funded with 100000 BTC each (BTC max per payment is 1000; each job pays ${AMOUNT}), ${miners.length} miners`);
+
+  const { privateKey } = generateKeyPairSync('ed25519');
+  const coordinatorEnv = (port: number, sweeps: boolean): Record<string, string> => ({
+    NODE_ENV: 'production',
+    PORT: String(port),
+    DATA_DIR: join(ROOT, '.data', 'bench'),
+    DATABASE_URL: dbs.url,
+    WALLET_DAEMON_URL: daemon.url,
+    WALLET_DAEMON_TOKEN: daemon.token,
+    RECEIPT_SIGNING_KEY: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    API_KEYS: [
+      ...clients.map((c) => `client:${c.id}:${c.key}:${c.wallet}`),
+      ...miners.map((m) => `miner:${m.id}:${m.key}`),
+      `admin:${admin.id}:${admin.key}`,
+    ].join(','),
+    LOG_LEVEL: 'warn',
+    RATE_LIMIT_PER_MINUTE: '0',
+    SWEEPS_ENABLED: sweeps ? 'true' : 'false',
+    JOB_SWEEP_INTERVAL_MS: sweeps ? '100' : '1000',
+    ESCROW_SWEEP_INTERVAL_MS: sweeps ? '100' : '1000',
+    ...(options.poolSize ? { DB_POOL_SIZE: String(options.poolSize) } : {}),
+  });
+
+  const mainPort = await freePort();
+  let coordinator: Coordinator | undefined = await startCoordinator('main', coordinatorEnv(mainPort, false), join(logDir, 'coordinator.log'));
+  progress(`coordinator at ${coordinator.url} (pid ${coordinator.pid}), sweeps off, ${options.poolSize ?? 'default'} DB pool`);
+  const base = coordinator.url;
+
+  const db = new Pool({ connectionString: dbs.url, max: 4, application_name: 'bench' });
+  onCleanup('bench pg pool', () => db.end());
+
+  for (const m of miners) {
+    const r = await fetch(`${base}/v1/miners/register`, { method: 'POST', headers: { ...JSON_HEADERS, 'x-api-key': m.key }, body: JSON.stringify({ payout_address: m.wallet }) });
+    if (r.status !== 200) throw new Error(`miner registration → ${r.status} ${await r.text()}`);
+  }
+
+  const report: Report = {
+    run_id: runId,
+    started_at: startedAt.toISOString(),
+    quick: options.quick,
+    machine: {
+      cpus: cpus().length,
+      cpu_model: cpus()[0]?.model ?? 'unknown',
+      memory_gib: round(totalmem() / 2 ** 30, 1),
+      kernel: osRelease(),
+      node: process.version,
+      postgres: `${dbs.version} (${dbs.server})`,
+      postgres_settings: settings,
+    },
+    options: { ...options },
+    reads: [],
+    ceilings: { create: [], release: [], reads: [] },
+    writes: {},
+    rss_mb: {},
+  };
+  const usePgbench = hasPgbench();
+  progress(usePgbench ? 'ceilings with pgbench' : 'pgbench not found: ceilings with a plain pg script');
+
+  // ---------------------------------------------------------------- reads at growing history
+  const seedSpec: SeedSpec = {
+    clientId: clients[0].id,
+    minerId: miners[0].id,
+    wallet: clients[0].wallet as string,
+    payee: miners[0].wallet as string,
+    baseMs: Date.now() - 40 * 86_400_000,
+  };
+  let seeded = 0;
+  const seedClient = await db.connect();
+  try {
+    for (const size of options.sizes) {
+      progress(`reads at ${size.toLocaleString('en-US')} payments: seeding by SQL`);
+      await seedRows(seedClient as never, seeded, size, seedSpec);
+      seeded = size;
+      await checkSeededRead(base, clients[0].key, seededId('p', size - 1, seedSpec.baseMs));
+      const entry = { size, ...(await measureReads(base, options, clients[0].key, size, seedSpec.baseMs)) };
+      const ceilings: Partial<Record<ReadKind, CeilingResult>> = {};
+      for (const kind of ['get_payment', 'list_first', 'list_deep'] as ReadKind[]) {
+        ceilings[kind] = await readCeiling(kind, dbs.url, options.connections, Math.max(2, Math.round(options.readSeconds / 2)), size, clients[0].id, seedSpec.baseMs, usePgbench);
+        report.ceilings.reads.push(ceilings[kind] as CeilingResult);
+      }
+      progress(
+        `  ceilings (${options.connections} clients): get ${ceilings.get_payment?.tps}/s, first page ${ceilings.list_first?.tps}/s, deep page ${ceilings.list_deep?.tps}/s`,
+      );
+      report.reads.push({ ...entry, ceilings });
+    }
+  } finally {
+    seedClient.release();
+  }
+  report.rss_mb.reads = coordinator.rss.takePhasePeakMb();
+
+  // ---------------------------------------------------------------- ceilings for writes
+  progress(`ceilings: the same SQL directly against ${dbs.server === 'embedded' ? 'the embedded server' : 'the DATABASE_URL server'}`);
+  for (const c of options.ceilingClients) report.ceilings.create.push(await createCeiling(dbs.url, c, options.ceilingSeconds, usePgbench));
+  const queued = await prepareReleaseQueue(db);
+  const share = Math.floor(queued / options.ceilingClients.length);
+  for (const c of options.ceilingClients) report.ceilings.release.push(await releaseCeiling(dbs.url, c, share, usePgbench));
+  report.ceilings.sweep_decisions = await sweepDecisionCeiling(db, options.sweep, 1000);
+  await removeCeilingRows(db);
+  const createCeil = Math.max(...report.ceilings.create.map((c) => c.tps));
+  const releaseCeil = Math.max(...report.ceilings.release.map((c) => c.tps));
+  progress(`ceilings: create ${createCeil} tx/s, release ${releaseCeil} tx/s, sweep decisions ${report.ceilings.sweep_decisions.per_s}/s`);
+
+  // ---------------------------------------------------------------- paid-job creation
+  const nextClient = rotating(clients);
+  const createStep = (): Step => ({
+    name: 'create',
+    method: 'POST',
+    path: '/v1/jobs',
+    headers: { ...JSON_HEADERS },
+    body: JOB_BODY,
+    setupRequest: (req) => ({ ...req, headers: { ...req.headers, 'x-api-key': nextClient().key } }),
+  });
+  progress(`paid-job creation: POST /v1/jobs with payment, ${options.connections} connections, ${options.createSeconds}s`);
+  const createStarted = new Date();
+  const create = await runLoad('create', { url: base, connections: options.connections, duration: options.createSeconds, steps: [createStep()], expect: { create: [201] } });
+  const createdStates = await paymentStates(db, createStarted);
+  progress(`  payments created in the phase by status: ${JSON.stringify(createdStates)}`);
+  report.writes.create = { ...create, payments_by_status: createdStates, ceiling_tps: createCeil, ratio: ratio(create.req_per_s, createCeil) };
+  report.rss_mb.create = coordinator.rss.takePhasePeakMb();
+
+  // ---------------------------------------------------------------- explicit refunds (queued jobs, by their owner)
+  const owners = new Map(clients.map((c) => [c.id, c]));
+  const refundTargets = await targets(db, 'queued', options.explicit);
+  if (refundTargets.length) {
+    progress(`explicit refunds: POST /v1/payments/{id}/refund on ${refundTargets.length} queued jobs (owner)`);
+    const r = await runLoad('refund', {
+      url: base,
+      connections: options.connections,
+      amount: refundTargets.length,
+      steps: [settleStep('refund', refundTargets, owners)],
+      expect: { refund: [200] },
+    });
+    report.writes.refund = { ...r, settlements_per_s: settledRate(r, 'refund'), ceiling_tps: releaseCeil, ratio: ratio(settledRate(r, 'refund'), releaseCeil) };
+  }
+
+  // ---------------------------------------------------------------- explicit releases (polled jobs, by their owner)
+  const nextMiner = rotating(miners);
+  const pollStep = (): Step => ({
+    name: 'poll',
+    method: 'POST',
+    path: '/v1/miners/poll',
+    setupRequest: (req, context) => {
+      context.miner = nextMiner();
+      return { ...req, headers: { ...req.headers, 'x-api-key': context.miner.key } };
+    },
+    onResponse: (status, body, context) => {
+      context.jobId = status === 200 ? (JSON.parse(body) as { job_id: string }).job_id : undefined;
+    },
+  });
+  const toRelease = Math.min(options.explicit, await countQueued(db));
+  if (toRelease > 0) {
+    progress(`explicit releases: ${toRelease} jobs polled by miners, then POST /v1/payments/{id}/release (owner)`);
+    const poll = await runLoad('poll', { url: base, connections: options.connections, amount: toRelease, steps: [pollStep()], expect: { poll: [200] } });
+    report.writes.poll = poll;
+    const releaseTargets = await targets(db, 'running', toRelease);
+    const r = await runLoad('release', {
+      url: base,
+      connections: options.connections,
+      amount: releaseTargets.length,
+      steps: [settleStep('release', releaseTargets, owners)],
+      expect: { release: [200] },
+    });
+    report.writes.release = { ...r, settlements_per_s: settledRate(r, 'release'), ceiling_tps: releaseCeil, ratio: ratio(settledRate(r, 'release'), releaseCeil) };
+  }
+
+  // ---------------------------------------------------------------- miners: poll → result (each result releases)
+  const available = await countQueued(db);
+  progress(`miner completions: poll → result (release to the miner) over ${available} queued paid jobs, ${options.minerSeconds}s at most`);
+  const miner = await runLoad('miner', {
+    url: base,
+    connections: options.connections,
+    amount: Math.max(2, available * 2),
+    maxSeconds: options.minerSeconds,
+    steps: [
+      pollStep(),
+      {
+        name: 'result',
+        method: 'POST',
+        headers: { ...JSON_HEADERS },
+        body: JSON.stringify({ result: { text: 'Hi!' } }),
+        setupRequest: (req, context) =>
+          context.jobId ? { ...req, path: `/v1/miners/jobs/${context.jobId}/result`, headers: { ...req.headers, 'x-api-key': context.miner.key } } : null,
+      },
+    ],
+    expect: { poll: [200, 204], result: [200] },
+  });
+  report.writes.miner = { ...miner, settlements_per_s: settledRate(miner, 'result'), ceiling_tps: releaseCeil, ratio: ratio(settledRate(miner, 'result'), releaseCeil) };
+  report.rss_mb.settle = coordinator.rss.takePhasePeakMb();
+
+  // ---------------------------------------------------------------- expiry sweep
+  progress(`expiry sweep: creating ${options.sweep} paid jobs through the API (real holds at the daemon)`);
+  const sweepStarted = new Date();
+  const sweepCreate = await runLoad('create (sweep set)', {
+    url: base,
+    connections: options.connections,
+    amount: options.sweep,
+    steps: [createStep()],
+    expect: { create: [201] },
+  });
+  report.writes.create_sustained = { ...sweepCreate, ceiling_tps: createCeil, ratio: ratio(sweepCreate.req_per_s, createCeil) };
+  report.rss_mb.sweep_create = coordinator.rss.takePhasePeakMb();
+  report.rss_mb.main_peak_vmhwm = coordinator.rss.hwmMb();
+  const consistency = await checkMoney(db, daemon);
+  report.consistency = consistency;
+  progress(`  money check: coordinator escrowed ${consistency.coordinator_escrowed} BTC, daemon held ${consistency.daemon_held} BTC, conservation ${consistency.conservation_ok ? 'ok' : 'BROKEN'}`);
+  await coordinator.stop();
+  coordinator = undefined;
+
+  report.writes.sweep = await measureSweep(db, daemon, sweepStarted, options, coordinatorEnv, logDir, report, releaseCeil);
+
+  // ---------------------------------------------------------------- report
+  report.total_seconds = round((now() - began) / 1000);
+  const resultsDir = join(ROOT, 'bench', 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const text = renderReport(report);
+  process.stdout.write(`\n${text}\n`);
+  const json = JSON.stringify(report, null, 2);
+  writeFileSync(join(resultsDir, `${runId}.json`), json);
+  writeFileSync(join(resultsDir, 'latest.json'), json);
+  writeFileSync(join(resultsDir, 'latest.md'), text + '\n');
+  progress(`results: bench/results/${runId}.json (+ latest.json, latest.md)`);
+}
+
+// ------------------------------------------------------------------ reads
+
+async function checkSeededRead(base: string, key: string, paymentId: string): Promise<void> {
+  const r = await fetch(`${base}/v1/payments/${paymentId}`, { headers: { 'x-api-key': key } });
+  const body = (await r.json()) as { status?: string };
+  if (r.status !== 200 || !['released', 'refunded'].includes(String(body.status))) throw new Error(`seeded payment ${paymentId} reads as ${r.status} ${JSON.stringify(body)}`);
+}
+
+async function measureReads(base: string, options: Options, key: string, size: number, baseMs: number): Promise<Record<ReadKind, LoadResult>> {
+  const pick = () => Math.floor(Math.random() * size);
+  const withKey = (path: () => string) => (req: Step) => ({ ...req, path: path(), headers: { ...req.headers, 'x-api-key': key } });
+  const run = (name: ReadKind, path: () => string) =>
+    runLoad(`${name}@${size}`, {
+      url: base,
+      connections: options.connections,
+      duration: options.readSeconds,
+      steps: [{ name, method: 'GET', setupRequest: withKey(path) as never }],
+      expect: { [name]: [200] },
+    });
+  return {
+    get_payment: await run('get_payment', () => `/v1/payments/${seededId('p', pick(), baseMs)}`),
+    list_first: await run('list_first', () => '/v1/jobs?limit=20'),
+    list_deep: await run('list_deep', () => `/v1/jobs?limit=20&cursor=${Buffer.from(seededId('j', pick(), baseMs)).toString('base64url')}`),
+  };
+}
+
+// ------------------------------------------------------------------ writes
+
+interface Target {
+  payment_id: string;
+  client_id: string;
+}
+
+/** Escrowed payments of bench clients whose job is in `state`, newest first. */
+async function targets(db: Pool, state: 'queued' | 'running', limit: number): Promise<Target[]> {
+  const { rows } = await db.query<Target>(
+    `SELECT p.payment_id, p.client_id FROM job j JOIN job_payments p ON p.payment_id = j.payment_id
+      WHERE j.state = $1 AND j.payment_status = 'escrowed' AND p.client_id LIKE 'bench-client-%'
+      ORDER BY j.job_id DESC LIMIT $2`,
+    [state, limit],
+  );
+  return rows;
+}
+
+async function countQueued(db: Pool): Promise<number> {
+  const { rows } = await db.query(`SELECT count(*)::int AS n FROM job WHERE state = 'queued' AND payment_status = 'escrowed'`);
+  return rows[0].n;
+}
+
+function settleStep(kind: 'release' | 'refund', list: Target[], owners: Map<string, Principal>): Step {
+  let next = 0;
+  return {
+    name: kind,
+    method: 'POST',
+    headers: { ...JSON_HEADERS },
+    body: JSON.stringify({ reason: `bench ${kind}` }),
+    setupRequest: (req) => {
+      const t = list[Math.min(next++, list.length - 1)];
+      return { ...req, path: `/v1/payments/${t.payment_id}/${kind}`, headers: { ...req.headers, 'x-api-key': (owners.get(t.client_id) as Principal).key } };
+    },
+  };
+}
+
+/** Settlements per second: successful responses of the settling step over the run. */
+function settledRate(r: LoadResult, step: string): number {
+  return round((r.steps[step]?.status['200'] ?? 0) / r.duration_s);
+}
+
+async function paymentStates(db: Pool, since: Date): Promise<Record<string, number>> {
+  const { rows } = await db.query(
+    `SELECT status, count(*)::int AS n FROM job_payments WHERE client_id LIKE 'bench-client-%' AND created_at >= $1 GROUP BY status`,
+    [since],
+  );
+  return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+}
+
+async function checkMoney(db: Pool, daemon: BenchDaemon) {
+  const { rows } = await db.query(`SELECT coalesce(sum(amount), 0)::text AS s, count(*)::int AS n FROM job_payments WHERE status = 'escrowed' AND client_id LIKE 'bench-client-%'`);
+  const totals = await ledgerTotals(daemon);
+  const minted = Number(totals.minted);
+  const held = Number(totals.held);
+  const balances = Number(totals.balances);
+  return {
+    coordinator_escrowed: Number(rows[0].s),
+    coordinator_escrowed_count: rows[0].n,
+    daemon_held: held,
+    held_matches: Math.abs(held - Number(rows[0].s)) < 1e-8,
+    conservation_ok: Math.abs(balances + held - minted) < 1e-6,
+  };
+}
+
+// ------------------------------------------------------------------ expiry sweep
+
+async function measureSweep(
+  db: Pool,
+  daemon: BenchDaemon,
+  since: Date,
+  options: Options,
+  env: (port: number, sweeps: boolean) => Record<string, string>,
+  logDir: string,
+  report: Report,
+  releaseCeil: number,
+) {
+  const { rows: set } = await db.query<{ payment_id: string; job_id: string }>(
+    `SELECT p.payment_id, p.job_id FROM job_payments p JOIN job j ON j.job_id = p.job_id
+      WHERE p.status = 'escrowed' AND j.state = 'queued' AND p.created_at >= $1`,
+    [since],
+  );
+  const count = set.length;
+  progress(`expiry sweep: starting a coordinator with SWEEPS_ENABLED=true (100 ms interval), then making ${count} escrows due`);
+  const sweeper = await startCoordinator('sweeper', env(await freePort(), true), join(logDir, 'coordinator-sweeper.log'));
+  try {
+    const heldBefore = Number((await ledgerTotals(daemon)).held);
+    const { rows: baseRows } = await db.query(`SELECT coalesce(max(event_id), 0)::bigint AS id FROM payment_events`);
+    const baseEvent = baseRows[0].id as string;
+    const paymentIds = set.map((r) => r.payment_id);
+    const jobIds = set.map((r) => r.job_id);
+
+    const client = await db.connect();
+    let t0: number;
+    try {
+      await client.query('BEGIN');
+      await client.query(`UPDATE job_payments SET expires_at = now() - interval '1 second' WHERE payment_id = ANY($1::uuid[])`, [paymentIds]);
+      await client.query(`UPDATE job SET expires_at = now() - interval '1 second' WHERE job_id = ANY($1::uuid[])`, [jobIds]);
+      await client.query('COMMIT');
+      t0 = now();
+    } finally {
+      client.release();
+    }
+
+    let decidedAt: number | undefined;
+    let refundedAt: number | undefined;
+    let lastLine = 0;
+    const deadline = t0 + Math.max(120_000, count * 20);
+    let decided = 0;
+    let refunded = 0;
+    while (now() < deadline) {
+      const { rows } = await db.query(
+        `SELECT count(*) FILTER (WHERE to_status = 'refunding')::int AS decided, count(*) FILTER (WHERE to_status = 'refunded')::int AS refunded
+           FROM payment_events WHERE event_id > $1`,
+        [baseEvent],
+      );
+      ({ decided, refunded } = rows[0]);
+      if (decided >= count && decidedAt === undefined) decidedAt = now();
+      if (refunded >= count) {
+        refundedAt = now();
+        break;
+      }
+      if (now() - lastLine > 2000) {
+        lastLine = now();
+        progress(`  sweep: ${decided} decided, ${refunded} refunded at the daemon`);
+      }
+      await sleep(50);
+    }
+    const heldAfter = Number((await ledgerTotals(daemon)).held);
+    const { rows: final } = await db.query(
+      `SELECT p.status, j.state, count(*)::int AS n FROM job_payments p JOIN job j ON j.job_id = p.job_id
+        WHERE p.payment_id = ANY($1::uuid[]) GROUP BY 1, 2`,
+      [paymentIds],
+    );
+    const batches = await sweepBatches(db, baseEvent);
+    report.rss_mb.sweeper_peak_vmhwm = sweeper.rss.hwmMb();
+    const seconds = refundedAt ? (refundedAt - t0) / 1000 : undefined;
+    const decideSeconds = decidedAt ? (decidedAt - t0) / 1000 : undefined;
+    const refundsPerS = seconds ? round(count / seconds) : undefined;
+    const result = {
+      escrows: count,
+      complete: refunded >= count,
+      refunded,
+      seconds: seconds ? round(seconds, 2) : undefined,
+      refunds_per_s: refundsPerS,
+      decided_all_after_s: decideSeconds ? round(decideSeconds, 2) : undefined,
+      decisions_per_s: decideSeconds ? round(count / decideSeconds) : undefined,
+      batches,
+      daemon_held_released: round(heldBefore - heldAfter, 8),
+      expected_release: round(count * Number(AMOUNT), 8),
+      final_states: final,
+      ceiling_tps: releaseCeil,
+      ratio: ratio(refundsPerS, releaseCeil),
+      decision_ceiling_per_s: report.ceilings.sweep_decisions?.per_s,
+      decision_ratio: ratio(batches.decision_rate_per_s, report.ceilings.sweep_decisions?.per_s),
+    };
+    progress(
+      `  sweep: ${refunded}/${count} refunded in ${result.seconds ?? '>' + round((now() - t0) / 1000)}s = ${refundsPerS ?? '-'} refunds/s; ` +
+        `decision transactions ≈ ${batches.decision_rate_per_s}/s; daemon hold released ${result.daemon_held_released} BTC (expected ${result.expected_release})`,
+    );
+    return result;
+  } finally {
+    await sweeper.stop();
+  }
+}
+
+/**
+ * From the audit trail: each sweep batch's decision transaction stamps its `refunding`
+ * events with its start time; the batch's settlements follow. The time from a batch's
+ * decision to its first `refunded` event bounds the decision transaction (plus one
+ * daemon call) from above, which gives a lower bound of the sweep's decision rate.
+ */
+async function sweepBatches(db: Pool, baseEvent: string) {
+  const { rows } = await db.query<{ decided_at: Date; n: number; first_refund: Date | null; last_refund: Date | null }>(
+    `WITH d AS (SELECT created_at AS decided_at, count(*)::int AS n FROM payment_events WHERE event_id > $1 AND to_status = 'refunding' GROUP BY created_at),
+          r AS (SELECT created_at FROM payment_events WHERE event_id > $1 AND to_status = 'refunded')
+     SELECT d.decided_at, d.n,
+            (SELECT min(created_at) FROM r WHERE r.created_at > d.decided_at) AS first_refund,
+            (SELECT max(created_at) FROM r WHERE r.created_at > d.decided_at AND r.created_at < coalesce((SELECT min(d2.decided_at) FROM d d2 WHERE d2.decided_at > d.decided_at), 'infinity')) AS last_refund
+       FROM d ORDER BY d.decided_at`,
+    [baseEvent],
+  );
+  let decideMs = 0;
+  let decisions = 0;
+  for (const b of rows) {
+    if (!b.first_refund) continue;
+    decideMs += b.first_refund.getTime() - b.decided_at.getTime();
+    decisions += b.n;
+  }
+  return {
+    count: rows.length,
+    sizes: rows.map((b) => b.n),
+    decision_plus_first_call_ms: rows.map((b) => (b.first_refund ? b.first_refund.getTime() - b.decided_at.getTime() : null)),
+    settle_ms: rows.map((b) => (b.first_refund && b.last_refund ? b.last_refund.getTime() - b.decided_at.getTime() : null)),
+    decision_rate_per_s: decideMs > 0 ? round((decisions / decideMs) * 1000) : undefined,
+  };
+}
+
+main()
+  .catch(async (error) => {
+    process.stderr.write(`\n[bench] FAILED: ${error?.stack ?? error}\n`);
+    process.exitCode = 1;
+  })
+  .finally(async () => {
+    progress('cleaning up: coordinators, wallet daemon, bench databases' + (process.env.DATABASE_URL ? '' : ', embedded PostgreSQL'));
+    await cleanupAll();
+    process.exit(process.exitCode ?? 0);
+  });

@@ -1,0 +1,157 @@
+import type { CeilingResult, ReadKind } from './ceiling';
+import type { LoadResult } from './load';
+
+export interface Report {
+  run_id: string;
+  started_at: string;
+  quick: boolean;
+  total_seconds?: number;
+  machine: {
+    cpus: number;
+    cpu_model: string;
+    memory_gib: number;
+    kernel: string;
+    node: string;
+    postgres: string;
+    postgres_settings: Record<string, string>;
+  };
+  options: Record<string, unknown>;
+  reads: ({ size: number; ceilings: Partial<Record<ReadKind, CeilingResult>> } & Record<ReadKind, LoadResult>)[];
+  ceilings: {
+    create: CeilingResult[];
+    release: CeilingResult[];
+    reads: CeilingResult[];
+    sweep_decisions?: { decisions: number; seconds: number; per_s: number };
+  };
+  writes: Record<string, any>;
+  rss_mb: Record<string, number>;
+  consistency?: Record<string, unknown>;
+}
+
+type Row = [string, string, string, string, string, string];
+
+const fmt = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? '–' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+const ratioText = (r: number | undefined) => (r === undefined ? '–' : `${r.toFixed(2)}×`);
+const sizeText = (n: number) => (n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1000 ? `${n / 1000}k` : String(n));
+
+/** The results as a Markdown table (also printed to the terminal). */
+export function renderReport(r: Report): string {
+  const rows: Row[] = [];
+  const w = r.writes;
+  const createCeil = best(r.ceilings.create);
+  const releaseCeil = best(r.ceilings.release);
+  const connections = String(r.options.connections);
+
+  if (w.create) {
+    rows.push([
+      `paid-job creation, POST /v1/jobs (${connections} conn, ${w.create.duration_s}s)`,
+      `${fmt(w.create.req_per_s)} req/s`,
+      fmt(w.create.p50_ms, 1),
+      fmt(w.create.p99_ms, 1),
+      ceilText(createCeil),
+      ratioText(w.create.ratio),
+    ]);
+  }
+  if (w.create_sustained) {
+    rows.push([
+      `paid-job creation, ${fmt(w.create_sustained.requests)} jobs for the sweep`,
+      `${fmt(w.create_sustained.req_per_s)} req/s`,
+      fmt(w.create_sustained.p50_ms, 1),
+      fmt(w.create_sustained.p99_ms, 1),
+      ceilText(createCeil),
+      ratioText(w.create_sustained.ratio),
+    ]);
+  }
+  if (w.miner) {
+    const res = w.miner.steps.result ?? {};
+    const poll = w.miner.steps.poll ?? {};
+    rows.push([
+      `miner poll → result, each result releases (${connections} conn)`,
+      `${fmt(w.miner.settlements_per_s)} settlements/s`,
+      `${fmt(res.p50_ms, 1)} (poll ${fmt(poll.p50_ms, 1)})`,
+      `${fmt(res.p99_ms, 1)} (poll ${fmt(poll.p99_ms, 1)})`,
+      ceilText(releaseCeil),
+      ratioText(w.miner.ratio),
+    ]);
+  }
+  for (const kind of ['release', 'refund'] as const) {
+    const x = w[kind];
+    if (!x) continue;
+    rows.push([
+      `POST /v1/payments/{id}/${kind} (${fmt(x.requests)} calls)`,
+      `${fmt(x.settlements_per_s)} settlements/s`,
+      fmt(x.p50_ms, 1),
+      fmt(x.p99_ms, 1),
+      ceilText(releaseCeil),
+      ratioText(x.ratio),
+    ]);
+  }
+  if (w.sweep) {
+    const s = w.sweep;
+    rows.push([
+      `expiry sweep: ${fmt(s.escrows)} due escrows refunded at the daemon`,
+      s.complete ? `${fmt(s.refunds_per_s)} refunds/s (${fmt(s.seconds, 1)} s)` : `incomplete: ${fmt(s.refunded)} in time`,
+      '',
+      '',
+      ceilText(releaseCeil),
+      ratioText(s.ratio),
+    ]);
+    rows.push([
+      `expiry sweep: decisions (expireDue, ${s.batches?.count ?? '?'} batches)`,
+      `≥ ${fmt(s.batches?.decision_rate_per_s)} decisions/s`,
+      '',
+      '',
+      r.ceilings.sweep_decisions ? `${fmt(r.ceilings.sweep_decisions.per_s)}/s (same SQL)` : '–',
+      ratioText(s.decision_ratio),
+    ]);
+  }
+  for (const entry of r.reads) {
+    const labels: Record<ReadKind, string> = {
+      get_payment: 'GET /v1/payments/{id}',
+      list_first: 'GET /v1/jobs?limit=20 (first page)',
+      list_deep: 'GET /v1/jobs?limit=20&cursor= (random page)',
+    };
+    for (const kind of ['get_payment', 'list_first', 'list_deep'] as ReadKind[]) {
+      const x = entry[kind];
+      const c = entry.ceilings[kind];
+      rows.push([
+        `${labels[kind]} @ ${sizeText(entry.size)} payments`,
+        `${fmt(x.req_per_s)} req/s`,
+        fmt(x.p50_ms, 1),
+        fmt(x.p99_ms, 1),
+        c ? `${fmt(c.tps)} q/s` : '–',
+        ratioText(c ? Math.round((x.req_per_s / c.tps) * 100) / 100 : undefined),
+      ]);
+    }
+  }
+  const rss = r.rss_mb;
+  rows.push([
+    'peak RSS of the coordinator (VmHWM)',
+    `${fmt(rss.main_peak_vmhwm)} MiB`,
+    '',
+    '',
+    rss.sweeper_peak_vmhwm ? `sweeper instance ${fmt(rss.sweeper_peak_vmhwm)} MiB` : '',
+    '',
+  ]);
+
+  const header: Row = ['figure', 'throughput', 'p50 ms', 'p99 ms', 'ceiling (same SQL, direct)', 'ratio'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (row: Row) => `| ${row.map((cell, i) => cell.padEnd(widths[i])).join(' | ')} |`;
+  const m = r.machine;
+  const tool = r.ceilings.create[0]?.tool ?? 'pg';
+  const notes = [
+    `Run ${r.run_id}${r.quick ? ' (--quick)' : ''}: ${m.cpus} × ${m.cpu_model}, ${m.memory_gib} GiB, Node ${m.node}, PostgreSQL ${m.postgres}` +
+      ` (fsync ${m.postgres_settings.fsync}, synchronous_commit ${m.postgres_settings.synchronous_commit}); coordinator, wallet daemon, PostgreSQL and load generator share the machine.`,
+    `Ceilings: ${tool}, best of ${r.ceilings.create.map((c) => `${c.clients}`).join('/')} clients — create ${r.ceilings.create.map((c) => `${fmt(c.tps)}`).join(' / ')} tx/s, ` +
+      `release ${r.ceilings.release.map((c) => `${fmt(c.tps)}`).join(' / ')} tx/s; read ceilings at ${connections} clients.`,
+  ];
+  return [notes[0], notes[1], '', line(header), `|${widths.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)].join('\n');
+}
+
+function best(list: CeilingResult[]): CeilingResult | undefined {
+  return list.reduce<CeilingResult | undefined>((b, c) => (!b || c.tps > b.tps ? c : b), undefined);
+}
+
+function ceilText(c: CeilingResult | undefined): string {
+  return c ? `${fmt(c.tps)} tx/s (${c.clients} clients)` : '–';
+}

@@ -1,0 +1,127 @@
+import { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Pool } from 'pg';
+import { CurrencyRegistry } from './currencies';
+import { invalidRequest } from './errors';
+import { FaultInjector } from './faults';
+import { readIdempotencyKey, StoredResponse } from './idempotency';
+import { Db } from './ledger';
+import { DroppedAnswers, sendAnswer } from './replies';
+import {
+  escrowIdOrNotFound,
+  parseCreateEscrow,
+  parseCurrencyQuery,
+  parseFaucet,
+  parseFaultSettings,
+  parseNewAddress,
+  parseRefund,
+  parseRelease,
+} from './requests';
+import { WalletService } from './wallet-service';
+
+export interface WalletRouteDeps {
+  pool: Pool;
+  service: WalletService;
+  currencies: CurrencyRegistry;
+  faults: FaultInjector;
+  droppedAnswers: DroppedAnswers;
+}
+
+/** The HTTP contract: each route parses its input and calls one service method. */
+export function registerWalletRoutes(app: FastifyInstance, deps: WalletRouteDeps): void {
+  registerHealth(app, deps.pool);
+  registerEscrowRoutes(app, deps);
+  registerDevelopmentRoutes(app, deps);
+  registerFaultRoutes(app, deps);
+}
+
+function registerHealth(app: FastifyInstance, pool: Pool): void {
+  app.get('/health', async (request, reply) => {
+    try {
+      await pool.query('SELECT 1');
+      return reply.send({ status: 'ok', database: 'up' });
+    } catch (error) {
+      request.log.warn({ err: error }, 'health check: database unreachable');
+      return reply.code(503).send({ status: 'unavailable', database: 'down' });
+    }
+  });
+}
+
+function registerEscrowRoutes(app: FastifyInstance, deps: WalletRouteDeps): void {
+  const { service, currencies } = deps;
+  idempotentPost(app, deps, '/api/v1/escrow/create', (body) => parseCreateEscrow(body, currencies), (db, input) =>
+    service.createEscrow(db, input),
+  );
+  idempotentPost(app, deps, '/api/v1/escrow/release', parseRelease, (db, input) =>
+    service.settleEscrow(db, 'released', input),
+  );
+  idempotentPost(app, deps, '/api/v1/refund', parseRefund, (db, input) => service.settleEscrow(db, 'refunded', input));
+  app.get<{ Params: { escrow_id: string } }>('/api/v1/escrow/:escrow_id', async (request, reply) =>
+    ok(deps, request, reply, await service.getEscrow(escrowIdOrNotFound(request.params.escrow_id))),
+  );
+}
+
+/** Faucet, fresh addresses and ledger inspection: for development and tests. */
+function registerDevelopmentRoutes(app: FastifyInstance, deps: WalletRouteDeps): void {
+  const { service, currencies } = deps;
+  idempotentPost(app, deps, '/api/v1/addresses', (body) => parseNewAddress(body, currencies), (db, currency) =>
+    service.newAddress(db, currency),
+  );
+  idempotentPost(app, deps, '/api/v1/faucet', (body) => parseFaucet(body, currencies), (db, input) =>
+    service.faucet(db, input),
+  );
+
+  app.get<{ Params: { address: string }; Querystring: { currency?: string } }>(
+    '/api/v1/accounts/:address',
+    async (request, reply) => {
+      const { address } = request.params;
+      // Without ?currency= the address's own format says which ledger it is in.
+      const currency =
+        request.query.currency === undefined
+          ? currencies.forAddress(address)
+          : parseCurrencyQuery(request.query, currencies);
+      const canonical = currency && currencies.normalize(currency, address);
+      if (!currency || !canonical) throw invalidRequest('address is not a valid address of the currency');
+      return ok(deps, request, reply, await service.balanceOf(currency, canonical));
+    },
+  );
+
+  app.get('/api/v1/ledger/totals', async (request, reply) =>
+    ok(deps, request, reply, await service.totals(parseCurrencyQuery(request.query, currencies))),
+  );
+
+  app.get<{ Params: { escrow_id: string } }>('/api/v1/ledger/escrows/:escrow_id/transfers', async (request, reply) =>
+    ok(deps, request, reply, await service.escrowTransfers(escrowIdOrNotFound(request.params.escrow_id))),
+  );
+}
+
+function registerFaultRoutes(app: FastifyInstance, deps: WalletRouteDeps): void {
+  const { faults } = deps;
+  app.get('/api/v1/faults', async (request, reply) => ok(deps, request, reply, faults.current()));
+  app.post('/api/v1/faults', async (request, reply) => {
+    const settings = faults.update(parseFaultSettings(request.body ?? {}));
+    const injecting = settings.fail_rate > 0 || settings.drop_rate > 0 || settings.latency_ms > 0;
+    request.log[injecting ? 'warn' : 'info']({ faults: settings }, 'fault injection settings changed');
+    return ok(deps, request, reply, settings);
+  });
+}
+
+/** A POST that changes state: validated, then run once per Idempotency-Key in one transaction. */
+function idempotentPost<T>(
+  app: FastifyInstance,
+  deps: WalletRouteDeps,
+  url: string,
+  parse: (body: unknown) => T,
+  work: (db: Db, input: T) => Promise<StoredResponse>,
+): void {
+  app.post(url, async (request, reply) => {
+    const key = readIdempotencyKey(request.headers['idempotency-key']);
+    const input = parse(request.body);
+    // The URL is part of the fingerprint: one key used on release and on refund is a conflict.
+    const response = await deps.service.runIdempotent(url, key, request.body, (db) => work(db, input));
+    return sendAnswer(deps.droppedAnswers, request, reply, response);
+  });
+}
+
+function ok(deps: WalletRouteDeps, request: FastifyRequest, reply: FastifyReply, body: unknown): FastifyReply {
+  return sendAnswer(deps.droppedAnswers, request, reply, { statusCode: 200, body, replayed: false });
+}

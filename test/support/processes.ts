@@ -1,0 +1,194 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync, WriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { WalletDaemonHelper } from './daemon';
+import { PRINCIPALS, type KeyName } from './app';
+
+/**
+ * The compiled coordinator (`node dist/src/main.js`) as a child process of the test:
+ * for what an in-process app cannot show — SIGKILL in the middle of a settlement, and
+ * several independent instances sweeping one database.
+ */
+
+/** `npx nest build` puts the entry point here. */
+export const COORDINATOR_ENTRY = resolve(__dirname, '../../dist/src/main.js');
+/** Where spawned coordinators append their output (warnings and errors at LOG_LEVEL=warn). */
+export const COORDINATOR_LOG_FILE = resolve(__dirname, '../../.data/test-logs/coordinator.log');
+
+const READY_TIMEOUT_MS = 30_000;
+const STOP_GRACE_MS = 5_000;
+const OUTPUT_TAIL_CHARS = 8_000;
+
+/** What a coordinator process needs to know about the callers and wallets of a test. */
+export interface CoordinatorIdentity {
+  databaseUrl: string;
+  daemon: WalletDaemonHelper;
+  keys: Record<KeyName, string>;
+  clientWallet: string;
+  client2Wallet: string;
+}
+
+export interface CoordinatorProcess {
+  /** Base URL, e.g. `http://127.0.0.1:41234`. */
+  url: string;
+  pid: number;
+  child: ChildProcess;
+  /** SIGKILL: no shutdown hooks, no chance to finish what is in flight. Resolves once it exited. */
+  kill(): Promise<void>;
+  /** SIGTERM, then SIGKILL after a grace period. Resolves once it exited. */
+  stop(): Promise<void>;
+  /** The last lines it wrote, for failure messages. */
+  outputTail(): string;
+}
+
+/** The API_KEYS entry list `startTestApp` configures, so a spawned process knows the same callers. */
+export function apiKeysOf(identity: CoordinatorIdentity): string {
+  const { keys } = identity;
+  return [
+    `client:${PRINCIPALS.client}:${keys.client}:${identity.clientWallet}`,
+    `client:${PRINCIPALS.client2}:${keys.client2}:${identity.client2Wallet}`,
+    `miner:${PRINCIPALS.miner}:${keys.miner}`,
+    `miner:${PRINCIPALS.miner2}:${keys.miner2}`,
+    `admin:${PRINCIPALS.admin}:${keys.admin}`,
+  ].join(',');
+}
+
+/** A TCP port nobody listens on right now. */
+export async function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => done(port));
+    });
+  });
+}
+
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+/** Last line of defence: a test worker that exits must not leave coordinators running. */
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const child of live) child.kill('SIGKILL');
+  });
+}
+
+/**
+ * Spawns `node dist/src/main.js` with only the environment given here (nothing leaks in
+ * from the test worker's own env) and resolves once `/health/ready` answers 200.
+ */
+export async function spawnCoordinator(identity: CoordinatorIdentity, env: Record<string, string> = {}): Promise<CoordinatorProcess> {
+  if (!existsSync(COORDINATOR_ENTRY)) {
+    throw new Error(`coordinator is not built (${COORDINATOR_ENTRY} missing); run \`npx nest build\` first`);
+  }
+  installExitHook();
+  const port = await freePort();
+  const dataDir = await mkdtemp(join(tmpdir(), 'coordinator-proc-'));
+  const child = spawn(process.execPath, [COORDINATOR_ENTRY], {
+    env: {
+      NODE_ENV: 'test',
+      TZ: 'UTC',
+      PATH: process.env.PATH ?? '',
+      DATABASE_URL: identity.databaseUrl,
+      WALLET_DAEMON_URL: identity.daemon.endpoint.url,
+      WALLET_DAEMON_TOKEN: identity.daemon.endpoint.token,
+      API_KEYS: apiKeysOf(identity),
+      PORT: String(port),
+      SWEEPS_ENABLED: 'true',
+      ESCROW_MIN_TIMEOUT_SECONDS: '1',
+      LOG_LEVEL: 'warn',
+      DATA_DIR: dataDir,
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(child);
+  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  void exited.then(() => {
+    live.delete(child);
+    return rm(dataDir, { recursive: true, force: true });
+  });
+
+  const log = openLog();
+  let tail = '';
+  const collect = (chunk: Buffer) => {
+    tail = (tail + chunk.toString('utf8')).slice(-OUTPUT_TAIL_CHARS);
+    log.write(chunk);
+  };
+  child.stdout!.on('data', collect);
+  child.stderr!.on('data', collect);
+  void exited.then(() => log.end());
+
+  const url = `http://127.0.0.1:${port}`;
+  const signal = async (name: NodeJS.Signals, graceMs?: number) => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill(name);
+      const killer = graceMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      if (killer) clearTimeout(killer);
+    }
+  };
+  const started: CoordinatorProcess = {
+    url,
+    pid: child.pid as number,
+    child,
+    kill: () => signal('SIGKILL'),
+    stop: () => signal('SIGTERM', STOP_GRACE_MS),
+    outputTail: () => tail,
+  };
+
+  try {
+    await waitReady(url, child);
+  } catch (error) {
+    await started.kill();
+    throw new Error(`${(error as Error).message}\n--- coordinator output ---\n${tail}`);
+  }
+  return started;
+}
+
+async function waitReady(url: string, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`coordinator exited before it was ready (code ${child.exitCode}, signal ${child.signalCode})`);
+    }
+    try {
+      const response = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(2_000) });
+      if (response.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`coordinator at ${url} not ready within ${READY_TIMEOUT_MS} ms`);
+    await sleep(100);
+  }
+}
+
+function openLog(): WriteStream {
+  mkdirSync(dirname(COORDINATOR_LOG_FILE), { recursive: true });
+  return createWriteStream(COORDINATOR_LOG_FILE, { flags: 'a' });
+}
+
+/** Stops every coordinator this worker spawned and that still runs (for afterAll). */
+export async function stopAllCoordinators(): Promise<void> {
+  await Promise.all(
+    [...live].map(
+      (child) =>
+        new Promise<void>((done) => {
+          if (child.exitCode !== null || child.signalCode !== null) return done();
+          child.once('exit', () => done());
+          child.kill('SIGTERM');
+          setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS).unref();
+        }),
+    ),
+  );
+}
