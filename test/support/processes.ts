@@ -41,6 +41,10 @@ export interface CoordinatorProcess {
   kill(): Promise<void>;
   /** SIGTERM, then SIGKILL after a grace period. Resolves once it exited. */
   stop(): Promise<void>;
+  /** SIGSTOP: frozen in place, timers and connections included, until `resume`. */
+  pause(): void;
+  /** SIGCONT. */
+  resume(): void;
   /** The last lines it wrote, for failure messages. */
   outputTail(): string;
 }
@@ -106,6 +110,8 @@ export async function spawnCoordinator(identity: CoordinatorIdentity, env: Recor
       PORT: String(port),
       SWEEPS_ENABLED: 'true',
       ESCROW_MIN_TIMEOUT_SECONDS: '1',
+      // Tests send bursts from one principal; rate limiting has its own spec.
+      RATE_LIMIT_PER_MINUTE: '0',
       LOG_LEVEL: 'warn',
       DATA_DIR: dataDir,
       ...env,
@@ -132,6 +138,7 @@ export async function spawnCoordinator(identity: CoordinatorIdentity, env: Recor
   const url = `http://127.0.0.1:${port}`;
   const signal = async (name: NodeJS.Signals, graceMs?: number) => {
     if (child.exitCode === null && child.signalCode === null) {
+      if (name === 'SIGTERM') child.kill('SIGCONT');
       child.kill(name);
       const killer = graceMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), graceMs);
       await exited;
@@ -144,6 +151,8 @@ export async function spawnCoordinator(identity: CoordinatorIdentity, env: Recor
     child,
     kill: () => signal('SIGKILL'),
     stop: () => signal('SIGTERM', STOP_GRACE_MS),
+    pause: () => void child.kill('SIGSTOP'),
+    resume: () => void child.kill('SIGCONT'),
     outputTail: () => tail,
   };
 
@@ -186,6 +195,8 @@ export async function stopAllCoordinators(): Promise<void> {
         new Promise<void>((done) => {
           if (child.exitCode !== null || child.signalCode !== null) return done();
           child.once('exit', () => done());
+          // A test may have paused it (SIGSTOP); a paused process never handles SIGTERM.
+          child.kill('SIGCONT');
           child.kill('SIGTERM');
           setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS).unref();
         }),
