@@ -1,4 +1,4 @@
-import { Module } from '@nestjs/common';
+import { Module, RequestMethod } from '@nestjs/common';
 import { APP_FILTER, APP_INTERCEPTOR, APP_PIPE } from '@nestjs/core';
 import { ScheduleModule } from '@nestjs/schedule';
 import { LoggerModule } from 'nestjs-pino';
@@ -24,11 +24,14 @@ export const REDACTED_PATHS = ['req.headers["x-api-key"]', 'req.headers.authoriz
     AppConfigModule,
     AuthModule,
     LoggerModule.forRoot({
+      // nestjs-pino's default pattern matches nothing on Nest 12's Fastify adapter; this matches every path.
+      forRoutes: [{ path: '{*path}', method: RequestMethod.ALL }],
       pinoHttp: {
         level: process.env.LOG_LEVEL ?? 'info',
         // One request id everywhere: the client's X-Request-Id, else a fresh one.
         genReqId: (req) => (req.headers['x-request-id'] as string | undefined)?.slice(0, 100) ?? (req as { id?: string }).id ?? randomUUID(),
         redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+        serializers: { res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }) },
         autoLogging: { ignore: (req) => (req.url ?? '').startsWith('/health') || req.url === '/metrics' },
       },
     }),

@@ -267,6 +267,16 @@ describe('jobs: illegal transitions are 409 with a stable code; final states nev
     await expect(api.jobView('client', job.job_id)).resolves.toEqual(before);
   });
 
+  it('a report without its result or error → 400 naming the field; the job stays running', async () => {
+    const job = await runningJob();
+    const noResult = expectError(await api.post('miner', `/v1/miners/jobs/${job.job_id}/result`, { metrics: {} }), 400, 'VALIDATION_FAILED');
+    expect(Object.keys(noResult.details.fields)).toContain('result');
+    const noError = expectError(await api.post('miner', `/v1/miners/jobs/${job.job_id}/fail`, {}), 400, 'VALIDATION_FAILED');
+    expect(Object.keys(noError.details.fields)).toContain('error');
+    await expect(api.jobView('client', job.job_id)).resolves.toMatchObject({ state: 'running', result: null, error: null });
+    expect((await api.complete('miner', job.job_id)).status).toBe(200);
+  });
+
   it('reporting on a job that does not exist → 404 JOB_NOT_FOUND', async () => {
     const missing = '01890000-0000-7000-8000-000000000000';
     expectError(await api.complete('miner', missing), 404, 'JOB_NOT_FOUND');
@@ -358,13 +368,14 @@ describe('jobs: TTL expiry', () => {
   });
 
   it('the sweep leaves final states alone and is safe to run twice', async () => {
-    const done = await api.createJob('client', { payload: PAYLOAD, ttl_seconds: 1 });
+    // Two seconds: room to complete the job before its deadline even on a slow machine.
+    const done = await api.createJob('client', { payload: PAYLOAD, ttl_seconds: 2 });
     await expect(api.claim('miner')).resolves.toMatchObject({ job_id: done.job_id });
     expect((await api.complete('miner', done.job_id, { fast: true })).status).toBe(200);
-    const canceled = await api.createJob('client', { payload: PAYLOAD, ttl_seconds: 1 });
+    const canceled = await api.createJob('client', { payload: PAYLOAD, ttl_seconds: 2 });
     expect((await api.cancel('client', canceled.job_id)).status).toBe(200);
     const before = [await api.jobView('client', done.job_id), await api.jobView('client', canceled.job_id)];
-    await sleep(1_200);
+    await sleep(2_200);
 
     await expect(expireDue()).resolves.toBe(0);
     await expect(expireDue()).resolves.toBe(0);

@@ -435,6 +435,7 @@ describe('payments (e2e)', () => {
         const before = await ownApi.balance(own.clientWallet);
         // Small distinct amounts with all 8 decimals in play; every third sent as a JSON number.
         const amounts = Array.from({ length: 1000 }, (_, i) => sat8(new Dec('0.00001').plus(new Dec(i + 1).times('0.00000777'))));
+        const began = Date.now();
         const created = await inBatches(amounts, 20, async (amount, i) => {
           const sent = i % 3 === 0 ? Number(amount) : amount;
           const response = await ownApi.postJob('client', { payload: { n: i }, payment_amount: sent });
@@ -442,6 +443,7 @@ describe('payments (e2e)', () => {
         });
         expect(created.every((job, i) => job.payment_status === 'escrowed' && job.payment_amount === amounts[i])).toBe(true);
 
+        console.log("CREATE MS", Date.now() - began);
         const expected = sat8(sum(amounts));
         // Read back through the list API, page by page.
         const listed: Body[] = [];

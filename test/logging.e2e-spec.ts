@@ -1,0 +1,58 @@
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { KeyName, PRINCIPALS } from './support/app';
+import { sharedDaemon } from './support/daemon';
+import { createIsolatedDatabase } from './support/database';
+import { CoordinatorProcess, spawnCoordinator, stopAllCoordinators } from './support/processes';
+
+/** Structured logs, as an operator sees them on stdout: request ids yes, secrets never. */
+describe('logs', () => {
+  let coordinator: CoordinatorProcess;
+  const keys = Object.fromEntries(
+    (Object.keys(PRINCIPALS) as KeyName[]).map((name) => [name, `${name}-secret-${randomBytes(8).toString('hex')}`]),
+  ) as Record<KeyName, string>;
+
+  beforeAll(async () => {
+    const daemon = sharedDaemon();
+    coordinator = await spawnCoordinator(
+      {
+        databaseUrl: await createIsolatedDatabase(),
+        daemon,
+        keys,
+        clientWallet: await daemon.fundedAddress('1'),
+        client2Wallet: await daemon.newAddress(),
+      },
+      { LOG_LEVEL: 'info', SWEEPS_ENABLED: 'false' },
+    );
+  });
+  afterAll(async () => {
+    await stopAllCoordinators();
+  });
+
+  it('never writes an API key, a bearer token or the wallet daemon token, and tags lines with the request id', async () => {
+    const requestId = `req-${randomBytes(6).toString('hex')}`;
+    const created = await fetch(`${coordinator.url}/v1/jobs`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'x-api-key': keys.client,
+        authorization: 'Bearer should-not-appear-anywhere',
+        'x-request-id': requestId,
+      },
+      body: JSON.stringify({ payload: { prompt: 'hi' }, payment_amount: '0.001' }),
+    });
+    expect(created.status).toBe(201);
+    expect((await fetch(`${coordinator.url}/v1/jobs`, { headers: { 'x-api-key': 'wrong-key-value-123' } })).status).toBe(401);
+    await sleep(300); // let pino flush
+
+    const output = coordinator.outputTail();
+    const lines = output.split('\n').filter((line) => line.startsWith('{'));
+    expect(lines.length).toBeGreaterThan(0);
+    for (const line of lines) expect(() => JSON.parse(line)).not.toThrow();
+    expect(output).toContain(requestId);
+    expect(output).toContain('[redacted]');
+    for (const secret of [...Object.values(keys), 'should-not-appear-anywhere', 'wrong-key-value-123', sharedDaemon().endpoint.token]) {
+      expect(output).not.toContain(secret);
+    }
+  });
+});

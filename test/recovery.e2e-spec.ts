@@ -1,0 +1,335 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import request from 'supertest';
+import { Money } from '../src/common/money';
+import { JobsService } from '../src/jobs/jobs.service';
+import { PaymentsService } from '../src/payments/payments.service';
+import { startTestApp, TestApp } from './support/app';
+import { FaultSettings, PrivateDaemon, startPrivateDaemon, WalletDaemonHelper } from './support/daemon';
+import {
+  createPaidJob,
+  getJob,
+  getPayment,
+  kinds,
+  mapConcurrent,
+  metricValue,
+  paymentEvents,
+  pollJob,
+  query,
+  registerMiner,
+  sleepUntil,
+  sumSamples,
+  waitFor,
+} from './support/flow';
+import { CoordinatorProcess, spawnCoordinator, stopAllCoordinators } from './support/processes';
+
+// Failure recovery: whatever fails — the wallet daemon, the coordinator process itself —
+// every decided payment is completed exactly once, and every payment ends in a final
+// status with its money where that status says. A private wallet daemon for fault
+// injection; spawned coordinator processes for crashes and multi-instance sweeps.
+describe('recovery', () => {
+  let pd: PrivateDaemon;
+  let daemon: WalletDaemonHelper;
+  const apps: TestApp[] = [];
+
+  beforeAll(async () => {
+    pd = await startPrivateDaemon();
+    daemon = pd.daemon;
+  });
+
+  afterEach(async () => {
+    await daemon.resetFaults();
+    await daemon.expectLedgerConserved();
+  });
+
+  afterAll(async () => {
+    await stopAllCoordinators();
+    for (const app of apps) await app.close().catch(() => undefined);
+    await pd?.stop();
+  });
+
+  async function startApp(env: Record<string, string>): Promise<TestApp> {
+    const app = await startTestApp(env, { daemon });
+    apps.push(app);
+    return app;
+  }
+
+  const statusOf = async (databaseUrl: string, paymentId: string): Promise<string> =>
+    (await query<{ status: string }>(databaseUrl, `SELECT status FROM job_payments WHERE payment_id = $1`, [paymentId]))[0].status;
+
+  describe('wallet daemon down (in-process app, no client retries, 200 ms lease)', () => {
+    let t: TestApp;
+    let payout: string;
+
+    beforeAll(async () => {
+      t = await startApp({ WALLET_DAEMON_RETRIES: '0', SETTLEMENT_LEASE_MS: '200' });
+      payout = await daemon.newAddress();
+      await registerMiner(t.http, t.keys.miner, payout);
+    });
+
+    const redriveDue = () => t.app.get(PaymentsService).redriveDue();
+
+    /**
+     * One payment in each phase while the daemon misbehaves: a creation, a release (the
+     * miner's result) and a refund (the client's). Then the daemon comes back and the
+     * re-drive worker finishes each of them exactly once.
+     */
+    async function outage(faults: Partial<FaultSettings>): Promise<void> {
+      const amounts = { create: '0.0021', release: '0.0022', refund: '0.0023' };
+      const clientBefore = new Money(await daemon.balance(t.clientWallet));
+      const payoutBefore = new Money(await daemon.balance(payout));
+
+      const toRelease = await createPaidJob(t.http, t.keys.client, { amount: amounts.release });
+      await expect(pollJob(t.http, t.keys.miner)).resolves.toMatchObject({ job_id: toRelease.job_id });
+      const toRefund = await createPaidJob(t.http, t.keys.client, { amount: amounts.refund });
+      expect([toRelease.payment_status, toRefund.payment_status]).toEqual(['escrowed', 'escrowed']);
+
+      await daemon.setFaults(faults);
+
+      const created = await createPaidJob(t.http, t.keys.client, { amount: amounts.create });
+      expect(created).toMatchObject({ state: 'queued', payment_status: 'pending' });
+      const result = await t.http.post(`/v1/miners/jobs/${toRelease.job_id}/result`).set('X-Api-Key', t.keys.miner).send({ result: { ok: true } });
+      expect(result.status).toBe(200);
+      expect(result.body).toMatchObject({ state: 'completed', payment_status: 'releasing' });
+      const refund = await t.http.post(`/v1/payments/${toRefund.payment_id}/refund`).set('X-Api-Key', t.keys.client).send({ reason: 'changed my mind' });
+      expect(refund.status).toBe(200);
+      expect(refund.body.status).toBe('refunding');
+
+      const ids = { create: created.payment_id as string, release: toRelease.payment_id as string, refund: toRefund.payment_id as string };
+      const statuses = async () => ({
+        create: await statusOf(t.databaseUrl, ids.create),
+        release: await statusOf(t.databaseUrl, ids.release),
+        refund: await statusOf(t.databaseUrl, ids.refund),
+      });
+      const waiting = { create: 'pending', release: 'releasing', refund: 'refunding' };
+      expect(await statuses()).toEqual(waiting);
+
+      // Re-driven while the daemon is still down: nothing is lost, nothing flips, the failures are counted.
+      await sleep(600);
+      await expect(redriveDue()).resolves.toBeGreaterThanOrEqual(3);
+      expect(await statuses()).toEqual(waiting);
+      const rows = await query<{ attempts: number; last_error: string | null }>(
+        t.databaseUrl,
+        `SELECT attempts, last_error FROM job_payments WHERE payment_id = ANY($1::uuid[])`,
+        [Object.values(ids)],
+      );
+      for (const row of rows) {
+        expect(row.attempts).toBeGreaterThanOrEqual(1);
+        expect(row.last_error).toEqual(expect.any(String));
+      }
+      // What an operator sees meanwhile: one payment waiting on the daemon in each status.
+      await t.app.get(PaymentsService).observeBacklog();
+      for (const status of ['pending', 'releasing', 'refunding']) {
+        await expect(metricValue(t.http, 'payments_awaiting_wallet_daemon', { status })).resolves.toBe(1);
+      }
+
+      // The daemon is back. Re-drive (waiting out lease and backoff) until each has its outcome.
+      await daemon.resetFaults();
+      const done = { create: 'escrowed', release: 'released', refund: 'refunded' };
+      await waitFor(
+        'every payment to reach its outcome',
+        async () => {
+          await redriveDue();
+          const now = await statuses();
+          return JSON.stringify(now) === JSON.stringify(done) && now;
+        },
+        20_000,
+        250,
+      );
+      // The escrow created late is an ordinary one: the client cancels and gets it back.
+      const canceled = await t.http.post(`/v1/jobs/${created.job_id}/cancel`).set('X-Api-Key', t.keys.client).send({});
+      expect(canceled.status).toBe(200);
+      expect(canceled.body).toMatchObject({ state: 'canceled', payment_status: 'refunded' });
+
+      // Exactly once at the daemon: one hold and one settlement per escrow.
+      const expected = { create: ['create', 'refund'], release: ['create', 'release'], refund: ['create', 'refund'] };
+      for (const phase of ['create', 'release', 'refund'] as const) {
+        const payment = await getPayment(t.http, t.keys.client, ids[phase]);
+        expect({ phase, transfers: kinds(await daemon.escrowTransfers(payment.escrow_id)) }).toEqual({ phase, transfers: expected[phase] });
+        const events = await paymentEvents(t.http, t.keys.client, ids[phase]);
+        const arrivals = events.map((e: { to: string }) => e.to);
+        expect({ phase, arrivals }).toEqual({
+          phase,
+          arrivals: ['pending', 'escrowed', phase === 'release' ? 'releasing' : 'refunding', phase === 'release' ? 'released' : 'refunded'],
+        });
+      }
+      expect(new Money(await daemon.balance(payout)).eq(payoutBefore.plus(amounts.release))).toBe(true);
+      expect(new Money(await daemon.balance(t.clientWallet)).eq(clientBefore.minus(amounts.release))).toBe(true);
+      await t.app.get(PaymentsService).observeBacklog();
+      await expect(metricValue(t.http, 'payments_awaiting_wallet_daemon')).resolves.toBe(0);
+    }
+
+    it('503s during create, release and refund: pending/releasing/refunding until the daemon is back, then each completes exactly once', async () => {
+      await outage({ fail_rate: 1 });
+
+      await expect(metricValue(t.http, 'settlement_failures_total', { kind: 'release' })).resolves.toBeGreaterThanOrEqual(1);
+      await expect(metricValue(t.http, 'settlement_failures_total', { kind: 'refund' })).resolves.toBeGreaterThanOrEqual(1);
+      for (const status of ['pending', 'releasing', 'refunding']) {
+        await expect(metricValue(t.http, 'settlement_retries_total', { status })).resolves.toBeGreaterThanOrEqual(1);
+      }
+      for (const call of ['escrow_create', 'escrow_release', 'escrow_refund']) {
+        await expect(metricValue(t.http, 'wallet_daemon_errors_total', { call, kind: 'http_503' })).resolves.toBeGreaterThanOrEqual(1);
+      }
+    });
+
+    it('answers lost after the daemon did the work (drop): retried with the same keys, each applied exactly once', async () => {
+      await outage({ drop_rate: 1 });
+    });
+
+    it('a creation not escrowed by its deadline becomes failed, its job failed with an explanatory error, and no money moves', async () => {
+      const clientBefore = new Money(await daemon.balance(t.clientWallet));
+      await daemon.setFaults({ fail_rate: 1 });
+      const job = await createPaidJob(t.http, t.keys.client, { amount: '0.0031', escrow_timeout_seconds: 2 });
+      expect(job.payment_status).toBe('pending');
+
+      await sleepUntil(Date.parse(job.expires_at) + 200);
+      await t.app.get(JobsService).expireDue();
+      await redriveDue();
+      const whileDown = await getPayment(t.http, t.keys.client, job.payment_id);
+      const jobWhileDown = await getJob(t.http, t.keys.client, job.job_id);
+
+      // The daemon comes back: a payment that missed its deadline must stay failed.
+      await daemon.resetFaults();
+      for (let i = 0; i < 6; i++) {
+        await sleep(400);
+        await redriveDue();
+      }
+      const after = await getPayment(t.http, t.keys.client, job.payment_id);
+      const events = await paymentEvents(t.http, t.keys.client, job.payment_id);
+
+      expect({
+        jobWhileDown: { state: jobWhileDown.state, error: jobWhileDown.error },
+        paymentWhileDown: whileDown.status,
+        failureReason: whileDown.failure_reason,
+        paymentAfterDaemonBack: after.status,
+        escrowAfterDaemonBack: after.escrow_id,
+        arrivals: events.map((e: { to: string }) => e.to),
+        clientBalanceUnchanged: new Money(await daemon.balance(t.clientWallet)).eq(clientBefore),
+      }).toEqual({
+        jobWhileDown: { state: 'failed', error: expect.stringMatching(/escrow/i) },
+        paymentWhileDown: 'failed',
+        failureReason: expect.any(String),
+        paymentAfterDaemonBack: 'failed',
+        escrowAfterDaemonBack: null,
+        arrivals: ['pending', 'failed'],
+        clientBalanceUnchanged: true,
+      });
+    });
+  });
+
+  it('crash: SIGKILL while a decided release is in flight at the daemon; after a restart it completes exactly once', async () => {
+    const identity = await startApp({});
+    const env = { REDRIVE_INTERVAL_MS: '200', SETTLEMENT_LEASE_MS: '1000' };
+    const amount = '0.0041';
+    const payout = await daemon.newAddress();
+    const clientBefore = new Money(await daemon.balance(identity.clientWallet));
+
+    const first: CoordinatorProcess = await spawnCoordinator(identity, env);
+    const http1 = request(first.url);
+    await registerMiner(http1, identity.keys.miner, payout);
+    const created = await createPaidJob(http1, identity.keys.client, { amount });
+    expect(created.payment_status).toBe('escrowed');
+    await expect(pollJob(http1, identity.keys.miner)).resolves.toMatchObject({ job_id: created.job_id });
+
+    // Slow daemon: the release is decided and committed, then its call hangs for 3 s.
+    await daemon.setFaults({ latency_ms: 3000 });
+    const inFlight = http1
+      .post(`/v1/miners/jobs/${created.job_id}/result`)
+      .set('X-Api-Key', identity.keys.miner)
+      .send({ result: { ok: true } })
+      .then(
+        (response) => ({ status: response.status }),
+        (error: Error) => ({ error: error.message }),
+      );
+    await waitFor('the release to be decided', async () => (await statusOf(identity.databaseUrl, created.payment_id)) === 'releasing', 5_000, 20);
+    await sleep(300); // the daemon call is on the wire now
+    await first.kill();
+    // The process died without an answer from the daemon: decided, not confirmed.
+    await expect(inFlight).resolves.toEqual({ error: expect.any(String) });
+    expect(await statusOf(identity.databaseUrl, created.payment_id)).toBe('releasing');
+
+    const second = await spawnCoordinator(identity, env);
+    await waitFor('the restarted coordinator to complete the release', async () => (await statusOf(identity.databaseUrl, created.payment_id)) === 'released', 30_000, 100);
+    await daemon.resetFaults();
+
+    const http2 = request(second.url);
+    const payment = await getPayment(http2, identity.keys.client, created.payment_id);
+    expect(payment).toMatchObject({ status: 'released', payee_address: payout, refund_transaction_hash: null });
+    const transfers = await daemon.escrowTransfers(payment.escrow_id);
+    expect(kinds(transfers)).toEqual(['create', 'release']);
+    expect(transfers.find((x) => x.kind === 'release')!.transaction_hash).toBe(payment.transaction_hash);
+    const events = await paymentEvents(http2, identity.keys.client, created.payment_id);
+    expect(events.filter((e: { to: string }) => e.to === 'released')).toHaveLength(1);
+    await expect(getJob(http2, identity.keys.client, created.job_id)).resolves.toMatchObject({ state: 'completed', payment_status: 'released' });
+    // It was the restarted instance's re-drive that finished the job.
+    await expect(metricValue(http2, 'settlement_retries_total', { status: 'releasing' })).resolves.toBeGreaterThanOrEqual(1);
+
+    expect(new Money(await daemon.balance(payout)).eq(amount)).toBe(true);
+    expect(new Money(await daemon.balance(identity.clientWallet)).eq(clientBefore.minus(amount))).toBe(true);
+    await second.stop();
+  });
+
+  it('three coordinator processes sweep 500 overdue escrows at once: 500 refunds, none twice', async () => {
+    const total = 500;
+    const amount = '0.001';
+    // The creating app never sweeps; the three processes do.
+    const creator = await startApp({ WALLET_DAEMON_RETRIES: '3', SETTLEMENT_LEASE_MS: '30000' });
+    const env = { JOB_SWEEP_INTERVAL_MS: '200', ESCROW_SWEEP_INTERVAL_MS: '200', REDRIVE_INTERVAL_MS: '200', SETTLEMENT_LEASE_MS: '1000', DB_POOL_SIZE: '5' };
+    const instances = await Promise.all([1, 2, 3].map(() => spawnCoordinator(creator, env)));
+    const clientBefore = new Money(await daemon.balance(creator.clientWallet));
+
+    // Frozen while the escrows are created, so that all 500 fall due before any instance sweeps.
+    for (const instance of instances) instance.pause();
+    const jobs = await mapConcurrent(Array.from({ length: total }), 25, () =>
+      createPaidJob(creator.http, creator.keys.client, { amount, escrow_timeout_seconds: 2 }),
+    );
+    expect(jobs.filter((job) => job.payment_status === 'escrowed')).toHaveLength(total);
+    expect(new Money(await daemon.balance(creator.clientWallet)).eq(clientBefore.minus(new Money(amount).times(total)))).toBe(true);
+    await sleepUntil(Math.max(...jobs.map((job) => Date.parse(job.expires_at))) + 100);
+
+    const started = Date.now();
+    for (const instance of instances) instance.resume();
+    await waitFor(
+      `all ${total} payments refunded`,
+      async () => {
+        const [{ n }] = await query<{ n: string }>(creator.databaseUrl, `SELECT count(*) AS n FROM job_payments WHERE status = 'refunded'`);
+        return Number(n) === total;
+      },
+      60_000,
+      250,
+    );
+    const seconds = (Date.now() - started) / 1000;
+
+    const states = await query<{ state: string; status: string; settle_reason: string; n: string }>(
+      creator.databaseUrl,
+      `SELECT j.state, p.status, p.settle_reason, count(*) AS n FROM job j JOIN job_payments p USING (job_id)
+        GROUP BY 1, 2, 3`,
+    );
+    expect(states).toEqual([{ state: 'expired', status: 'refunded', settle_reason: 'escrow_expired', n: String(total) }]);
+
+    // None twice, by the coordinator's audit trail…
+    const events = await query<{ payment_id: string; refunding: string; refunded: string }>(
+      creator.databaseUrl,
+      `SELECT payment_id, count(*) FILTER (WHERE to_status = 'refunding') AS refunding, count(*) FILTER (WHERE to_status = 'refunded') AS refunded
+         FROM payment_events GROUP BY payment_id`,
+    );
+    expect(events).toHaveLength(total);
+    expect(events.filter((e) => e.refunding !== '1' || e.refunded !== '1')).toEqual([]);
+
+    // …and by the daemon's ledger: one hold and one refund per escrow.
+    const escrows = await query<{ escrow_id: string }>(creator.databaseUrl, `SELECT escrow_id FROM job_payments`);
+    const wrong = (
+      await mapConcurrent(escrows, 25, async ({ escrow_id }) => ({ escrow_id, transfers: kinds(await daemon.escrowTransfers(escrow_id)) }))
+    ).filter((e) => e.transfers.join() !== 'create,refund');
+    expect(wrong).toEqual([]);
+    expect(new Money(await daemon.balance(creator.clientWallet)).eq(clientBefore)).toBe(true);
+
+    // Each expiry was decided by exactly one instance.
+    const expiredBy = await Promise.all(
+      instances.map(async (instance) => sumSamples((await request(instance.url).get('/metrics')).text, 'escrows_expired_total')),
+    );
+    expect(expiredBy.reduce((a, b) => a + b, 0)).toBe(total);
+    process.stdout.write(`[recovery] ${total} overdue escrows refunded in ${seconds.toFixed(1)} s; expiries decided per instance: ${expiredBy.join(', ')}\n`);
+
+    await Promise.all(instances.map((instance) => instance.stop()));
+  });
+});
