@@ -288,15 +288,19 @@ describe('recovery', () => {
 
     const started = Date.now();
     for (const instance of instances) instance.resume();
+    let progress = '';
     await waitFor(
       `all ${total} payments refunded`,
       async () => {
-        const [{ n }] = await query<{ n: string }>(creator.databaseUrl, `SELECT count(*) AS n FROM job_payments WHERE status = 'refunded'`);
-        return Number(n) === total;
+        const counts = await query<{ status: string; n: string }>(creator.databaseUrl, `SELECT status, count(*) AS n FROM job_payments GROUP BY 1 ORDER BY 1`);
+        progress = counts.map((c) => `${c.status} ${c.n}`).join(', ');
+        return counts.length === 1 && counts[0].status === 'refunded' && Number(counts[0].n) === total;
       },
-      60_000,
+      90_000,
       250,
-    );
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}; payments by status: ${progress}`);
+    });
     const seconds = (Date.now() - started) / 1000;
 
     const states = await query<{ state: string; status: string; settle_reason: string; n: string }>(
@@ -331,5 +335,5 @@ describe('recovery', () => {
     process.stdout.write(`[recovery] ${total} overdue escrows refunded in ${seconds.toFixed(1)} s; expiries decided per instance: ${expiredBy.join(', ')}\n`);
 
     await Promise.all(instances.map((instance) => instance.stop()));
-  });
+  }, 180_000);
 });

@@ -348,7 +348,7 @@ export class PaymentsService {
   }
 
   async getForJob(principal: Principal, jobId: string): Promise<JobPayment> {
-    const payment = await this.findForJob(this.tx.sql, jobId);
+    const payment = isUuid(jobId) ? await this.findForJob(this.tx.sql, jobId) : undefined;
     if (!payment || !this.canSee(principal, payment)) throw new DomainError('PAYMENT_NOT_FOUND', `Job ${jobId} has no payment`);
     return payment;
   }

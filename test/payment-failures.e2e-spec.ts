@@ -1,0 +1,204 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { JobsService } from '../src/jobs/jobs.service';
+import { PaymentsService } from '../src/payments/payments.service';
+import type { TestApp } from './support/app';
+import { PrivateDaemon, startPrivateDaemon } from './support/daemon';
+import { Api, diff, PAYLOAD, startApp } from './support/payments';
+
+jest.setTimeout(60_000);
+
+/**
+ * What the coordinator does when the wallet daemon says no, is unreachable, or loses its
+ * answer: fail closed, never flip a decided outcome, and settle exactly once on recovery.
+ * A daemon of this file alone takes the injected faults. The lease after which the
+ * re-drive worker takes over is short (100 ms), and daemon calls are retried once.
+ */
+describe('payment failures (e2e)', () => {
+  let priv: PrivateDaemon;
+  let t: TestApp;
+  let api: Api;
+
+  beforeAll(async () => {
+    priv = await startPrivateDaemon();
+    t = await startApp({ SETTLEMENT_LEASE_MS: '100', WALLET_DAEMON_RETRIES: '1', WALLET_DAEMON_TIMEOUT_MS: '2000' }, { daemon: priv.daemon });
+    api = new Api(t);
+  });
+  afterAll(async () => {
+    await t?.close();
+    await priv?.stop();
+  });
+  afterEach(async () => {
+    await priv.daemon.resetFaults();
+    await api.cancelLiveJobs();
+    await priv.daemon.expectLedgerConserved('BTC');
+  });
+
+  it('insufficient funds: the job fails with a clear error, the payment fails with a reason, nothing is dispatched or moved', async () => {
+    const emptyPayer = await priv.daemon.newAddress('BTC');
+    const client2Before = await api.balance(t.client2Wallet);
+
+    const response = await api.postJob('client2', { payload: PAYLOAD, payment_amount: '0.001', payer_address: emptyPayer });
+    expect(response.status).toBe(201);
+    const job = response.body;
+    expect(job).toMatchObject({ state: 'failed', payment_status: 'failed', payment_amount: '0.00100000' });
+    expect(job.error).toMatch(/insufficient/i);
+
+    const payment = await api.payment(job.payment_id, 'client2');
+    expect(payment).toMatchObject({ status: 'failed', escrow_id: null, payer_address: emptyPayer, failure_reason: expect.stringMatching(/insufficient/i) });
+    expect(await api.job(job.job_id, 'client2')).toMatchObject({ state: 'failed', payment_status: 'failed' });
+
+    await api.registerFreshMiner('miner');
+    expect((await api.pollRaw('miner')).status).toBe(204);
+    expect(await api.balance(emptyPayer)).toBe('0.00000000');
+    expect(await api.balance(t.client2Wallet)).toBe(client2Before);
+    const events = await api.events(job.payment_id, 'client2');
+    expect(events.map((e) => [e.from, e.to])).toEqual([
+      [null, 'pending'],
+      ['pending', 'failed'],
+    ]);
+  });
+
+  it('daemon failing at create: the payment stays pending and the job undispatched; after recovery a re-drive escrows it', async () => {
+    const before = await api.balance(t.clientWallet);
+    await api.registerFreshMiner('miner');
+    await priv.daemon.setFaults({ fail_rate: 1 });
+
+    const response = await api.postJob('client', { payload: PAYLOAD, payment_amount: '0.00123' });
+    expect(response.status).toBe(201);
+    const job = response.body;
+    expect(job).toMatchObject({ state: 'queued', payment_status: 'pending' });
+    expect(await api.payment(job.payment_id)).toMatchObject({ status: 'pending', escrow_id: null });
+    expect((await api.pollRaw('miner')).status).toBe(204);
+
+    // Re-drives while the daemon still fails change nothing.
+    await sleep(600);
+    await t.app.get(PaymentsService).redriveDue();
+    expect(await api.payment(job.payment_id)).toMatchObject({ status: 'pending' });
+    expect((await api.pollRaw('miner')).status).toBe(204);
+
+    await priv.daemon.resetFaults();
+    expect(await api.balance(t.clientWallet)).toBe(before);
+    await sleep(150);
+    const escrowed = await api.redriveUntil(job.payment_id, 'escrowed');
+    expect(escrowed).toMatchObject({ escrow_id: expect.any(String), escrowed_at: expect.any(String) });
+    expect(await api.job(job.job_id)).toMatchObject({ state: 'queued', payment_status: 'escrowed' });
+    expect(diff(await api.balance(t.clientWallet), before)).toBe('0.00123000');
+    // One hold only, however many times the create was attempted.
+    expect((await priv.daemon.escrowTransfers(escrowed.escrow_id)).map((x) => x.kind)).toEqual(['create']);
+
+    const polled = await api.pollFor(job.job_id);
+    expect(polled).toMatchObject({ state: 'running', payment_status: 'escrowed' });
+  });
+
+  it('daemon unreachable at create (closed port): pending until a coordinator that reaches the daemon re-drives it', async () => {
+    // Same database and wallets as `t`, but its daemon URL points at a closed port.
+    const cut = await startApp({ WALLET_DAEMON_URL: 'http://127.0.0.1:1', WALLET_DAEMON_RETRIES: '0', SETTLEMENT_LEASE_MS: '100' }, { sameAs: t });
+    try {
+      const cutApi = new Api(cut);
+      const before = await api.balance(t.clientWallet);
+      const response = await cutApi.postJob('client', { payload: PAYLOAD, payment_amount: '0.00077' });
+      expect(response.status).toBe(201);
+      const job = response.body;
+      expect(job).toMatchObject({ state: 'queued', payment_status: 'pending' });
+      await api.registerFreshMiner('miner');
+      expect((await cutApi.pollRaw('miner')).status).toBe(204);
+      expect(await api.balance(t.clientWallet)).toBe(before);
+
+      // The cut-off instance cannot help; the healthy one (`t`) completes the escrow.
+      await sleep(600);
+      await cut.app.get(PaymentsService).redriveDue();
+      expect(await api.payment(job.payment_id)).toMatchObject({ status: 'pending' });
+      const escrowed = await api.redriveUntil(job.payment_id, 'escrowed');
+      expect(diff(await api.balance(t.clientWallet), before)).toBe('0.00077000');
+      expect((await priv.daemon.escrowTransfers(escrowed.escrow_id)).map((x) => x.kind)).toEqual(['create']);
+      await api.pollFor(job.job_id);
+    } finally {
+      await cut.close();
+    }
+  });
+
+  it('daemon unreachable at release: the payment stays releasing, never flips, and settles once after recovery', async () => {
+    const job = await api.paidJob('client', { payment_amount: '0.0042' });
+    const payout = await api.registerFreshMiner('miner');
+    await api.pollFor(job.job_id);
+    await priv.daemon.setFaults({ fail_rate: 1 });
+
+    const result = await api.result('miner', job.job_id, { text: 'done' });
+    expect(result.status).toBe(200);
+    expect(result.body).toMatchObject({ state: 'completed', payment_status: 'releasing' });
+    expect(await api.payment(job.payment_id)).toMatchObject({ status: 'releasing', transaction_hash: null });
+
+    // While the daemon is down: re-drives, the deadline sweep and refund attempts change nothing.
+    for (let i = 0; i < 3; i++) {
+      await sleep(400);
+      await t.app.get(PaymentsService).redriveDue();
+      await t.app.get(JobsService).expireDue();
+    }
+    const refund = await api.refund('admin', job.payment_id, { reason: 'try to flip it' });
+    expect(refund.status).toBe(409);
+    expect(refund.body).toMatchObject({ code: 'PAYMENT_ALREADY_SETTLED', details: { status: 'releasing' } });
+    const cancel = await api.cancel('client', job.job_id);
+    expect(cancel.status).toBe(409);
+    expect(await api.payment(job.payment_id)).toMatchObject({ status: 'releasing' });
+    expect(await api.job(job.job_id)).toMatchObject({ state: 'completed', payment_status: 'releasing' });
+    const receipt = await api.receipt(job.payment_id);
+    expect(receipt).toMatchObject({ status: 'releasing', verified: false });
+
+    await priv.daemon.resetFaults();
+    expect(await api.balance(payout)).toBe('0.00000000');
+    const released = await api.redriveUntil(job.payment_id, 'released');
+    // More re-drives after the settlement find nothing to do.
+    for (let i = 0; i < 3; i++) {
+      await sleep(150);
+      await t.app.get(PaymentsService).redriveDue();
+    }
+    expect(await api.payment(job.payment_id)).toMatchObject({ status: 'released', transaction_hash: released.transaction_hash });
+    const transfers = await priv.daemon.escrowTransfers(released.escrow_id);
+    expect(transfers.map((x) => x.kind)).toEqual(['create', 'release']);
+    expect(transfers[1]).toMatchObject({ to: payout, amount: '0.00420000', transaction_hash: released.transaction_hash });
+    expect(await api.balance(payout)).toBe('0.00420000');
+    expect(await api.job(job.job_id)).toMatchObject({ state: 'completed', payment_status: 'released' });
+    expect(await api.receipt(job.payment_id)).toMatchObject({ status: 'released', verified: true });
+    const events = await api.events(job.payment_id);
+    expect(events.map((e) => e.to)).toEqual(['pending', 'escrowed', 'releasing', 'released']);
+  });
+
+  it('daemon drops the answer after applying the release: retries reuse the key, one transfer, payment released', async () => {
+    const job = await api.paidJob('client', { payment_amount: '0.0031' });
+    const payout = await api.registerFreshMiner('miner');
+    await api.pollFor(job.job_id);
+    await priv.daemon.setFaults({ drop_rate: 1 });
+
+    const result = await api.result('miner', job.job_id);
+    expect(result.status).toBe(200);
+    expect(result.body).toMatchObject({ state: 'completed' });
+    // Every answer was lost, so the coordinator does not know yet; the daemon already moved the money once.
+    expect(await api.payment(job.payment_id)).toMatchObject({ status: 'releasing' });
+    await priv.daemon.resetFaults();
+    const payment = await api.payment(job.payment_id);
+    const applied = await priv.daemon.escrowTransfers(payment.escrow_id);
+    expect(applied.map((x) => x.kind)).toEqual(['create', 'release']);
+    expect(await api.balance(payout)).toBe('0.00310000');
+
+    const released = await api.redriveUntil(job.payment_id, 'released');
+    expect(released.transaction_hash).toBe(applied[1].transaction_hash);
+    expect((await priv.daemon.escrowTransfers(payment.escrow_id)).map((x) => x.kind)).toEqual(['create', 'release']);
+    expect(await api.balance(payout)).toBe('0.00310000');
+    expect(await api.job(job.job_id)).toMatchObject({ state: 'completed', payment_status: 'released' });
+  });
+
+  it('daemon drops the answer after applying the create: the re-drive finds the same hold, charged once', async () => {
+    const before = await api.balance(t.clientWallet);
+    await priv.daemon.setFaults({ drop_rate: 1 });
+    const response = await api.postJob('client', { payload: PAYLOAD, payment_amount: '0.0017' });
+    expect(response.status).toBe(201);
+    expect(response.body).toMatchObject({ state: 'queued', payment_status: 'pending' });
+    await priv.daemon.resetFaults();
+    // The daemon held the money although the coordinator never heard back.
+    expect(diff(await api.balance(t.clientWallet), before)).toBe('0.00170000');
+
+    const escrowed = await api.redriveUntil(response.body.payment_id, 'escrowed');
+    expect((await priv.daemon.escrowTransfers(escrowed.escrow_id)).map((x) => x.kind)).toEqual(['create']);
+    expect(diff(await api.balance(t.clientWallet), before)).toBe('0.00170000');
+  });
+});
