@@ -59,6 +59,7 @@ export async function prepareDatabases(name: string): Promise<BenchDatabases> {
   let version: string;
   try {
     version = String((await admin.query(`SELECT current_setting('server_version') AS v`)).rows[0].v);
+    await dropLeftovers(admin, server === 'embedded' || isLocal(adminUrl), server === 'embedded');
     for (const db of [name, `${name}_wallet`]) {
       await admin.query(`DROP DATABASE IF EXISTS "${db}"`);
       await admin.query(`CREATE DATABASE "${db}"`);
@@ -92,5 +93,37 @@ export async function serverSettings(url: string): Promise<Record<string, string
     return Object.fromEntries(rows.map((r) => [r.name, r.unit && r.unit !== 'ms' ? `${r.setting} (${r.unit})` : String(r.setting)]));
   } finally {
     await client.end();
+  }
+}
+
+function isLocal(url: string): boolean {
+  const host = new URL(url).hostname;
+  return host === '127.0.0.1' || host === 'localhost' || host === '::1' || host === '[::1]';
+}
+
+/**
+ * Databases of earlier runs that died before their cleanup (Ctrl-C stops the embedded
+ * server before the drops can run). On the embedded server every `bench_…` database is
+ * ours; on a DATABASE_URL server only those whose run (pid in the name) is gone, and only
+ * when the server is on this machine.
+ */
+async function dropLeftovers(admin: Client, local: boolean, all: boolean): Promise<void> {
+  if (!local) return;
+  const { rows } = await admin.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname ~ '^bench_[0-9]{8}_[0-9]{6}_p[0-9]+(_wallet)?$'`);
+  for (const { datname } of rows) {
+    const pid = Number(/_p(\d+)/.exec(datname)?.[1]);
+    if (!all && isAlive(pid)) continue;
+    if (pid === process.pid) continue;
+    await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`).catch(() => undefined);
+    progress(`dropped leftover database ${datname} of an interrupted run`);
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -1,4 +1,5 @@
 import autocannon from 'autocannon';
+import { cpuSince, cpuSnapshot, CpuUse, renderCpu } from './cpu';
 import { percentile, progress, round } from './util';
 
 /** One request of a sequence; `name` keys its own latency sample. */
@@ -29,6 +30,8 @@ export interface LoadResult {
   errors: number;
   timeouts: number;
   steps: Record<string, StepStats>;
+  /** CPU by process during the run (% of one core). */
+  cpu?: CpuUse;
 }
 
 export interface LoadOptions {
@@ -40,6 +43,8 @@ export interface LoadOptions {
   amount?: number;
   /** Stop an `amount` run after this many seconds at the latest. */
   maxSeconds?: number;
+  /** Checked after every response (step name, status): true stops the run there. */
+  stopWhen?: (step: string, status: number) => boolean;
   steps: Step[];
   /** Status codes counted as expected for a step; anything else is reported. */
   expect?: Record<string, number[]>;
@@ -60,11 +65,11 @@ export async function runLoad(name: string, options: LoadOptions): Promise<LoadR
   const all: number[] = [];
   let responses = 0;
 
+  const cpuStart = await cpuSnapshot();
   const instance = autocannon({
     url: options.url,
     connections: options.amount ? Math.max(1, Math.min(options.connections, options.amount)) : options.connections,
-    duration: options.amount ? undefined : options.duration,
-    amount: options.amount,
+    ...(options.amount ? { amount: options.amount } : { duration: options.duration }),
     timeout: 30,
     requests: options.steps,
   });
@@ -75,7 +80,12 @@ export async function runLoad(name: string, options: LoadOptions): Promise<LoadR
     s[status] = (s[status] ?? 0) + 1;
     all.push(ms);
     responses++;
+    if (options.stopWhen?.(step, status) && !stopped) {
+      stopped = true;
+      instance.stop();
+    }
   });
+  let stopped = false;
   let last = 0;
   const started = Date.now();
   const ticker = setInterval(() => {
@@ -92,6 +102,7 @@ export async function runLoad(name: string, options: LoadOptions): Promise<LoadR
     if (stopper) clearTimeout(stopper);
   }
   const duration = Math.max(result.duration, (Date.now() - started) / 1000);
+  const cpu = await cpuSince(cpuStart);
 
   const steps: Record<string, StepStats> = {};
   for (const [step, values] of Object.entries(samples)) {
@@ -119,6 +130,7 @@ export async function runLoad(name: string, options: LoadOptions): Promise<LoadR
     errors: result.errors,
     timeouts: result.timeouts,
     steps,
+    cpu,
   };
   const unexpected = unexpectedStatuses(out, options.expect);
   progress(
@@ -126,6 +138,7 @@ export async function runLoad(name: string, options: LoadOptions): Promise<LoadR
       (out.errors ? `, ${out.errors} errors` : '') +
       (unexpected ? `, UNEXPECTED ${unexpected}` : ''),
   );
+  progress(`    cpu: ${renderCpu(cpu)}`);
   return out;
 }
 

@@ -1,5 +1,5 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, release as osRelease } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'pg';
@@ -15,10 +15,13 @@ import {
   removeCeilingRows,
   sweepDecisionCeiling,
 } from './ceiling';
+import { cpuSince, cpuSnapshot, renderCpu, trackBackends, trackPid, untrackPid } from './cpu';
 import { BenchDaemon, faucet, ledgerTotals, newAddress, startDaemon } from './daemon';
 import { prepareDatabases, serverSettings } from './database';
+import { DbActivity, renderDb } from './dbstats';
 import { LoadResult, rotating, runLoad, Step } from './load';
 import { cleanupAll, Coordinator, installSignalHandlers, onCleanup, ROOT, startCoordinator } from './processes';
+import { renderProfile, summarizeProfile } from './profile';
 import { renderReport, Report } from './report';
 import { seededId, seedRows, SeedSpec } from './seed';
 import { now, progress, ratio, round, sleep, stamp } from './util';
@@ -39,6 +42,9 @@ interface Options {
   explicit: number;
   sweep: number;
   poolSize: number | undefined;
+  profile: boolean;
+  phases: Set<string>;
+  waitIdle: number;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -62,6 +68,10 @@ function parseOptions(argv: string[]): Options {
         '  --sizes a,b,c       history sizes for the read benchmarks (default 10000,100000,1000000)',
         '  --sweep N           due escrows for the expiry sweep (default 10000; quick 3000)',
         '  --pool N            DB_POOL_SIZE of the coordinator (default: the coordinator\'s default)',
+        '  --phases a,b        any of reads,ceilings,writes,sweep (default: all)',
+        '  --profile           CPU-profile the coordinator (node --cpu-prof) and print where its time went',
+        '  --wait-idle [S]     on a shared machine, wait up to S seconds (default 600) until the CPUs are idle before starting',
+        '  BENCH_SQL=…         SQL run once after the migrations (try an index before writing its migration)',
         '  DATABASE_URL        a server to create the bench databases on (else embedded PostgreSQL)',
         '',
       ].join('\n'),
@@ -97,6 +107,9 @@ function parseOptions(argv: string[]): Options {
     explicit: num('explicit', quick ? 1000 : 3000),
     sweep: num('sweep', quick ? 3000 : 10_000),
     poolSize,
+    profile: flags.has('profile'),
+    waitIdle: flags.has('wait-idle') ? num('wait-idle', 600) : 0,
+    phases: new Set(typeof flags.get('phases') === 'string' ? String(flags.get('phases')).split(',') : ['reads', 'ceilings', 'writes', 'sweep']),
   };
 }
 
@@ -133,9 +146,13 @@ async function main(): Promise<void> {
   progress(`coordinator benchmark ${runId}${options.quick ? ' (quick)' : ''}: ${cpus().length} CPUs, logs under ${logDir}`);
   const began = now();
 
-  const dbs = await prepareDatabases(`bench_${runId}`);
+  if (options.waitIdle) await waitForIdle(options.waitIdle);
+  const machineLoad = await loadAtStart();
+  progress(`machine at start: load average ${machineLoad.loadavg}, ${machineLoad.busy_pct}% of ${cpus().length * 100}% CPU busy` + (machineLoad.busy_pct > 30 ? ' — something else is running; figures will be lower than on an idle machine' : ''));
+  const dbs = await prepareDatabases(`bench_${runId}_p${process.pid}`);
   const settings = await serverSettings(dbs.url);
   const daemon = await startDaemon(dbs.walletUrl, join(logDir, 'wallet-daemon.log'));
+  trackPid('wallet daemon', daemon.pid);
 
   // Principals: clients with funded wallets, miners with payout addresses, an admin.
   const clients: Principal[] = [];
@@ -171,13 +188,22 @@ async function main(): Promise<void> {
     ...(options.poolSize ? { DB_POOL_SIZE: String(options.poolSize) } : {}),
   });
 
+  const profileDir = options.profile ? logDir : undefined;
   const mainPort = await freePort();
-  let coordinator: Coordinator | undefined = await startCoordinator('main', coordinatorEnv(mainPort, false), join(logDir, 'coordinator.log'));
-  progress(`coordinator at ${coordinator.url} (pid ${coordinator.pid}), sweeps off, ${options.poolSize ?? 'default'} DB pool`);
+  let coordinator: Coordinator | undefined = await startCoordinator('main', coordinatorEnv(mainPort, false), join(logDir, 'coordinator.log'), profileDir);
+  progress(`coordinator at ${coordinator.url} (pid ${coordinator.pid}), sweeps off, DB pool ${options.poolSize ?? 'default (10)'}`);
+  trackPid('coordinator', coordinator.pid);
   const base = coordinator.url;
 
   const db = new Pool({ connectionString: dbs.url, max: 4, application_name: 'bench' });
   onCleanup('bench pg pool', () => db.end());
+  trackBackends(db, [new URL(dbs.url).pathname.slice(1), new URL(dbs.walletUrl).pathname.slice(1)]);
+
+  if (process.env.BENCH_SQL) {
+    // Experiments: e.g. BENCH_SQL='CREATE INDEX … ' to try a schema change before it goes into a migration.
+    progress(`BENCH_SQL: ${process.env.BENCH_SQL}`);
+    await db.query(process.env.BENCH_SQL);
+  }
 
   for (const m of miners) {
     const r = await fetch(`${base}/v1/miners/register`, { method: 'POST', headers: { ...JSON_HEADERS, 'x-api-key': m.key }, body: JSON.stringify({ payout_address: m.wallet }) });
@@ -196,61 +222,68 @@ async function main(): Promise<void> {
       node: process.version,
       postgres: `${dbs.version} (${dbs.server})`,
       postgres_settings: settings,
+      load_at_start: machineLoad,
     },
-    options: { ...options },
+    options: { ...options, phases: [...options.phases], bench_sql: process.env.BENCH_SQL },
     reads: [],
     ceilings: { create: [], release: [], reads: [] },
     writes: {},
     rss_mb: {},
   };
   const usePgbench = hasPgbench();
+  const poolSize = options.poolSize ?? 10;
   progress(usePgbench ? 'ceilings with pgbench' : 'pgbench not found: ceilings with a plain pg script');
 
   // ---------------------------------------------------------------- reads at growing history
-  const seedSpec: SeedSpec = {
-    clientId: clients[0].id,
-    minerId: miners[0].id,
-    wallet: clients[0].wallet as string,
-    payee: miners[0].wallet as string,
-    baseMs: Date.now() - 40 * 86_400_000,
-  };
-  let seeded = 0;
-  const seedClient = await db.connect();
-  try {
-    for (const size of options.sizes) {
-      progress(`reads at ${size.toLocaleString('en-US')} payments: seeding by SQL`);
-      await seedRows(seedClient as never, seeded, size, seedSpec);
-      seeded = size;
-      await checkSeededRead(base, clients[0].key, seededId('p', size - 1, seedSpec.baseMs));
-      const entry = { size, ...(await measureReads(base, options, clients[0].key, size, seedSpec.baseMs)) };
-      const ceilings: Partial<Record<ReadKind, CeilingResult>> = {};
-      for (const kind of ['get_payment', 'list_first', 'list_deep'] as ReadKind[]) {
-        ceilings[kind] = await readCeiling(kind, dbs.url, options.connections, Math.max(2, Math.round(options.readSeconds / 2)), size, clients[0].id, seedSpec.baseMs, usePgbench);
-        report.ceilings.reads.push(ceilings[kind] as CeilingResult);
+  if (options.phases.has('reads')) {
+    const seedSpec: SeedSpec = {
+      clientId: clients[0].id,
+      minerId: miners[0].id,
+      wallet: clients[0].wallet as string,
+      payee: miners[0].wallet as string,
+      baseMs: Date.now() - 40 * 86_400_000,
+    };
+    let seeded = 0;
+    const seedClient = await db.connect();
+    try {
+      for (const size of options.sizes) {
+        progress(`reads at ${size.toLocaleString('en-US')} payments: seeding by SQL`);
+        await seedRows(seedClient as never, seeded, size, seedSpec);
+        seeded = size;
+        await checkSeededRead(base, clients[0].key, seededId('p', size - 1, seedSpec.baseMs));
+        const entry = { size, ...(await measureReads(base, options, clients[0].key, size, seedSpec.baseMs)) };
+        const ceilings: Partial<Record<ReadKind, CeilingResult>> = {};
+        for (const kind of ['get_payment', 'list_first', 'list_deep'] as ReadKind[]) {
+          ceilings[kind] = await readCeiling(kind, dbs.url, poolSize, Math.max(2, Math.round(options.readSeconds / 2)), size, clients[0].id, seedSpec.baseMs, usePgbench);
+          report.ceilings.reads.push(ceilings[kind] as CeilingResult);
+        }
+        progress(
+          `  ceilings (${poolSize} clients, the query alone): get ${ceilings.get_payment?.tps}/s, first page ${ceilings.list_first?.tps}/s, random page ${ceilings.list_deep?.tps}/s`,
+        );
+        report.reads.push({ ...entry, ceilings });
       }
-      progress(
-        `  ceilings (${options.connections} clients): get ${ceilings.get_payment?.tps}/s, first page ${ceilings.list_first?.tps}/s, deep page ${ceilings.list_deep?.tps}/s`,
-      );
-      report.reads.push({ ...entry, ceilings });
+    } finally {
+      seedClient.release();
     }
-  } finally {
-    seedClient.release();
+    report.rss_mb.reads = coordinator.rss.takePhasePeakMb();
   }
-  report.rss_mb.reads = coordinator.rss.takePhasePeakMb();
 
   // ---------------------------------------------------------------- ceilings for writes
-  progress(`ceilings: the same SQL directly against ${dbs.server === 'embedded' ? 'the embedded server' : 'the DATABASE_URL server'}`);
-  for (const c of options.ceilingClients) report.ceilings.create.push(await createCeiling(dbs.url, c, options.ceilingSeconds, usePgbench));
-  const queued = await prepareReleaseQueue(db);
-  const share = Math.floor(queued / options.ceilingClients.length);
-  for (const c of options.ceilingClients) report.ceilings.release.push(await releaseCeiling(dbs.url, c, share, usePgbench));
-  report.ceilings.sweep_decisions = await sweepDecisionCeiling(db, options.sweep, 1000);
-  await removeCeilingRows(db);
-  const createCeil = Math.max(...report.ceilings.create.map((c) => c.tps));
-  const releaseCeil = Math.max(...report.ceilings.release.map((c) => c.tps));
-  progress(`ceilings: create ${createCeil} tx/s, release ${releaseCeil} tx/s, sweep decisions ${report.ceilings.sweep_decisions.per_s}/s`);
+  let createCeil: number | undefined;
+  let releaseCeil: number | undefined;
+  if (options.phases.has('ceilings')) {
+    progress(`ceilings: the same SQL directly against ${dbs.server === 'embedded' ? 'the embedded server' : 'the DATABASE_URL server'}`);
+    for (const c of options.ceilingClients) report.ceilings.create.push(await createCeiling(dbs.url, c, options.ceilingSeconds, usePgbench));
+    const queued = await prepareReleaseQueue(db);
+    const share = Math.floor(queued / options.ceilingClients.length);
+    for (const c of options.ceilingClients) report.ceilings.release.push(await releaseCeiling(dbs.url, c, share, usePgbench));
+    report.ceilings.sweep_decisions = await sweepDecisionCeiling(db, options.sweep, 1000);
+    await removeCeilingRows(db);
+    createCeil = Math.max(...report.ceilings.create.map((c) => c.tps));
+    releaseCeil = Math.max(...report.ceilings.release.map((c) => c.tps));
+    progress(`ceilings: create ${createCeil} tx/s, release ${releaseCeil} tx/s, sweep decisions ${report.ceilings.sweep_decisions.per_s}/s`);
+  }
 
-  // ---------------------------------------------------------------- paid-job creation
   const nextClient = rotating(clients);
   const createStep = (): Step => ({
     name: 'create',
@@ -260,30 +293,6 @@ async function main(): Promise<void> {
     body: JOB_BODY,
     setupRequest: (req) => ({ ...req, headers: { ...req.headers, 'x-api-key': nextClient().key } }),
   });
-  progress(`paid-job creation: POST /v1/jobs with payment, ${options.connections} connections, ${options.createSeconds}s`);
-  const createStarted = new Date();
-  const create = await runLoad('create', { url: base, connections: options.connections, duration: options.createSeconds, steps: [createStep()], expect: { create: [201] } });
-  const createdStates = await paymentStates(db, createStarted);
-  progress(`  payments created in the phase by status: ${JSON.stringify(createdStates)}`);
-  report.writes.create = { ...create, payments_by_status: createdStates, ceiling_tps: createCeil, ratio: ratio(create.req_per_s, createCeil) };
-  report.rss_mb.create = coordinator.rss.takePhasePeakMb();
-
-  // ---------------------------------------------------------------- explicit refunds (queued jobs, by their owner)
-  const owners = new Map(clients.map((c) => [c.id, c]));
-  const refundTargets = await targets(db, 'queued', options.explicit);
-  if (refundTargets.length) {
-    progress(`explicit refunds: POST /v1/payments/{id}/refund on ${refundTargets.length} queued jobs (owner)`);
-    const r = await runLoad('refund', {
-      url: base,
-      connections: options.connections,
-      amount: refundTargets.length,
-      steps: [settleStep('refund', refundTargets, owners)],
-      expect: { refund: [200] },
-    });
-    report.writes.refund = { ...r, settlements_per_s: settledRate(r, 'refund'), ceiling_tps: releaseCeil, ratio: ratio(settledRate(r, 'refund'), releaseCeil) };
-  }
-
-  // ---------------------------------------------------------------- explicit releases (polled jobs, by their owner)
   const nextMiner = rotating(miners);
   const pollStep = (): Step => ({
     name: 'poll',
@@ -297,66 +306,142 @@ async function main(): Promise<void> {
       context.jobId = status === 200 ? (JSON.parse(body) as { job_id: string }).job_id : undefined;
     },
   });
-  const toRelease = Math.min(options.explicit, await countQueued(db));
-  if (toRelease > 0) {
-    progress(`explicit releases: ${toRelease} jobs polled by miners, then POST /v1/payments/{id}/release (owner)`);
-    const poll = await runLoad('poll', { url: base, connections: options.connections, amount: toRelease, steps: [pollStep()], expect: { poll: [200] } });
-    report.writes.poll = poll;
-    const releaseTargets = await targets(db, 'running', toRelease);
-    const r = await runLoad('release', {
+  const owners = new Map(clients.map((c) => [c.id, c]));
+  const dbNames = { coordinator: new URL(dbs.url).pathname.slice(1), wallet: new URL(dbs.walletUrl).pathname.slice(1) };
+  const activity = () => DbActivity.begin(db, dbNames);
+  const measured = async (a: DbActivity, ops: number) => {
+    const per = await a.perOperation(ops);
+    progress(`    db: ${renderDb(per)}`);
+    return per;
+  };
+
+  if (options.phases.has('writes')) {
+    // -------------------------------------------------------------- paid-job creation
+    progress(`paid-job creation: POST /v1/jobs with payment, ${options.connections} connections, ${options.createSeconds}s`);
+    const createStarted = new Date();
+    const createDb = await activity();
+    const create = await runLoad('create', { url: base, connections: options.connections, duration: options.createSeconds, steps: [createStep()], expect: { create: [201] } });
+    await settled(db, createStarted);
+    const createdStates = await paymentStates(db, createStarted);
+    progress(`  payments created in the phase by status: ${JSON.stringify(createdStates)}`);
+    report.writes.create = { ...create, payments_by_status: createdStates, ceiling_tps: createCeil, ratio: ratio(create.req_per_s, createCeil) };
+    report.writes.create.db = await measured(createDb, Object.values(createdStates).reduce((a, b) => a + b, 0));
+    report.rss_mb.create = coordinator.rss.takePhasePeakMb();
+
+    // -------------------------------------------------------------- explicit refunds (queued jobs, by their owner)
+    const refundTargets = await targets(db, 'queued', Math.min(options.explicit, Math.floor((await countQueued(db)) / 3)));
+    if (refundTargets.length) {
+      progress(`explicit refunds: POST /v1/payments/{id}/refund on ${refundTargets.length} queued jobs (owner)`);
+      const refundDb = await activity();
+      const r = await runLoad('refund', {
+        url: base,
+        connections: options.connections,
+        amount: refundTargets.length,
+        steps: [settleStep('refund', refundTargets, owners)],
+        expect: { refund: [200] },
+      });
+      await settled(db, createStarted);
+      report.writes.refund = { ...r, settlements_per_s: settledRate(r, 'refund'), ceiling_tps: releaseCeil, ratio: ratio(settledRate(r, 'refund'), releaseCeil) };
+      report.writes.refund.db = await measured(refundDb, r.steps.refund?.status['200'] ?? 0);
+    }
+
+    // -------------------------------------------------------------- explicit releases (polled jobs, by their owner)
+    const toRelease = Math.min(options.explicit, Math.floor((await countQueued(db)) / 2));
+    if (toRelease > 0) {
+      progress(`explicit releases: ${toRelease} jobs polled by miners, then POST /v1/payments/{id}/release (owner)`);
+      report.writes.poll = await runLoad('poll', { url: base, connections: options.connections, amount: toRelease, steps: [pollStep()], expect: { poll: [200] } });
+      const releaseTargets = await targets(db, 'running', toRelease);
+      const releaseDb = await activity();
+      const r = await runLoad('release', {
+        url: base,
+        connections: options.connections,
+        amount: releaseTargets.length,
+        steps: [settleStep('release', releaseTargets, owners)],
+        expect: { release: [200] },
+      });
+      await settled(db, createStarted);
+      report.writes.release = { ...r, settlements_per_s: settledRate(r, 'release'), ceiling_tps: releaseCeil, ratio: ratio(settledRate(r, 'release'), releaseCeil) };
+      report.writes.release.db = await measured(releaseDb, r.steps.release?.status['200'] ?? 0);
+    }
+
+    // -------------------------------------------------------------- miners: poll → result (each result releases)
+    const available = await countQueued(db);
+    progress(`miner completions: poll → result (released to the miner) over ${available} queued paid jobs, ${options.minerSeconds}s at most`);
+    // Until the queue runs dry (the first 204 from a poll) or the time is up.
+    const minerDb = await activity();
+    const minerStarted = new Date();
+    const miner = await runLoad('miner', {
       url: base,
       connections: options.connections,
-      amount: releaseTargets.length,
-      steps: [settleStep('release', releaseTargets, owners)],
-      expect: { release: [200] },
+      duration: options.minerSeconds,
+      stopWhen: (step, status) => step === 'poll' && status === 204,
+      steps: [
+        pollStep(),
+        {
+          name: 'result',
+          method: 'POST',
+          headers: { ...JSON_HEADERS },
+          body: JSON.stringify({ result: { text: 'Hi!' } }),
+          setupRequest: (req, context) =>
+            context.jobId ? { ...req, path: `/v1/miners/jobs/${context.jobId}/result`, headers: { ...req.headers, 'x-api-key': context.miner.key } } : null,
+        },
+      ],
+      expect: { poll: [200, 204], result: [200] },
     });
-    report.writes.release = { ...r, settlements_per_s: settledRate(r, 'release'), ceiling_tps: releaseCeil, ratio: ratio(settledRate(r, 'release'), releaseCeil) };
+    await settled(db, createStarted);
+    report.writes.miner = { ...miner, settlements_per_s: settledRate(miner, 'result'), ceiling_tps: releaseCeil, ratio: ratio(settledRate(miner, 'result'), releaseCeil) };
+    // Per job released to a miner in the phase (results still in flight when the run stopped included).
+    const { rows: releasedRows } = await db.query(
+      `SELECT count(*)::int AS n FROM job_payments WHERE status = 'released' AND released_at >= $1 AND settled_by LIKE 'bench-miner-%'`,
+      [minerStarted],
+    );
+    report.writes.miner.db = await measured(minerDb, releasedRows[0].n);
+    report.rss_mb.settle = coordinator.rss.takePhasePeakMb();
   }
 
-  // ---------------------------------------------------------------- miners: poll → result (each result releases)
-  const available = await countQueued(db);
-  progress(`miner completions: poll → result (release to the miner) over ${available} queued paid jobs, ${options.minerSeconds}s at most`);
-  const miner = await runLoad('miner', {
-    url: base,
-    connections: options.connections,
-    amount: Math.max(2, available * 2),
-    maxSeconds: options.minerSeconds,
-    steps: [
-      pollStep(),
-      {
-        name: 'result',
-        method: 'POST',
-        headers: { ...JSON_HEADERS },
-        body: JSON.stringify({ result: { text: 'Hi!' } }),
-        setupRequest: (req, context) =>
-          context.jobId ? { ...req, path: `/v1/miners/jobs/${context.jobId}/result`, headers: { ...req.headers, 'x-api-key': context.miner.key } } : null,
-      },
-    ],
-    expect: { poll: [200, 204], result: [200] },
-  });
-  report.writes.miner = { ...miner, settlements_per_s: settledRate(miner, 'result'), ceiling_tps: releaseCeil, ratio: ratio(settledRate(miner, 'result'), releaseCeil) };
-  report.rss_mb.settle = coordinator.rss.takePhasePeakMb();
-
   // ---------------------------------------------------------------- expiry sweep
-  progress(`expiry sweep: creating ${options.sweep} paid jobs through the API (real holds at the daemon)`);
-  const sweepStarted = new Date();
-  const sweepCreate = await runLoad('create (sweep set)', {
-    url: base,
-    connections: options.connections,
-    amount: options.sweep,
-    steps: [createStep()],
-    expect: { create: [201] },
-  });
-  report.writes.create_sustained = { ...sweepCreate, ceiling_tps: createCeil, ratio: ratio(sweepCreate.req_per_s, createCeil) };
-  report.rss_mb.sweep_create = coordinator.rss.takePhasePeakMb();
+  let sweepStarted: Date | undefined;
+  if (options.phases.has('sweep')) {
+    progress(`expiry sweep: creating ${options.sweep} paid jobs through the API (real holds at the daemon)`);
+    sweepStarted = new Date();
+    const sweepCreateDb = await activity();
+    const sweepCreate = await runLoad('create (sweep set)', {
+      url: base,
+      connections: options.connections,
+      amount: options.sweep,
+      steps: [createStep()],
+      expect: { create: [201] },
+    });
+    await settled(db, sweepStarted);
+    report.writes.create_sustained = { ...sweepCreate, ceiling_tps: createCeil, ratio: ratio(sweepCreate.req_per_s, createCeil) };
+    report.writes.create_sustained.db = await measured(sweepCreateDb, options.sweep);
+    report.rss_mb.sweep_create = coordinator.rss.takePhasePeakMb();
+  }
+  if (process.env.BENCH_HOLD) {
+    // Debugging aid: keep everything up for manual requests until Ctrl-C.
+    writeFileSync(join(logDir, 'hold.json'), JSON.stringify({ base, db: dbs.url, daemon: daemon.url, clients, miners, admin }, null, 2));
+    progress(`BENCH_HOLD: services up; details in ${join(logDir, 'hold.json')}; Ctrl-C to stop`);
+    await new Promise(() => undefined);
+  }
+
   report.rss_mb.main_peak_vmhwm = coordinator.rss.hwmMb();
   const consistency = await checkMoney(db, daemon);
   report.consistency = consistency;
-  progress(`  money check: coordinator escrowed ${consistency.coordinator_escrowed} BTC, daemon held ${consistency.daemon_held} BTC, conservation ${consistency.conservation_ok ? 'ok' : 'BROKEN'}`);
+  progress(
+    `money check: coordinator escrowed ${consistency.coordinator_escrowed} BTC, daemon held ${consistency.daemon_held} BTC ` +
+      `(${consistency.held_matches ? 'equal' : 'DIFFERENT'}), ledger conservation ${consistency.conservation_ok ? 'ok' : 'BROKEN'}`,
+  );
   await coordinator.stop();
+  untrackPid('coordinator');
   coordinator = undefined;
+  if (profileDir) report.profiles = { main: summarizeProfile(join(profileDir, 'main.cpuprofile')) };
 
-  report.writes.sweep = await measureSweep(db, daemon, sweepStarted, options, coordinatorEnv, logDir, report, releaseCeil);
+  if (sweepStarted) {
+    const sweepDb = await activity();
+    report.writes.sweep = await measureSweep(db, daemon, sweepStarted, options, coordinatorEnv, logDir, report, releaseCeil, profileDir);
+    report.writes.sweep.db = await measured(sweepDb, report.writes.sweep.escrows);
+    if (profileDir) report.profiles = { ...report.profiles, sweeper: summarizeProfile(join(profileDir, 'sweeper.cpuprofile')) };
+  }
 
   // ---------------------------------------------------------------- report
   report.total_seconds = round((now() - began) / 1000);
@@ -364,11 +449,11 @@ async function main(): Promise<void> {
   mkdirSync(resultsDir, { recursive: true });
   const text = renderReport(report);
   process.stdout.write(`\n${text}\n`);
+  for (const p of Object.values(report.profiles ?? {})) if (p) process.stdout.write(`\n${renderProfile(p)}\n`);
   const json = JSON.stringify(report, null, 2);
   writeFileSync(join(resultsDir, `${runId}.json`), json);
   writeFileSync(join(resultsDir, 'latest.json'), json);
-  writeFileSync(join(resultsDir, 'latest.md'), text + '\n');
-  progress(`results: bench/results/${runId}.json (+ latest.json, latest.md)`);
+  progress(`results: bench/results/${runId}.json (+ latest.json); total ${report.total_seconds}s`);
 }
 
 // ------------------------------------------------------------------ reads
@@ -439,6 +524,15 @@ function settledRate(r: LoadResult, step: string): number {
   return round((r.steps[step]?.status['200'] ?? 0) / r.duration_s);
 }
 
+/** Waits for requests still in flight when the load stopped (their payments still `pending`). */
+async function settled(db: Pool, since: Date): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    const { rows } = await db.query(`SELECT count(*)::int AS n FROM job_payments WHERE status IN ('pending','releasing','refunding') AND created_at >= $1`, [since]);
+    if (rows[0].n === 0) return;
+    await sleep(100);
+  }
+}
+
 async function paymentStates(db: Pool, since: Date): Promise<Record<string, number>> {
   const { rows } = await db.query(
     `SELECT status, count(*)::int AS n FROM job_payments WHERE client_id LIKE 'bench-client-%' AND created_at >= $1 GROUP BY status`,
@@ -472,7 +566,8 @@ async function measureSweep(
   env: (port: number, sweeps: boolean) => Record<string, string>,
   logDir: string,
   report: Report,
-  releaseCeil: number,
+  releaseCeil: number | undefined,
+  profileDir: string | undefined,
 ) {
   const { rows: set } = await db.query<{ payment_id: string; job_id: string }>(
     `SELECT p.payment_id, p.job_id FROM job_payments p JOIN job j ON j.job_id = p.job_id
@@ -481,7 +576,8 @@ async function measureSweep(
   );
   const count = set.length;
   progress(`expiry sweep: starting a coordinator with SWEEPS_ENABLED=true (100 ms interval), then making ${count} escrows due`);
-  const sweeper = await startCoordinator('sweeper', env(await freePort(), true), join(logDir, 'coordinator-sweeper.log'));
+  const sweeper = await startCoordinator('sweeper', env(await freePort(), true), join(logDir, 'coordinator-sweeper.log'), profileDir);
+  trackPid('coordinator', sweeper.pid);
   try {
     const heldBefore = Number((await ledgerTotals(daemon)).held);
     const { rows: baseRows } = await db.query(`SELECT coalesce(max(event_id), 0)::bigint AS id FROM payment_events`);
@@ -490,6 +586,7 @@ async function measureSweep(
     const jobIds = set.map((r) => r.job_id);
 
     const client = await db.connect();
+    const cpuStart = await cpuSnapshot();
     let t0: number;
     try {
       await client.query('BEGIN');
@@ -525,6 +622,7 @@ async function measureSweep(
       }
       await sleep(50);
     }
+    const cpu = await cpuSince(cpuStart);
     const heldAfter = Number((await ledgerTotals(daemon)).held);
     const { rows: final } = await db.query(
       `SELECT p.status, j.state, count(*)::int AS n FROM job_payments p JOIN job j ON j.job_id = p.job_id
@@ -552,11 +650,13 @@ async function measureSweep(
       ratio: ratio(refundsPerS, releaseCeil),
       decision_ceiling_per_s: report.ceilings.sweep_decisions?.per_s,
       decision_ratio: ratio(batches.decision_rate_per_s, report.ceilings.sweep_decisions?.per_s),
+      cpu,
     };
     progress(
       `  sweep: ${refunded}/${count} refunded in ${result.seconds ?? '>' + round((now() - t0) / 1000)}s = ${refundsPerS ?? '-'} refunds/s; ` +
         `decision transactions ≈ ${batches.decision_rate_per_s}/s; daemon hold released ${result.daemon_held_released} BTC (expected ${result.expected_release})`,
     );
+    progress(`    cpu: ${renderCpu(cpu)}`);
     return result;
   } finally {
     await sweeper.stop();
@@ -592,6 +692,39 @@ async function sweepBatches(db: Pool, baseEvent: string) {
     decision_plus_first_call_ms: rows.map((b) => (b.first_refund ? b.first_refund.getTime() - b.decided_at.getTime() : null)),
     settle_ms: rows.map((b) => (b.first_refund && b.last_refund ? b.last_refund.getTime() - b.decided_at.getTime() : null)),
     decision_rate_per_s: decideMs > 0 ? round((decisions / decideMs) * 1000) : undefined,
+  };
+}
+
+/** Waits until the machine's CPUs are < 20 % busy for 3 s in a row (others' work would skew every figure). */
+async function waitForIdle(maxSeconds: number): Promise<void> {
+  const deadline = Date.now() + maxSeconds * 1000;
+  let quiet = 0;
+  let said = 0;
+  while (Date.now() < deadline) {
+    const { busy_pct } = await loadAtStart();
+    quiet = busy_pct < 20 * (cpus().length / 2) ? quiet + 1 : 0;
+    if (quiet >= 3) return;
+    if (Date.now() - said > 15_000) {
+      said = Date.now();
+      progress(`waiting for an idle machine: ${busy_pct}% CPU busy now`);
+    }
+  }
+  progress(`machine still busy after ${maxSeconds}s; starting anyway`);
+}
+
+/** Load average and CPU busy share over one second, before anything starts. */
+async function loadAtStart(): Promise<{ loadavg: string; busy_pct: number }> {
+  const read = () => {
+    const v = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const total = v.reduce((a, b) => a + b, 0);
+    return { busy: total - v[3] - (v[4] ?? 0), total };
+  };
+  const a = read();
+  await sleep(1000);
+  const b = read();
+  return {
+    loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
+    busy_pct: Math.round(((b.busy - a.busy) / (b.total - a.total)) * cpus().length * 100),
   };
 }
 

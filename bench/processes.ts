@@ -80,12 +80,14 @@ export const ROOT = resolve(__dirname, '..', '..');
  * for /health/ready. Its output goes to `logFile`. The preload makes it exit if the
  * benchmark dies without stopping it.
  */
-export async function startCoordinator(name: string, env: Record<string, string>, logFile: string): Promise<Coordinator> {
+export async function startCoordinator(name: string, env: Record<string, string>, logFile: string, profileDir?: string): Promise<Coordinator> {
   mkdirSync(dirname(logFile), { recursive: true });
   const log = createWriteStream(logFile, { flags: 'a' });
   const entry = join(ROOT, 'dist', 'src', 'main.js');
   const preload = join(__dirname, 'exit-with-parent.js');
-  const child = spawn(process.execPath, ['-r', preload, entry], {
+  // --profile: a V8 CPU profile of the whole process, written when it exits.
+  const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
+  const child = spawn(process.execPath, [...profile, '-r', preload, entry], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],

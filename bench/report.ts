@@ -1,5 +1,6 @@
 import type { CeilingResult, ReadKind } from './ceiling';
 import type { LoadResult } from './load';
+import type { ProfileSummary } from './profile';
 
 export interface Report {
   run_id: string;
@@ -14,6 +15,7 @@ export interface Report {
     node: string;
     postgres: string;
     postgres_settings: Record<string, string>;
+    load_at_start?: { loadavg: string; busy_pct: number };
   };
   options: Record<string, unknown>;
   reads: ({ size: number; ceilings: Partial<Record<ReadKind, CeilingResult>> } & Record<ReadKind, LoadResult>)[];
@@ -26,6 +28,7 @@ export interface Report {
   writes: Record<string, any>;
   rss_mb: Record<string, number>;
   consistency?: Record<string, unknown>;
+  profiles?: Record<string, ProfileSummary | undefined>;
 }
 
 type Row = [string, string, string, string, string, string];
@@ -142,10 +145,18 @@ export function renderReport(r: Report): string {
   const notes = [
     `Run ${r.run_id}${r.quick ? ' (--quick)' : ''}: ${m.cpus} × ${m.cpu_model}, ${m.memory_gib} GiB, Node ${m.node}, PostgreSQL ${m.postgres}` +
       ` (fsync ${m.postgres_settings.fsync}, synchronous_commit ${m.postgres_settings.synchronous_commit}); coordinator, wallet daemon, PostgreSQL and load generator share the machine.`,
-    `Ceilings: ${tool}, best of ${r.ceilings.create.map((c) => `${c.clients}`).join('/')} clients — create ${r.ceilings.create.map((c) => `${fmt(c.tps)}`).join(' / ')} tx/s, ` +
-      `release ${r.ceilings.release.map((c) => `${fmt(c.tps)}`).join(' / ')} tx/s; read ceilings at ${connections} clients.`,
   ];
-  return [notes[0], notes[1], '', line(header), `|${widths.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)].join('\n');
+  if (m.load_at_start && m.load_at_start.busy_pct > 30) {
+    notes.push(`WARNING: the machine was already ${m.load_at_start.busy_pct}% busy (load average ${m.load_at_start.loadavg}) before the benchmark started; see "cpu" per phase in the JSON.`);
+  }
+  if (r.ceilings.create.length) {
+    notes.push(
+      `Ceilings (${tool}): create ${r.ceilings.create.map((c) => `${fmt(c.tps)} tx/s at ${c.clients}`).join(', ')} clients; ` +
+        `release ${r.ceilings.release.map((c) => `${fmt(c.tps)} tx/s at ${c.clients}`).join(', ')} clients; ratios use the best. ` +
+        `Read ceilings: the endpoint's query alone at ${r.ceilings.reads[0]?.clients ?? '?'} clients.`,
+    );
+  }
+  return [...notes, '', line(header), `|${widths.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)].join('\n');
 }
 
 function best(list: CeilingResult[]): CeilingResult | undefined {

@@ -3,7 +3,9 @@ import { JobsService } from '../src/jobs/jobs.service';
 import { PaymentsService } from '../src/payments/payments.service';
 import type { TestApp } from './support/app';
 import { PrivateDaemon, startPrivateDaemon } from './support/daemon';
-import { Api, diff, PAYLOAD, startApp } from './support/payments';
+import { Api, diff, expectStatus, PAYLOAD, startApp } from './support/payments';
+
+const expectCreated = (response: Parameters<typeof expectStatus>[0]) => expectStatus(response, 201, 'POST /v1/jobs');
 
 jest.setTimeout(60_000);
 
@@ -115,6 +117,63 @@ describe('payment failures (e2e)', () => {
     } finally {
       await cut.close();
     }
+  });
+
+  it('daemon failing at create, client cancels meanwhile: once the daemon is back the late hold is refunded at once', async () => {
+    const before = await api.balance(t.clientWallet);
+    await priv.daemon.setFaults({ fail_rate: 1 });
+    const job = expectCreated(await api.postJob('client', { payload: PAYLOAD, payment_amount: '0.00055' }));
+    expect(job).toMatchObject({ state: 'queued', payment_status: 'pending' });
+
+    const canceled = await api.cancel('client', job.job_id);
+    expect(canceled.status).toBe(200);
+    expect(canceled.body).toMatchObject({ state: 'canceled' });
+
+    await priv.daemon.resetFaults();
+    await sleep(150);
+    const refunded = await api.redriveUntil(job.payment_id, 'refunded');
+    expect(refunded).toMatchObject({ escrow_id: expect.any(String), refund_transaction_hash: expect.any(String), transaction_hash: null });
+    expect((await priv.daemon.escrowTransfers(refunded.escrow_id)).map((x) => x.kind)).toEqual(['create', 'refund']);
+    expect(await api.balance(t.clientWallet)).toBe(before);
+    expect(await api.job(job.job_id)).toMatchObject({ state: 'canceled', payment_status: 'refunded' });
+  });
+
+  it('daemon down past the deadline: the job and its payment end failed, and nothing stays charged once the daemon is back', async () => {
+    const before = await api.balance(t.clientWallet);
+    await priv.daemon.setFaults({ fail_rate: 1 });
+    const job = expectCreated(await api.postJob('client', { payload: PAYLOAD, ttl_seconds: 1, payment_amount: '0.00066' }));
+    expect(job).toMatchObject({ state: 'queued', payment_status: 'pending' });
+
+    await sleep(1200);
+    await t.app.get(JobsService).expireDue();
+    const atDeadline = { job: await api.job(job.job_id), payment: await api.payment(job.payment_id) };
+
+    await priv.daemon.resetFaults();
+    // Let the re-drive worker run as it would for a while after the daemon is back.
+    for (let i = 0; i < 8; i++) {
+      await sleep(300);
+      await t.app.get(PaymentsService).redriveDue();
+    }
+    const later = { job: await api.job(job.job_id), payment: await api.payment(job.payment_id) };
+
+    // One comparison, so every departure from SPEC shows at once.
+    expect({
+      jobAtDeadline: atDeadline.job.state,
+      jobErrorExplains: /escrow/i.test(atDeadline.job.error ?? ''),
+      paymentAtDeadline: atDeadline.payment.status,
+      jobLater: later.job.state,
+      paymentLater: later.payment.status,
+      mirroredLater: later.job.payment_status === later.payment.status,
+      clientBalanceBack: (await api.balance(t.clientWallet)) === before,
+    }).toEqual({
+      jobAtDeadline: 'failed',
+      jobErrorExplains: true,
+      paymentAtDeadline: 'failed',
+      jobLater: 'failed',
+      paymentLater: 'failed',
+      mirroredLater: true,
+      clientBalanceBack: true,
+    });
   });
 
   it('daemon unreachable at release: the payment stays releasing, never flips, and settles once after recovery', async () => {

@@ -248,6 +248,13 @@ describe('payments (e2e)', () => {
       expect(await api.payment(job.payment_id)).toMatchObject({ status: 'escrowed' });
     });
 
+    it('answers 404 (never 500) for the payment of the seed\'s job id "abc123"', async () => {
+      const response = await api.jobPaymentRaw('client', 'abc123');
+      expect({ status: response.status, code: response.body?.code }).toEqual({ status: 404, code: expect.stringMatching(/^(JOB|PAYMENT)_NOT_FOUND$/) });
+      const payment = await api.getPaymentRaw('client', 'abc123');
+      expect({ status: payment.status, code: payment.body?.code }).toEqual({ status: 404, code: 'PAYMENT_NOT_FOUND' });
+    });
+
     it('refuses a release before any miner is assigned (409) and keeps the escrow', async () => {
       const job = await api.paidJob('client');
       const response = await api.release('client', job.payment_id, { job_id: job.job_id, reason: 'too early' });

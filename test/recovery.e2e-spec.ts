@@ -204,6 +204,7 @@ describe('recovery', () => {
         escrowAfterDaemonBack: after.escrow_id,
         arrivals: events.map((e: { to: string }) => e.to),
         clientBalanceUnchanged: new Money(await daemon.balance(t.clientWallet)).eq(clientBefore),
+        creationFailureCounted: (await metricValue(t.http, 'escrow_creation_failures_total')) >= 1,
       }).toEqual({
         jobWhileDown: { state: 'failed', error: expect.stringMatching(/escrow/i) },
         paymentWhileDown: 'failed',
@@ -212,6 +213,7 @@ describe('recovery', () => {
         escrowAfterDaemonBack: null,
         arrivals: ['pending', 'failed'],
         clientBalanceUnchanged: true,
+        creationFailureCounted: true,
       });
     });
   });

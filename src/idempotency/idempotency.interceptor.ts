@@ -3,18 +3,23 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Observable, from, of, throwError } from 'rxjs';
 import { catchError, mergeMap } from 'rxjs/operators';
 import type { Principal } from '../auth/api-keys';
+import { GlobalErrorFilter } from '../common/error.filter';
 import { DomainError } from '../common/errors';
 import { IdempotencyService, Scope } from './idempotency.service';
 
 const MAX_KEY_LENGTH = 255;
+/** Refusals that come from running the request, and so belong to its first answer. */
+const REPLAYED_ERROR_STATUSES = new Set([402, 404, 409]);
 
 /**
- * `Idempotency-Key` on POST routes: the first successful answer (status and body) is
- * stored and replayed with `Idempotent-Replayed: true`; the same key with another body
- * is 422; a retry while the first still runs is 409.
+ * `Idempotency-Key` on POST routes: the first answer (status and body) is stored and
+ * replayed with `Idempotent-Replayed: true`; the same key with another body is 422; a
+ * retry while the first still runs is 409.
  */
 @Injectable()
 export class IdempotencyInterceptor implements NestInterceptor {
+  private readonly errors = new GlobalErrorFilter();
+
   constructor(private readonly idempotency: IdempotencyService) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
@@ -45,7 +50,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
                 await this.idempotency.complete(scope, reply.statusCode, body);
                 return body;
               }),
-              catchError((error) => from(this.forget(scope)).pipe(mergeMap(() => throwError(() => error)))),
+              catchError((error) => from(this.remember(scope, error, String(request.id))).pipe(mergeMap(() => throwError(() => error)))),
             );
         }
       }),
@@ -53,12 +58,14 @@ export class IdempotencyInterceptor implements NestInterceptor {
   }
 
   /**
-   * Only a success (2xx) is the stored first answer. A refused request (4xx) or one
-   * without a definite answer (5xx) stores nothing and may be retried with the same key:
-   * it is evaluated again, which is safe because every state change is a
-   * compare-and-set. So malformed or refused input never leaves a row behind.
+   * A business refusal (402, 404, 409) is part of the first answer and is replayed, so a
+   * retry can never turn a refusal into a payment later. A request rejected before it
+   * ran (400 validation, 401/403, 413, 415, 429) or one without a definite answer (5xx)
+   * stores nothing, so a corrected retry may reuse the key.
    */
-  private async forget(scope: Scope): Promise<void> {
-    await this.idempotency.release(scope);
+  private async remember(scope: Scope, error: unknown, requestId: string): Promise<void> {
+    const body = this.errors.toBody(error, requestId);
+    if (REPLAYED_ERROR_STATUSES.has(body.status_code)) await this.idempotency.complete(scope, body.status_code, body);
+    else await this.idempotency.release(scope);
   }
 }

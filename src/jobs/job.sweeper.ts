@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
@@ -11,9 +11,9 @@ import { JobsService } from './jobs.service';
  * run on every instance at once. An interval never overlaps itself here.
  */
 @Injectable()
-export class JobSweeper implements OnApplicationBootstrap, OnApplicationShutdown {
+export class JobSweeper implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger('Sweeper');
-  private readonly running = new Set<string>();
+  private readonly running = new Map<string, Promise<void>>();
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -32,22 +32,21 @@ export class JobSweeper implements OnApplicationBootstrap, OnApplicationShutdown
     this.every('idempotency-keys', 3_600_000, () => this.idempotency.purgeExpired());
   }
 
-  onApplicationShutdown(): void {
+  /** Stops the timers and waits for sweeps in flight, before the database pool closes. */
+  async onModuleDestroy(): Promise<void> {
     for (const name of this.scheduler.getIntervals()) this.scheduler.deleteInterval(name);
+    await Promise.all(this.running.values());
   }
 
   private every(name: string, ms: number, work: () => Promise<unknown>): void {
-    const tick = async () => {
+    const tick = () => {
       if (this.running.has(name)) return;
-      this.running.add(name);
-      try {
-        await work();
-      } catch (error) {
-        this.logger.error({ err: error, sweep: name }, 'sweep failed; will run again');
-      } finally {
-        this.running.delete(name);
-      }
+      const run = work()
+        .then(() => undefined)
+        .catch((error) => this.logger.error({ err: error, sweep: name }, 'sweep failed; will run again'))
+        .finally(() => this.running.delete(name));
+      this.running.set(name, run);
     };
-    this.scheduler.addInterval(name, setInterval(() => void tick(), ms));
+    this.scheduler.addInterval(name, setInterval(tick, ms));
   }
 }

@@ -220,13 +220,76 @@ export class PaymentsService {
        SELECT * FROM moved`,
       [jobIds, this.config.settlementLeaseMs],
     );
+    // Never escrowed by the deadline: the payment fails with its job. Its escrow creation
+    // may still have reached the daemon unseen, so it keeps a next attempt: the re-drive
+    // makes sure any such hold goes straight back (`refundLateHold`).
+    const failed = await sql.rows<{ payment_id: string }>(
+      `WITH moved AS (
+         UPDATE job_payments SET status = 'failed', failure_reason = 'escrow_not_confirmed_before_deadline',
+                next_attempt_at = now(), updated_at = now()
+          WHERE job_id = ANY($1::uuid[]) AND status = 'pending'
+         RETURNING payment_id),
+       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
+                  SELECT payment_id, 'pending', 'failed', 'escrow_not_confirmed_before_deadline', 'system' FROM moved)
+       SELECT * FROM moved`,
+      [jobIds],
+    );
     sql.afterCommit(() => {
       for (const p of moved) {
         this.logTransition(p.payment_id, 'escrowed', 'refunding', p.reason, 'system');
         if (p.reason === 'escrow_expired') this.metrics.escrowsExpired.inc();
       }
+      for (const p of failed) {
+        this.logTransition(p.payment_id, 'pending', 'failed', 'escrow_not_confirmed_before_deadline', 'system');
+        this.metrics.escrowCreationFailures.inc({ reason: 'deadline_passed' });
+      }
     });
     return moved;
+  }
+
+  /**
+   * A payment failed while its escrow creation was unconfirmed. Under the daemon contract
+   * the only way to know whether a hold exists is to repeat the create with its key: a
+   * definite refusal means there is none; a hold (found, or made by this very call) is
+   * refunded at once with the settle key. The payment stays `failed`; the refund is on
+   * record (refund transaction hash, escrow row, event).
+   */
+  private async refundLateHold(payment: JobPayment): Promise<JobPayment> {
+    let hold;
+    try {
+      hold = await this.escrow.hold(payment);
+    } catch (error) {
+      if (error instanceof WalletDaemonRejected) {
+        await this.tx.sql.rows(`UPDATE job_payments SET next_attempt_at = NULL, updated_at = now() WHERE payment_id = $1 AND status = 'failed'`, [payment.payment_id]);
+        return this.reload(this.tx.sql, payment.payment_id);
+      }
+      if (error instanceof WalletDaemonUnavailable) return this.postpone(payment, error, 'escrow_create');
+      throw error;
+    }
+    let transactionHash: string;
+    const withHold = { ...payment, escrow_id: hold.escrow_id, escrow_address: hold.address, settle_reason: 'late_escrow_refunded' };
+    try {
+      transactionHash = await this.escrow.settle(withHold);
+    } catch (error) {
+      if (error instanceof WalletDaemonUnavailable || error instanceof WalletDaemonRejected) return this.postpone(payment, error, 'escrow_refund');
+      throw error;
+    }
+    return this.tx.run(async (sql) => {
+      await this.jobs.lockJob(sql, payment.job_id);
+      const done = await this.move(sql, payment, 'failed', 'failed', {
+        escrow_id: hold.escrow_id,
+        escrow_address: hold.address,
+        refund_transaction_hash: transactionHash,
+        refunded_at: NOW,
+        verified_at: NOW,
+        next_attempt_at: null,
+        last_error: null,
+      }, { actor: 'wallet-daemon', reason: 'late_escrow_refunded', details: { transaction_hash: transactionHash } });
+      if (!done) return this.reload(sql, payment.payment_id);
+      await this.escrow.recordHold(sql, done, hold);
+      await this.escrow.recordSettlement(sql, payment.payment_id, 'refunded');
+      return done;
+    });
   }
 
   // ---------------------------------------------------------------- carrying out
@@ -302,23 +365,23 @@ export class PaymentsService {
 
   /**
    * Re-drives decided work whose lease ran out: escrow creations still `pending`,
-   * settlements `releasing`/`refunding`. Rows are claimed with SKIP LOCKED and leased, so
+   * settlements `releasing`/`refunding`, and holds that may have landed after their
+   * payment failed at its deadline. Rows are claimed with SKIP LOCKED and leased, so
    * any number of instances may run this at once; state lives in the database, not in timers.
    */
   async redriveDue(limit = 100): Promise<number> {
     const claimed = await this.tx.sql.rows<JobPayment>(
       `UPDATE job_payments SET attempts = attempts + 1, next_attempt_at = now() + $2 * interval '1 millisecond'
         WHERE payment_id IN (SELECT payment_id FROM job_payments
-                              WHERE status IN ('pending','releasing','refunding') AND next_attempt_at <= now()
+                              WHERE next_attempt_at <= now()
                               ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-          AND status IN ('pending','releasing','refunding')
         RETURNING *`,
       [limit, this.config.settlementLeaseMs],
     );
     await runWithConcurrency(claimed, 8, async (payment) => {
       this.metrics.settlementRetries.inc({ status: payment.status });
       try {
-        await (payment.status === 'pending' ? this.escrowPayment(payment) : this.settle(payment));
+        await this.redrive(payment);
       } catch (error) {
         this.logger.error({ payment_id: payment.payment_id, err: error }, 're-drive failed');
       }
@@ -339,6 +402,21 @@ export class PaymentsService {
         WHERE state IN ('queued','running') AND expires_at <= now() AND payment_status = 'escrowed'`,
     );
     this.metrics.oldestOverdueEscrowSeconds.set(overdue?.seconds ?? 0);
+  }
+
+  private redrive(payment: JobPayment): Promise<JobPayment> {
+    switch (payment.status) {
+      case 'pending':
+        return this.escrowPayment(payment);
+      case 'releasing':
+      case 'refunding':
+        return this.settle(payment);
+      case 'failed':
+        return this.refundLateHold(payment);
+      default:
+        // Nothing owed to the daemon any more (a stale attempt): stop re-driving it.
+        return this.tx.sql.rows(`UPDATE job_payments SET next_attempt_at = NULL WHERE payment_id = $1 AND status = $2`, [payment.payment_id, payment.status]).then(() => payment);
+    }
   }
 
   // ---------------------------------------------------------------- reads

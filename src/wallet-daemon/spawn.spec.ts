@@ -45,8 +45,9 @@ describe('spawnWalletDaemon', () => {
 
   it('rejects and kills the process when it never listens', async () => {
     const entry = fakeEntry(dir, `console.error('stuck'); setInterval(() => {}, 1000);`);
-    await expect(spawnWalletDaemon({ ...options, entry, startTimeoutMs: 300 })).rejects.toThrow(
-      /did not start within 300 ms:\nstuck/,
+    // Long enough for a loaded machine to start node and print, short enough for a unit test.
+    await expect(spawnWalletDaemon({ ...options, entry, startTimeoutMs: 3000 })).rejects.toThrow(
+      /did not start within 3000 ms:\nstuck/,
     );
   });
 

@@ -137,7 +137,8 @@ let privateDaemons = 0;
  */
 export async function startPrivateDaemon(): Promise<PrivateDaemon> {
   const adminUrl = requiredTestEnv(TEST_ENV.adminUrl);
-  const name = `${requiredTestEnv(TEST_ENV.dbPrefix)}_d_${process.pid}_${++privateDaemons}`;
+  // Random part: files sharing a worker each restart the counter (own module registry).
+  const name = `${requiredTestEnv(TEST_ENV.dbPrefix)}_d_${process.pid}_${++privateDaemons}_${randomBytes(3).toString('hex')}`;
   await withClient(adminUrl, (client) => createDatabase(client, name));
   const token = randomBytes(16).toString('hex');
   const spawned = await spawnWalletDaemon({

@@ -41,6 +41,15 @@ export async function pollJob(http: Http, minerKey: string): Promise<Body> {
   return response.body;
 }
 
+/** Polls until the miner is handed `jobId` (older queued jobs are claimed on the way); fails if the queue runs dry first. */
+export async function claimJob(http: Http, minerKey: string, jobId: string): Promise<Body> {
+  for (;;) {
+    const response = await http.post('/v1/miners/poll').set('X-Api-Key', minerKey).send({});
+    if (response.status !== 200) throw new Error(`poll answered ${response.status} before job ${jobId} was handed out`);
+    if (response.body.job_id === jobId) return response.body;
+  }
+}
+
 export async function getPayment(http: Http, key: string, paymentId: string): Promise<Body> {
   const response = await http.get(`/v1/payments/${paymentId}`).set('X-Api-Key', key);
   if (response.status !== 200) throw new Error(`GET payment answered ${response.status}: ${JSON.stringify(response.body)}`);
