@@ -10,6 +10,8 @@ import { DomainError } from './common/errors';
 import type { AppConfig } from './config/app-config';
 import { APP_CONFIG } from './config/config.module';
 
+const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
 /** Largest request body accepted (payloads are limited further by the Jobs rules). */
 export const BODY_LIMIT_BYTES = 256 * 1024;
 
@@ -28,7 +30,14 @@ function rejectNonJsonBodies(app: NestFastifyApplication): void {
   });
   fastify.addHook('preValidation', async (request, reply) => {
     const body = request.body;
-    if (body === undefined || (typeof body === 'object' && body !== null && !Array.isArray(body))) return;
+    if (body === undefined) return;
+    if (typeof body === 'object' && body !== null && !Array.isArray(body)) {
+      // Prototype-flavoured keys slip past class-transformer's whitelist; refuse them outright.
+      const suspicious = Object.keys(body).filter((key) => RESERVED_KEYS.has(key));
+      if (suspicious.length === 0) return;
+      const error = new DomainError('VALIDATION_FAILED', 'Request validation failed', { fields: Object.fromEntries(suspicious.map((k) => [k, ['property should not exist']])) });
+      return reply.status(400).send(errors.toBody(error, String(request.id)));
+    }
     const error = new DomainError('VALIDATION_FAILED', 'The request body must be a JSON object', { fields: { body: ['must be a JSON object'] } });
     await reply.status(400).send(errors.toBody(error, String(request.id)));
   });
@@ -42,6 +51,9 @@ function rejectNonJsonBodies(app: NestFastifyApplication): void {
 export async function createApp(): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({
     bodyLimit: BODY_LIMIT_BYTES,
+    // `__proto__` and `constructor` keys in JSON are an error, not silently stripped.
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
     genReqId: (req: { headers: Record<string, unknown> }) => (req.headers['x-request-id'] as string | undefined)?.slice(0, 100) ?? randomUUID(),
     requestIdHeader: false,
   });
