@@ -72,7 +72,7 @@ const RELEASE_STATEMENTS = {
           WHERE payment_id = ${pid} AND is_active`,
 };
 
-function pgbenchScript(kind: 'create' | 'release'): string {
+export function pgbenchScript(kind: 'create' | 'release'): string {
   const s =
     kind === 'create'
       ? [
@@ -117,7 +117,7 @@ async function pgbench(name: string, url: string, script: string, clients: numbe
   const args = ['-n', '-M', 'prepared', '-c', String(clients), '-j', String(Math.min(clients, 2)), '-f', script];
   // -T counts from before the connections are made (~25–40 ms each on 2 cores); the tps
   // pgbench reports excludes that time, so the run is lengthened to keep `seconds` of work.
-  if ('seconds' in limit) args.push('-T', String(limit.seconds + Math.ceil(clients * 0.05)));
+  if ('seconds' in limit) args.push('-T', String(Math.ceil(limit.seconds + clients * 0.05)));
   else args.push('-t', String(limit.perClient));
   args.push(url);
   const began = now();

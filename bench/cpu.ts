@@ -94,11 +94,10 @@ export async function cpuSince(start: Snapshot): Promise<CpuUse> {
     out[name] = pct(t - before);
     attributed += t - before;
   }
+  // Backends that started during the phase (pools open connections on demand) count whole;
+  // those that ended during it are lost (their time lands in "other").
   let pg = 0;
-  for (const [pid, t] of end.backends) {
-    const before = start.backends.get(pid);
-    if (before !== undefined) pg += t - before;
-  }
+  for (const [pid, t] of end.backends) pg += t - (start.backends.get(pid) ?? 0);
   if (backendSource) {
     out['postgres backends'] = pct(pg);
     attributed += pg;

@@ -13,7 +13,7 @@ export interface BenchDaemon {
 }
 
 /** The local wallet daemon as its own process on its own database, quiet (LOG_LEVEL=warn). */
-export async function startDaemon(walletUrl: string, logFile: string): Promise<BenchDaemon> {
+export async function startDaemon(walletUrl: string, logFile: string, profileDir?: string): Promise<BenchDaemon> {
   const token = randomBytes(24).toString('hex');
   const daemon = await spawnWalletDaemon({
     databaseUrl: walletUrl,
@@ -21,7 +21,15 @@ export async function startDaemon(walletUrl: string, logFile: string): Promise<B
     port: 0,
     seed: randomBytes(32).toString('hex'),
     dataDir: join(ROOT, '.data', 'bench'),
-    env: { LOG_LEVEL: 'warn' },
+    env: {
+      LOG_LEVEL: 'warn',
+      ...(profileDir
+        ? {
+            NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${join(__dirname, 'cpu-profile-preload.js')}`.trim(),
+            BENCH_CPU_PROFILE: join(profileDir, 'wallet-daemon.cpuprofile'),
+          }
+        : {}),
+    },
     logFile,
   });
   onCleanup('wallet daemon', () => daemon.stop());

@@ -36,7 +36,7 @@ export class DbActivity {
 
   /** Per `operations` (e.g. paid jobs created). Waits for backends to flush their statistics (~1 s when idle). */
   async perOperation(operations: number): Promise<Record<string, number>> {
-    await sleep(1500);
+    await sleep(1200);
     const end = await read(this.db, [this.databases.coordinator, this.databases.wallet]);
     const n = Math.max(operations, 1);
     const delta = (which: 'coordinator' | 'wallet', field: 'commits' | 'inserted' | 'updated' | 'fetched' | 'returned') =>

@@ -24,7 +24,7 @@ import { cleanupAll, Coordinator, installSignalHandlers, onCleanup, ROOT, startC
 import { renderProfile, summarizeProfile } from './profile';
 import { renderReport, Report } from './report';
 import { seededId, seedRows, SeedSpec } from './seed';
-import { now, progress, ratio, round, sleep, stamp } from './util';
+import { now, percentile, progress, ratio, round, sleep, stamp } from './util';
 
 // ------------------------------------------------------------------ options
 
@@ -61,12 +61,12 @@ function parseOptions(argv: string[]): Options {
     process.stdout.write(
       [
         'npm run bench [-- options]',
-        '  --quick             under two minutes: 10k and 100k history, shorter runs, 3,000-escrow sweep',
+        '  --quick             under two minutes: 10k and 100k history, shorter runs, 1,000-escrow sweep',
         '  --connections N     HTTP connections (default 64)',
         '  --clients N         client principals, each with its own funded wallet (default 4)',
         '  --miners N          miner principals (default 4)',
         '  --sizes a,b,c       history sizes for the read benchmarks (default 10000,100000,1000000)',
-        '  --sweep N           due escrows for the expiry sweep (default 10000; quick 3000)',
+        '  --sweep N           due escrows for the expiry sweep (default 10000; quick 1000)',
         '  --pool N            DB_POOL_SIZE of the coordinator (default: the coordinator\'s default)',
         '  --phases a,b        any of reads,ceilings,writes,sweep (default: all)',
         '  --profile           CPU-profile the coordinator (node --cpu-prof) and print where its time went',
@@ -99,13 +99,14 @@ function parseOptions(argv: string[]): Options {
     clients: num('clients', 4),
     miners: num('miners', 4),
     sizes: list('sizes', quick ? [10_000, 100_000] : [10_000, 100_000, 1_000_000]),
-    createSeconds: num('create-seconds', quick ? 8 : 20),
-    minerSeconds: num('miner-seconds', quick ? 8 : 20),
-    readSeconds: num('read-seconds', quick ? 3 : 8),
-    ceilingSeconds: num('ceiling-seconds', quick ? 4 : 10),
-    ceilingClients: list('ceiling-clients', [poolSize ?? 10, connections]),
-    explicit: num('explicit', quick ? 1000 : 3000),
-    sweep: num('sweep', quick ? 3000 : 10_000),
+    createSeconds: num('create-seconds', quick ? 5 : 15),
+    minerSeconds: num('miner-seconds', quick ? 5 : 15),
+    readSeconds: num('read-seconds', quick ? 2 : 6),
+    ceilingSeconds: num('ceiling-seconds', quick ? 3 : 8),
+    // The coordinator's pool size (what PostgreSQL sees from it) and the HTTP concurrency.
+    ceilingClients: list('ceiling-clients', quick ? [poolSize ?? 10] : [poolSize ?? 10, connections]),
+    explicit: num('explicit', quick ? 300 : 1000),
+    sweep: num('sweep', quick ? 1000 : 10_000),
     poolSize,
     profile: flags.has('profile'),
     waitIdle: flags.has('wait-idle') ? num('wait-idle', 600) : 0,
@@ -151,7 +152,7 @@ async function main(): Promise<void> {
   progress(`machine at start: load average ${machineLoad.loadavg}, ${machineLoad.busy_pct}% of ${cpus().length * 100}% CPU busy` + (machineLoad.busy_pct > 30 ? ' — something else is running; figures will be lower than on an idle machine' : ''));
   const dbs = await prepareDatabases(`bench_${runId}_p${process.pid}`);
   const settings = await serverSettings(dbs.url);
-  const daemon = await startDaemon(dbs.walletUrl, join(logDir, 'wallet-daemon.log'));
+  const daemon = await startDaemon(dbs.walletUrl, join(logDir, 'wallet-daemon.log'), options.profile ? logDir : undefined);
   trackPid('wallet daemon', daemon.pid);
 
   // Principals: clients with funded wallets, miners with payout addresses, an admin.
@@ -197,6 +198,8 @@ async function main(): Promise<void> {
 
   const db = new Pool({ connectionString: dbs.url, max: 4, application_name: 'bench' });
   onCleanup('bench pg pool', () => db.end());
+  const walletDb = new Pool({ connectionString: dbs.walletUrl, max: 1, application_name: 'bench' });
+  onCleanup('bench wallet pg pool', () => walletDb.end());
   trackBackends(db, [new URL(dbs.url).pathname.slice(1), new URL(dbs.walletUrl).pathname.slice(1)]);
 
   if (process.env.BENCH_SQL) {
@@ -254,7 +257,7 @@ async function main(): Promise<void> {
         const entry = { size, ...(await measureReads(base, options, clients[0].key, size, seedSpec.baseMs)) };
         const ceilings: Partial<Record<ReadKind, CeilingResult>> = {};
         for (const kind of ['get_payment', 'list_first', 'list_deep'] as ReadKind[]) {
-          ceilings[kind] = await readCeiling(kind, dbs.url, poolSize, Math.max(2, Math.round(options.readSeconds / 2)), size, clients[0].id, seedSpec.baseMs, usePgbench);
+          ceilings[kind] = await readCeiling(kind, dbs.url, poolSize, Math.max(1, Math.round(options.readSeconds / 2)), size, clients[0].id, seedSpec.baseMs, usePgbench);
           report.ceilings.reads.push(ceilings[kind] as CeilingResult);
         }
         progress(
@@ -309,9 +312,17 @@ async function main(): Promise<void> {
   const owners = new Map(clients.map((c) => [c.id, c]));
   const dbNames = { coordinator: new URL(dbs.url).pathname.slice(1), wallet: new URL(dbs.walletUrl).pathname.slice(1) };
   const activity = () => DbActivity.begin(db, dbNames);
-  const measured = async (a: DbActivity, ops: number) => {
-    const per = await a.perOperation(ops);
+  /** Database work and CPU per operation of a phase (see dbstats.ts, cpu.ts). */
+  const measured = async (a: DbActivity, ops: number, load?: { cpu?: Record<string, number>; duration_s?: number; seconds?: number }, cpuOps = ops) => {
+    const per: Record<string, number> = await a.perOperation(ops);
     progress(`    db: ${renderDb(per)}`);
+    const seconds = load?.duration_s ?? load?.seconds;
+    if (load?.cpu && seconds && cpuOps > 0) {
+      for (const [name, key] of [['coordinator', 'cpu_ms_coordinator'], ['wallet daemon', 'cpu_ms_daemon'], ['postgres backends', 'cpu_ms_postgres']]) {
+        if (load.cpu[name] !== undefined) per[key] = round(((load.cpu[name] / 100) * seconds * 1000) / cpuOps, 2);
+      }
+      progress(`    cpu per operation: coordinator ${per.cpu_ms_coordinator ?? '–'} ms, wallet daemon ${per.cpu_ms_daemon ?? '–'} ms, postgres ${per.cpu_ms_postgres ?? '–'} ms`);
+    }
     return per;
   };
 
@@ -325,11 +336,13 @@ async function main(): Promise<void> {
     const createdStates = await paymentStates(db, createStarted);
     progress(`  payments created in the phase by status: ${JSON.stringify(createdStates)}`);
     report.writes.create = { ...create, payments_by_status: createdStates, ceiling_tps: createCeil, ratio: ratio(create.req_per_s, createCeil) };
-    report.writes.create.db = await measured(createDb, Object.values(createdStates).reduce((a, b) => a + b, 0));
+    report.writes.create.db = await measured(createDb, Object.values(createdStates).reduce((a, b) => a + b, 0), create, create.steps.create?.status['201'] ?? 0);
+    report.writes.create.stages = await createStages(db, walletDb, createStarted);
+    progress(`    stages (p50/p99 ms): ${Object.entries(report.writes.create.stages).map(([k, v]) => `${k} ${(v as number[]).join('/')}`).join(', ')}`);
     report.rss_mb.create = coordinator.rss.takePhasePeakMb();
 
     // -------------------------------------------------------------- explicit refunds (queued jobs, by their owner)
-    const refundTargets = await targets(db, 'queued', Math.min(options.explicit, Math.floor((await countQueued(db)) / 3)));
+    const refundTargets = await targets(db, 'queued', Math.min(options.explicit, Math.floor((await countQueued(db)) / 5)));
     if (refundTargets.length) {
       progress(`explicit refunds: POST /v1/payments/{id}/refund on ${refundTargets.length} queued jobs (owner)`);
       const refundDb = await activity();
@@ -342,11 +355,11 @@ async function main(): Promise<void> {
       });
       await settled(db, createStarted);
       report.writes.refund = { ...r, settlements_per_s: settledRate(r, 'refund'), ceiling_tps: releaseCeil, ratio: ratio(settledRate(r, 'refund'), releaseCeil) };
-      report.writes.refund.db = await measured(refundDb, r.steps.refund?.status['200'] ?? 0);
+      report.writes.refund.db = await measured(refundDb, r.steps.refund?.status['200'] ?? 0, r);
     }
 
     // -------------------------------------------------------------- explicit releases (polled jobs, by their owner)
-    const toRelease = Math.min(options.explicit, Math.floor((await countQueued(db)) / 2));
+    const toRelease = Math.min(options.explicit, Math.floor((await countQueued(db)) / 4));
     if (toRelease > 0) {
       progress(`explicit releases: ${toRelease} jobs polled by miners, then POST /v1/payments/{id}/release (owner)`);
       report.writes.poll = await runLoad('poll', { url: base, connections: options.connections, amount: toRelease, steps: [pollStep()], expect: { poll: [200] } });
@@ -361,7 +374,7 @@ async function main(): Promise<void> {
       });
       await settled(db, createStarted);
       report.writes.release = { ...r, settlements_per_s: settledRate(r, 'release'), ceiling_tps: releaseCeil, ratio: ratio(settledRate(r, 'release'), releaseCeil) };
-      report.writes.release.db = await measured(releaseDb, r.steps.release?.status['200'] ?? 0);
+      report.writes.release.db = await measured(releaseDb, r.steps.release?.status['200'] ?? 0, r);
     }
 
     // -------------------------------------------------------------- miners: poll → result (each result releases)
@@ -395,7 +408,7 @@ async function main(): Promise<void> {
       `SELECT count(*)::int AS n FROM job_payments WHERE status = 'released' AND released_at >= $1 AND settled_by LIKE 'bench-miner-%'`,
       [minerStarted],
     );
-    report.writes.miner.db = await measured(minerDb, releasedRows[0].n);
+    report.writes.miner.db = await measured(minerDb, releasedRows[0].n, miner, miner.steps.result?.status['200'] ?? 0);
     report.rss_mb.settle = coordinator.rss.takePhasePeakMb();
   }
 
@@ -414,7 +427,7 @@ async function main(): Promise<void> {
     });
     await settled(db, sweepStarted);
     report.writes.create_sustained = { ...sweepCreate, ceiling_tps: createCeil, ratio: ratio(sweepCreate.req_per_s, createCeil) };
-    report.writes.create_sustained.db = await measured(sweepCreateDb, options.sweep);
+    report.writes.create_sustained.db = await measured(sweepCreateDb, options.sweep, sweepCreate);
     report.rss_mb.sweep_create = coordinator.rss.takePhasePeakMb();
   }
   if (process.env.BENCH_HOLD) {
@@ -439,8 +452,13 @@ async function main(): Promise<void> {
   if (sweepStarted) {
     const sweepDb = await activity();
     report.writes.sweep = await measureSweep(db, daemon, sweepStarted, options, coordinatorEnv, logDir, report, releaseCeil, profileDir);
-    report.writes.sweep.db = await measured(sweepDb, report.writes.sweep.escrows);
+    report.writes.sweep.db = await measured(sweepDb, report.writes.sweep.escrows, report.writes.sweep);
     if (profileDir) report.profiles = { ...report.profiles, sweeper: summarizeProfile(join(profileDir, 'sweeper.cpuprofile')) };
+  }
+
+  if (options.profile) {
+    await daemon.stop();
+    report.profiles = { ...report.profiles, wallet_daemon: summarizeProfile(join(logDir, 'wallet-daemon.cpuprofile')) };
   }
 
   // ---------------------------------------------------------------- report
@@ -522,6 +540,36 @@ function settleStep(kind: 'release' | 'refund', list: Target[], owners: Map<stri
 /** Settlements per second: successful responses of the settling step over the run. */
 function settledRate(r: LoadResult, step: string): number {
   return round((r.steps[step]?.status['200'] ?? 0) / r.duration_s);
+}
+
+/**
+ * Where a paid job's creation spends its time, from the rows' own timestamps (each is the
+ * start of the transaction that wrote it): the coordinator's first transaction → the
+ * daemon's escrow transaction (commit + HTTP call + daemon's pool), and the daemon's
+ * transaction → the coordinator's second transaction (daemon work + commit + answer +
+ * coordinator's pool).
+ */
+async function createStages(db: Pool, walletDb: Pool, since: Date): Promise<Record<string, number[]>> {
+  const { rows } = await db.query<{ payment_id: string; created: string; escrowed: string }>(
+    `SELECT payment_id::text, extract(epoch FROM created_at)::float8 * 1000 AS created, extract(epoch FROM escrowed_at)::float8 * 1000 AS escrowed
+       FROM job_payments WHERE created_at >= $1 AND escrowed_at IS NOT NULL AND client_id LIKE 'bench-client-%'`,
+    [since],
+  );
+  const { rows: held } = await walletDb.query<{ payment_id: string; at: string }>(
+    `SELECT payment_id, extract(epoch FROM created_at)::float8 * 1000 AS at FROM wallet_daemon.escrows WHERE payment_id = ANY($1)`,
+    [rows.map((r) => r.payment_id)],
+  );
+  const daemonAt = new Map(held.map((h) => [h.payment_id, Number(h.at)]));
+  const toDaemon: number[] = [];
+  const fromDaemon: number[] = [];
+  for (const r of rows) {
+    const d = daemonAt.get(r.payment_id);
+    if (d === undefined) continue;
+    toDaemon.push(d - Number(r.created));
+    fromDaemon.push(Number(r.escrowed) - d);
+  }
+  const pp = (v: number[]) => [round(percentile(v, 50), 1), round(percentile(v, 99), 1)];
+  return { 'pending tx → daemon tx': pp(toDaemon), 'daemon tx → escrowed tx': pp(fromDaemon) };
 }
 
 /** Waits for requests still in flight when the load stopped (their payments still `pending`). */

@@ -156,7 +156,17 @@ export function renderReport(r: Report): string {
         `Read ceilings: the endpoint's query alone at ${r.ceilings.reads[0]?.clients ?? '?'} clients.`,
     );
   }
-  return [...notes, '', line(header), `|${widths.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)].join('\n');
+  return [
+    ...notes,
+    '',
+    line(header),
+    `|${widths.map((n) => '-'.repeat(n + 2)).join('|')}|`,
+    ...rows.map(line),
+    '',
+    ...costTable(r),
+    '',
+    ...goals(r),
+  ].join('\n');
 }
 
 function best(list: CeilingResult[]): CeilingResult | undefined {
@@ -165,4 +175,53 @@ function best(list: CeilingResult[]): CeilingResult | undefined {
 
 function ceilText(c: CeilingResult | undefined): string {
   return c ? `${fmt(c.tps)} tx/s (${c.clients} clients)` : '–';
+}
+
+/** Work per operation: load-independent, so it explains the throughput figures above. */
+function costTable(r: Report): string[] {
+  const w = r.writes;
+  const entries: [string, any][] = [
+    ['paid job created (POST /v1/jobs)', w.create?.db],
+    ['job completed by a miner (poll + result + release)', w.miner?.db],
+    ['explicit release', w.release?.db],
+    ['explicit refund', w.refund?.db],
+    ['escrow refunded by the expiry sweep', w.sweep?.db],
+  ];
+  const present = entries.filter(([, db]) => db);
+  if (!present.length) return [];
+  const header = ['per operation', "fsync'd commits", 'coordinator txns', 'coordinator CPU ms', 'daemon CPU ms', 'PostgreSQL CPU ms'];
+  const rows = present.map(([name, db]) => [
+    name,
+    fmt(db.write_transactions, 2),
+    fmt(db.coordinator_transactions, 2),
+    fmt(db.cpu_ms_coordinator, 1),
+    fmt(db.cpu_ms_daemon, 1),
+    fmt(db.cpu_ms_postgres, 1),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (row: string[]) => `| ${row.map((cell, i) => cell.padEnd(widths[i])).join(' | ')} |`;
+  return [line(header), `|${widths.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)];
+}
+
+/** The issue's goals, each met or not, from this run's figures. */
+function goals(r: Report): string[] {
+  const w = r.writes;
+  const out: string[] = ['Goals:'];
+  const mark = (ok: boolean | undefined) => (ok === undefined ? '  ?' : ok ? '  met    ' : '  NOT met');
+  if (w.create) out.push(`${mark(w.create.ratio !== undefined ? w.create.ratio >= 0.5 : undefined)} paid-job creation ≥ 0.5× create ceiling: ${ratioText(w.create.ratio)}`);
+  const rel = w.miner?.ratio ?? w.release?.ratio;
+  if (w.miner || w.release) out.push(`${mark(rel !== undefined ? rel >= 0.5 : undefined)} release ≥ 0.5× release ceiling: miner ${ratioText(w.miner?.ratio)}, explicit ${ratioText(w.release?.ratio)}`);
+  if (w.create) out.push(`${mark(w.create.p99_ms <= 100)} p99 ≤ 100 ms at ${r.options.connections} connections (creation): ${fmt(w.create.p99_ms, 1)} ms`);
+  if (w.sweep) out.push(`${mark(w.sweep.complete && (w.sweep.refunds_per_s ?? 0) >= 5000)} expiry sweep ≥ 5,000 escrows/s: ${fmt(w.sweep.refunds_per_s)}/s`);
+  if (r.reads.length >= 2) {
+    const first = r.reads[0];
+    const last = r.reads[r.reads.length - 1];
+    for (const kind of ['get_payment', 'list_first', 'list_deep'] as ReadKind[]) {
+      const a = first[kind].p99_ms;
+      const b = last[kind].p99_ms;
+      const change = a > 0 ? (b - a) / a : 0;
+      out.push(`${mark(Math.abs(change) <= 0.2)} ${kind} p99 within ±20 % from ${sizeText(first.size)} to ${sizeText(last.size)}: ${fmt(a, 1)} → ${fmt(b, 1)} ms (${change >= 0 ? '+' : ''}${Math.round(change * 100)} %)`);
+    }
+  }
+  return out;
 }
