@@ -117,7 +117,7 @@ async function pgbench(name: string, url: string, script: string, clients: numbe
   const args = ['-n', '-M', 'prepared', '-c', String(clients), '-j', String(Math.min(clients, 2)), '-f', script];
   // -T counts from before the connections are made (~25–40 ms each on 2 cores); the tps
   // pgbench reports excludes that time, so the run is lengthened to keep `seconds` of work.
-  if ('seconds' in limit) args.push('-T', String(Math.ceil(limit.seconds + clients * 0.05)));
+  if ('seconds' in limit) args.push('-T', String(Math.ceil(limit.seconds + (clients > 16 ? clients * 0.05 : 0))));
   else args.push('-t', String(limit.perClient));
   args.push(url);
   const began = now();
@@ -374,6 +374,17 @@ export async function sweepDecisionCeiling(db: Pool, count: number, batch: numbe
                     SELECT payment_id, 'escrowed', 'refunding', reason, 'system' FROM moved)
          SELECT * FROM moved`,
         [ids, 3_600_000],
+      );
+      await client.query(
+        `WITH moved AS (
+           UPDATE job_payments SET status = 'failed', failure_reason = 'escrow_not_confirmed_before_deadline',
+                  next_attempt_at = now(), updated_at = now()
+            WHERE job_id = ANY($1::uuid[]) AND status = 'pending'
+           RETURNING payment_id),
+         logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
+                    SELECT payment_id, 'pending', 'failed', 'escrow_not_confirmed_before_deadline', 'system' FROM moved)
+         SELECT * FROM moved`,
+        [ids],
       );
       await client.query('COMMIT');
       decided += moved.rowCount ?? 0;

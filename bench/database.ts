@@ -1,8 +1,9 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { startEmbeddedPostgres } from '../src/database/embedded-postgres';
 import { onCleanup, ROOT } from './processes';
-import { progress } from './util';
+import { progress, sleep } from './util';
 
 export interface BenchDatabases {
   /** The coordinator's fresh database. */
@@ -45,6 +46,7 @@ export async function prepareDatabases(name: string): Promise<BenchDatabases> {
   } else {
     const dataDir = join(ROOT, '.data', 'bench-pg');
     progress(`DATABASE_URL unset: starting embedded PostgreSQL under ${dataDir}`);
+    await stopOrphanedServer(join(dataDir, 'pg'));
     const logLines: string[] = [];
     const embedded = await startEmbeddedPostgres(dataDir, 'postgres', (line) => logLines.push(line)).catch((error) => {
       throw new Error(`embedded PostgreSQL did not start: ${error}\n${logLines.join('').split('\n').slice(-15).join('\n')}`);
@@ -126,4 +128,25 @@ function isAlive(pid: number): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/**
+ * A benchmark killed with SIGKILL leaves its embedded server running (nothing could stop
+ * it); the next start on the same data directory would fail on its lock file. The server
+ * of our own data directory is ours: stop it (fast shutdown) first.
+ */
+async function stopOrphanedServer(pgDir: string): Promise<void> {
+  const lock = join(pgDir, 'postmaster.pid');
+  if (!existsSync(lock)) return;
+  const pid = Number(readFileSync(lock, 'utf8').split('\n')[0]);
+  let cmdline = '';
+  try {
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return; // not running: PostgreSQL removes a stale lock file itself
+  }
+  if (!cmdline.includes('postgres') || !cmdline.includes(pgDir)) return;
+  progress(`stopping the embedded PostgreSQL (pid ${pid}) an interrupted run left running`);
+  process.kill(pid, 'SIGINT');
+  for (let i = 0; i < 100 && isAlive(pid); i++) await sleep(100);
 }

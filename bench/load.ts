@@ -56,6 +56,7 @@ export interface LoadOptions {
  * each call separately. Prints a progress line every 2 seconds.
  */
 export async function runLoad(name: string, options: LoadOptions): Promise<LoadResult> {
+  if (options.amount !== undefined && options.amount < 1) throw new Error(`${name}: nothing to send (amount ${options.amount})`);
   const samples: Record<string, number[]> = {};
   const statuses: Record<string, Record<string, number>> = {};
   for (const step of options.steps) {

@@ -31,6 +31,7 @@ import { now, percentile, progress, ratio, round, sleep, stamp } from './util';
 interface Options {
   quick: boolean;
   connections: number;
+  readConnections: number;
   clients: number;
   miners: number;
   sizes: number[];
@@ -62,7 +63,8 @@ function parseOptions(argv: string[]): Options {
       [
         'npm run bench [-- options]',
         '  --quick             under two minutes: 10k and 100k history, shorter runs, 1,000-escrow sweep',
-        '  --connections N     HTTP connections (default 64)',
+        '  --connections N     HTTP connections of the write phases (default 64)',
+        '  --read-connections N  HTTP connections of the read phases (default 16: latency, not queueing)',
         '  --clients N         client principals, each with its own funded wallet (default 4)',
         '  --miners N          miner principals (default 4)',
         '  --sizes a,b,c       history sizes for the read benchmarks (default 10000,100000,1000000)',
@@ -96,6 +98,7 @@ function parseOptions(argv: string[]): Options {
   return {
     quick,
     connections,
+    readConnections: num('read-connections', 16),
     clients: num('clients', 4),
     miners: num('miners', 4),
     sizes: list('sizes', quick ? [10_000, 100_000] : [10_000, 100_000, 1_000_000]),
@@ -254,6 +257,11 @@ async function main(): Promise<void> {
         await seedRows(seedClient as never, seeded, size, seedSpec);
         seeded = size;
         await checkSeededRead(base, clients[0].key, seededId('p', size - 1, seedSpec.baseMs));
+        if (seeded === options.sizes[0]) {
+          // A fresh process: let V8 compile the hot paths before anything is measured.
+          progress('  warm-up (not measured)');
+          await measureReads(base, { ...options, readSeconds: 1 }, clients[0].key, size, seedSpec.baseMs, true);
+        }
         const entry = { size, ...(await measureReads(base, options, clients[0].key, size, seedSpec.baseMs)) };
         const ceilings: Partial<Record<ReadKind, CeilingResult>> = {};
         for (const kind of ['get_payment', 'list_first', 'list_deep'] as ReadKind[]) {
@@ -268,6 +276,7 @@ async function main(): Promise<void> {
     } finally {
       seedClient.release();
     }
+    coordinator.assertAlive('the read phases');
     report.rss_mb.reads = coordinator.rss.takePhasePeakMb();
   }
 
@@ -328,6 +337,9 @@ async function main(): Promise<void> {
 
   if (options.phases.has('writes')) {
     // -------------------------------------------------------------- paid-job creation
+    const warmups = options.quick ? 100 : 200;
+    progress(`paid-job creation: warm-up (${warmups} creates, not measured)`);
+    await runLoad('warm-up create', { url: base, connections: 16, amount: warmups, steps: [createStep()], expect: { create: [201] } });
     progress(`paid-job creation: POST /v1/jobs with payment, ${options.connections} connections, ${options.createSeconds}s`);
     const createStarted = new Date();
     const createDb = await activity();
@@ -339,6 +351,7 @@ async function main(): Promise<void> {
     report.writes.create.db = await measured(createDb, Object.values(createdStates).reduce((a, b) => a + b, 0), create, create.steps.create?.status['201'] ?? 0);
     report.writes.create.stages = await createStages(db, walletDb, createStarted);
     progress(`    stages (p50/p99 ms): ${Object.entries(report.writes.create.stages).map(([k, v]) => `${k} ${(v as number[]).join('/')}`).join(', ')}`);
+    coordinator.assertAlive('paid-job creation');
     report.rss_mb.create = coordinator.rss.takePhasePeakMb();
 
     // -------------------------------------------------------------- explicit refunds (queued jobs, by their owner)
@@ -361,9 +374,11 @@ async function main(): Promise<void> {
     // -------------------------------------------------------------- explicit releases (polled jobs, by their owner)
     const toRelease = Math.min(options.explicit, Math.floor((await countQueued(db)) / 4));
     if (toRelease > 0) {
+      coordinator.assertAlive('the explicit refunds');
       progress(`explicit releases: ${toRelease} jobs polled by miners, then POST /v1/payments/{id}/release (owner)`);
       report.writes.poll = await runLoad('poll', { url: base, connections: options.connections, amount: toRelease, steps: [pollStep()], expect: { poll: [200] } });
       const releaseTargets = await targets(db, 'running', toRelease);
+      if (!releaseTargets.length) throw new Error('explicit releases: no polled job to release (did the polls fail?)');
       const releaseDb = await activity();
       const r = await runLoad('release', {
         url: base,
@@ -409,6 +424,7 @@ async function main(): Promise<void> {
       [minerStarted],
     );
     report.writes.miner.db = await measured(minerDb, releasedRows[0].n, miner, miner.steps.result?.status['200'] ?? 0);
+    coordinator.assertAlive('the settlement phases');
     report.rss_mb.settle = coordinator.rss.takePhasePeakMb();
   }
 
@@ -428,6 +444,7 @@ async function main(): Promise<void> {
     await settled(db, sweepStarted);
     report.writes.create_sustained = { ...sweepCreate, ceiling_tps: createCeil, ratio: ratio(sweepCreate.req_per_s, createCeil) };
     report.writes.create_sustained.db = await measured(sweepCreateDb, options.sweep, sweepCreate);
+    coordinator.assertAlive('creating the sweep set');
     report.rss_mb.sweep_create = coordinator.rss.takePhasePeakMb();
   }
   if (process.env.BENCH_HOLD) {
@@ -482,13 +499,13 @@ async function checkSeededRead(base: string, key: string, paymentId: string): Pr
   if (r.status !== 200 || !['released', 'refunded'].includes(String(body.status))) throw new Error(`seeded payment ${paymentId} reads as ${r.status} ${JSON.stringify(body)}`);
 }
 
-async function measureReads(base: string, options: Options, key: string, size: number, baseMs: number): Promise<Record<ReadKind, LoadResult>> {
+async function measureReads(base: string, options: Options, key: string, size: number, baseMs: number, quiet = false): Promise<Record<ReadKind, LoadResult>> {
   const pick = () => Math.floor(Math.random() * size);
   const withKey = (path: () => string) => (req: Step) => ({ ...req, path: path(), headers: { ...req.headers, 'x-api-key': key } });
   const run = (name: ReadKind, path: () => string) =>
-    runLoad(`${name}@${size}`, {
+    runLoad(`${quiet ? 'warm-up ' : ''}${name}@${size}`, {
       url: base,
-      connections: options.connections,
+      connections: options.readConnections,
       duration: options.readSeconds,
       steps: [{ name, method: 'GET', setupRequest: withKey(path) as never }],
       expect: { [name]: [200] },
@@ -572,8 +589,35 @@ async function createStages(db: Pool, walletDb: Pool, since: Date): Promise<Reco
   return { 'pending tx → daemon tx': pp(toDaemon), 'daemon tx → escrowed tx': pp(fromDaemon) };
 }
 
+/**
+ * Waits until the coordinator's database sessions are idle: requests still in flight when a
+ * load stopped (autocannon closes its sockets; the server finishes the work) must not run
+ * into the next phase.
+ */
+async function quiesce(db: Pool, what: string, maxSeconds = 120): Promise<void> {
+  const began = Date.now();
+  let said = 0;
+  for (;;) {
+    const { rows } = await db.query(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid() AND backend_type = 'client backend'`,
+    );
+    if (rows[0].n === 0) break;
+    if (Date.now() - began > maxSeconds * 1000) {
+      progress(`  ${what}: ${rows[0].n} statements still running after ${maxSeconds}s; going on`);
+      return;
+    }
+    if (Date.now() - said > 5000) {
+      said = Date.now();
+      progress(`  ${what}: waiting for ${rows[0].n} statements of requests still in flight`);
+    }
+    await sleep(100);
+  }
+  if (Date.now() - began > 1000) progress(`  ${what}: in-flight work finished after ${round((Date.now() - began) / 1000, 1)}s`);
+}
+
 /** Waits for requests still in flight when the load stopped (their payments still `pending`). */
 async function settled(db: Pool, since: Date): Promise<void> {
+  await quiesce(db, 'after the load');
   for (let i = 0; i < 300; i++) {
     const { rows } = await db.query(`SELECT count(*)::int AS n FROM job_payments WHERE status IN ('pending','releasing','refunding') AND created_at >= $1`, [since]);
     if (rows[0].n === 0) return;

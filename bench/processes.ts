@@ -69,6 +69,8 @@ export interface Coordinator {
   pid: number;
   child: ChildProcess;
   rss: RssSampler;
+  /** Throws when the process is gone (crashed, or killed by something else on the machine). */
+  assertAlive(during: string): void;
   stop(): Promise<void>;
 }
 
@@ -96,7 +98,10 @@ export async function startCoordinator(name: string, env: Record<string, string>
   child.stderr!.pipe(log, { end: false });
   const exited = new Promise<void>((done) => child.once('exit', () => done()));
   let exitInfo: string | undefined;
-  child.once('exit', (code, signal) => (exitInfo = `code ${code}, signal ${signal}`));
+  child.once('exit', (code, signal) => {
+    exitInfo = `code ${code}, signal ${signal}`;
+    if (!stopping) progress(`!! coordinator ${name} (pid ${child.pid}) exited unexpectedly (${exitInfo}); log: ${logFile}`);
+  });
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
@@ -133,6 +138,9 @@ export async function startCoordinator(name: string, env: Record<string, string>
     pid: child.pid as number,
     child,
     rss,
+    assertAlive: (during: string) => {
+      if (exitInfo) throw new Error(`coordinator ${name} exited during ${during} (${exitInfo}); log: ${logFile}`);
+    },
     stop: async () => {
       await stop();
       unregister();

@@ -33,12 +33,23 @@ export interface Report {
 
 type Row = [string, string, string, string, string, string];
 
+const OTHER = 'other (pg background, rest of machine)';
+/** Figures taken while other work used more than half a core get a mark. */
+const noisy = (x: { cpu?: Record<string, number> } | undefined) => ((x?.cpu?.[OTHER] ?? 0) > 50 ? ' *' : '');
+let anyNoisy = false;
+const mark = (x: { cpu?: Record<string, number> } | undefined) => {
+  const m = noisy(x);
+  if (m) anyNoisy = true;
+  return m;
+};
+
 const fmt = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? '–' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
 const ratioText = (r: number | undefined) => (r === undefined ? '–' : `${r.toFixed(2)}×`);
 const sizeText = (n: number) => (n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1000 ? `${n / 1000}k` : String(n));
 
 /** The results as a Markdown table (also printed to the terminal). */
 export function renderReport(r: Report): string {
+  anyNoisy = false;
   const rows: Row[] = [];
   const w = r.writes;
   const createCeil = best(r.ceilings.create);
@@ -47,8 +58,8 @@ export function renderReport(r: Report): string {
 
   if (w.create) {
     rows.push([
-      `paid-job creation, POST /v1/jobs (${connections} conn, ${w.create.duration_s}s)`,
-      `${fmt(w.create.req_per_s)} req/s`,
+      `paid-job creation, POST /v1/jobs (${connections} conn, ${w.create.duration_s}s)${mark(w.create)}`,
+      `${fmt(w.create.req_per_s)} req/s, ${w.create.non2xx ? `${fmt(w.create.non2xx)} non-2xx` : 'all 201'}`,
       fmt(w.create.p50_ms, 1),
       fmt(w.create.p99_ms, 1),
       ceilText(createCeil),
@@ -57,8 +68,8 @@ export function renderReport(r: Report): string {
   }
   if (w.create_sustained) {
     rows.push([
-      `paid-job creation, ${fmt(w.create_sustained.requests)} jobs for the sweep`,
-      `${fmt(w.create_sustained.req_per_s)} req/s`,
+      `paid-job creation, ${fmt(w.create_sustained.requests)} jobs for the sweep${mark(w.create_sustained)}`,
+      `${fmt(w.create_sustained.req_per_s)} req/s, ${w.create_sustained.non2xx ? `${fmt(w.create_sustained.non2xx)} non-2xx` : 'all 201'}`,
       fmt(w.create_sustained.p50_ms, 1),
       fmt(w.create_sustained.p99_ms, 1),
       ceilText(createCeil),
@@ -69,10 +80,10 @@ export function renderReport(r: Report): string {
     const res = w.miner.steps.result ?? {};
     const poll = w.miner.steps.poll ?? {};
     rows.push([
-      `miner poll → result, each result releases (${connections} conn)`,
-      `${fmt(w.miner.settlements_per_s)} settlements/s`,
-      `${fmt(res.p50_ms, 1)} (poll ${fmt(poll.p50_ms, 1)})`,
-      `${fmt(res.p99_ms, 1)} (poll ${fmt(poll.p99_ms, 1)})`,
+      `miner poll → result, each result releases (${connections} conn, ${w.miner.duration_s}s)${mark(w.miner)}`,
+      `${fmt(w.miner.settlements_per_s)} settlements/s${w.miner.non2xx ? `, ${fmt(w.miner.non2xx)} non-2xx` : ''}`,
+      `${res.count ? fmt(res.p50_ms, 1) : '–'} (poll ${fmt(poll.p50_ms, 1)})`,
+      `${res.count ? fmt(res.p99_ms, 1) : '–'} (poll ${fmt(poll.p99_ms, 1)})`,
       ceilText(releaseCeil),
       ratioText(w.miner.ratio),
     ]);
@@ -81,8 +92,8 @@ export function renderReport(r: Report): string {
     const x = w[kind];
     if (!x) continue;
     rows.push([
-      `POST /v1/payments/{id}/${kind} (${fmt(x.requests)} calls)`,
-      `${fmt(x.settlements_per_s)} settlements/s`,
+      `POST /v1/payments/{id}/${kind} (${fmt(x.requests)} calls)${mark(x)}`,
+      `${fmt(x.settlements_per_s)} settlements/s${x.non2xx ? `, ${fmt(x.non2xx)} non-2xx` : ''}`,
       fmt(x.p50_ms, 1),
       fmt(x.p99_ms, 1),
       ceilText(releaseCeil),
@@ -92,7 +103,7 @@ export function renderReport(r: Report): string {
   if (w.sweep) {
     const s = w.sweep;
     rows.push([
-      `expiry sweep: ${fmt(s.escrows)} due escrows refunded at the daemon`,
+      `expiry sweep: ${fmt(s.escrows)} due escrows refunded at the daemon${mark(s)}`,
       s.complete ? `${fmt(s.refunds_per_s)} refunds/s (${fmt(s.seconds, 1)} s)` : `incomplete: ${fmt(s.refunded)} in time`,
       '',
       '',
@@ -118,8 +129,8 @@ export function renderReport(r: Report): string {
       const x = entry[kind];
       const c = entry.ceilings[kind];
       rows.push([
-        `${labels[kind]} @ ${sizeText(entry.size)} payments`,
-        `${fmt(x.req_per_s)} req/s`,
+        `${labels[kind]} @ ${sizeText(entry.size)} payments (${x.connections} conn)${mark(x)}`,
+        `${fmt(x.req_per_s)} req/s${x.non2xx ? `, ${fmt(x.non2xx)} non-2xx` : ''}`,
         fmt(x.p50_ms, 1),
         fmt(x.p99_ms, 1),
         c ? `${fmt(c.tps)} q/s` : '–',
@@ -149,6 +160,7 @@ export function renderReport(r: Report): string {
   if (m.load_at_start && m.load_at_start.busy_pct > 30) {
     notes.push(`WARNING: the machine was already ${m.load_at_start.busy_pct}% busy (load average ${m.load_at_start.loadavg}) before the benchmark started; see "cpu" per phase in the JSON.`);
   }
+  if (anyNoisy) notes.push('* other work on the machine (not the coordinator, daemon, load generator or PostgreSQL backends) used more than half a core during that measurement.');
   if (r.ceilings.create.length) {
     notes.push(
       `Ceilings (${tool}): create ${r.ceilings.create.map((c) => `${fmt(c.tps)} tx/s at ${c.clients}`).join(', ')} clients; ` +
@@ -189,11 +201,10 @@ function costTable(r: Report): string[] {
   ];
   const present = entries.filter(([, db]) => db);
   if (!present.length) return [];
-  const header = ['per operation', "fsync'd commits", 'coordinator txns', 'coordinator CPU ms', 'daemon CPU ms', 'PostgreSQL CPU ms'];
+  const header = ['per operation', "fsync'd commits (both databases)", 'coordinator CPU ms', 'daemon CPU ms', 'PostgreSQL CPU ms'];
   const rows = present.map(([name, db]) => [
     name,
     fmt(db.write_transactions, 2),
-    fmt(db.coordinator_transactions, 2),
     fmt(db.cpu_ms_coordinator, 1),
     fmt(db.cpu_ms_daemon, 1),
     fmt(db.cpu_ms_postgres, 1),
