@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { createApp } from './app.setup';
 import { ConfigError, DEMO_CLIENT_WALLET, DEMO_KEYS, loadConfig } from './config/app-config';
-import { startEmbeddedPostgres } from './database/embedded-postgres';
+import { ensureDatabase, startEmbeddedPostgres } from './database/embedded-postgres';
+import { Money } from './common/money';
 import { spawnWalletDaemon } from './wallet-daemon/spawn';
 
 const log = pino({ level: process.env.LOG_LEVEL ?? 'info' });
@@ -26,7 +27,7 @@ async function bootstrap(): Promise<void> {
     stops.push(db.stop);
     process.env.DATABASE_URL = db.url;
     process.env.WALLET_DATABASE_URL ??= db.url.replace(/\/coordinator$/, '/wallet_daemon');
-    await (await import('./database/embedded-postgres')).ensureDatabase(db.adminUrl, 'wallet_daemon');
+    await ensureDatabase(db.adminUrl, 'wallet_daemon');
     log.info({ ms: Date.now() - started }, 'embedded PostgreSQL ready');
   }
 
@@ -79,7 +80,7 @@ function localToken(dataDir: string): string {
 async function fundDemoClient(url: string, token: string): Promise<void> {
   const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
   const account = (await (await fetch(`${url}/api/v1/accounts/${DEMO_CLIENT_WALLET}?currency=BTC`, { headers })).json()) as { balance?: string };
-  if (account.balance && !/^0\.0*$/.test(account.balance) && !account.balance.startsWith('0.')) return;
+  if (new Money(account.balance ?? '0').gte(1)) return;
   await fetch(`${url}/api/v1/faucet`, { method: 'POST', headers, body: JSON.stringify({ address: DEMO_CLIENT_WALLET, amount: '1', currency: 'BTC' }) });
   log.info({ address: DEMO_CLIENT_WALLET, amount: '1', currency: 'BTC' }, 'demo client wallet funded');
 }
