@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { uuidv7 } from 'uuidv7';
 import type { Principal } from '../auth/api-keys';
 import { isValidAddress } from '../common/addresses';
+import { runWithConcurrency } from '../common/concurrency';
 import { DomainError, notFound, validationError } from '../common/errors';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
@@ -253,7 +254,7 @@ export class JobsService implements OnModuleInit, JobLink {
         return { count: ended.length, payments: await this.payments.decideForExpiredJobs(sql, withPayment) };
       });
       total += decided.count;
-      await settleAll(this.payments, decided.payments);
+      await runWithConcurrency(decided.payments, 8, (payment) => this.payments.settle(payment));
       if (decided.count < batchSize) return total;
     }
   }
@@ -289,13 +290,6 @@ function canSee(principal: Principal, job: Job): boolean {
   return principal.role === 'admin' || (principal.role === 'client' && job.client_id === principal.id);
 }
 
-async function settleAll(payments: PaymentsService, decided: JobPayment[]): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < decided.length) await payments.settle(decided[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(8, decided.length) }, worker));
-}
 
 /** Payload and constraints: bounded size and nesting, so one request cannot exhaust the service. */
 function checkJsonLimits(field: string, value: unknown): void {
