@@ -1,6 +1,7 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { Pool, PoolClient, QueryResultRow } from 'pg';
 import { DataSource } from 'typeorm';
+import { prepared } from './prepared';
 
 /** PostgreSQL errors after which the whole transaction can safely run again. */
 const RETRYABLE = new Set(['40001' /* serialization_failure */, '40P01' /* deadlock_detected */]);
@@ -15,8 +16,8 @@ export interface Sql {
 
 function sqlOn(client: Pool | PoolClient, effects?: (() => void)[]): Sql {
   return {
-    rows: async (text, params) => (await client.query(text, params as unknown[])).rows,
-    one: async (text, params) => (await client.query(text, params as unknown[])).rows[0],
+    rows: async (text, params) => (await client.query(prepared(text, params))).rows,
+    one: async (text, params) => (await client.query(prepared(text, params))).rows[0],
     afterCommit: (effect) => (effects ? effects.push(effect) : effect()),
   };
 }
