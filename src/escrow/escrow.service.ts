@@ -30,11 +30,12 @@ export class EscrowService {
     );
   }
 
+  /** Records the daemon's hold of one payment (inside the caller's transaction). */
   async recordHold(sql: Sql, payment: JobPayment, hold: EscrowHold): Promise<void> {
     await sql.rows(
-      `INSERT INTO payment_escrows (payment_id, escrow_id, amount, currency, address, create_transaction_hash, created_at, updated_at)
-       VALUES ($1, $2, $3, $4, $5, $6, now(), now())
-       ON CONFLICT (payment_id) DO NOTHING`,
+      `WITH held AS (SELECT $1::uuid AS payment_id, $2::varchar AS escrow_id, $3::numeric AS amount, $4::varchar AS currency,
+                            $5::varchar AS escrow_address, $6::varchar AS create_transaction_hash)
+       ${recordHoldSql('held')}`,
       [payment.payment_id, hold.escrow_id, payment.amount, payment.currency, hold.address, hold.transaction_hash],
     );
   }
@@ -62,12 +63,26 @@ export class EscrowService {
   }
 
   async recordSettlement(sql: Sql, paymentId: string, outcome: 'released' | 'refunded'): Promise<void> {
-    const flag = outcome === 'released' ? 'is_released' : 'is_refunded';
-    const at = outcome === 'released' ? 'released_at' : 'refunded_at';
-    await sql.rows(
-      `UPDATE payment_escrows SET ${flag} = true, is_active = false, ${at} = now(), updated_at = now()
-        WHERE payment_id = $1 AND is_active`,
-      [paymentId],
-    );
+    await sql.rows(`WITH settled AS (SELECT $1::uuid AS payment_id) ${recordSettlementSql('settled', outcome)}`, [paymentId]);
   }
+}
+
+/*
+ * The coordinator's record of escrows (`payment_escrows`) as SQL over a row source, so a
+ * payment transition can write it in the same statement as the status change (one round
+ * trip) and a batch of settlements in one statement for all of them.
+ */
+
+/** Inserts the escrow rows of `source` (payment_id, escrow_id, amount, currency, escrow_address, create_transaction_hash). */
+export function recordHoldSql(source: string): string {
+  return `INSERT INTO payment_escrows (payment_id, escrow_id, amount, currency, address, create_transaction_hash, created_at, updated_at)
+          SELECT payment_id, escrow_id, amount, currency, escrow_address, create_transaction_hash, now(), now() FROM ${source}
+          ON CONFLICT (payment_id) DO NOTHING`;
+}
+
+/** Marks the active escrows of the payments in `source` (payment_id) settled with `outcome`. */
+export function recordSettlementSql(source: string, outcome: 'released' | 'refunded'): string {
+  const [flag, at] = outcome === 'released' ? ['is_released', 'released_at'] : ['is_refunded', 'refunded_at'];
+  return `UPDATE payment_escrows e SET ${flag} = true, is_active = false, ${at} = now(), updated_at = now()
+            FROM ${source} s WHERE e.payment_id = s.payment_id AND e.is_active`;
 }

@@ -77,17 +77,16 @@ export class JobsService implements OnModuleInit, JobLink {
         }, 'payment_')
       : undefined;
 
-    const jobId = uuidv7();
-    const payment = await this.tx.run(async (sql) => {
-      await sql.rows(
-        `INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
-         VALUES ($1, $2, 'queued', $3, $4, $5::int, now(), now() + $5::int * interval '1 second', now())`,
-        [jobId, principal.id, JSON.stringify(input.payload), JSON.stringify(input.constraints ?? {}), ttl],
-      );
-      return terms ? this.payments.createPending(sql, jobId, principal.id, terms, principal.id) : undefined;
-    });
-    if (payment) await this.payments.escrowPayment(payment);
-    return this.load(jobId);
+    const insertJob = {
+      text: `INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
+             VALUES ($1, $2, 'queued', $3, $4, $5::int, now(), now() + $5::int * interval '1 second', now()) RETURNING *`,
+      params: [uuidv7(), principal.id, JSON.stringify(input.payload), JSON.stringify(input.constraints ?? {}), ttl],
+    };
+    if (!terms) return (await this.tx.sql.one<Job>(insertJob.text, insertJob.params)) as Job;
+    // Job and payment in one statement, the escrow after its commit, then the job as it now stands.
+    const payment = await this.payments.createPendingWithJob(insertJob, principal.id, terms, principal.id);
+    await this.payments.escrowPayment(payment);
+    return this.load(payment.job_id);
   }
 
   async get(principal: Principal, jobId: string): Promise<Job> {
@@ -211,17 +210,17 @@ export class JobsService implements OnModuleInit, JobLink {
    */
   private async decidePayment(sql: Sql, job: Job, to: 'releasing' | 'refunding', actor: string, reason: string, paidIsFine: boolean): Promise<JobPayment | undefined> {
     if (!job.payment_id) return undefined;
-    const payment = (await this.payments.findForJob(sql, job.job_id)) as JobPayment;
+    // job.payment_status mirrors the payment and is exact under the job's row lock.
     // Not escrowed yet: the re-drive worker escrows it and, seeing the job ended, refunds it.
-    if (payment.status === 'pending' || payment.status === 'failed') return undefined;
-    if (payment.status === 'escrowed') {
-      const moved = await this.payments.decide(sql, payment, to, { actor, reason });
+    if (job.payment_status === 'pending' || job.payment_status === 'failed') return undefined;
+    if (job.payment_status === 'escrowed') {
+      const moved = await this.payments.decide(sql, { payment_id: job.payment_id, job_id: job.job_id }, to, { actor, reason });
       if (moved) return moved;
     }
     const now = (await this.payments.findForJob(sql, job.job_id)) as JobPayment;
     if (paidIsFine && (now.status === 'releasing' || now.status === 'released')) return undefined;
     if (!paidIsFine && (now.status === 'refunding' || now.status === 'refunded')) return undefined;
-    throw cannotSettle(payment.payment_id, now.status);
+    throw cannotSettle(now.payment_id, now.status);
   }
 
   // ---------------------------------------------------------------- deadlines

@@ -26,3 +26,13 @@ export interface JobLink {
 }
 
 export const LIVE_JOB_STATES = ['queued', 'running'];
+
+/**
+ * `JobLink.lockJob` as a CTE, for a payment transition that runs as one statement (one
+ * round trip, one commit). The payment UPDATE must reference `locked_job` in its WHERE
+ * (`EXISTS (SELECT 1 FROM locked_job)`), which PostgreSQL evaluates before touching any
+ * payment row: the job is locked first, the same order as every other transaction.
+ */
+export function lockedJobCte(jobIdParam: string): string {
+  return `locked_job AS (SELECT state FROM job WHERE job_id = ${jobIdParam} FOR UPDATE)`;
+}

@@ -6,10 +6,10 @@ import { DomainError, notFound } from '../common/errors';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
 import { Sql, Transactions } from '../database/transactions';
-import { EscrowService } from '../escrow/escrow.service';
+import { EscrowService, recordHoldSql, recordSettlementSql } from '../escrow/escrow.service';
 import { MetricsService } from '../metrics/metrics.service';
 import { WalletDaemonRejected, WalletDaemonUnavailable } from '../wallet-daemon-client/wallet-daemon.client';
-import { JobFacts, JobLink, LIVE_JOB_STATES, RefundCause } from './job-link';
+import { JobFacts, JobLink, LIVE_JOB_STATES, RefundCause, lockedJobCte } from './job-link';
 import { JobPayment, PaymentEvent, PaymentStatus } from './job-payment.entity';
 import { cannotSettle } from './payment.errors';
 import { PaymentRequest, PaymentTerms, preparePaymentTerms } from './payment-terms';
@@ -17,6 +17,20 @@ import { PaymentRequest, PaymentTerms, preparePaymentTerms } from './payment-ter
 /** Marks a column to be set to the database's `now()` in a transition. */
 const NOW = Symbol('now');
 type ColumnValue = string | number | null | typeof NOW;
+
+interface MoveOptions {
+  /** Lock the payment's job in the same statement, first (see `lockedJobCte`); the row then has `job_state`. */
+  lockJob?: boolean;
+  /** One more condition on the payment row, in SQL. */
+  onlyIf?: string;
+  /** More CTEs over the moved row (`moved`), e.g. the escrow record; `param` binds a value. */
+  also?: (param: (value: unknown) => string) => string[];
+}
+
+type MovedPayment = JobPayment & { job_state?: string };
+
+/** What a transition needs to know of the payment it moves. */
+export type PaymentRef = Pick<JobPayment, 'payment_id' | 'job_id'>;
 
 interface Actor {
   actor: string;
@@ -64,22 +78,41 @@ export class PaymentsService {
 
   /**
    * Inserts a `pending` payment for a job inside the caller's transaction. The caller
-   * then calls `escrow(payment_id)` after its commit. The row is leased to that caller
+   * then calls `escrowPayment` after its commit. The row is leased to that caller
    * for a while, after which the re-drive worker takes over if it never finished.
    */
   async createPending(sql: Sql, jobId: string, clientId: string, terms: PaymentTerms, actor: string): Promise<JobPayment> {
+    return this.insertPending(sql, { text: `SELECT $1::uuid AS job_id`, params: [jobId] }, clientId, terms, actor);
+  }
+
+  /**
+   * Inserts a new job (the caller's `INSERT INTO job … RETURNING *`) and its `pending`
+   * payment in one statement: one round trip, one commit. Then `escrowPayment`, as above.
+   */
+  async createPendingWithJob(jobInsert: { text: string; params: unknown[] }, clientId: string, terms: PaymentTerms, actor: string): Promise<JobPayment> {
+    return this.insertPending(this.tx.sql, jobInsert, clientId, terms, actor);
+  }
+
+  /** The payment insert and its event over `job_row`, whatever statement yields that row. */
+  private async insertPending(sql: Sql, job: { text: string; params: unknown[] }, clientId: string, terms: PaymentTerms, actor: string): Promise<JobPayment> {
+    const params = [...job.params];
+    const param = (value: unknown) => `$${params.push(value)}`;
+    const timeout = param(terms.escrowTimeoutSeconds);
     const payment = (await sql.one<JobPayment>(
-      `WITH created AS (
+      `WITH job_row AS (${job.text}),
+       created AS (
          INSERT INTO job_payments (payment_id, job_id, client_id, amount, currency, status, payer_address, refund_address,
                                    escrow_timeout_seconds, next_attempt_at, created_at, updated_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8::int, now() + $9::int * interval '1 millisecond', now(), now(),
-                 now() + $8::int * interval '1 second')
+         SELECT ${param(uuidv7())}, job_row.job_id, ${param(clientId)}, ${param(terms.amount)}, ${param(terms.currency.code)}, 'pending',
+                ${param(terms.payerAddress)}, ${param(terms.refundAddress)}, ${timeout}::int,
+                now() + ${param(this.config.settlementLeaseMs)}::int * interval '1 millisecond', now(), now(),
+                now() + ${timeout}::int * interval '1 second'
+           FROM job_row
          RETURNING *),
        logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
-                  SELECT payment_id, NULL, 'pending', 'payment_created', $10 FROM created)
+                  SELECT payment_id, NULL, 'pending', 'payment_created', ${param(actor)} FROM created)
        SELECT * FROM created`,
-      [uuidv7(), jobId, clientId, terms.amount, terms.currency.code, terms.payerAddress, terms.refundAddress,
-        terms.escrowTimeoutSeconds, this.config.settlementLeaseMs, actor],
+      params,
     )) as JobPayment;
     sql.afterCommit(() => this.logTransition(payment.payment_id, null, 'pending', 'payment_created', actor));
     return payment;
@@ -107,22 +140,35 @@ export class PaymentsService {
     if (payment.status !== 'pending') return payment;
     try {
       const hold = await this.escrow.hold(payment);
+      const escrowed: Record<string, ColumnValue> = {
+        escrow_id: hold.escrow_id,
+        escrow_address: hold.address,
+        escrowed_at: NOW,
+        next_attempt_at: null,
+        last_error: null,
+      };
+      const actor: Actor = { actor: 'system', reason: 'escrow_created', details: { create_transaction_hash: hold.transaction_hash } };
+      // The usual case in one statement: the job is still live, so the escrow simply stands.
+      const fast = await this.move(this.tx.sql, payment, 'pending', 'escrowed', escrowed, actor, {
+        lockJob: true,
+        onlyIf: `EXISTS (SELECT 1 FROM locked_job WHERE state IN ('queued','running'))`,
+        also: (param) => [
+          `hold_record AS (${recordHoldSql(`(SELECT payment_id, escrow_id, amount, currency, escrow_address,
+                                                    ${param(hold.transaction_hash)}::varchar AS create_transaction_hash FROM moved) h`)})`,
+        ],
+      });
+      if (fast) return fast;
+      // Otherwise (the job ended meanwhile, or somebody else recorded the hold): escrow and
+      // decide the refund in one transaction, so no crash can leave a hold on an ended job.
       return await this.tx.run(async (sql) => {
         const job = await this.jobs.lockJob(sql, payment.job_id);
-        const escrowed = await this.move(sql, payment, 'pending', 'escrowed', {
-          escrow_id: hold.escrow_id,
-          escrow_address: hold.address,
-          escrowed_at: NOW,
-          next_attempt_at: null,
-          last_error: null,
-        }, { actor: 'system', reason: 'escrow_created', details: { create_transaction_hash: hold.transaction_hash } });
-        if (!escrowed) return this.reload(sql, payment.payment_id);
-        await this.escrow.recordHold(sql, escrowed, hold);
-        // The escrow landed after the job ended (canceled, or failed at its deadline): give it straight back.
+        const moved = await this.move(sql, payment, 'pending', 'escrowed', escrowed, actor);
+        if (!moved) return this.reload(sql, payment.payment_id);
+        await this.escrow.recordHold(sql, moved, hold);
         if (job && !LIVE_JOB_STATES.includes(job.state)) {
-          return (await this.decide(sql, escrowed, 'refunding', { actor: 'system', reason: `job_${job.state}` })) ?? escrowed;
+          return (await this.decide(sql, moved, 'refunding', { actor: 'system', reason: `job_${job.state}` })) ?? moved;
         }
-        return escrowed;
+        return moved;
       }).then((p) => this.settleIfDecided(p));
     } catch (error) {
       if (error instanceof WalletDaemonRejected) return this.failEscrow(payment, error);
@@ -155,12 +201,12 @@ export class PaymentsService {
    * transaction (which holds the job lock). Returns undefined when the payment is not
    * escrowed any more, i.e. somebody else decided first.
    */
-  async decide(sql: Sql, payment: JobPayment, to: 'releasing' | 'refunding', actor: Actor): Promise<JobPayment | undefined> {
+  async decide(sql: Sql, payment: PaymentRef, to: 'releasing' | 'refunding', actor: Actor, options?: MoveOptions): Promise<JobPayment | undefined> {
     return this.move(sql, payment, 'escrowed', to, {
       settle_reason: actor.reason ?? null,
       settled_by: actor.actor,
       next_attempt_at: new Date(Date.now() + this.config.settlementLeaseMs).toISOString(),
-    }, actor);
+    }, actor, options);
   }
 
   /** The job's payment, read inside the caller's transaction (after the job lock). */
@@ -168,19 +214,17 @@ export class PaymentsService {
     return sql.one<JobPayment>(`SELECT * FROM job_payments WHERE job_id = $1 ORDER BY created_at DESC LIMIT 1`, [jobId]);
   }
 
-  /** Route: release to the assigned miner's payout address (owner or admin). */
+  /** Route: release to the assigned miner's payout address (owner or admin). One statement decides. */
   async release(principal: Principal, paymentId: string, body: { job_id?: string; reason?: string }): Promise<JobPayment> {
     const current = await this.getOwned(principal, paymentId, body.job_id);
-    const decided = await this.tx.run(async (sql) => {
-      await this.jobs.lockJob(sql, current.job_id);
-      const payment = await this.reload(sql, paymentId);
-      if (payment.status !== 'escrowed') throw cannotSettle(paymentId, payment.status);
-      if (!payment.payee_address) throw new DomainError('PAYMENT_NO_PAYEE', `Payment ${paymentId} has no assigned miner to pay yet`);
-      const moved = await this.decide(sql, payment, 'releasing', { actor: principal.id, reason: body.reason ?? 'release_requested' });
-      if (!moved) throw cannotSettle(paymentId, (await this.reload(sql, paymentId)).status);
-      return moved;
-    });
-    return this.settleIfDecided(decided);
+    const actor = { actor: principal.id, reason: body.reason ?? 'release_requested' };
+    const decided = await this.decide(this.tx.sql, current, 'releasing', actor, { lockJob: true, onlyIf: 'payee_address IS NOT NULL' });
+    if (!decided) {
+      const now = await this.reload(this.tx.sql, paymentId);
+      if (now.status === 'escrowed' && !now.payee_address) throw new DomainError('PAYMENT_NO_PAYEE', `Payment ${paymentId} has no assigned miner to pay yet`);
+      throw cannotSettle(paymentId, now.status);
+    }
+    return this.settle(decided);
   }
 
   /**
@@ -191,12 +235,12 @@ export class PaymentsService {
     const current = await this.getOwned(principal, paymentId, body.job_id);
     const decided = await this.tx.run(async (sql) => {
       const job = await this.jobs.lockJob(sql, current.job_id);
-      const payment = await this.reload(sql, paymentId);
-      if (payment.status !== 'escrowed') throw cannotSettle(paymentId, payment.status);
       if (principal.role !== 'admin' && job && (job.state === 'running' || job.state === 'completed')) {
+        const payment = await this.reload(sql, paymentId);
+        if (payment.status !== 'escrowed') throw cannotSettle(paymentId, payment.status);
         throw new DomainError('REFUND_NOT_ALLOWED', `Job ${job.job_id} is ${job.state}; only an admin can refund it now`, { job_state: job.state });
       }
-      const moved = await this.decide(sql, payment, 'refunding', { actor: principal.id, reason: body.reason ?? 'refund_requested' });
+      const moved = await this.decide(sql, current, 'refunding', { actor: principal.id, reason: body.reason ?? 'refund_requested' });
       if (!moved) throw cannotSettle(paymentId, (await this.reload(sql, paymentId)).status);
       await this.jobs.onRefundDecided(sql, moved, 'refund_requested');
       return moved;
@@ -313,21 +357,20 @@ export class PaymentsService {
     return this.recordSettlement(payment, transactionHash);
   }
 
+  /** Records a settlement the daemon carried out: one statement (job lock, status, event, escrow record). */
   private async recordSettlement(payment: JobPayment, transactionHash: string): Promise<JobPayment> {
-    const released = payment.status === 'releasing';
-    return this.tx.run(async (sql) => {
-      await this.jobs.lockJob(sql, payment.job_id);
-      const done = await this.move(sql, payment, payment.status, released ? 'released' : 'refunded', {
-        [released ? 'transaction_hash' : 'refund_transaction_hash']: transactionHash,
-        [released ? 'released_at' : 'refunded_at']: NOW,
-        verified_at: NOW,
-        next_attempt_at: null,
-        last_error: null,
-      }, { actor: 'wallet-daemon', reason: payment.settle_reason, details: { transaction_hash: transactionHash } });
-      if (!done) return this.reload(sql, payment.payment_id);
-      await this.escrow.recordSettlement(sql, payment.payment_id, released ? 'released' : 'refunded');
-      return done;
+    const outcome = payment.status === 'releasing' ? 'released' : 'refunded';
+    const done = await this.move(this.tx.sql, payment, payment.status, outcome, {
+      [outcome === 'released' ? 'transaction_hash' : 'refund_transaction_hash']: transactionHash,
+      [outcome === 'released' ? 'released_at' : 'refunded_at']: NOW,
+      verified_at: NOW,
+      next_attempt_at: null,
+      last_error: null,
+    }, { actor: 'wallet-daemon', reason: payment.settle_reason, details: { transaction_hash: transactionHash } }, {
+      lockJob: true,
+      also: () => [`escrow_record AS (${recordSettlementSql('moved', outcome)})`],
     });
+    return done ?? this.reload(this.tx.sql, payment.payment_id);
   }
 
   /**
@@ -459,24 +502,30 @@ export class PaymentsService {
 
   /**
    * Compare-and-set of one payment's status plus its audit event, in one statement.
-   * Returns the new row, or undefined when the payment was not in `from` any more.
+   * Returns the new row, or undefined when the payment was not in `from` any more (or
+   * `options.onlyIf` did not hold). With `lockJob` the statement locks the payment's job
+   * first and is a whole transaction on its own: one round trip, one commit.
    */
-  private async move(sql: Sql, payment: JobPayment, from: PaymentStatus, to: PaymentStatus, set: Record<string, ColumnValue>, actor: Actor): Promise<JobPayment | undefined> {
+  private async move(sql: Sql, payment: PaymentRef, from: PaymentStatus, to: PaymentStatus, set: Record<string, ColumnValue>, actor: Actor, options: MoveOptions = {}): Promise<MovedPayment | undefined> {
     const params: unknown[] = [payment.payment_id, from, to];
-    const assignments = Object.entries(set).map(([column, value]) => {
-      if (value === NOW) return `${column} = now()`;
-      params.push(value);
-      return `${column} = $${params.length}`;
-    });
-    params.push(actor.reason ?? null, actor.actor, actor.details ? JSON.stringify(actor.details) : null);
-    const n = params.length;
-    const row = await sql.one<JobPayment>(
-      `WITH moved AS (
-         UPDATE job_payments SET status = $3::varchar, updated_at = now()${assignments.map((a) => `, ${a}`).join('')}
-          WHERE payment_id = $1 AND status = $2::varchar RETURNING *),
-       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
-                  SELECT payment_id, $2::varchar, $3::varchar, $${n - 2}, $${n - 1}, $${n}::jsonb FROM moved)
-       SELECT * FROM moved`,
+    const param = (value: unknown) => `$${params.push(value)}`;
+    const assignments = Object.entries(set).map(([column, value]) => `, ${column} = ${value === NOW ? 'now()' : param(value)}`);
+    const conditions = [
+      ...(options.lockJob ? ['EXISTS (SELECT 1 FROM locked_job)'] : []),
+      ...(options.onlyIf ? [options.onlyIf] : []),
+    ];
+    const ctes = [
+      ...(options.lockJob ? [lockedJobCte(param(payment.job_id))] : []),
+      `moved AS (
+         UPDATE job_payments SET status = $3::varchar, updated_at = now()${assignments.join('')}
+          WHERE payment_id = $1 AND status = $2::varchar${conditions.map((c) => ` AND ${c}`).join('')} RETURNING *)`,
+      `logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
+                  SELECT payment_id, $2::varchar, $3::varchar, ${param(actor.reason ?? null)}, ${param(actor.actor)}, ${param(actor.details ? JSON.stringify(actor.details) : null)}::jsonb FROM moved)`,
+      ...(options.also?.(param) ?? []),
+    ];
+    const row = await sql.one<MovedPayment>(
+      `WITH ${ctes.join(',\n')}
+       SELECT moved.*${options.lockJob ? ', (SELECT state FROM locked_job) AS job_state' : ''} FROM moved`,
       params,
     );
     if (row) sql.afterCommit(() => this.logTransition(payment.payment_id, from, to, actor.reason ?? null, actor.actor));
