@@ -16,6 +16,8 @@ export interface AppConfig {
   walletDaemonToken: string | undefined;
   walletDaemonTimeoutMs: number;
   walletDaemonRetries: number;
+  /** Settlements per batch call to the daemon (sweep and re-drive); 0 = one call per escrow. */
+  walletDaemonBatchSize: number;
   /** How long a decided settlement is left to the request that decided it before the re-drive worker takes over. */
   settlementLeaseMs: number;
   redriveIntervalMs: number;
@@ -96,6 +98,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
     walletDaemonToken: env.WALLET_DAEMON_TOKEN || undefined,
     walletDaemonTimeoutMs: int(env, 'WALLET_DAEMON_TIMEOUT_MS', 5000, 50, 120_000),
     walletDaemonRetries: int(env, 'WALLET_DAEMON_RETRIES', 3, 0, 10),
+    walletDaemonBatchSize: int(env, 'WALLET_DAEMON_BATCH_SIZE', 200, 0, 500),
     settlementLeaseMs: int(env, 'SETTLEMENT_LEASE_MS', 30_000, 100, 3_600_000),
     redriveIntervalMs: int(env, 'REDRIVE_INTERVAL_MS', 1000, 50, 3_600_000),
     walletDaemonPort: int(env, 'WALLET_DAEMON_PORT', 20000, 0, 65_535),

@@ -1,7 +1,14 @@
 import { Injectable } from '@nestjs/common';
 import type { Sql } from '../database/transactions';
 import type { JobPayment } from '../payments/job-payment.entity';
-import { EscrowHold, EscrowState, WalletDaemonClient } from '../wallet-daemon-client/wallet-daemon.client';
+import {
+  EscrowHold,
+  EscrowState,
+  SettleRequest,
+  WalletDaemonClient,
+  WalletDaemonRejected,
+  WalletDaemonUnavailable,
+} from '../wallet-daemon-client/wallet-daemon.client';
 
 /** Idempotency keys toward the daemon. Release and refund share one key, so at most one can apply. */
 export const createKey = (paymentId: string) => `${paymentId}:create`;
@@ -42,18 +49,34 @@ export class EscrowService {
 
   /** Carries out the decided outcome (`releasing` → payee, `refunding` → refund address). */
   async settle(payment: JobPayment): Promise<string> {
-    if (!payment.escrow_id || !payment.escrow_address) throw new Error(`payment ${payment.payment_id} has no escrow`);
-    const common = {
-      escrow_id: payment.escrow_id,
-      address: payment.escrow_address,
-      amount: payment.amount,
-      reason: payment.settle_reason ?? payment.status,
-    };
+    const item = settleItem(payment);
+    const { idempotency_key: key } = item;
     const answer =
-      payment.status === 'releasing'
-        ? await this.daemon.releaseEscrow({ ...common, payee: payment.payee_address as string }, settleKey(payment.payment_id))
-        : await this.daemon.refundEscrow({ ...common, refund_address: payment.refund_address }, settleKey(payment.payment_id));
+      item.action === 'release'
+        ? await this.daemon.releaseEscrow({ ...item.request, payee: item.payee }, key)
+        : await this.daemon.refundEscrow({ ...item.request, refund_address: item.refund_address }, key);
     return answer.transaction_hash;
+  }
+
+  /**
+   * Carries out many decided outcomes in one daemon call (one daemon commit). Each item
+   * keeps its own `<payment_id>:settle` key, so it is the very same settlement as the
+   * single call. Returns, per payment, its transaction hash or why it was not settled.
+   */
+  async settleBatch(payments: JobPayment[]): Promise<BatchOutcome[]> {
+    const items = payments.map(settleItem);
+    const results = await this.daemon.settleEscrows(
+      items.map((i) =>
+        i.action === 'release'
+          ? { ...i.request, idempotency_key: i.idempotency_key, action: 'release' as const, payee: i.payee }
+          : { ...i.request, idempotency_key: i.idempotency_key, action: 'refund' as const, refund_address: i.refund_address },
+      ),
+    );
+    return results.map(({ status, body }) => {
+      if (status < 300 && body.transaction_hash) return { transactionHash: body.transaction_hash };
+      if (status >= 500 || status < 300) return { error: new WalletDaemonUnavailable(`wallet daemon settle-batch item answered ${status}`) };
+      return { error: new WalletDaemonRejected(status, body.code ?? 'REJECTED', body.message ?? `wallet daemon answered ${status}`) };
+    });
   }
 
   /** What the daemon says happened to the payment's escrow (for reconciliation). */
@@ -67,6 +90,23 @@ export class EscrowService {
   }
 }
 
+export type BatchOutcome = { transactionHash: string; error?: undefined } | { error: WalletDaemonRejected | WalletDaemonUnavailable };
+
+/** The daemon request that carries out a payment's decided outcome. */
+function settleItem(payment: JobPayment) {
+  if (!payment.escrow_id || !payment.escrow_address) throw new Error(`payment ${payment.payment_id} has no escrow`);
+  const request: SettleRequest = {
+    escrow_id: payment.escrow_id,
+    address: payment.escrow_address,
+    amount: payment.amount,
+    reason: payment.settle_reason ?? payment.status,
+  };
+  const idempotency_key = settleKey(payment.payment_id);
+  return payment.status === 'releasing'
+    ? { action: 'release' as const, request, idempotency_key, payee: payment.payee_address as string }
+    : { action: 'refund' as const, request, idempotency_key, refund_address: payment.refund_address };
+}
+
 /*
  * The coordinator's record of escrows (`payment_escrows`) as SQL over a row source, so a
  * payment transition can write it in the same statement as the status change (one round
@@ -76,7 +116,7 @@ export class EscrowService {
 /** Inserts the escrow rows of `source` (payment_id, escrow_id, amount, currency, escrow_address, create_transaction_hash). */
 export function recordHoldSql(source: string): string {
   return `INSERT INTO payment_escrows (payment_id, escrow_id, amount, currency, address, create_transaction_hash, created_at, updated_at)
-          SELECT payment_id, escrow_id, amount, currency, escrow_address, create_transaction_hash, now(), now() FROM ${source}
+          SELECT payment_id, escrow_id, amount, currency, escrow_address, create_transaction_hash, now(), now() FROM ${source} h
           ON CONFLICT (payment_id) DO NOTHING`;
 }
 

@@ -2,7 +2,6 @@ import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { uuidv7 } from 'uuidv7';
 import type { Principal } from '../auth/api-keys';
 import { isValidAddress } from '../common/addresses';
-import { runWithConcurrency } from '../common/concurrency';
 import { DomainError, notFound, validationError } from '../common/errors';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
@@ -253,7 +252,7 @@ export class JobsService implements OnModuleInit, JobLink {
         return { count: ended.length, payments: await this.payments.decideForExpiredJobs(sql, withPayment) };
       });
       total += decided.count;
-      await runWithConcurrency(decided.payments, 8, (payment) => this.payments.settle(payment));
+      await this.payments.settleMany(decided.payments);
       if (decided.count < batchSize) return total;
     }
   }

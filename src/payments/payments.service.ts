@@ -6,7 +6,7 @@ import { DomainError, notFound } from '../common/errors';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
 import { Sql, Transactions } from '../database/transactions';
-import { EscrowService, recordHoldSql, recordSettlementSql } from '../escrow/escrow.service';
+import { BatchOutcome, EscrowService, recordHoldSql, recordSettlementSql } from '../escrow/escrow.service';
 import { MetricsService } from '../metrics/metrics.service';
 import { WalletDaemonRejected, WalletDaemonUnavailable } from '../wallet-daemon-client/wallet-daemon.client';
 import { JobFacts, JobLink, LIVE_JOB_STATES, RefundCause, lockedJobCte } from './job-link';
@@ -56,6 +56,8 @@ const NO_JOB_LINK: JobLink = {
 export class PaymentsService {
   private readonly logger = new Logger('Payments');
   private jobs: JobLink = NO_JOB_LINK;
+  /** Set once the daemon answers 404/405 to settle-batch: one call per escrow from then on. */
+  private batchSettleUnsupported = false;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -154,7 +156,7 @@ export class PaymentsService {
         onlyIf: `EXISTS (SELECT 1 FROM locked_job WHERE state IN ('queued','running'))`,
         also: (param) => [
           `hold_record AS (${recordHoldSql(`(SELECT payment_id, escrow_id, amount, currency, escrow_address,
-                                                    ${param(hold.transaction_hash)}::varchar AS create_transaction_hash FROM moved) h`)})`,
+                                                    ${param(hold.transaction_hash)}::varchar AS create_transaction_hash FROM moved)`)})`,
         ],
       });
       if (fast) return fast;
@@ -347,14 +349,96 @@ export class PaymentsService {
     try {
       transactionHash = await this.escrow.settle(payment);
     } catch (error) {
-      if (error instanceof WalletDaemonUnavailable) {
-        this.metrics.settlementFailures.inc({ kind: outcome === 'released' ? 'release' : 'refund' });
-        return this.postpone(payment, error, outcome === 'released' ? 'escrow_release' : 'escrow_refund');
-      }
+      if (error instanceof WalletDaemonUnavailable) return this.settlementUnavailable(payment, error);
       if (error instanceof WalletDaemonRejected) return this.reconcile(payment, error);
       throw error;
     }
     return this.recordSettlement(payment, transactionHash);
+  }
+
+  /**
+   * Carries out many decided outcomes (the deadline sweep and the re-drive): batches of
+   * WALLET_DAEMON_BATCH_SIZE, one daemon call and one recording transaction per batch.
+   * An item the daemon did not settle gets the single path's handling (reconcile or
+   * postpone); a daemon without the batch route gets one call per escrow from then on.
+   */
+  async settleMany(payments: JobPayment[]): Promise<void> {
+    const decided = payments.filter((p) => p.status === 'releasing' || p.status === 'refunding');
+    const size = this.batchSettleUnsupported ? 0 : this.config.walletDaemonBatchSize;
+    if (size < 2 || decided.length < 2) {
+      await runWithConcurrency(decided, 8, (payment) => this.settle(payment));
+      return;
+    }
+    const batches: JobPayment[][] = [];
+    for (let i = 0; i < decided.length; i += size) batches.push(decided.slice(i, i + size));
+    await runWithConcurrency(batches, 4, (batch) => this.settleBatch(batch));
+  }
+
+  private async settleBatch(batch: JobPayment[]): Promise<void> {
+    let outcomes: BatchOutcome[];
+    try {
+      outcomes = await this.escrow.settleBatch(batch);
+    } catch (error) {
+      if (error instanceof WalletDaemonUnavailable) {
+        await runWithConcurrency(batch, 8, (payment) => this.settlementUnavailable(payment, error));
+        return;
+      }
+      if (!(error instanceof WalletDaemonRejected)) throw error;
+      // The batch as a whole was refused: no item was applied. 404/405: no such route here.
+      if (error.status === 404 || error.status === 405) {
+        this.batchSettleUnsupported = true;
+        this.logger.warn({ status: error.status }, 'wallet daemon has no settle-batch route; settling one escrow per call');
+      }
+      await runWithConcurrency(batch, 8, (payment) => this.settle(payment));
+      return;
+    }
+    const settled = batch.flatMap((payment, i) => {
+      const outcome = outcomes[i];
+      return outcome.error ? [] : [{ payment, transactionHash: outcome.transactionHash }];
+    });
+    await this.recordSettlements(settled);
+    await runWithConcurrency(batch.map((payment, i) => ({ payment, error: outcomes[i].error })), 8, async ({ payment, error }) => {
+      if (error instanceof WalletDaemonRejected) await this.reconcile(payment, error);
+      else if (error) await this.settlementUnavailable(payment, error);
+    });
+  }
+
+  /**
+   * Records many settlements the daemon carried out, in one transaction: the jobs are
+   * locked first, in one order for every batch, then every payment moves with its event
+   * and escrow record in one statement (compare-and-set on each decided status).
+   */
+  private async recordSettlements(settled: { payment: JobPayment; transactionHash: string }[]): Promise<void> {
+    if (settled.length === 0) return;
+    const moved = await this.tx.run(async (sql) => {
+      await sql.rows(`SELECT 1 FROM job WHERE job_id = ANY($1::uuid[]) ORDER BY job_id FOR UPDATE`, [settled.map((s) => s.payment.job_id)]);
+      return sql.rows<{ payment_id: string; from_status: PaymentStatus; status: PaymentStatus; settle_reason: string | null }>(
+        `WITH input AS (SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[]) AS i(payment_id, from_status, tx_hash)),
+         moved AS (
+           UPDATE job_payments p SET
+                  status = CASE i.from_status WHEN 'releasing' THEN 'released' ELSE 'refunded' END,
+                  transaction_hash = CASE i.from_status WHEN 'releasing' THEN i.tx_hash ELSE p.transaction_hash END,
+                  released_at = CASE i.from_status WHEN 'releasing' THEN now() ELSE p.released_at END,
+                  refund_transaction_hash = CASE i.from_status WHEN 'refunding' THEN i.tx_hash ELSE p.refund_transaction_hash END,
+                  refunded_at = CASE i.from_status WHEN 'refunding' THEN now() ELSE p.refunded_at END,
+                  verified_at = now(), next_attempt_at = NULL, last_error = NULL, updated_at = now()
+             FROM input i WHERE p.payment_id = i.payment_id AND p.status = i.from_status
+           RETURNING p.payment_id, i.from_status, p.status, p.settle_reason, i.tx_hash),
+         logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
+                    SELECT payment_id, from_status, status, settle_reason, 'wallet-daemon', jsonb_build_object('transaction_hash', tx_hash) FROM moved),
+         released AS (${recordSettlementSql(`(SELECT payment_id FROM moved WHERE status = 'released')`, 'released')}),
+         refunded AS (${recordSettlementSql(`(SELECT payment_id FROM moved WHERE status = 'refunded')`, 'refunded')})
+         SELECT payment_id, from_status, status, settle_reason FROM moved`,
+        [settled.map((s) => s.payment.payment_id), settled.map((s) => s.payment.status), settled.map((s) => s.transactionHash)],
+      );
+    });
+    for (const m of moved) this.logTransition(m.payment_id, m.from_status, m.status, m.settle_reason, 'wallet-daemon');
+  }
+
+  private settlementUnavailable(payment: JobPayment, error: WalletDaemonUnavailable): Promise<JobPayment> {
+    const release = payment.status === 'releasing';
+    this.metrics.settlementFailures.inc({ kind: release ? 'release' : 'refund' });
+    return this.postpone(payment, error, release ? 'escrow_release' : 'escrow_refund');
   }
 
   /** Records a settlement the daemon carried out: one statement (job lock, status, event, escrow record). */
@@ -422,14 +506,20 @@ export class PaymentsService {
         RETURNING *`,
       [limit, this.config.settlementLeaseMs],
     );
-    await runWithConcurrency(claimed, 8, async (payment) => {
-      this.metrics.settlementRetries.inc({ status: payment.status });
-      try {
-        await this.redrive(payment);
-      } catch (error) {
-        this.logger.error({ payment_id: payment.payment_id, err: error }, 're-drive failed');
-      }
-    });
+    for (const payment of claimed) this.metrics.settlementRetries.inc({ status: payment.status });
+    // Decided settlements go to the daemon in batches; the rarer kinds one by one.
+    const decided = claimed.filter((p) => p.status === 'releasing' || p.status === 'refunding');
+    const others = claimed.filter((p) => !decided.includes(p));
+    await Promise.all([
+      this.settleMany(decided).catch((error) => this.logger.error({ err: error, payments: decided.length }, 're-drive of settlements failed')),
+      runWithConcurrency(others, 8, async (payment) => {
+        try {
+          await this.redrive(payment);
+        } catch (error) {
+          this.logger.error({ payment_id: payment.payment_id, err: error }, 're-drive failed');
+        }
+      }),
+    ]);
     return claimed.length;
   }
 

@@ -7,6 +7,8 @@ import {
   CreateEscrowRequest,
   EscrowHold,
   EscrowState,
+  SettleBatchItem,
+  SettleBatchResult,
   SettleRequest,
   WalletDaemonClient,
   WalletDaemonRejected,
@@ -50,6 +52,17 @@ export class HttpWalletDaemonClient extends WalletDaemonClient {
 
   refundEscrow(request: SettleRequest & { refund_address: string }, idempotencyKey: string): Promise<{ transaction_hash: string }> {
     return this.call('escrow_refund', 'post', '/api/v1/refund', request, idempotencyKey);
+  }
+
+  async settleEscrows(items: SettleBatchItem[]): Promise<SettleBatchResult[]> {
+    // Every item carries its own idempotency key, so the batch itself is safe to retry.
+    const answer = await this.call<{ results?: SettleBatchResult[] }>('escrow_settle_batch', 'post', '/api/v1/escrow/settle-batch', { items });
+    const results = answer.results;
+    // Anything but one result per item, in order, leaves every item's outcome unknown: retry later.
+    if (!Array.isArray(results) || results.length !== items.length || results.some((r, i) => r?.idempotency_key !== items[i].idempotency_key)) {
+      throw new WalletDaemonUnavailable('wallet daemon settle-batch answered without one result per item');
+    }
+    return results;
   }
 
   getEscrow(escrowId: string): Promise<EscrowState> {

@@ -33,10 +33,30 @@ export interface EscrowState {
   transaction_hash: string | null;
 }
 
+/**
+ * One item of `POST /api/v1/escrow/settle-batch` (an extension of the SPEC contract that
+ * the local daemon implements): exactly the single release or refund call with that
+ * idempotency key, so a retry either way replays it.
+ */
+export type SettleBatchItem = SettleRequest & { idempotency_key: string } & (
+  | { action: 'release'; payee: string }
+  | { action: 'refund'; refund_address: string }
+);
+
+/** Per item: the status and body the single call would have answered. */
+export interface SettleBatchResult {
+  idempotency_key: string;
+  status: number;
+  body: { transaction_hash?: string; code?: string; message?: string };
+  replayed: boolean;
+}
+
 export abstract class WalletDaemonClient {
   abstract createEscrow(request: CreateEscrowRequest, idempotencyKey: string): Promise<EscrowHold>;
   abstract releaseEscrow(request: SettleRequest & { payee: string }, idempotencyKey: string): Promise<{ transaction_hash: string }>;
   abstract refundEscrow(request: SettleRequest & { refund_address: string }, idempotencyKey: string): Promise<{ transaction_hash: string }>;
+  /** Many settlements in one call and one daemon commit; throws WalletDaemonRejected 404/405 where the daemon lacks the route. */
+  abstract settleEscrows(items: SettleBatchItem[]): Promise<SettleBatchResult[]>;
   abstract getEscrow(escrowId: string): Promise<EscrowState>;
   abstract ping(): Promise<void>;
 }
