@@ -30,16 +30,21 @@ export async function startEmbeddedPostgres(dataDir: string, database = 'coordin
     persistent: true,
     // initdb and postgres refuse to run as root; the package then runs them as a postgres user.
     createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
+    // Clients connect over the Unix socket in the data directory: on this 2-core machine a
+    // loopback TCP round trip costs measurably more CPU (pgbench -S: 33k vs 28k q/s). The
+    // TCP port stays open for tools.
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${databaseDir}`, '-c', 'max_connections=200'],
     onLog: (message: unknown) => log(String(message)),
     onError: (message: unknown) => log(String(message)),
   });
   if (!existsSync(join(databaseDir, 'PG_VERSION'))) await server.initialise();
   await server.start();
-  const adminUrl = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
+  // `?host=<directory>` makes pg (and libpq tools such as psql and pgbench) use the socket.
+  const socket = `?host=${encodeURIComponent(databaseDir)}`;
+  const adminUrl = `postgres://postgres:postgres@127.0.0.1:${port}/postgres${socket}`;
   await ensureDatabase(adminUrl, database);
   return {
-    url: `postgres://postgres:postgres@127.0.0.1:${port}/${database}`,
+    url: `postgres://postgres:postgres@127.0.0.1:${port}/${database}${socket}`,
     adminUrl,
     stop: () => server.stop(),
   };
