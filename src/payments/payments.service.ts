@@ -16,7 +16,9 @@ import { PaymentRequest, PaymentTerms, preparePaymentTerms } from './payment-ter
 
 /** Marks a column to be set to the database's `now()` in a transition. */
 const NOW = Symbol('now');
-type ColumnValue = string | number | null | typeof NOW;
+/** Marks a column to be set to the database's `now()` plus the settlement lease (one clock for every lease). */
+const LEASE_END = Symbol('lease end');
+type ColumnValue = string | number | null | typeof NOW | typeof LEASE_END;
 
 interface MoveOptions {
   /** Lock the payment's job in the same statement, first (see `lockedJobCte`); the row then has `job_state`. */
@@ -207,7 +209,7 @@ export class PaymentsService {
     return this.move(sql, payment, 'escrowed', to, {
       settle_reason: actor.reason ?? null,
       settled_by: actor.actor,
-      next_attempt_at: new Date(Date.now() + this.config.settlementLeaseMs).toISOString(),
+      next_attempt_at: LEASE_END,
     }, actor, options);
   }
 
@@ -599,7 +601,9 @@ export class PaymentsService {
   private async move(sql: Sql, payment: PaymentRef, from: PaymentStatus, to: PaymentStatus, set: Record<string, ColumnValue>, actor: Actor, options: MoveOptions = {}): Promise<MovedPayment | undefined> {
     const params: unknown[] = [payment.payment_id, from, to];
     const param = (value: unknown) => `$${params.push(value)}`;
-    const assignments = Object.entries(set).map(([column, value]) => `, ${column} = ${value === NOW ? 'now()' : param(value)}`);
+    const sqlValue = (value: ColumnValue) =>
+      value === NOW ? 'now()' : value === LEASE_END ? `now() + ${param(this.config.settlementLeaseMs)}::int * interval '1 millisecond'` : param(value);
+    const assignments = Object.entries(set).map(([column, value]) => `, ${column} = ${sqlValue(value)}`);
     const conditions = [
       ...(options.lockJob ? ['EXISTS (SELECT 1 FROM locked_job)'] : []),
       ...(options.onlyIf ? [options.onlyIf] : []),
