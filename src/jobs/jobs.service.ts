@@ -233,28 +233,47 @@ export class JobsService implements OnModuleInit, JobLink {
    */
   async expireDue(batchSize = 1000): Promise<number> {
     let total = 0;
-    for (;;) {
-      const decided = await this.tx.run(async (sql) => {
-        const ended = await sql.rows<{ job_id: string; payment_id: string | null }>(
-          `WITH due AS (
-             SELECT job_id FROM job WHERE state IN ('queued','running') AND expires_at <= now()
-              ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-           UPDATE job SET
-             state = CASE WHEN payment_status = 'pending' THEN 'failed' ELSE 'expired' END,
-             error = CASE WHEN payment_status = 'pending' THEN 'payment could not be escrowed before the deadline'
-                          ELSE 'deadline passed at ' || to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') END,
-             finished_at = now(), updated_at = now()
-           FROM due WHERE job.job_id = due.job_id
-           RETURNING job.job_id, job.payment_id`,
-          [batchSize],
-        );
-        const withPayment = ended.filter((j) => j.payment_id).map((j) => j.job_id);
-        return { count: ended.length, payments: await this.payments.decideForExpiredJobs(sql, withPayment) };
-      });
-      total += decided.count;
-      await this.payments.settleMany(decided.payments);
-      if (decided.count < batchSize) return total;
+    // One batch settles at the daemon while the next is decided. Decisions commit first,
+    // so a crash in between leaves leased work for the re-drive, never lost money.
+    let settling: Promise<unknown> = Promise.resolve();
+    let settleError: { error: unknown } | undefined;
+    const settleInBackground = (payments: JobPayment[]) =>
+      this.payments.settleMany(payments).catch((error: unknown) => (settleError ??= { error }));
+    try {
+      for (;;) {
+        const decided = await this.expireBatch(batchSize);
+        total += decided.count;
+        await settling;
+        if (settleError) break;
+        settling = settleInBackground(decided.payments);
+        if (decided.count < batchSize) break;
+      }
+    } finally {
+      await settling;
     }
+    if (settleError) throw settleError.error;
+    return total;
+  }
+
+  /** Ends up to `batchSize` due jobs and decides their payments, in one transaction. */
+  private expireBatch(batchSize: number): Promise<{ count: number; payments: JobPayment[] }> {
+    return this.tx.run(async (sql) => {
+      const ended = await sql.rows<{ job_id: string; payment_id: string | null }>(
+        `WITH due AS (
+           SELECT job_id FROM job WHERE state IN ('queued','running') AND expires_at <= now()
+            ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+         UPDATE job SET
+           state = CASE WHEN payment_status = 'pending' THEN 'failed' ELSE 'expired' END,
+           error = CASE WHEN payment_status = 'pending' THEN 'payment could not be escrowed before the deadline'
+                        ELSE 'deadline passed at ' || to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') END,
+           finished_at = now(), updated_at = now()
+         FROM due WHERE job.job_id = due.job_id
+         RETURNING job.job_id, job.payment_id`,
+        [batchSize],
+      );
+      const withPayment = ended.filter((j) => j.payment_id).map((j) => j.job_id);
+      return { count: ended.length, payments: await this.payments.decideForExpiredJobs(sql, withPayment) };
+    });
   }
 
   // ---------------------------------------------------------------- JobLink (called by Payments)
