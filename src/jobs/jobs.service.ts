@@ -154,24 +154,32 @@ export class JobsService implements OnModuleInit, JobLink {
    * the payment's currency. SKIP LOCKED: concurrent polls never get the same job.
    */
   async poll(principal: Principal): Promise<Job | undefined> {
-    return this.tx.run(async (sql) => {
-      const miner = await sql.one<Miner>(`SELECT * FROM miner WHERE miner_id = $1`, [principal.id]);
-      const payable = miner
-        ? [...this.config.currencies.values()].filter((c) => isValidAddress(miner.payout_address, c.addressFormat, c.network)).map((c) => c.code)
-        : [];
-      const job = await sql.one<Job>(
-        `UPDATE job SET state = 'running', assigned_miner_id = $1, started_at = now(), updated_at = now()
+    const miner = await this.tx.sql.one<Miner>(`SELECT * FROM miner WHERE miner_id = $1`, [principal.id]);
+    if (!miner) return this.dispatch(principal.id, [], null);
+    const payable = [...this.config.currencies.values()].filter((c) => isValidAddress(miner.payout_address, c.addressFormat, c.network)).map((c) => c.code);
+    return this.dispatch(principal.id, payable, miner.payout_address);
+  }
+
+  /**
+   * One statement: claim the job and record the payee of its payment. The payout address
+   * read before must still be the miner's (else nothing is claimed and the miner polls
+   * again), so a concurrent re-registration can never leave a stale payee.
+   */
+  private async dispatch(minerId: string, payable: string[], payoutAddress: string | null): Promise<Job | undefined> {
+    return this.tx.sql.one<Job>(
+      `WITH job_row AS (
+         UPDATE job SET state = 'running', assigned_miner_id = $1, started_at = now(), updated_at = now()
           WHERE job_id = (
             SELECT job_id FROM job
              WHERE state = 'queued' AND expires_at > now()
                AND (payment_id IS NULL OR (payment_status = 'escrowed' AND payment_currency = ANY($2::varchar[])))
              ORDER BY job_id LIMIT 1 FOR UPDATE SKIP LOCKED)
-          RETURNING *`,
-        [principal.id, payable],
-      );
-      if (job?.payment_id && miner) await this.payments.assignPayee(sql, job.payment_id, principal.id, miner.payout_address);
-      return job;
-    });
+            AND ($3::varchar IS NULL OR EXISTS (SELECT 1 FROM miner WHERE miner_id = $1 AND payout_address = $3))
+          RETURNING *),
+       payee AS (${this.payments.assignPayeeSql('job_row', '$1', '$3')})
+       SELECT * FROM job_row`,
+      [minerId, payable, payoutAddress],
+    );
   }
 
   /** Assigned miner: running → completed; the escrow is released to the miner. */

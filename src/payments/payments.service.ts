@@ -195,9 +195,13 @@ export class PaymentsService {
 
   // ---------------------------------------------------------------- decisions
 
-  /** Records the miner who will be paid, when its job is dispatched (inside the poll transaction). */
-  async assignPayee(sql: Sql, paymentId: string, minerId: string, payoutAddress: string): Promise<void> {
-    await sql.rows(`UPDATE job_payments SET miner_id = $2, payee_address = $3, updated_at = now() WHERE payment_id = $1 AND status = 'escrowed'`, [paymentId, minerId, payoutAddress]);
+  /**
+   * Records the miner who will be paid when its job is dispatched, as SQL over the
+   * dispatched job row(s) in `jobSource`, so the dispatch is one statement (see poll).
+   */
+  assignPayeeSql(jobSource: string, minerIdParam: string, payoutAddressParam: string): string {
+    return `UPDATE job_payments p SET miner_id = ${minerIdParam}, payee_address = ${payoutAddressParam}, updated_at = now()
+              FROM ${jobSource} j WHERE p.payment_id = j.payment_id AND p.status = 'escrowed'`;
   }
 
   /**
