@@ -417,6 +417,113 @@ describe('local wallet daemon (HTTP)', () => {
     });
   });
 
+  describe('settle-batch', () => {
+    const settleBatch = (items: unknown[]) => post('/api/v1/escrow/settle-batch', { items });
+    const releaseItem = (e: EscrowFixture, key = `${e.paymentId}:settle`) => ({ action: 'release', idempotency_key: key, ...releaseBody(e) });
+    const refundItem = (e: EscrowFixture, key = `${e.paymentId}:settle`) => ({ action: 'refund', idempotency_key: key, ...refundBody(e) });
+
+    it('settles releases and refunds in one call, answering each item in request order', async () => {
+      const escrows = [await heldEscrow('0.1'), await heldEscrow('0.2'), await heldEscrow('0.3', 'AITBC')];
+      const { status, body } = await settleBatch([releaseItem(escrows[0]), refundItem(escrows[1]), releaseItem(escrows[2])]);
+      expect(status).toBe(200);
+      expect(body.results.map((r: any) => [r.idempotency_key, r.status, r.body.state, r.replayed])).toEqual([
+        [`${escrows[0].paymentId}:settle`, 200, 'released', false],
+        [`${escrows[1].paymentId}:settle`, 200, 'refunded', false],
+        [`${escrows[2].paymentId}:settle`, 200, 'released', false],
+      ]);
+      expect(await balanceOf(escrows[0].payee)).toBe('0.10000000');
+      expect(await balanceOf(escrows[1].refundAddress)).toBe('0.20000000');
+      expect(await balanceOf(escrows[2].payee, 'AITBC')).toBe('0.30000000');
+      for (const [i, escrow] of escrows.entries()) {
+        const transfers = await transfersOf(escrow.escrowId);
+        expect(transfers.map((t) => t.kind)).toEqual(['create', i === 1 ? 'refund' : 'release']);
+        expect(transfers[1].transaction_hash).toBe(body.results[i].body.transaction_hash);
+      }
+    });
+
+    it('is the very same settlement as the single call with that key: either way replays the other', async () => {
+      const [single, batched] = [await heldEscrow(), await heldEscrow()];
+      const first = await post('/api/v1/escrow/release', releaseBody(single), `${single.paymentId}:settle`);
+      const { body } = await settleBatch([releaseItem(single), refundItem(batched)]);
+      expect(body.results[0]).toMatchObject({ status: 200, replayed: true, body: { transaction_hash: first.body.transaction_hash } });
+
+      const replay = await post('/api/v1/refund', refundBody(batched), `${batched.paymentId}:settle`);
+      expect(replay.status).toBe(200);
+      expect(replay.headers.get('idempotent-replayed')).toBe('true');
+      expect(replay.body.transaction_hash).toBe(body.results[1].body.transaction_hash);
+      // The key is bound to the route: the other action with it is refused, as for single calls.
+      const { body: other } = await settleBatch([releaseItem(batched)]);
+      expect(other.results[0]).toMatchObject({ status: 409, body: { code: 'IDEMPOTENCY_KEY_REUSED' } });
+      expect(await transfersOf(single.escrowId)).toHaveLength(2);
+      expect(await transfersOf(batched.escrowId)).toHaveLength(2);
+    });
+
+    it('answers a failing item with its own error and still commits the others; the failed ones move nothing', async () => {
+      const [good, settled, mismatched, badPayee] = [await heldEscrow(), await heldEscrow(), await heldEscrow(), await heldEscrow()];
+      expect((await post('/api/v1/refund', refundBody(settled))).status).toBe(200);
+      const unknown = { ...good, escrowId: randomUUID(), paymentId: randomUUID() };
+      const { status, body } = await settleBatch([
+        releaseItem(settled),
+        releaseItem(unknown),
+        { ...releaseItem(mismatched), amount: '0.1' },
+        { ...releaseItem(badPayee), payee: 'not-an-address' },
+        releaseItem(good),
+      ]);
+      expect(status).toBe(200);
+      expect(body.results.map((r: any) => [r.status, r.body.code ?? r.body.state])).toEqual([
+        [409, 'ESCROW_NOT_HELD'],
+        [404, 'ESCROW_NOT_FOUND'],
+        [409, 'ESCROW_MISMATCH'],
+        [400, 'INVALID_REQUEST'],
+        [200, 'released'],
+      ]);
+      expect(await escrowState(mismatched.escrowId)).toBe('held');
+      expect(await escrowState(badPayee.escrowId)).toBe('held');
+      expect(await balanceOf(settled.payee)).toBe('0.00000000');
+      expect(await balanceOf(good.payee)).toBe('0.25000000');
+      // Errors are not stored: the failed item's key settles once the request is right.
+      const { body: retried } = await settleBatch([releaseItem(mismatched)]);
+      expect(retried.results[0]).toMatchObject({ status: 200, replayed: false, body: { state: 'released' } });
+    });
+
+    it('applies one settlement when concurrent batches race for the same escrows with different keys', async () => {
+      const escrows = await Promise.all(Array.from({ length: 5 }, () => heldEscrow()));
+      const batches = await Promise.all(
+        Array.from({ length: 6 }, (_, b) =>
+          settleBatch(escrows.map((e) => (b % 2 === 0 ? releaseItem(e, `${e.paymentId}:r${b}`) : refundItem(e, `${e.paymentId}:f${b}`)))),
+        ),
+      );
+      for (const [i, escrow] of escrows.entries()) {
+        const answers = batches.map(({ body }) => body.results[i]);
+        expect(answers.filter((a) => a.status === 200)).toHaveLength(1);
+        expect(answers.filter((a) => a.status === 409 && a.body.code === 'ESCROW_NOT_HELD')).toHaveLength(5);
+        expect(await transfersOf(escrow.escrowId)).toHaveLength(2);
+      }
+    });
+
+    // Each malformed batch also carries a valid settlement, which must not be applied.
+    it.each<[string, (valid: object) => unknown]>([
+      ['no items list', (valid) => ({ item: valid })],
+      ['items that are not a list', (valid) => ({ items: { 0: valid } })],
+      ['more than 500 items', (valid) => ({ items: [valid, ...Array.from({ length: 500 }, () => valid)] })],
+      ['an unknown action', (valid) => ({ items: [valid, { ...valid, action: 'burn' }] })],
+      ['an item without a key', (valid) => ({ items: [valid, { ...valid, idempotency_key: undefined }] })],
+      ['an over-long key', (valid) => ({ items: [valid, { ...valid, idempotency_key: 'k'.repeat(256) }] })],
+    ])('answers 400 to a batch with %s, and applies nothing', async (_name, batch) => {
+      const escrow = await heldEscrow();
+      const { status, body } = await post('/api/v1/escrow/settle-batch', batch(releaseItem(escrow)));
+      expect(status).toBe(400);
+      expect(body.code).toBe('INVALID_REQUEST');
+      expect(await escrowState(escrow.escrowId)).toBe('held');
+    });
+
+    it('answers 400 to an empty batch', async () => {
+      const { status, body } = await settleBatch([]);
+      expect(status).toBe(400);
+      expect(body.code).toBe('INVALID_REQUEST');
+    });
+  });
+
   describe('idempotency', () => {
     it('replays a create with the same key: same escrow, same hash, payer debited once', async () => {
       const payer = await newAddress();

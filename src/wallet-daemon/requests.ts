@@ -4,6 +4,7 @@ import { parseAmount } from './amounts';
 import { Currency, CurrencyRegistry } from './currencies';
 import { invalidRequest, WalletDaemonError } from './errors';
 import { FaultSettings, faultSettingsError } from './faults';
+import { readIdempotencyKey } from './idempotency';
 
 /** Request bodies after validation. Unknown fields are ignored. */
 export interface CreateEscrowRequest {
@@ -66,6 +67,39 @@ function parseSettlement(fields: Body, recipientField: 'payee' | 'refund_address
     expectedAmount: fields.amount === undefined ? undefined : amountField(fields, 'amount'),
     reason: fields.reason === undefined || fields.reason === null ? null : stringField(fields, 'reason', MAX_REASON_LENGTH),
   };
+}
+
+/** Where each settlement action is sent as a single call: a batch item is that very call. */
+export const SETTLEMENT_ROUTES = { release: '/api/v1/escrow/release', refund: '/api/v1/refund' } as const;
+export type SettlementAction = keyof typeof SETTLEMENT_ROUTES;
+
+/** At most this many items per settle-batch call (the coordinator sends up to 500). */
+export const MAX_SETTLE_BATCH_ITEMS = 500;
+
+/**
+ * One item of `POST /api/v1/escrow/settle-batch`: the body and Idempotency-Key of the
+ * single release or refund call it stands for. Its fields are validated per item,
+ * when it is settled, so one bad item gets its own 400 and the rest go on.
+ */
+export interface BatchSettlement {
+  action: SettlementAction;
+  idempotencyKey: string;
+  /** The item without `action` and `idempotency_key`: exactly the single call's body. */
+  body: Record<string, unknown>;
+}
+
+/** The batch envelope: `{ items: [...] }`, each with an action and an idempotency key, or 400. */
+export function parseSettleBatch(body: unknown): BatchSettlement[] {
+  const { items } = asObject(body);
+  if (!Array.isArray(items) || items.length === 0 || items.length > MAX_SETTLE_BATCH_ITEMS) {
+    throw invalidRequest(`items must be an array of 1 to ${MAX_SETTLE_BATCH_ITEMS} settlements`);
+  }
+  return items.map((raw, index) => {
+    const { action, idempotency_key: idempotencyKey, ...rest } = asObject(raw);
+    if (action !== 'release' && action !== 'refund') throw invalidRequest(`items[${index}].action must be release or refund`);
+    if (typeof idempotencyKey !== 'string') throw invalidRequest(`items[${index}].idempotency_key must be a string`);
+    return { action, idempotencyKey: readIdempotencyKey(idempotencyKey) as string, body: rest };
+  });
 }
 
 export function parseFaucet(body: unknown, currencies: CurrencyRegistry): FaucetRequest {

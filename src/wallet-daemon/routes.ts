@@ -15,6 +15,8 @@ import {
   parseNewAddress,
   parseRefund,
   parseRelease,
+  parseSettleBatch,
+  SETTLEMENT_ROUTES,
 } from './requests';
 import { WalletService } from './wallet-service';
 
@@ -51,10 +53,15 @@ function registerEscrowRoutes(app: FastifyInstance, deps: WalletRouteDeps): void
   idempotentPost(app, deps, '/api/v1/escrow/create', (body) => parseCreateEscrow(body, currencies), (db, input) =>
     service.createEscrow(db, input),
   );
-  idempotentPost(app, deps, '/api/v1/escrow/release', parseRelease, (db, input) =>
+  idempotentPost(app, deps, SETTLEMENT_ROUTES.release, parseRelease, (db, input) =>
     service.settleEscrow(db, 'released', input),
   );
-  idempotentPost(app, deps, '/api/v1/refund', parseRefund, (db, input) => service.settleEscrow(db, 'refunded', input));
+  idempotentPost(app, deps, SETTLEMENT_ROUTES.refund, parseRefund, (db, input) => service.settleEscrow(db, 'refunded', input));
+  // Each item carries its own Idempotency-Key (the single call's), so the batch needs none.
+  app.post('/api/v1/escrow/settle-batch', async (request, reply) => {
+    const results = await service.settleBatch(parseSettleBatch(request.body));
+    return sendAnswer(deps.droppedAnswers, request, reply, { statusCode: 200, body: { results }, replayed: false });
+  });
   app.get<{ Params: { escrow_id: string } }>('/api/v1/escrow/:escrow_id', async (request, reply) =>
     ok(deps, request, reply, await service.getEscrow(escrowIdOrNotFound(request.params.escrow_id))),
   );

@@ -28,7 +28,15 @@ import {
   postTransfer,
   withTransaction,
 } from './ledger';
-import { CreateEscrowRequest, FaucetRequest, SettleEscrowRequest } from './requests';
+import {
+  BatchSettlement,
+  CreateEscrowRequest,
+  FaucetRequest,
+  parseRefund,
+  parseRelease,
+  SETTLEMENT_ROUTES,
+  SettleEscrowRequest,
+} from './requests';
 
 /** An answer to send, possibly replayed from an earlier request with the same key. */
 export interface WalletResponse extends StoredResponse {
@@ -54,15 +62,42 @@ export class WalletService {
     rawBody: unknown,
     work: (db: Db) => Promise<StoredResponse>,
   ): Promise<WalletResponse> {
+    return withTransaction(this.pool, (db) => runOncePerKey(db, route, key, rawBody, work));
+  }
+
+  /**
+   * Many settlements in one transaction (one commit), each exactly the single release
+   * or refund call with its key: same fingerprint, same stored answer, so a retry either
+   * way replays it. An item that fails (not found, not held, mismatch, bad field) is
+   * rolled back to its savepoint and answered with the error the single call would give;
+   * the others still commit. Any other error fails the whole batch (nothing applied).
+   */
+  async settleBatch(items: BatchSettlement[]): Promise<BatchSettlementResult[]> {
+    // Settling in recipient order makes concurrent batches lock the shared recipient
+    // accounts in one order (fewer deadlocks); answers keep the request's order.
+    const order = items.map((_, index) => index).sort((a, b) => compareText(lockKey(items[a]), lockKey(items[b])));
     return withTransaction(this.pool, async (db) => {
-      if (key !== undefined) {
-        const claim = await claimIdempotencyKey(db, key, route, requestFingerprint(route, rawBody ?? null));
-        if (claim.kind === 'replay') return { ...claim.response, replayed: true };
-      }
-      const response = await work(db);
-      if (key !== undefined) await storeIdempotentResponse(db, key, response);
-      return { ...response, replayed: false };
+      const results: BatchSettlementResult[] = new Array(items.length);
+      for (const index of order) results[index] = await this.settleBatchItem(db, items[index]);
+      return results;
     });
+  }
+
+  private async settleBatchItem(db: Db, item: BatchSettlement): Promise<BatchSettlementResult> {
+    const { action, idempotencyKey, body } = item;
+    const outcome = action === 'release' ? 'released' : 'refunded';
+    await db.query('SAVEPOINT settle_item');
+    try {
+      const request = action === 'release' ? parseRelease(body) : parseRefund(body);
+      const route = SETTLEMENT_ROUTES[action];
+      const response = await runOncePerKey(db, route, idempotencyKey, body, (inner) => this.settleEscrow(inner, outcome, request));
+      await db.query('RELEASE SAVEPOINT settle_item');
+      return { idempotency_key: idempotencyKey, status: response.statusCode, body: response.body, replayed: response.replayed };
+    } catch (error) {
+      if (!(error instanceof WalletDaemonError)) throw error;
+      await db.query('ROLLBACK TO SAVEPOINT settle_item');
+      return { idempotency_key: idempotencyKey, status: error.status, body: error.toBody(), replayed: false };
+    }
   }
 
   async newAddress(db: Db, currency: Currency): Promise<StoredResponse> {
@@ -261,6 +296,43 @@ export class WalletService {
       );
     }
   }
+}
+
+/** Per batch item: the status and body its single call would have answered. */
+export interface BatchSettlementResult {
+  idempotency_key: string;
+  status: number;
+  body: unknown;
+  replayed: boolean;
+}
+
+/**
+ * Runs `work` once per idempotency key inside the caller's transaction: the key, the
+ * work and the answer commit together; an error rolls the key back with the work.
+ */
+async function runOncePerKey(
+  db: Db,
+  route: string,
+  key: string | undefined,
+  rawBody: unknown,
+  work: (db: Db) => Promise<StoredResponse>,
+): Promise<WalletResponse> {
+  if (key !== undefined) {
+    const claim = await claimIdempotencyKey(db, key, route, requestFingerprint(route, rawBody ?? null));
+    if (claim.kind === 'replay') return { ...claim.response, replayed: true };
+  }
+  const response = await work(db);
+  if (key !== undefined) await storeIdempotentResponse(db, key, response);
+  return { ...response, replayed: false };
+}
+
+function lockKey(item: BatchSettlement): string {
+  const recipient = item.body[item.action === 'release' ? 'payee' : 'refund_address'];
+  return `${typeof recipient === 'string' ? recipient : ''}\n${String(item.body.escrow_id)}`;
+}
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** The wire view of an escrow (`GET /api/v1/escrow/:escrow_id`). */
