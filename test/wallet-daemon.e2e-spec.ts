@@ -486,6 +486,39 @@ describe('local wallet daemon (HTTP)', () => {
       expect(retried.results[0]).toMatchObject({ status: 200, replayed: false, body: { state: 'released' } });
     });
 
+    it('answers a batch that repeats a key or an escrow as the same calls one after another would', async () => {
+      const [repeatedKey, repeatedEscrow] = [await heldEscrow(), await heldEscrow()];
+      const { body } = await settleBatch([
+        releaseItem(repeatedKey),
+        releaseItem(repeatedKey),
+        refundItem(repeatedEscrow),
+        releaseItem(repeatedEscrow, `${repeatedEscrow.paymentId}:other`),
+      ]);
+      expect(body.results.map((r: any) => [r.status, r.replayed, r.body.code ?? r.body.state])).toEqual([
+        [200, false, 'released'],
+        [200, true, 'released'],
+        [200, false, 'refunded'],
+        [409, false, 'ESCROW_NOT_HELD'],
+      ]);
+      expect(body.results[1].body.transaction_hash).toBe(body.results[0].body.transaction_hash);
+      expect(await balanceOf(repeatedKey.payee)).toBe('0.25000000');
+      expect(await balanceOf(repeatedEscrow.refundAddress)).toBe('0.25000000');
+      expect(await balanceOf(repeatedEscrow.payee)).toBe('0.00000000');
+    });
+
+    it('settles 200 escrows paying the same two addresses in one call, each with its own transfer', async () => {
+      const payee = await newAddress();
+      const refundAddress = await newAddress();
+      const escrows = (await Promise.all(Array.from({ length: 200 }, () => heldEscrow('0.001')))).map((e) => ({ ...e, payee, refundAddress }));
+      const { status, body } = await settleBatch(escrows.map((e, i) => (i % 2 === 0 ? releaseItem(e) : refundItem(e))));
+      expect(status).toBe(200);
+      expect(body.results.every((r: any) => r.status === 200)).toBe(true);
+      expect(new Set(body.results.map((r: any) => r.body.transaction_hash)).size).toBe(200);
+      expect(await balanceOf(payee)).toBe('0.10000000');
+      expect(await balanceOf(refundAddress)).toBe('0.10000000');
+      for (const escrow of escrows.slice(0, 3)) expect(await balanceOf(escrow.address)).toBe('0.00000000');
+    });
+
     it('applies one settlement when concurrent batches race for the same escrows with different keys', async () => {
       const escrows = await Promise.all(Array.from({ length: 5 }, () => heldEscrow()));
       const batches = await Promise.all(

@@ -276,3 +276,105 @@ export async function escrowTransfers(db: Db, escrowId: string): Promise<Transfe
   );
   return rows;
 }
+
+/*
+ * Set-based forms of the above, for settle-batch: one statement per step for the whole
+ * batch instead of one per settlement, with the same checks and the same rows written.
+ */
+
+export interface AccountRef {
+  currency: string;
+  address: string;
+}
+
+export async function findEscrows(db: Db, escrowIds: string[]): Promise<Map<string, EscrowRow>> {
+  const { rows } = await db.query<EscrowRow>(`SELECT * FROM wallet_daemon.escrows WHERE escrow_id = ANY($1::uuid[])`, [escrowIds]);
+  return new Map(rows.map((row) => [row.escrow_id, row]));
+}
+
+/** Creates the missing address accounts and returns every named account by `currency/address`. */
+export async function ensureAddressAccounts(db: Db, refs: AccountRef[]): Promise<Map<string, Account>> {
+  const currencies = refs.map((r) => r.currency);
+  const addresses = refs.map((r) => r.address);
+  await db.query(
+    `INSERT INTO wallet_daemon.accounts (kind, currency, address)
+     SELECT 'address', currency, address FROM unnest($1::text[], $2::text[]) AS u(currency, address)
+     ON CONFLICT (currency, address) DO NOTHING`,
+    [currencies, addresses],
+  );
+  return findAccounts(db, refs);
+}
+
+export async function findAccounts(db: Db, refs: AccountRef[]): Promise<Map<string, Account>> {
+  const { rows } = await db.query<Account>(
+    `SELECT ${ACCOUNT_COLUMNS} FROM wallet_daemon.accounts
+     JOIN unnest($1::text[], $2::text[]) AS u(currency, address) USING (currency, address)`,
+    [refs.map((r) => r.currency), refs.map((r) => r.address)],
+  );
+  return new Map(rows.map((account) => [accountKey(account), account]));
+}
+
+export function accountKey(ref: AccountRef): string {
+  return `${ref.currency}/${ref.address}`;
+}
+
+/** claimSettlement for many escrows (each at most once): returns the rows that moved out of `held`. */
+export async function claimSettlements(db: Db, settlements: Settlement[]): Promise<EscrowRow[]> {
+  const { rows } = await db.query<EscrowRow>(
+    `UPDATE wallet_daemon.escrows e
+     SET state = s.state,
+         payee = CASE WHEN s.state = 'released' THEN s.recipient END,
+         refund_address = CASE WHEN s.state = 'refunded' THEN s.recipient END,
+         settle_transaction_hash = s.transaction_hash, settle_reason = s.reason, settled_at = now()
+     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
+          AS s(escrow_id, state, recipient, transaction_hash, reason)
+     WHERE e.escrow_id = s.escrow_id AND e.state = 'held'
+     RETURNING e.*`,
+    [
+      settlements.map((s) => s.escrowId),
+      settlements.map((s) => s.state),
+      settlements.map((s) => s.recipient),
+      settlements.map((s) => s.transactionHash),
+      settlements.map((s) => s.reason),
+    ],
+  );
+  return rows;
+}
+
+/**
+ * postTransfer for many transfers: the transfers, then every touched account locked in
+ * id order (as postTransfer does, so batches and single calls cannot deadlock on
+ * order), one balance update with the summed legs, and the entries. A balance check
+ * failing here means an invariant broke (holds only ever hold their escrow's amount),
+ * so the whole batch fails rather than guessing which transfer to drop.
+ */
+export async function postTransfers(db: Db, transfers: Array<{ transfer: TransferInput; legs: Leg[] }>): Promise<void> {
+  for (const { transfer, legs } of transfers) {
+    const sum = legs.reduce((total, leg) => total.plus(leg.amount), new Decimal(0));
+    if (!sum.isZero()) throw new Error(`unbalanced transfer ${transfer.kind}: legs sum to ${sum.toString()}`);
+  }
+  const column = <T>(pick: (t: TransferInput) => T) => transfers.map(({ transfer }) => pick(transfer));
+  await db.query(
+    `INSERT INTO wallet_daemon.transfers (transaction_hash, kind, currency, amount, escrow_id)
+     SELECT * FROM unnest($1::char(64)[], $2::text[], $3::text[], $4::numeric[], $5::uuid[])`,
+    [column((t) => t.transactionHash), column((t) => t.kind), column((t) => t.currency), column((t) => formatAmount(t.amount)), column((t) => t.escrowId)],
+  );
+
+  const entries = transfers.flatMap(({ transfer, legs }) => legs.map((leg) => ({ hash: transfer.transactionHash, leg })));
+  const deltas = new Map<string, Decimal>();
+  for (const { leg } of entries) deltas.set(leg.account.accountId, (deltas.get(leg.account.accountId) ?? new Decimal(0)).plus(leg.amount));
+  const accountIds = [...deltas.keys()].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : BigInt(a) > BigInt(b) ? 1 : 0));
+  await db.query(`SELECT 1 FROM wallet_daemon.accounts WHERE account_id = ANY($1::bigint[]) ORDER BY account_id FOR UPDATE`, [accountIds]);
+  const { rowCount } = await db.query(
+    `UPDATE wallet_daemon.accounts a SET balance = a.balance + d.delta
+     FROM unnest($1::bigint[], $2::numeric[]) AS d(account_id, delta)
+     WHERE a.account_id = d.account_id AND (a.kind = 'mint' OR a.balance + d.delta >= 0)`,
+    [accountIds, accountIds.map((id) => formatAmount(deltas.get(id) as Decimal))],
+  );
+  if (rowCount !== accountIds.length) throw new Error('a batched transfer would take an account below zero');
+  await db.query(
+    `INSERT INTO wallet_daemon.entries (transaction_hash, account_id, amount)
+     SELECT * FROM unnest($1::char(64)[], $2::bigint[], $3::numeric[])`,
+    [entries.map((e) => e.hash), entries.map((e) => e.leg.account.accountId), entries.map((e) => formatAmount(e.leg.amount))],
+  );
+}

@@ -37,6 +37,7 @@ import {
   SETTLEMENT_ROUTES,
   SettleEscrowRequest,
 } from './requests';
+import { assertSpendable, BatchSettlementResult, isDistinctBatch, settleDistinctBatch, settledAnswer } from './settle-batch';
 
 /** An answer to send, possibly replayed from an earlier request with the same key. */
 export interface WalletResponse extends StoredResponse {
@@ -73,6 +74,9 @@ export class WalletService {
    * the others still commit. Any other error fails the whole batch (nothing applied).
    */
   async settleBatch(items: BatchSettlement[]): Promise<BatchSettlementResult[]> {
+    if (isDistinctBatch(items)) return withTransaction(this.pool, (db) => settleDistinctBatch(db, this, items));
+    // Repeated keys or escrows (a retry inside one batch, a race the caller left in):
+    // one item at a time, each under a savepoint, so each sees the ones before it.
     // Settling in recipient order makes concurrent batches lock the shared recipient
     // accounts in one order (fewer deadlocks); answers keep the request's order.
     const order = items.map((_, index) => index).sort((a, b) => compareText(lockKey(items[a]), lockKey(items[b])));
@@ -174,10 +178,8 @@ export class WalletService {
     request: SettleEscrowRequest,
   ): Promise<StoredResponse> {
     const escrow = await this.escrowOrNotFound(db, request.escrowId);
-    const currency = this.currencyOf(escrow);
-    this.assertMatches(escrow, currency, request);
-    const recipientField = outcome === 'released' ? 'payee' : 'refund_address';
-    const recipient = await this.spendableAccount(db, currency, request.recipient, recipientField);
+    const { currency, recipientField, recipientAddress } = this.checkSettlement(escrow, outcome, request);
+    const recipient = await this.spendableAccount(db, currency, recipientAddress, recipientField);
 
     const transactionHash = newTransactionHash({ kind: outcome, escrowId: escrow.escrow_id, to: recipient.address });
     // The compare-and-set decides the one settlement; a loser moves no money.
@@ -209,17 +211,21 @@ export class WalletService {
         { account: recipient, amount },
       ],
     );
-    return {
-      statusCode: 200,
-      body: {
-        escrow_id: settled.escrow_id,
-        transaction_hash: transactionHash,
-        state: settled.state,
-        amount: formatAmount(settled.amount),
-        currency: settled.currency,
-        [recipientField]: recipient.address,
-      },
-    };
+    return settledAnswer(settled, recipientField);
+  }
+
+  /**
+   * What a settlement request must satisfy before any money moves, in the order the
+   * single call checks it: the escrow's address and amount when given, then a valid
+   * recipient address of the escrow's currency (canonical form returned).
+   */
+  checkSettlement(escrow: EscrowRow, outcome: 'released' | 'refunded', request: SettleEscrowRequest) {
+    const currency = this.currencyOf(escrow);
+    this.assertMatches(escrow, currency, request);
+    const recipientField = outcome === 'released' ? ('payee' as const) : ('refund_address' as const);
+    const recipientAddress = this.currencies.normalize(currency, request.recipient);
+    if (!recipientAddress) throw invalidRequest(`${recipientField} is not a valid ${currency.code} address`);
+    return { currency, recipientField, recipientAddress };
   }
 
   async getEscrow(escrowId: string): Promise<object> {
@@ -267,9 +273,7 @@ export class WalletService {
   private async spendableAccount(db: Db, currency: Currency, address: string, field: string): Promise<Account> {
     const canonical = this.currencies.normalize(currency, address);
     if (!canonical) throw invalidRequest(`${field} is not a valid ${currency.code} address`);
-    const account = await ensureAccount(db, 'address', currency.code, canonical);
-    if (account.kind !== 'address') throw invalidRequest(`${field} is an escrow address, not a wallet address`);
-    return account;
+    return assertSpendable(await ensureAccount(db, 'address', currency.code, canonical), field);
   }
 
   private async escrowOrNotFound(db: Db, escrowId: string): Promise<EscrowRow> {
@@ -296,14 +300,6 @@ export class WalletService {
       );
     }
   }
-}
-
-/** Per batch item: the status and body its single call would have answered. */
-export interface BatchSettlementResult {
-  idempotency_key: string;
-  status: number;
-  body: unknown;
-  replayed: boolean;
 }
 
 /**
