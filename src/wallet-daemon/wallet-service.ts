@@ -69,16 +69,17 @@ export class WalletService {
   /**
    * Many settlements in one transaction (one commit), each exactly the single release
    * or refund call with its key: same fingerprint, same stored answer, so a retry either
-   * way replays it. An item that fails (not found, not held, mismatch, bad field) is
-   * rolled back to its savepoint and answered with the error the single call would give;
-   * the others still commit. Any other error fails the whole batch (nothing applied).
+   * way replays it. A failing item (not found, not held, mismatch, bad field) gets the
+   * error the single call would give and the others still commit; any other error fails
+   * the whole batch (nothing applied). Distinct keys and escrows (the normal case) run
+   * set-based, one statement per step for all items (settle-batch.ts).
    */
   async settleBatch(items: BatchSettlement[]): Promise<BatchSettlementResult[]> {
     if (isDistinctBatch(items)) return withTransaction(this.pool, (db) => settleDistinctBatch(db, this, items));
-    // Repeated keys or escrows (a retry inside one batch, a race the caller left in):
-    // one item at a time, each under a savepoint, so each sees the ones before it.
-    // Settling in recipient order makes concurrent batches lock the shared recipient
-    // accounts in one order (fewer deadlocks); answers keep the request's order.
+    // A batch repeating a key or an escrow (a retry inside one batch) goes one item at a
+    // time, each under a savepoint, so each sees the ones before it. Recipient order
+    // makes concurrent batches lock shared recipient accounts in one order; answers keep
+    // the request's order.
     const order = items.map((_, index) => index).sort((a, b) => compareText(lockKey(items[a]), lockKey(items[b])));
     return withTransaction(this.pool, async (db) => {
       const results: BatchSettlementResult[] = new Array(items.length);
