@@ -38,7 +38,7 @@ export function redact(url: string): string {
  * the server of DATABASE_URL when it is set, else on an embedded PostgreSQL under
  * `.data/bench-pg`. Both are dropped (and the embedded server stopped) at cleanup.
  */
-export async function prepareDatabases(name: string): Promise<BenchDatabases> {
+export async function prepareDatabases(name: string, statements = false): Promise<BenchDatabases> {
   const configured = process.env.DATABASE_URL;
   let adminUrl: string;
   let server: BenchDatabases['server'];
@@ -54,8 +54,10 @@ export async function prepareDatabases(name: string): Promise<BenchDatabases> {
     // Sized as a server holding a million payments would be (the default 128 MB is a
     // laptop's): the 1M read figures then measure indexes, not the buffer cache. The
     // read ceilings run on the same server, so ratios are unaffected.
-    const settings = { shared_buffers: EMBEDDED_SHARED_BUFFERS };
-    progress(`embedded PostgreSQL settings: shared_buffers=${EMBEDDED_SHARED_BUFFERS}`);
+    const settings: Record<string, string> = { shared_buffers: EMBEDDED_SHARED_BUFFERS };
+    // --statements: pg_stat_statements must be loaded at server start.
+    if (statements) Object.assign(settings, { shared_preload_libraries: 'pg_stat_statements', 'pg_stat_statements.track': 'all' });
+    progress(`embedded PostgreSQL settings: ${Object.entries(settings).map(([k, v]) => `${k}=${v}`).join(', ')}`);
     const embedded = await startEmbeddedPostgres(dataDir, 'postgres', (line) => logLines.push(line), settings).catch((error) => {
       throw new Error(`embedded PostgreSQL did not start: ${error}\n${logLines.join('').split('\n').slice(-15).join('\n')}`);
     });

@@ -24,6 +24,7 @@ import { cleanupAll, Coordinator, installSignalHandlers, onCleanup, ROOT, startC
 import { renderProfile, summarizeProfile } from './profile';
 import { renderReport, Report } from './report';
 import { seededId, seedRows, SeedSpec } from './seed';
+import { enableStatements, renderStatements, topStatements } from './statements';
 import { now, percentile, progress, ratio, round, sleep, stamp } from './util';
 
 // ------------------------------------------------------------------ options
@@ -44,6 +45,7 @@ interface Options {
   sweep: number;
   poolSize: number | undefined;
   profile: boolean;
+  statements: boolean;
   phases: Set<string>;
   waitIdle: number;
 }
@@ -72,6 +74,7 @@ function parseOptions(argv: string[]): Options {
         '  --pool N            DB_POOL_SIZE of the coordinator (default: the coordinator\'s default)',
         '  --phases a,b        any of reads,ceilings,writes,sweep (default: all)',
         '  --profile           CPU-profile the coordinator (node --cpu-prof) and print where its time went',
+        '  --statements        print the SQL statements PostgreSQL spent the most time on (pg_stat_statements)',
         '  --wait-idle [S]     on a shared machine, wait up to S seconds (default 600) until the CPUs are idle before starting',
         '  BENCH_SQL=…         SQL run once after the migrations (try an index before writing its migration)',
         '  DATABASE_URL        a server to create the bench databases on (else embedded PostgreSQL)',
@@ -112,6 +115,7 @@ function parseOptions(argv: string[]): Options {
     sweep: num('sweep', quick ? 1000 : 10_000),
     poolSize,
     profile: flags.has('profile'),
+    statements: flags.has('statements'),
     waitIdle: flags.has('wait-idle') ? num('wait-idle', 600) : 0,
     phases: new Set(typeof flags.get('phases') === 'string' ? String(flags.get('phases')).split(',') : ['reads', 'ceilings', 'writes', 'sweep']),
   };
@@ -153,8 +157,9 @@ async function main(): Promise<void> {
   if (options.waitIdle) await waitForIdle(options.waitIdle);
   const machineLoad = await loadAtStart();
   progress(`machine at start: load average ${machineLoad.loadavg}, ${machineLoad.busy_pct}% of ${cpus().length * 100}% CPU busy` + (machineLoad.busy_pct > 30 ? ' — something else is running; figures will be lower than on an idle machine' : ''));
-  const dbs = await prepareDatabases(`bench_${runId}_p${process.pid}`);
+  const dbs = await prepareDatabases(`bench_${runId}_p${process.pid}`, options.statements);
   const settings = await serverSettings(dbs.url);
+  const statements = options.statements && (await enableStatements(dbs.url));
   const daemon = await startDaemon(dbs.walletUrl, join(logDir, 'wallet-daemon.log'), options.profile ? logDir : undefined);
   trackPid('wallet daemon', daemon.pid);
 
@@ -485,6 +490,10 @@ async function main(): Promise<void> {
   const text = renderReport(report);
   process.stdout.write(`\n${text}\n`);
   for (const p of Object.values(report.profiles ?? {})) if (p) process.stdout.write(`\n${renderProfile(p)}\n`);
+  if (statements) {
+    report.statements = await topStatements(dbs.url, [dbs.url, dbs.walletUrl].map((u) => new URL(u).pathname.slice(1)));
+    process.stdout.write(`\n${renderStatements(report.statements)}\n`);
+  }
   const json = JSON.stringify(report, null, 2);
   writeFileSync(join(resultsDir, `${runId}.json`), json);
   writeFileSync(join(resultsDir, 'latest.json'), json);

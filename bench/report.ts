@@ -1,3 +1,4 @@
+import type { StatementStat } from './statements';
 import type { CeilingResult, ReadKind } from './ceiling';
 import type { LoadResult } from './load';
 import type { ProfileSummary } from './profile';
@@ -28,6 +29,7 @@ export interface Report {
   writes: Record<string, any>;
   rss_mb: Record<string, number>;
   consistency?: Record<string, unknown>;
+  statements?: StatementStat[];
   profiles?: Record<string, ProfileSummary | undefined>;
 }
 

@@ -107,13 +107,19 @@ export async function findAccount(db: Db, currency: string, address: string): Pr
  * checks the returned kind: an address may already be an escrow hold.
  */
 export async function ensureAccount(db: Db, kind: AccountKind, currency: string, address: string): Promise<Account> {
-  // DO NOTHING + SELECT rather than DO UPDATE: no row lock until the balance update.
-  await db.query(
+  // Look first: a payer's account exists after its first payment, and an INSERT … ON
+  // CONFLICT on a row that concurrent payments are debiting waits for each of them to
+  // commit (its unique check sees their uncommitted row versions).
+  const existing = await findAccount(db, currency, address);
+  if (existing) return existing;
+  // DO NOTHING rather than DO UPDATE: no row lock until the balance update.
+  const { rows } = await db.query<Account>(
     `INSERT INTO wallet_daemon.accounts (kind, currency, address) VALUES ($1, $2, $3)
-     ON CONFLICT (currency, address) DO NOTHING`,
+     ON CONFLICT (currency, address) DO NOTHING
+     RETURNING ${ACCOUNT_COLUMNS}`,
     [kind, currency, address],
   );
-  const account = await findAccount(db, currency, address);
+  const account = rows[0] ?? (await findAccount(db, currency, address));
   if (!account) throw new Error(`account ${currency}/${address} vanished after insert`);
   return account;
 }
@@ -124,53 +130,48 @@ export function ensureMintAccount(db: Db, currency: string): Promise<Account> {
 }
 
 /**
- * Writes a transfer and its entries and moves the balances. Legs must sum to zero
- * (the database re-checks at commit). A leg that would take an address or escrow
- * account below zero fails with INSUFFICIENT_FUNDS. Returns the new balances by
- * account id.
+ * Writes a transfer and its entries and moves the balances, in one statement (so a
+ * debited account stays locked only until the commit, not across several round trips).
+ * Legs must sum to zero (the database re-checks at commit). A leg that would take an
+ * address or escrow account below zero fails with INSUFFICIENT_FUNDS. Returns the new
+ * balances by account id. Two transfers can only deadlock on each other if they share
+ * two accounts (the same faucet pair); the transaction is then retried.
  */
 export async function postTransfer(db: Db, transfer: TransferInput, legs: Leg[]): Promise<Map<string, string>> {
   const sum = legs.reduce((total, leg) => total.plus(leg.amount), new Decimal(0));
   if (!sum.isZero()) throw new Error(`unbalanced transfer ${transfer.kind}: legs sum to ${sum.toString()}`);
 
-  await db.query(
-    `INSERT INTO wallet_daemon.transfers (transaction_hash, kind, currency, amount, escrow_id)
-     VALUES ($1, $2, $3, $4, $5)`,
-    [transfer.transactionHash, transfer.kind, transfer.currency, formatAmount(transfer.amount), transfer.escrowId],
-  );
-  const balances = new Map<string, string>();
-  // Lock accounts in id order so two transfers over the same accounts cannot deadlock.
-  for (const leg of [...legs].sort(byAccountId)) {
-    balances.set(leg.account.accountId, await applyLeg(db, transfer.transactionHash, leg));
-  }
-  return balances;
-}
-
-function byAccountId(a: Leg, b: Leg): number {
-  const [x, y] = [BigInt(a.account.accountId), BigInt(b.account.accountId)];
-  return x < y ? -1 : x > y ? 1 : 0;
-}
-
-async function applyLeg(db: Db, transactionHash: string, leg: Leg): Promise<string> {
-  const amount = formatAmount(leg.amount);
   // Conditional update: the balance check and the debit are one atomic step.
-  const { rows } = await db.query<{ balance: string }>(
-    `UPDATE wallet_daemon.accounts SET balance = balance + $2
-     WHERE account_id = $1 AND (kind = 'mint' OR balance + $2 >= 0)
-     RETURNING balance`,
-    [leg.account.accountId, amount],
+  const { rows } = await db.query<{ account_id: string; balance: string }>(
+    `WITH transfer AS (
+       INSERT INTO wallet_daemon.transfers (transaction_hash, kind, currency, amount, escrow_id) VALUES ($1, $2, $3, $4, $5)),
+     legs AS (SELECT * FROM unnest($6::bigint[], $7::numeric[]) AS l(account_id, amount)),
+     moved AS (
+       UPDATE wallet_daemon.accounts a SET balance = a.balance + l.amount FROM legs l
+        WHERE a.account_id = l.account_id AND (a.kind = 'mint' OR a.balance + l.amount >= 0)
+        RETURNING a.account_id, a.balance),
+     entries AS (
+       INSERT INTO wallet_daemon.entries (transaction_hash, account_id, amount) SELECT $1, account_id, amount FROM legs)
+     SELECT account_id, balance FROM moved`,
+    [
+      transfer.transactionHash,
+      transfer.kind,
+      transfer.currency,
+      formatAmount(transfer.amount),
+      transfer.escrowId,
+      legs.map((leg) => leg.account.accountId),
+      legs.map((leg) => formatAmount(leg.amount)),
+    ],
   );
-  if (rows.length === 0) {
+  const balances = new Map(rows.map((row) => [String(row.account_id), row.balance]));
+  const short = legs.find((leg) => !balances.has(leg.account.accountId));
+  if (short) {
     throw new WalletDaemonError(
       'INSUFFICIENT_FUNDS',
-      `balance of ${leg.account.address} is below ${formatAmount(leg.amount.neg())} ${leg.account.currency}`,
+      `balance of ${short.account.address} is below ${formatAmount(short.amount.neg())} ${short.account.currency}`,
     );
   }
-  await db.query(
-    `INSERT INTO wallet_daemon.entries (transaction_hash, account_id, amount) VALUES ($1, $2, $3)`,
-    [transactionHash, leg.account.accountId, amount],
-  );
-  return rows[0].balance;
+  return balances;
 }
 
 export interface NewEscrow {

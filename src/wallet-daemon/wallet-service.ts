@@ -143,10 +143,8 @@ export class WalletService {
     const hold = await ensureAccount(db, 'escrow', currency.code, escrowAddress);
     const escrowId = uuidv7();
     const transactionHash = newTransactionHash({ kind: 'create', escrowId, amount: amount.toString() });
-    await postTransfer(db, { transactionHash, kind: 'create', currency: currency.code, amount, escrowId }, [
-      { account: payer, amount: amount.neg() },
-      { account: hold, amount },
-    ]);
+    // The escrow row first (its transfer reference is checked at commit): the payer's
+    // account, which concurrent payments of the same payer wait for, is debited last.
     const escrow = await insertEscrow(db, {
       escrowId,
       paymentId: request.paymentId,
@@ -157,6 +155,10 @@ export class WalletService {
       timeoutSeconds: request.timeoutSeconds,
       createTransactionHash: transactionHash,
     });
+    await postTransfer(db, { transactionHash, kind: 'create', currency: currency.code, amount, escrowId }, [
+      { account: payer, amount: amount.neg() },
+      { account: hold, amount },
+    ]);
     return {
       statusCode: 201,
       body: {
