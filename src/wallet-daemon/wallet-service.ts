@@ -77,13 +77,10 @@ export class WalletService {
   async settleBatch(items: BatchSettlement[]): Promise<BatchSettlementResult[]> {
     if (isDistinctBatch(items)) return withTransaction(this.pool, (db) => settleDistinctBatch(db, this, items));
     // A batch repeating a key or an escrow (a retry inside one batch) goes one item at a
-    // time, each under a savepoint, so each sees the ones before it. Recipient order
-    // makes concurrent batches lock shared recipient accounts in one order; answers keep
-    // the request's order.
-    const order = items.map((_, index) => index).sort((a, b) => compareText(lockKey(items[a]), lockKey(items[b])));
+    // time in request order, each under a savepoint, so each sees the ones before it.
     return withTransaction(this.pool, async (db) => {
-      const results: BatchSettlementResult[] = new Array(items.length);
-      for (const index of order) results[index] = await this.settleBatchItem(db, items[index]);
+      const results: BatchSettlementResult[] = [];
+      for (const item of items) results.push(await this.settleBatchItem(db, item));
       return results;
     });
   }
@@ -323,15 +320,6 @@ async function runOncePerKey(
   const response = await work(db);
   if (key !== undefined) await storeIdempotentResponse(db, key, response);
   return { ...response, replayed: false };
-}
-
-function lockKey(item: BatchSettlement): string {
-  const recipient = item.body[item.action === 'release' ? 'payee' : 'refund_address'];
-  return `${typeof recipient === 'string' ? recipient : ''}\n${String(item.body.escrow_id)}`;
-}
-
-function compareText(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** The wire view of an escrow (`GET /api/v1/escrow/:escrow_id`). */
