@@ -295,15 +295,18 @@ export async function findEscrows(db: Db, escrowIds: string[]): Promise<Map<stri
 
 /** Creates the missing address accounts and returns every named account by `currency/address`. */
 export async function ensureAddressAccounts(db: Db, refs: AccountRef[]): Promise<Map<string, Account>> {
-  const currencies = refs.map((r) => r.currency);
-  const addresses = refs.map((r) => r.address);
+  // Look first, as ensureAccount does: recipients are often payers' hot accounts.
+  const found = await findAccounts(db, refs);
+  const missing = refs.filter((ref) => !found.has(accountKey(ref)));
+  if (missing.length === 0) return found;
   await db.query(
     `INSERT INTO wallet_daemon.accounts (kind, currency, address)
      SELECT 'address', currency, address FROM unnest($1::text[], $2::text[]) AS u(currency, address)
      ON CONFLICT (currency, address) DO NOTHING`,
-    [currencies, addresses],
+    [missing.map((r) => r.currency), missing.map((r) => r.address)],
   );
-  return findAccounts(db, refs);
+  for (const [key, account] of await findAccounts(db, missing)) found.set(key, account);
+  return found;
 }
 
 export async function findAccounts(db: Db, refs: AccountRef[]): Promise<Map<string, Account>> {
