@@ -38,6 +38,10 @@ export class WalletDaemonError extends Error {
   }
 }
 
+export function escrowNotFound(escrowId: string): WalletDaemonError {
+  return new WalletDaemonError('ESCROW_NOT_FOUND', `no escrow ${escrowId}`);
+}
+
 export function invalidRequest(message: string): WalletDaemonError {
   return new WalletDaemonError('INVALID_REQUEST', message);
 }

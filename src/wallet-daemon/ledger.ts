@@ -3,7 +3,7 @@ import Decimal from 'decimal.js';
 import { Pool, PoolClient } from 'pg';
 import { formatAmount } from './amounts';
 import { CurrencyCode } from './currencies';
-import { WalletDaemonError } from './errors';
+import { invalidRequest, WalletDaemonError } from './errors';
 
 /** Anything that runs a query: a pool or a client inside a transaction. */
 export type Db = Pick<PoolClient, 'query'>;
@@ -138,9 +138,7 @@ export function ensureMintAccount(db: Db, currency: string): Promise<Account> {
  * two accounts (the same faucet pair); the transaction is then retried.
  */
 export async function postTransfer(db: Db, transfer: TransferInput, legs: Leg[]): Promise<Map<string, string>> {
-  const sum = legs.reduce((total, leg) => total.plus(leg.amount), new Decimal(0));
-  if (!sum.isZero()) throw new Error(`unbalanced transfer ${transfer.kind}: legs sum to ${sum.toString()}`);
-
+  assertBalanced(transfer, legs);
   // Conditional update: the balance check and the debit are one atomic step.
   const { rows } = await db.query<{ account_id: string; balance: string }>(
     `WITH transfer AS (
@@ -172,6 +170,18 @@ export async function postTransfer(db: Db, transfer: TransferInput, legs: Leg[])
     );
   }
   return balances;
+}
+
+/** Double entry: a transfer's legs sum to zero (the database re-checks at commit). */
+function assertBalanced(transfer: TransferInput, legs: Leg[]): void {
+  const sum = legs.reduce((total, leg) => total.plus(leg.amount), new Decimal(0));
+  if (!sum.isZero()) throw new Error(`unbalanced transfer ${transfer.kind}: legs sum to ${sum.toString()}`);
+}
+
+/** Escrow holds are not spendable addresses: money only leaves them by release or refund. */
+export function assertSpendable(account: Account, field: string): Account {
+  if (account.kind !== 'address') throw invalidRequest(`${field} is an escrow address, not a wallet address`);
+  return account;
 }
 
 export interface NewEscrow {
@@ -347,16 +357,13 @@ export async function claimSettlements(db: Db, settlements: Settlement[]): Promi
 
 /**
  * postTransfer for many transfers: the transfers, then every touched account locked in
- * id order (as postTransfer does, so batches and single calls cannot deadlock on
- * order), one balance update with the summed legs, and the entries. A balance check
+ * id order (so two batches cannot deadlock on order), one balance update with the
+ * summed legs, and the entries. A balance check
  * failing here means an invariant broke (holds only ever hold their escrow's amount),
  * so the whole batch fails rather than guessing which transfer to drop.
  */
 export async function postTransfers(db: Db, transfers: Array<{ transfer: TransferInput; legs: Leg[] }>): Promise<void> {
-  for (const { transfer, legs } of transfers) {
-    const sum = legs.reduce((total, leg) => total.plus(leg.amount), new Decimal(0));
-    if (!sum.isZero()) throw new Error(`unbalanced transfer ${transfer.kind}: legs sum to ${sum.toString()}`);
-  }
+  for (const { transfer, legs } of transfers) assertBalanced(transfer, legs);
   const column = <T>(pick: (t: TransferInput) => T) => transfers.map(({ transfer }) => pick(transfer));
   await db.query(
     `INSERT INTO wallet_daemon.transfers (transaction_hash, kind, currency, amount, escrow_id)

@@ -88,6 +88,16 @@ export interface BatchSettlement {
   body: Record<string, unknown>;
 }
 
+/** What a batch item stands for: its outcome, the single call's route, and that call's parsed body (or 400/404). */
+export function parseBatchSettlement(item: BatchSettlement): { outcome: 'released' | 'refunded'; route: string; request: SettleEscrowRequest } {
+  const release = item.action === 'release';
+  return {
+    outcome: release ? 'released' : 'refunded',
+    route: SETTLEMENT_ROUTES[item.action],
+    request: release ? parseRelease(item.body) : parseRefund(item.body),
+  };
+}
+
 /** The batch envelope: `{ items: [...] }`, each with an action and an idempotency key, or 400. */
 export function parseSettleBatch(body: unknown): BatchSettlement[] {
   const { items } = asObject(body);

@@ -1,5 +1,5 @@
 import Decimal from 'decimal.js';
-import { invalidRequest, WalletDaemonError } from './errors';
+import { escrowNotFound, WalletDaemonError } from './errors';
 import {
   claimIdempotencyKeys,
   releaseIdempotencyKeys,
@@ -12,6 +12,7 @@ import {
   Account,
   accountKey,
   AccountRef,
+  assertSpendable,
   claimSettlements,
   Db,
   ensureAddressAccounts,
@@ -21,7 +22,7 @@ import {
   newTransactionHash,
   postTransfers,
 } from './ledger';
-import { BatchSettlement, parseRefund, parseRelease, SETTLEMENT_ROUTES, SettleEscrowRequest } from './requests';
+import { BatchSettlement, parseBatchSettlement, SettleEscrowRequest } from './requests';
 import type { WalletService } from './wallet-service';
 
 /** One item on its way through the steps; dropped from the batch as soon as it has its answer. */
@@ -29,6 +30,7 @@ interface Settling {
   index: number;
   key: string;
   outcome: 'released' | 'refunded';
+  route: string;
   request: SettleEscrowRequest;
   escrow?: EscrowRow;
   recipientField?: 'payee' | 'refund_address';
@@ -59,8 +61,8 @@ export async function settleDistinctBatch(db: Db, wallet: WalletService, items: 
   let settling: Settling[] = [];
   items.forEach((item, index) => {
     try {
-      const request = item.action === 'release' ? parseRelease(item.body) : parseRefund(item.body);
-      settling.push({ index, key: item.idempotencyKey, outcome: item.action === 'release' ? 'released' : 'refunded', request });
+      const { outcome, route, request } = parseBatchSettlement(item);
+      settling.push({ index, key: item.idempotencyKey, outcome, route, request });
     } catch (error) {
       refuse(index, error);
     }
@@ -70,10 +72,7 @@ export async function settleDistinctBatch(db: Db, wallet: WalletService, items: 
   // 2. Keys: claimed, or answered from what they already stored.
   const claims = await claimIdempotencyKeys(
     db,
-    settling.map(({ index, key }) => {
-      const route = SETTLEMENT_ROUTES[items[index].action];
-      return { key, route, fingerprint: requestFingerprint(route, items[index].body) };
-    }),
+    settling.map(({ index, key, route }) => ({ key, route, fingerprint: requestFingerprint(route, items[index].body) })),
   );
   settling = settling.filter((s) => {
     const claim = claims.get(s.key);
@@ -95,7 +94,7 @@ export async function settleDistinctBatch(db: Db, wallet: WalletService, items: 
   settling = settling.filter((s) => {
     try {
       const escrow = escrows.get(s.request.escrowId);
-      if (!escrow) throw new WalletDaemonError('ESCROW_NOT_FOUND', `no escrow ${s.request.escrowId}`);
+      if (!escrow) throw escrowNotFound(s.request.escrowId);
       const { currency, recipientField, recipientAddress } = wallet.checkSettlement(escrow, s.outcome, s.request);
       Object.assign(s, { escrow, recipientField, recipient: { currency: currency.code, address: recipientAddress } });
       return true;
@@ -105,7 +104,7 @@ export async function settleDistinctBatch(db: Db, wallet: WalletService, items: 
     }
   });
 
-  // 4. Recipient accounts (created on first use) and hold accounts.
+  // 4. Recipient accounts (created on first use), which must be wallet addresses.
   const recipients = await ensureAddressAccounts(db, settling.map((s) => s.recipient as AccountRef));
   settling = settling.filter((s) => {
     try {
@@ -169,7 +168,7 @@ export async function settleDistinctBatch(db: Db, wallet: WalletService, items: 
   );
 
   // 7. Answers stored with the work; failed items' keys given back.
-  const answers = settling.map((s) => ({ key: s.key, response: settledAnswer(settled.get(s.request.escrowId) as EscrowRow, s.recipientField as 'payee') }));
+  const answers = settling.map((s) => ({ key: s.key, response: settledAnswer(settled.get(s.request.escrowId) as EscrowRow, s.recipientField as 'payee' | 'refund_address') }));
   await storeIdempotentResponses(db, answers);
   await releaseIdempotencyKeys(db, failedKeys);
   settling.forEach((s, i) => answer(s.index, answers[i].response));
@@ -187,12 +186,6 @@ export function isDistinctBatch(items: BatchSettlement[]): boolean {
   const keys = new Set(items.map((i) => i.idempotencyKey));
   const escrows = new Set(items.map((i) => String(i.body.escrow_id).toLowerCase()));
   return keys.size === items.length && escrows.size === items.length;
-}
-
-/** Escrow holds are not spendable addresses: money only leaves them by release or refund. */
-export function assertSpendable(account: Account, field: string): Account {
-  if (account.kind !== 'address') throw invalidRequest(`${field} is an escrow address, not a wallet address`);
-  return account;
 }
 
 /** The answer to a settlement, single or batched (stored for replays). */

@@ -3,7 +3,7 @@ import { Pool } from 'pg';
 import { uuidv7 } from 'uuidv7';
 import { formatAmount } from './amounts';
 import { Currency, CurrencyRegistry } from './currencies';
-import { invalidRequest, WalletDaemonError } from './errors';
+import { escrowNotFound, invalidRequest, WalletDaemonError } from './errors';
 import { HdWallet } from './hd-wallet';
 import {
   claimIdempotencyKey,
@@ -25,19 +25,12 @@ import {
   ledgerTotals,
   newTransactionHash,
   nextAddressIndex,
+  assertSpendable,
   postTransfer,
   withTransaction,
 } from './ledger';
-import {
-  BatchSettlement,
-  CreateEscrowRequest,
-  FaucetRequest,
-  parseRefund,
-  parseRelease,
-  SETTLEMENT_ROUTES,
-  SettleEscrowRequest,
-} from './requests';
-import { assertSpendable, BatchSettlementResult, isDistinctBatch, settleDistinctBatch, settledAnswer } from './settle-batch';
+import { BatchSettlement, CreateEscrowRequest, FaucetRequest, parseBatchSettlement, SettleEscrowRequest } from './requests';
+import { BatchSettlementResult, isDistinctBatch, settleDistinctBatch, settledAnswer } from './settle-batch';
 
 /** An answer to send, possibly replayed from an earlier request with the same key. */
 export interface WalletResponse extends StoredResponse {
@@ -86,12 +79,10 @@ export class WalletService {
   }
 
   private async settleBatchItem(db: Db, item: BatchSettlement): Promise<BatchSettlementResult> {
-    const { action, idempotencyKey, body } = item;
-    const outcome = action === 'release' ? 'released' : 'refunded';
+    const { idempotencyKey, body } = item;
     await db.query('SAVEPOINT settle_item');
     try {
-      const request = action === 'release' ? parseRelease(body) : parseRefund(body);
-      const route = SETTLEMENT_ROUTES[action];
+      const { outcome, route, request } = parseBatchSettlement(item);
       const response = await runOncePerKey(db, route, idempotencyKey, body, (inner) => this.settleEscrow(inner, outcome, request));
       await db.query('RELEASE SAVEPOINT settle_item');
       return { idempotency_key: idempotencyKey, status: response.statusCode, body: response.body, replayed: response.replayed };
@@ -179,7 +170,7 @@ export class WalletService {
   ): Promise<StoredResponse> {
     const escrow = await this.escrowOrNotFound(db, request.escrowId);
     const { currency, recipientField, recipientAddress } = this.checkSettlement(escrow, outcome, request);
-    const recipient = await this.spendableAccount(db, currency, recipientAddress, recipientField);
+    const recipient = assertSpendable(await ensureAccount(db, 'address', currency.code, recipientAddress), recipientField);
 
     const transactionHash = newTransactionHash({ kind: outcome, escrowId: escrow.escrow_id, to: recipient.address });
     // The compare-and-set decides the one settlement; a loser moves no money.
@@ -278,7 +269,7 @@ export class WalletService {
 
   private async escrowOrNotFound(db: Db, escrowId: string): Promise<EscrowRow> {
     const escrow = await findEscrow(db, escrowId);
-    if (!escrow) throw new WalletDaemonError('ESCROW_NOT_FOUND', `no escrow ${escrowId}`);
+    if (!escrow) throw escrowNotFound(escrowId);
     return escrow;
   }
 
