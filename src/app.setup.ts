@@ -4,9 +4,11 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger } from 'nestjs-pino';
 import { randomUUID } from 'node:crypto';
 import helmet from '@fastify/helmet';
+import type { RawServerDefault } from 'fastify';
 import { AppModule } from './app.module';
 import { GlobalErrorFilter } from './common/error.filter';
 import { DomainError } from './common/errors';
+import { describeJsonShapeProblem, JsonShapeLimits, jsonShapeProblem } from './common/json-limits';
 import type { AppConfig } from './config/app-config';
 import { APP_CONFIG } from './config/config.module';
 
@@ -44,6 +46,27 @@ function rejectNonJsonBodies(app: NestFastifyApplication): void {
 }
 
 /**
+ * The JSON parser of every route: the raw text's nesting depth and entry count are
+ * checked before it is parsed (a linear scan, see `jsonShapeProblem`), so no later
+ * recursive walk — class-transformer, the payload rules, idempotency hashing — ever
+ * sees a body deep enough to overflow the stack. Then Fastify's own parser, which
+ * refuses `__proto__` and `constructor.prototype` keys at any depth (the poisoning
+ * options of the adapter).
+ */
+function installJsonParser(app: NestFastifyApplication, limits: JsonShapeLimits): void {
+  const fastify = app.getHttpAdapter().getInstance();
+  const { onProtoPoisoning, onConstructorPoisoning } = fastify.initialConfig;
+  const parse = fastify.getDefaultJsonParser(onProtoPoisoning ?? 'error', onConstructorPoisoning ?? 'error');
+  app.useBodyParser<RawServerDefault>('application/json', { bodyLimit: BODY_LIMIT_BYTES }, (request, raw: Buffer, done) => {
+    const text = raw.toString('utf8');
+    const problem = jsonShapeProblem(text, limits);
+    if (!problem) return parse(request, text, done);
+    const message = problem.limit === 'depth' ? 'The request body is nested too deeply' : 'The request body has too many entries';
+    done(new DomainError('VALIDATION_FAILED', message, { fields: { body: [describeJsonShapeProblem(problem)] } }), undefined);
+  });
+}
+
+/**
  * Builds the whole application from AppModule — the same for `main.ts` and the e2e
  * tests. Every global (guard, pipe, filter) is an APP_* provider inside AppModule, so
  * nothing is configured here that a test could forget. Does not listen.
@@ -66,6 +89,7 @@ export async function createApp(): Promise<NestFastifyApplication> {
     contentSecurityPolicy: { directives: { defaultSrc: ["'self'"], imgSrc: ["'self'", 'data:'], styleSrc: ["'self'", "'unsafe-inline'"], scriptSrc: ["'self'"], upgradeInsecureRequests: null } },
   });
   rejectNonJsonBodies(app);
+  installJsonParser(app, { maxDepth: config.bodyMaxDepth, maxEntries: config.bodyMaxEntries });
   // CORS is off unless origins are configured: browsers get no cross-origin access by default.
   if (config.corsOrigins.length) app.enableCors({ origin: config.corsOrigins, allowedHeaders: ['content-type', 'x-api-key', 'idempotency-key'] });
   const document = SwaggerModule.createDocument(

@@ -1,10 +1,8 @@
-import { METHOD_METADATA, PATH_METADATA } from '@nestjs/common/constants';
-import { RequestMethod } from '@nestjs/common';
-import { ModulesContainer } from '@nestjs/core';
 import type { Response } from 'supertest';
 import type { KeyName } from './support/app';
 import { newAddress } from './support/daemon';
 import { Body, expectErrorShape, expectStatus, JobsApi, PAYLOAD, useTestApp } from './support/jobs';
+import { registeredRoutes } from './support/routes';
 
 // Who may call what (SPEC "Authentication and who may do what"), driven by one table:
 // every route of the app × every kind of caller. A route without a row fails the suite.
@@ -163,23 +161,7 @@ describe('access: every route × every caller', () => {
   });
 
   it('the table covers every route the app registers, documented or not', () => {
-    const registered = new Set<string>();
-    for (const module of app().app.get(ModulesContainer).values()) {
-      for (const wrapper of module.controllers.values()) {
-        const controller = wrapper.metatype as (new (...args: never[]) => unknown) | undefined;
-        if (!controller?.prototype) continue;
-        const base = String(Reflect.getMetadata(PATH_METADATA, controller) ?? '');
-        for (const name of Object.getOwnPropertyNames(controller.prototype)) {
-          const handler = controller.prototype[name];
-          if (typeof handler !== 'function' || name === 'constructor') continue;
-          const sub = Reflect.getMetadata(PATH_METADATA, handler);
-          const method = Reflect.getMetadata(METHOD_METADATA, handler) as RequestMethod | undefined;
-          if (sub === undefined || method === undefined) continue;
-          const path = `/${[base, String(sub)].map((p) => p.replace(/^\/+|\/+$/g, '')).filter(Boolean).join('/')}`.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
-          registered.add(routeKey(RequestMethod[method], path));
-        }
-      }
-    }
+    const registered = new Set(registeredRoutes(app().app).map((r) => routeKey(r.method, r.path)));
     const table = new Set(ROUTES.map((r) => routeKey(r.method, r.path)));
 
     expect(registered.size).toBeGreaterThan(0);

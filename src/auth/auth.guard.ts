@@ -4,7 +4,7 @@ import type { FastifyRequest } from 'fastify';
 import { DomainError } from '../common/errors';
 import { ApiKeyRegistry, Principal, Role } from './api-keys';
 
-const ROLES_KEY = 'roles';
+export const ROLES_KEY = 'roles';
 const PUBLIC_KEY = 'public';
 
 /** The roles allowed on a route; every route not marked `@Public()` needs one of them. */

@@ -9,6 +9,7 @@ describe('loadConfig', () => {
     expect(config.demoKeys).toBe(true);
     expect(config.apiKeys.map((k) => k.role).sort()).toEqual(['admin', 'client', 'miner']);
     expect(config.currencies.has(config.defaultCurrency)).toBe(true);
+    expect({ depth: config.bodyMaxDepth, entries: config.bodyMaxEntries }).toEqual({ depth: 32, entries: 10_000 });
   });
 
   it.each([
@@ -22,6 +23,10 @@ describe('loadConfig', () => {
     [{ API_KEYS: 'boss:x:secret-aaaa' }, 'API_KEYS'],
     [{ NODE_ENV: 'production' }, 'API_KEYS'],
     [{ SWEEPS_ENABLED: 'maybe' }, 'SWEEPS_ENABLED'],
+    // Shallower than a 16-level payload inside the body would refuse valid jobs.
+    [{ BODY_MAX_DEPTH: '16' }, 'BODY_MAX_DEPTH'],
+    [{ BODY_MAX_DEPTH: '257' }, 'BODY_MAX_DEPTH'],
+    [{ BODY_MAX_ENTRIES: '99' }, 'BODY_MAX_ENTRIES'],
   ])('stops on %j naming %s', (env, name) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(new RegExp(`^${name}: `));

@@ -44,7 +44,16 @@ export interface AppConfig {
   rateLimitPerMinute: number;
   /** Allowed browser origins; empty = CORS off. */
   corsOrigins: string[];
+  /** Deepest nesting of a JSON body (the body itself is level 1), checked on the raw text before parsing. */
+  bodyMaxDepth: number;
+  /** Most object members plus array elements in a JSON body, checked on the raw text before parsing. */
+  bodyMaxEntries: number;
 }
+
+/** `payload` and `constraints` may be 16 levels deep; one more level is the body around them. */
+export const MIN_BODY_MAX_DEPTH = 17;
+/** Far below where the recursive walks after parsing (class-transformer) overflow the stack. */
+export const MAX_BODY_MAX_DEPTH = 256;
 
 export class ConfigError extends Error {}
 
@@ -122,6 +131,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
       .filter(Boolean),
     rateLimitPerMinute: int(env, 'RATE_LIMIT_PER_MINUTE', 1200, 0, 10_000_000),
     corsOrigins: (env.CORS_ORIGINS ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    bodyMaxDepth: int(env, 'BODY_MAX_DEPTH', 32, MIN_BODY_MAX_DEPTH, MAX_BODY_MAX_DEPTH),
+    bodyMaxEntries: int(env, 'BODY_MAX_ENTRIES', 10_000, 100, 1_000_000),
     logLevel: oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
   };
 }

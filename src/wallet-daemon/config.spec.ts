@@ -23,6 +23,7 @@ describe('loadWalletDaemonConfig', () => {
       btcNetwork: 'regtest',
       faults: { fail_rate: 0, latency_ms: 0, drop_rate: 0 },
       logLevel: 'info',
+      bodyLimits: { maxDepth: 16, maxEntries: 20_000 },
     });
     expect(Buffer.from(config.seed).toString('hex')).toBe(SEED_HEX);
   });
@@ -36,6 +37,8 @@ describe('loadWalletDaemonConfig', () => {
         WALLET_FAULT_LATENCY_MS: '15',
         WALLET_FAULT_DROP_RATE: '1',
         LOG_LEVEL: 'warn',
+        WALLET_BODY_MAX_DEPTH: '8',
+        WALLET_BODY_MAX_ENTRIES: '6000',
       }),
     );
     expect(config).toMatchObject({
@@ -43,6 +46,7 @@ describe('loadWalletDaemonConfig', () => {
       btcNetwork: 'testnet',
       faults: { fail_rate: 0.25, latency_ms: 15, drop_rate: 1 },
       logLevel: 'warn',
+      bodyLimits: { maxDepth: 8, maxEntries: 6000 },
     });
   });
 
@@ -58,6 +62,10 @@ describe('loadWalletDaemonConfig', () => {
     [{ WALLET_BTC_NETWORK: 'signet' }, 'WALLET_BTC_NETWORK'],
     [{ WALLET_FAULT_FAIL_RATE: '1.5' }, 'WALLET_FAULT_FAIL_RATE'],
     [{ WALLET_FAULT_DROP_RATE: 'often' }, 'WALLET_FAULT_DROP_RATE'],
+    [{ WALLET_BODY_MAX_DEPTH: '3' }, 'WALLET_BODY_MAX_DEPTH'],
+    [{ WALLET_BODY_MAX_DEPTH: 'deep' }, 'WALLET_BODY_MAX_DEPTH'],
+    // Fewer would refuse a full settle-batch.
+    [{ WALLET_BODY_MAX_ENTRIES: '4999' }, 'WALLET_BODY_MAX_ENTRIES'],
     [{ WALLET_FAULT_LATENCY_MS: '-5' }, 'WALLET_FAULT_LATENCY_MS'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
     [{ WALLET_SEED: 'abcd' }, 'WALLET_SEED'],

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BtcNetwork, isBtcNetwork } from '../common/addresses';
+import type { JsonShapeLimits } from '../common/json-limits';
 import { FaultSettings, MAX_LATENCY_MS } from './faults';
 
 export const DEFAULT_WALLET_DAEMON_PORT = 20000;
@@ -22,7 +23,12 @@ export interface WalletDaemonConfig {
   logLevel: LogLevel;
   /** Connections of the daemon's pg pool. */
   poolSize: number;
+  /** Shape limits of JSON bodies, checked on the raw text before parsing. */
+  bodyLimits: JsonShapeLimits;
 }
+
+/** A full settle-batch (500 items of 7 fields, as the coordinator sends them) has 4,001 entries; its depth is 3. */
+const MIN_BODY_MAX_ENTRIES = 5_000;
 
 /** A bad environment value; the message names the variable. */
 export class WalletDaemonConfigError extends Error {
@@ -51,6 +57,10 @@ export function loadWalletDaemonConfig(env: Env = process.env): WalletDaemonConf
     },
     logLevel: readLogLevel(env),
     poolSize: 8,
+    bodyLimits: {
+      maxDepth: readWholeNumber(env, 'WALLET_BODY_MAX_DEPTH', 16, 4, 256),
+      maxEntries: readWholeNumber(env, 'WALLET_BODY_MAX_ENTRIES', 20_000, MIN_BODY_MAX_ENTRIES, 1_000_000),
+    },
     // Last: it may create the seed file, which should not happen for an otherwise bad config.
     seed: readSeed(env),
   };
@@ -122,6 +132,16 @@ function readLatency(env: Env): number {
     throw new WalletDaemonConfigError(name, `must be an integer between 0 and ${MAX_LATENCY_MS}`);
   }
   return latency;
+}
+
+function readWholeNumber(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const value = present(env, name);
+  if (value === undefined) return fallback;
+  const number = Number(value);
+  if (!/^[0-9]+$/.test(value) || number < min || number > max) {
+    throw new WalletDaemonConfigError(name, `must be an integer between ${min} and ${max}`);
+  }
+  return number;
 }
 
 function readLogLevel(env: Env): LogLevel {

@@ -4,7 +4,8 @@ import { Pool } from 'pg';
 import { uuidv7 } from 'uuidv7';
 import { WalletDaemonConfig } from './config';
 import { CurrencyRegistry } from './currencies';
-import { WalletDaemonError, WalletErrorBody } from './errors';
+import { describeJsonShapeProblem, JsonShapeLimits, jsonShapeProblem } from '../common/json-limits';
+import { invalidRequest, WalletDaemonError, WalletErrorBody } from './errors';
 import { FaultInjector } from './faults';
 import { HdWallet } from './hd-wallet';
 import { pruneIdempotencyKeys } from './idempotency';
@@ -59,6 +60,7 @@ export async function buildWalletDaemon(config: WalletDaemonConfig): Promise<Wal
   const faults = new FaultInjector(config.faults);
   const droppedAnswers: DroppedAnswers = new WeakSet();
 
+  installJsonParser(app, config.bodyLimits);
   installAuth(app, config.token);
   installFaults(app, faults, droppedAnswers);
   installErrorHandling(app, droppedAnswers);
@@ -68,6 +70,23 @@ export async function buildWalletDaemon(config: WalletDaemonConfig): Promise<Wal
   let closed: Promise<void> | undefined;
   const close = () => (closed ??= app.close().then(() => pool.end()));
   return { app, close };
+}
+
+/**
+ * Depth and entry count of a JSON body checked on the raw text before it is parsed (a
+ * linear scan), so nothing recursive afterwards (idempotency fingerprints) meets a body
+ * deep enough to overflow the stack; then Fastify's own parser, which refuses
+ * `__proto__` keys. Runs after the bearer-token check, like any body parser.
+ */
+function installJsonParser(app: FastifyInstance, limits: JsonShapeLimits): void {
+  const { onProtoPoisoning, onConstructorPoisoning } = app.initialConfig;
+  const parse = app.getDefaultJsonParser(onProtoPoisoning ?? 'error', onConstructorPoisoning ?? 'ignore');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, text: string, done) => {
+    const problem = jsonShapeProblem(text, limits);
+    if (!problem) return parse(request, text, done);
+    done(invalidRequest(`request body ${describeJsonShapeProblem(problem)}`), undefined);
+  });
 }
 
 /** Bearer-token check, constant time: both sides are hashed to equal-length digests first. */
