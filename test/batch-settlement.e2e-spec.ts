@@ -95,9 +95,20 @@ describe('batch settlement in the sweeps', () => {
       } finally {
         await own.daemon.resetFaults();
       }
-      const waiting = await query(t.databaseUrl, `SELECT status, last_error FROM job_payments WHERE payment_id = ANY($1::uuid[])`, [paymentIds]);
+      // Leased: each row's next attempt was put ahead of the database's clock at the moment the failure was
+      // written (`updated_at`, same statement), so no re-drive takes it before then.
+      const waiting = await query(
+        t.databaseUrl,
+        `SELECT status, last_error, next_attempt_at IS NOT NULL AS leased,
+                EXTRACT(EPOCH FROM next_attempt_at - updated_at) * 1000 AS lease_ms
+           FROM job_payments WHERE payment_id = ANY($1::uuid[])`,
+        [paymentIds],
+      );
       expect(waiting).toHaveLength(5);
-      for (const row of waiting) expect(row).toMatchObject({ status: 'refunding', last_error: expect.stringContaining('escrow_refund') });
+      for (const row of waiting) {
+        expect(row).toMatchObject({ status: 'refunding', last_error: expect.stringContaining('escrow_refund'), leased: true });
+        expect(Number(row.lease_ms)).toBeGreaterThan(0);
+      }
 
       await query(t.databaseUrl, `UPDATE job_payments SET next_attempt_at = now() WHERE payment_id = ANY($1::uuid[])`, [paymentIds]);
       await expect(t.app.get(PaymentsService).redriveDue()).resolves.toBe(5);

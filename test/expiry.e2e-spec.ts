@@ -12,6 +12,7 @@ import {
   registerMiner,
   sleepUntil,
 } from './support/flow';
+import { moveDeadline, moveDeadlines, waitForDatabaseTime } from './support/deadlines';
 
 // Escrow expiry: a payment still escrowed past its expires_at is refunded (reason
 // escrow_expired), and a miner's result racing the expiry sweep wins or loses
@@ -85,19 +86,20 @@ describe('escrow expiry', () => {
     await expect(metricValue(t.http, 'payment_status_transitions_total', { from: 'refunding', to: 'refunded' })).resolves.toBeGreaterThanOrEqual(2);
   });
 
-  it('a result committed just before the expiry sweep is released, not refunded', async () => {
+  it('a result committed before the deadline is released, and the expiry sweep after the deadline does not refund it', async () => {
     const payoutBefore = new Money(await t.daemon.balance(payout));
-    const created = await createPaidJob(t.http, t.keys.client, { amount: '0.0011', escrow_timeout_seconds: 2 });
+    const created = await createPaidJob(t.http, t.keys.client, { amount: '0.0011', escrow_timeout_seconds: 3600 });
     const job = await pollJob(t.http, t.keys.miner);
     expect(job.job_id).toBe(created.job_id);
-    const deadline = Date.parse(job.expires_at);
 
-    await sleepUntil(deadline - 300);
+    // The deadline is ahead (on the database's clock) when the result commits…
+    await moveDeadline(t.databaseUrl, job.job_id, 60_000, { escrow: true });
     const result = await t.http.post(`/v1/miners/jobs/${job.job_id}/result`).set('X-Api-Key', t.keys.miner).send({ result: { text: 'done' } });
     expect(result.status).toBe(200);
     expect(result.body).toMatchObject({ state: 'completed', payment_status: 'released' });
 
-    await sleepUntil(deadline + 150);
+    // …and behind when the sweep runs.
+    await moveDeadline(t.databaseUrl, job.job_id, -1_000, { escrow: true });
     await expireDue();
 
     const payment = await getPayment(t.http, t.keys.client, job.payment_id);
@@ -109,15 +111,17 @@ describe('escrow expiry', () => {
     expect(events.some((e: { to: string }) => e.to === 'refunding')).toBe(false);
   });
 
-  it('a result arriving just after the deadline is refused with 409 and the escrow is refunded', async () => {
+  it('a result arriving after the deadline, before any sweep, is refused with 409 and the escrow is refunded', async () => {
     const clientBefore = new Money(await t.daemon.balance(t.clientWallet));
     const payoutBefore = new Money(await t.daemon.balance(payout));
-    const created = await createPaidJob(t.http, t.keys.client, { amount: '0.0013', escrow_timeout_seconds: 2 });
+    const created = await createPaidJob(t.http, t.keys.client, { amount: '0.0013', escrow_timeout_seconds: 3600 });
     const job = await pollJob(t.http, t.keys.miner);
     expect(job.job_id).toBe(created.job_id);
 
+    // The escrow's expiry (and with it the job's deadline) passes while the job runs.
+    await moveDeadline(t.databaseUrl, job.job_id, -1_000, { escrow: true });
     // Past the deadline but before any sweep ran: the job is still `running`, the result is refused anyway.
-    await sleepUntil(Date.parse(job.expires_at) + 150);
+    await expect(getJob(t.http, t.keys.client, job.job_id)).resolves.toMatchObject({ state: 'running' });
     const late = await t.http.post(`/v1/miners/jobs/${job.job_id}/result`).set('X-Api-Key', t.keys.miner).send({ result: { text: 'late' } });
     expect(late.status).toBe(409);
     expect(late.body.code).toBe('JOB_EXPIRED');
@@ -137,34 +141,51 @@ describe('escrow expiry', () => {
     expect(new Money(await t.daemon.balance(payout)).eq(payoutBefore)).toBe(true);
   });
 
-  it('the result/expiry race, run 30 times around the deadline: each job is completed+released or expired+refunded, never both', async () => {
+  it('results and expiry sweeps racing on 30 jobs with deadlines spread around the moment they fire: each job is completed+released or expired+refunded, never both', async () => {
     const runs = 30;
+    const clearlyPast = 4;
+    const clearlyAhead = 4;
     const amount = '0.00101';
     const clientBefore = new Money(await t.daemon.balance(t.clientWallet));
     const payoutBefore = new Money(await t.daemon.balance(payout));
 
-    // Each job is created and dispatched, then its result and an expiry sweep are fired
-    // together at its deadline plus an offset spread over ±120 ms; later jobs are still
-    // being created while earlier ones race.
-    const races: Promise<{ jobId: string; paymentId: string; status: number; code?: string }>[] = [];
+    // Every job is created and dispatched first, with time to spare: how long that takes does not matter.
+    const jobs: { job_id: string; payment_id: string }[] = [];
     for (let i = 0; i < runs; i++) {
-      const created = await createPaidJob(t.http, t.keys.client, { amount, escrow_timeout_seconds: 1 + (i % 2) });
+      const created = await createPaidJob(t.http, t.keys.client, { amount, escrow_timeout_seconds: 3600 });
       const job = await pollJob(t.http, t.keys.miner);
       expect(job.job_id).toBe(created.job_id);
-      const offset = -120 + Math.round((240 * i) / (runs - 1));
-      races.push(
-        (async () => {
-          await sleepUntil(Date.parse(job.expires_at) + offset);
-          const [result] = await Promise.all([
-            t.http.post(`/v1/miners/jobs/${job.job_id}/result`).set('X-Api-Key', t.keys.miner).send({ result: { i } }),
-            expireDue(),
-          ]);
-          return { jobId: job.job_id, paymentId: job.payment_id, status: result.status, code: result.body.code };
-        })(),
-      );
+      jobs.push(job);
     }
-    const outcomes = await Promise.all(races);
-    // Nothing can be left over; a last sweep must find no job of these still live.
+    // Then the escrows' expiries, on the database's clock, relative to the moment everything fires (1 s from now):
+    // the first few long past (the sweep must win), the last few far ahead (the result must win), and the rest
+    // spread over the 1.5 s after firing, while results and sweeps are still arriving (either may win, never both).
+    const fireIn = 1_000;
+    const offsets = jobs.map((_, i) =>
+      i < clearlyPast ? -3_600_000 : i >= runs - clearlyAhead ? 3_600_000 : fireIn + Math.round((1_500 * (i - clearlyPast)) / (runs - clearlyPast - clearlyAhead - 1)),
+    );
+    const deadlines = await moveDeadlines(t.databaseUrl, jobs.map((j) => j.job_id), offsets, { escrow: true });
+    await waitForDatabaseTime(t.databaseUrl, deadlines[clearlyPast]);
+
+    // All results at once, and expiry sweeps back to back until every result has its answer.
+    let answered = false;
+    const sweeping = (async () => {
+      let sweeps = 0;
+      while (!answered || sweeps === 0) {
+        await expireDue();
+        sweeps++;
+      }
+    })();
+    const outcomes = await Promise.all(
+      jobs.map(async (job, i) => {
+        const result = await t.http.post(`/v1/miners/jobs/${job.job_id}/result`).set('X-Api-Key', t.keys.miner).send({ result: { i } });
+        return { jobId: job.job_id, paymentId: job.payment_id, status: result.status, code: result.body.code as string | undefined };
+      }),
+    ).finally(() => {
+      answered = true;
+    });
+    await sweeping;
+    // A refused result means the deadline had passed, so a last sweep leaves no job of these live.
     await expireDue();
 
     let released = 0;
@@ -189,9 +210,9 @@ describe('escrow expiry', () => {
         });
       }
     }
-    // Both sides of the race really happened.
-    expect(released).toBeGreaterThan(0);
-    expect(released).toBeLessThan(runs);
+    // Both sides of the race really happened: long past deadlines always lose the result, far ones always keep it.
+    expect(outcomes.slice(0, clearlyPast).map((o) => o.status)).toEqual(Array(clearlyPast).fill(409));
+    expect(outcomes.slice(runs - clearlyAhead).map((o) => o.status)).toEqual(Array(clearlyAhead).fill(200));
 
     const paid = new Money(amount).times(released);
     expect(new Money(await t.daemon.balance(payout)).eq(payoutBefore.plus(paid))).toBe(true);

@@ -1,6 +1,7 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import { Money } from '../src/common/money';
 import { JobsService } from '../src/jobs/jobs.service';
-import { newAddress } from './support/daemon';
+import { balance, escrowTransfers, newAddress } from './support/daemon';
+import { moveDeadline, moveDeadlines, waitForDatabaseTime } from './support/deadlines';
 import {
   Body,
   countRows,
@@ -335,7 +336,7 @@ describe('jobs: TTL expiry', () => {
 
   it('a queued job past its ttl is expired by the sweep and never dispatched', async () => {
     const created = await api.createJob('client', { payload: PAYLOAD, ttl_seconds: 1 });
-    await sleep(1_200);
+    await waitForDatabaseTime(app().databaseUrl, created.expires_at);
 
     // Past its deadline it is not dispatchable, even before the sweep runs.
     await expect(api.poll('miner').then((r) => r.status)).resolves.toBe(204);
@@ -350,32 +351,45 @@ describe('jobs: TTL expiry', () => {
     await expect(api.jobView('client', created.job_id)).resolves.toMatchObject({ state: 'expired' });
   });
 
-  it('a result for a running job after its deadline is refused (409) before the sweep, and pays nothing', async () => {
-    const created = await api.createJob('client', { payload: PAYLOAD, ttl_seconds: 1 });
+  it('a result for a running paid job after its deadline is refused (409) before the sweep, and pays nothing: the escrow goes back to the client', async () => {
+    const payee = await newAddress('BTC');
+    expect((await api.register('miner', payee)).status).toBe(200);
+    const clientBefore = await balance(app().clientWallet);
+    const created = await api.createJob('client', { payload: PAYLOAD, ttl_seconds: 600, payment_amount: '0.0015' });
+    expect(created).toMatchObject({ payment_status: 'escrowed', payment_amount: '0.00150000' });
     await expect(api.claim('miner')).resolves.toMatchObject({ job_id: created.job_id, state: 'running' });
-    await sleep(1_200);
+    // Its TTL runs out (the escrow's expiry is still ahead): the deadline moves into the past on the database's clock.
+    await moveDeadline(app().databaseUrl, created.job_id, -1_000);
 
     const late = expectError(await api.complete('miner', created.job_id, { late: true }), 409);
     expect(['JOB_EXPIRED', 'INVALID_JOB_TRANSITION']).toContain(late.code);
     const lateFailure = expectError(await api.fail('miner', created.job_id, 'late'), 409);
     expect(['JOB_EXPIRED', 'INVALID_JOB_TRANSITION']).toContain(lateFailure.code);
-    await expect(api.jobView('client', created.job_id)).resolves.toMatchObject({ state: 'running', result: null });
+    await expect(api.jobView('client', created.job_id)).resolves.toMatchObject({ state: 'running', result: null, payment_status: 'escrowed' });
 
     await expect(expireDue()).resolves.toBeGreaterThanOrEqual(1);
-    await expect(api.jobView('client', created.job_id)).resolves.toMatchObject({ state: 'expired', result: null });
+    await expect(api.jobView('client', created.job_id)).resolves.toMatchObject({ state: 'expired', result: null, payment_status: 'refunded' });
     expect((await api.complete('miner', created.job_id, { late: true })).status).toBe(409);
     await expect(api.jobView('client', created.job_id)).resolves.toMatchObject({ state: 'expired', result: null });
+
+    // Nothing paid, by the daemon's ledger: one hold and its refund to the client, the payee never credited.
+    const payment = expectStatus(await api.get('client', `/v1/payments/${created.payment_id}`), 200, 'GET payment');
+    expect(payment).toMatchObject({ status: 'refunded', settle_reason: 'job_expired', transaction_hash: null });
+    expect((await escrowTransfers(payment.escrow_id)).map((x) => x.kind).sort()).toEqual(['create', 'refund']);
+    expect(await balance(payee)).toBe('0.00000000');
+    expect(await balance(app().clientWallet)).toBe(clientBefore);
   });
 
   it('the sweep leaves final states alone and is safe to run twice', async () => {
-    // Two seconds: room to complete the job before its deadline even on a slow machine.
-    const done = await api.createJob('client', { payload: PAYLOAD, ttl_seconds: 2 });
+    const done = await api.createJob('client', { payload: PAYLOAD, ttl_seconds: 600 });
     await expect(api.claim('miner')).resolves.toMatchObject({ job_id: done.job_id });
     expect((await api.complete('miner', done.job_id, { fast: true })).status).toBe(200);
-    const canceled = await api.createJob('client', { payload: PAYLOAD, ttl_seconds: 2 });
+    const canceled = await api.createJob('client', { payload: PAYLOAD, ttl_seconds: 600 });
     expect((await api.cancel('client', canceled.job_id)).status).toBe(200);
+    // Both deadlines pass after the jobs ended.
+    await moveDeadlines(app().databaseUrl, [done.job_id, canceled.job_id], [-1_000, -1_000]);
     const before = [await api.jobView('client', done.job_id), await api.jobView('client', canceled.job_id)];
-    await sleep(2_200);
+    expect(before.map((job) => job.state)).toEqual(['completed', 'canceled']);
 
     await expect(expireDue()).resolves.toBe(0);
     await expect(expireDue()).resolves.toBe(0);
@@ -681,8 +695,9 @@ describe('jobs: Idempotency-Key on POST /v1/jobs', () => {
     expect(theirsAgain.body.job_id).toBe(theirs.body.job_id);
   });
 
-  it('a paid job replayed: one job, one payment, escrowed once', async () => {
+  it('a paid job replayed: one job, one payment, escrowed once (one hold at the daemon)', async () => {
     const before = await counts();
+    const walletBefore = new Money(await balance(app().clientWallet));
     const body = { payload: PAYLOAD, payment_amount: '0.001' };
     const first = await api.createJobRaw('client', body, { 'Idempotency-Key': 'paid-1' });
     expect(first.status).toBe(201);
@@ -693,6 +708,12 @@ describe('jobs: Idempotency-Key on POST /v1/jobs', () => {
     expect(second.headers['idempotent-replayed']).toBe('true');
     expect(second.body.payment_id).toBe(first.body.payment_id);
     await expect(counts()).resolves.toEqual({ job: before.job + 1, job_payments: before.job_payments + 1 });
+
+    // At the daemon: the client's wallet (this app's alone) paid for exactly one hold, and that escrow holds it.
+    const payment = expectStatus(await api.get('client', `/v1/payments/${first.body.payment_id}`), 200, 'GET payment');
+    const transfers = await escrowTransfers(payment.escrow_id);
+    expect(transfers.map((x) => ({ kind: x.kind, amount: x.amount }))).toEqual([{ kind: 'create', amount: '0.00100000' }]);
+    expect(new Money(await balance(app().clientWallet)).eq(walletBefore.minus('0.001'))).toBe(true);
   });
 
   it('a key longer than 255 characters → 400, nothing created', async () => {

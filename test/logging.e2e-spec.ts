@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { KeyName, PRINCIPALS } from './support/app';
 import { sharedDaemon } from './support/daemon';
 import { createIsolatedDatabase } from './support/database';
+import { waitFor } from './support/flow';
 import { CoordinatorProcess, spawnCoordinator, stopAllCoordinators } from './support/processes';
 
 /** Structured logs, as an operator sees them on stdout: request ids yes, secrets never. */
@@ -43,7 +43,9 @@ describe('logs', () => {
     });
     expect(created.status).toBe(201);
     expect((await fetch(`${coordinator.url}/v1/jobs`, { headers: { 'x-api-key': 'wrong-key-value-123' } })).status).toBe(401);
-    await sleep(300); // let pino flush
+    // Logging is asynchronous: wait (bounded) until the line of the last request, the 401, is out.
+    const logged401 = async () => coordinator.outputTail().split('\n').some((line) => line.includes('"statusCode":401'));
+    await waitFor('the 401 request to be logged', logged401, 30_000);
 
     const output = coordinator.outputTail();
     const lines = output.split('\n').filter((line) => line.startsWith('{'));

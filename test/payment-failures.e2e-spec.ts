@@ -3,6 +3,7 @@ import { JobsService } from '../src/jobs/jobs.service';
 import { PaymentsService } from '../src/payments/payments.service';
 import type { TestApp } from './support/app';
 import { PrivateDaemon, startPrivateDaemon } from './support/daemon';
+import { metricValue } from './support/flow';
 import { Api, diff, expectStatus, PAYLOAD, startApp } from './support/payments';
 
 const expectCreated = (response: Parameters<typeof expectStatus>[0]) => expectStatus(response, 201, 'POST /v1/jobs');
@@ -176,35 +177,42 @@ describe('payment failures (e2e)', () => {
     });
   });
 
-  it('daemon unreachable at release: the payment stays releasing, never flips, and settles once after recovery', async () => {
+  it('daemon unreachable at release (closed port): the payment stays releasing, never flips, and settles once after recovery', async () => {
     const job = await api.paidJob('client', { payment_amount: '0.0042' });
     const payout = await api.registerFreshMiner('miner');
     await api.pollFor(job.job_id);
-    await priv.daemon.setFaults({ fail_rate: 1 });
+    // Same database and wallets as `t`, but its daemon URL points at a closed port: nothing answers at all.
+    const cut = await startApp({ WALLET_DAEMON_URL: 'http://127.0.0.1:1', WALLET_DAEMON_RETRIES: '0', SETTLEMENT_LEASE_MS: '100' }, { sameAs: t });
+    try {
+      const cutApi = new Api(cut);
+      const result = await cutApi.result('miner', job.job_id, { text: 'done' });
+      expect(result.status).toBe(200);
+      expect(result.body).toMatchObject({ state: 'completed', payment_status: 'releasing' });
+      expect(await cutApi.payment(job.payment_id)).toMatchObject({ status: 'releasing', transaction_hash: null });
+      // The release call never got an answer: the connection was refused.
+      await expect(metricValue(cut.http, 'wallet_daemon_errors_total', { call: 'escrow_release', kind: 'ECONNREFUSED' })).resolves.toBeGreaterThanOrEqual(1);
 
-    const result = await api.result('miner', job.job_id, { text: 'done' });
-    expect(result.status).toBe(200);
-    expect(result.body).toMatchObject({ state: 'completed', payment_status: 'releasing' });
-    expect(await api.payment(job.payment_id)).toMatchObject({ status: 'releasing', transaction_hash: null });
-
-    // While the daemon is down: re-drives, the deadline sweep and refund attempts change nothing.
-    for (let i = 0; i < 3; i++) {
-      await sleep(400);
-      await t.app.get(PaymentsService).redriveDue();
-      await t.app.get(JobsService).expireDue();
+      // While the daemon cannot be reached: re-drives, the deadline sweep and refund attempts change nothing.
+      for (let i = 0; i < 3; i++) {
+        await sleep(400);
+        await cut.app.get(PaymentsService).redriveDue();
+        await cut.app.get(JobsService).expireDue();
+      }
+      const refund = await cutApi.refund('admin', job.payment_id, { reason: 'try to flip it' });
+      expect(refund.status).toBe(409);
+      expect(refund.body).toMatchObject({ code: 'PAYMENT_ALREADY_SETTLED', details: { status: 'releasing' } });
+      const cancel = await cutApi.cancel('client', job.job_id);
+      expect(cancel.status).toBe(409);
+      expect(await cutApi.payment(job.payment_id)).toMatchObject({ status: 'releasing' });
+      expect(await cutApi.job(job.job_id)).toMatchObject({ state: 'completed', payment_status: 'releasing' });
+      const receipt = await cutApi.receipt(job.payment_id);
+      expect(receipt).toMatchObject({ status: 'releasing', verified: false });
+      expect(await api.balance(payout)).toBe('0.00000000');
+    } finally {
+      await cut.close();
     }
-    const refund = await api.refund('admin', job.payment_id, { reason: 'try to flip it' });
-    expect(refund.status).toBe(409);
-    expect(refund.body).toMatchObject({ code: 'PAYMENT_ALREADY_SETTLED', details: { status: 'releasing' } });
-    const cancel = await api.cancel('client', job.job_id);
-    expect(cancel.status).toBe(409);
-    expect(await api.payment(job.payment_id)).toMatchObject({ status: 'releasing' });
-    expect(await api.job(job.job_id)).toMatchObject({ state: 'completed', payment_status: 'releasing' });
-    const receipt = await api.receipt(job.payment_id);
-    expect(receipt).toMatchObject({ status: 'releasing', verified: false });
 
-    await priv.daemon.resetFaults();
-    expect(await api.balance(payout)).toBe('0.00000000');
+    // A coordinator that reaches the daemon (`t`) finishes it.
     const released = await api.redriveUntil(job.payment_id, 'released');
     // More re-drives after the settlement find nothing to do.
     for (let i = 0; i < 3; i++) {

@@ -20,6 +20,7 @@ import {
   sumSamples,
   waitFor,
 } from './support/flow';
+import { startDaemonProxy } from './support/daemon-proxy';
 import { CoordinatorProcess, spawnCoordinator, stopAllCoordinators } from './support/processes';
 
 // Failure recovery: whatever fails — the wallet daemon, the coordinator process itself —
@@ -224,56 +225,80 @@ describe('recovery', () => {
     });
   });
 
-  it('crash: SIGKILL while a decided release is in flight at the daemon; after a restart it completes exactly once', async () => {
+  it('crash: SIGKILL while a decided release is in flight (the daemon applied it, its answer not yet back); after a restart the re-drive repeats it with the same key and it completes exactly once', async () => {
     const identity = await startApp({});
-    const env = { REDRIVE_INTERVAL_MS: '200', SETTLEMENT_LEASE_MS: '1000' };
     const amount = '0.0041';
     const payout = await daemon.newAddress();
     const clientBefore = new Money(await daemon.balance(identity.clientWallet));
+    // Every call goes through a recording pass-through, so the test knows what reached the daemon.
+    const proxy = await startDaemonProxy(daemon.endpoint.url);
+    const releases = () => proxy.calls.filter((call) => call.path === '/api/v1/escrow/release');
+    try {
+      // No re-drive worker in the first process (only its request settles) and no timeout before the kill.
+      const first: CoordinatorProcess = await spawnCoordinator(identity, {
+        WALLET_DAEMON_URL: proxy.url,
+        SWEEPS_ENABLED: 'false',
+        SETTLEMENT_LEASE_MS: '1000',
+        WALLET_DAEMON_TIMEOUT_MS: '120000',
+      });
+      const http1 = request(first.url);
+      await registerMiner(http1, identity.keys.miner, payout);
+      const created = await createPaidJob(http1, identity.keys.client, { amount });
+      expect(created.payment_status).toBe('escrowed');
+      await expect(pollJob(http1, identity.keys.miner)).resolves.toMatchObject({ job_id: created.job_id });
 
-    const first: CoordinatorProcess = await spawnCoordinator(identity, env);
-    const http1 = request(first.url);
-    await registerMiner(http1, identity.keys.miner, payout);
-    const created = await createPaidJob(http1, identity.keys.client, { amount });
-    expect(created.payment_status).toBe('escrowed');
-    await expect(pollJob(http1, identity.keys.miner)).resolves.toMatchObject({ job_id: created.job_id });
+      // The release is decided and committed, the daemon carries it out, and its answer is kept from the coordinator.
+      proxy.holdAnswers((call) => call.path === '/api/v1/escrow/release');
+      const inFlight = http1
+        .post(`/v1/miners/jobs/${created.job_id}/result`)
+        .set('X-Api-Key', identity.keys.miner)
+        .send({ result: { ok: true } })
+        .then(
+          (response) => ({ status: response.status }),
+          (error: Error) => ({ error: error.message }),
+        );
+      const applied = await waitFor('the daemon to answer the release', async () => releases().find((call) => call.status !== undefined), 30_000, 20);
+      expect(applied).toMatchObject({ status: 200, delivered: false });
+      const appliedHash = (JSON.parse(applied.answer!) as { transaction_hash: string }).transaction_hash;
+      const escrowId = (await query<{ escrow_id: string }>(identity.databaseUrl, `SELECT escrow_id FROM job_payments WHERE payment_id = $1`, [created.payment_id]))[0].escrow_id;
+      // At the daemon the money has moved; the coordinator has only decided.
+      const atDaemon = await daemon.escrowTransfers(escrowId);
+      expect(kinds(atDaemon)).toEqual(['create', 'release']);
+      expect(atDaemon.find((x) => x.kind === 'release')).toMatchObject({ to: payout, transaction_hash: appliedHash });
+      expect(await statusOf(identity.databaseUrl, created.payment_id)).toBe('releasing');
 
-    // Slow daemon: the release is decided and committed, then its call hangs for 3 s.
-    await daemon.setFaults({ latency_ms: 3000 });
-    const inFlight = http1
-      .post(`/v1/miners/jobs/${created.job_id}/result`)
-      .set('X-Api-Key', identity.keys.miner)
-      .send({ result: { ok: true } })
-      .then(
-        (response) => ({ status: response.status }),
-        (error: Error) => ({ error: error.message }),
-      );
-    await waitFor('the release to be decided', async () => (await statusOf(identity.databaseUrl, created.payment_id)) === 'releasing', 5_000, 20);
-    await sleep(300); // the daemon call is on the wire now
-    await first.kill();
-    // The process died without an answer from the daemon: decided, not confirmed.
-    await expect(inFlight).resolves.toEqual({ error: expect.any(String) });
-    expect(await statusOf(identity.databaseUrl, created.payment_id)).toBe('releasing');
+      await first.kill();
+      // The process died without the daemon's answer: decided, not confirmed.
+      await expect(inFlight).resolves.toEqual({ error: expect.any(String) });
+      expect(await statusOf(identity.databaseUrl, created.payment_id)).toBe('releasing');
 
-    const second = await spawnCoordinator(identity, env);
-    await waitFor('the restarted coordinator to complete the release', async () => (await statusOf(identity.databaseUrl, created.payment_id)) === 'released', 30_000, 100);
-    await daemon.resetFaults();
+      proxy.holdAnswers(undefined);
+      const second = await spawnCoordinator(identity, { WALLET_DAEMON_URL: proxy.url, REDRIVE_INTERVAL_MS: '200', SETTLEMENT_LEASE_MS: '1000' });
+      await waitFor('the restarted coordinator to complete the release', async () => (await statusOf(identity.databaseUrl, created.payment_id)) === 'released', 30_000, 100);
 
-    const http2 = request(second.url);
-    const payment = await getPayment(http2, identity.keys.client, created.payment_id);
-    expect(payment).toMatchObject({ status: 'released', payee_address: payout, refund_transaction_hash: null });
-    const transfers = await daemon.escrowTransfers(payment.escrow_id);
-    expect(kinds(transfers)).toEqual(['create', 'release']);
-    expect(transfers.find((x) => x.kind === 'release')!.transaction_hash).toBe(payment.transaction_hash);
-    const events = await paymentEvents(http2, identity.keys.client, created.payment_id);
-    expect(events.filter((e: { to: string }) => e.to === 'released')).toHaveLength(1);
-    await expect(getJob(http2, identity.keys.client, created.job_id)).resolves.toMatchObject({ state: 'completed', payment_status: 'released' });
-    // It was the restarted instance's re-drive that finished the job.
-    await expect(metricValue(http2, 'settlement_retries_total', { status: 'releasing' })).resolves.toBeGreaterThanOrEqual(1);
+      // The re-drive sent the release again under the same key; the daemon replayed its answer instead of paying twice.
+      const [original, ...repeats] = releases();
+      expect(repeats.length).toBeGreaterThanOrEqual(1);
+      for (const repeat of repeats) {
+        expect(repeat).toMatchObject({ idempotencyKey: original.idempotencyKey, status: 200, delivered: true });
+        expect(JSON.parse(repeat.answer!)).toMatchObject({ transaction_hash: appliedHash });
+      }
+      const http2 = request(second.url);
+      const payment = await getPayment(http2, identity.keys.client, created.payment_id);
+      expect(payment).toMatchObject({ status: 'released', payee_address: payout, transaction_hash: appliedHash, refund_transaction_hash: null });
+      expect(kinds(await daemon.escrowTransfers(escrowId))).toEqual(['create', 'release']);
+      const events = await paymentEvents(http2, identity.keys.client, created.payment_id);
+      expect(events.filter((e: { to: string }) => e.to === 'released')).toHaveLength(1);
+      await expect(getJob(http2, identity.keys.client, created.job_id)).resolves.toMatchObject({ state: 'completed', payment_status: 'released' });
+      // It was the restarted instance's re-drive that finished the job.
+      await expect(metricValue(http2, 'settlement_retries_total', { status: 'releasing' })).resolves.toBeGreaterThanOrEqual(1);
 
-    expect(new Money(await daemon.balance(payout)).eq(amount)).toBe(true);
-    expect(new Money(await daemon.balance(identity.clientWallet)).eq(clientBefore.minus(amount))).toBe(true);
-    await second.stop();
+      expect(new Money(await daemon.balance(payout)).eq(amount)).toBe(true);
+      expect(new Money(await daemon.balance(identity.clientWallet)).eq(clientBefore.minus(amount))).toBe(true);
+      await second.stop();
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('three coordinator processes sweep 500 overdue escrows at once: 500 refunds, none twice', async () => {
