@@ -20,6 +20,8 @@ export interface AppConfig {
   walletDaemonBatchSize: number;
   /** How long a decided settlement is left to the request that decided it before the re-drive worker takes over. */
   settlementLeaseMs: number;
+  /** How long an unfinished Idempotency-Key claim is its attempt's before a retry may take it over. */
+  idempotencyLeaseMs: number;
   redriveIntervalMs: number;
   walletDaemonPort: number;
   walletSeed: string | undefined;
@@ -109,6 +111,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
     walletDaemonRetries: int(env, 'WALLET_DAEMON_RETRIES', 3, 0, 10),
     walletDaemonBatchSize: int(env, 'WALLET_DAEMON_BATCH_SIZE', 200, 0, 500),
     settlementLeaseMs: int(env, 'SETTLEMENT_LEASE_MS', 30_000, 100, 3_600_000),
+    idempotencyLeaseMs: int(env, 'IDEMPOTENCY_LEASE_MS', 30_000, 100, 300_000),
     redriveIntervalMs: int(env, 'REDRIVE_INTERVAL_MS', 1000, 50, 3_600_000),
     walletDaemonPort: int(env, 'WALLET_DAEMON_PORT', 20000, 0, 65_535),
     walletSeed: env.WALLET_SEED || undefined,

@@ -13,4 +13,10 @@ export class IdempotencyKey {
   @Column('timestamptz') created_at: Date;
   @Column('timestamptz', { nullable: true }) completed_at: Date | null;
   @Column('timestamptz') expires_at: Date;
+  /** Fencing token of the attempt that holds the claim; a takeover replaces it. */
+  @Column('uuid', { nullable: true }) claim_token: string | null;
+  /** Until then the claim is the running attempt's; after it, a retry may take it over. */
+  @Column('timestamptz', { nullable: true }) locked_until: Date | null;
+  /** What the request's first write committed (e.g. `{job_id}`), so a takeover resumes from it. */
+  @Column('jsonb', { nullable: true }) recovery: Record<string, unknown> | null;
 }

@@ -6,6 +6,7 @@ import type { Principal } from '../auth/api-keys';
 import { GlobalErrorFilter } from '../common/error.filter';
 import { DomainError } from '../common/errors';
 import { IdempotencyService, Scope } from './idempotency.service';
+import { HeldClaim, runWithClaim } from './recovery-points';
 
 const MAX_KEY_LENGTH = 255;
 /** Refusals that come from running the request, and so belong to its first answer. */
@@ -14,7 +15,8 @@ const REPLAYED_ERROR_STATUSES = new Set([402, 404, 409]);
 /**
  * `Idempotency-Key` on POST routes: the first answer (status and body) is stored and
  * replayed with `Idempotent-Replayed: true`; the same key with another body is 422; a
- * retry while the first still runs is 409.
+ * retry while the first still runs is 409 — until its lease passes, when a retry takes
+ * the claim over and carries on from what the first attempt committed.
  */
 @Injectable()
 export class IdempotencyInterceptor implements NestInterceptor {
@@ -44,14 +46,18 @@ export class IdempotencyInterceptor implements NestInterceptor {
             reply.header('idempotent-replayed', 'true');
             reply.status(claim.status);
             return of(claim.status === 204 ? undefined : claim.body);
-          case 'claimed':
-            return next.handle().pipe(
+          case 'claimed': {
+            const held = { scope, token: claim.token, resumeFrom: claim.resumeFrom };
+            // The handler runs with its claim in reach (RecoveryPoints): Nest binds the async
+            // context when `handle()` is called, so it must be called inside runWithClaim.
+            return runWithClaim(held, () => next.handle()).pipe(
               mergeMap(async (body) => {
-                await this.idempotency.complete(scope, reply.statusCode, body);
+                await this.idempotency.complete(scope, held.token, reply.statusCode, body);
                 return body;
               }),
-              catchError((error) => from(this.remember(scope, error, String(request.id))).pipe(mergeMap(() => throwError(() => error)))),
+              catchError((error) => from(this.remember(held, error, String(request.id))).pipe(mergeMap(() => throwError(() => error)))),
             );
+          }
         }
       }),
     );
@@ -63,9 +69,9 @@ export class IdempotencyInterceptor implements NestInterceptor {
    * ran (400 validation, 401/403, 413, 415, 429) or one without a definite answer (5xx)
    * stores nothing, so a corrected retry may reuse the key.
    */
-  private async remember(scope: Scope, error: unknown, requestId: string): Promise<void> {
+  private async remember(held: HeldClaim, error: unknown, requestId: string): Promise<void> {
     const body = this.errors.toBody(error, requestId);
-    if (REPLAYED_ERROR_STATUSES.has(body.status_code)) await this.idempotency.complete(scope, body.status_code, body);
-    else await this.idempotency.release(scope);
+    if (REPLAYED_ERROR_STATUSES.has(body.status_code)) await this.idempotency.complete(held.scope, held.token, body.status_code, body);
+    else await this.idempotency.release(held.scope, held.token);
   }
 }

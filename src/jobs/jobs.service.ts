@@ -6,6 +6,7 @@ import { DomainError, notFound, validationError } from '../common/errors';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
 import { Sql, Transactions } from '../database/transactions';
+import { RecoveryPoints } from '../idempotency/recovery-points';
 import type { JobLink, JobFacts, RefundCause } from '../payments/job-link';
 import type { JobPayment } from '../payments/job-payment.entity';
 import { PaymentsService, isUuid } from '../payments/payments.service';
@@ -46,6 +47,7 @@ export class JobsService implements OnModuleInit, JobLink {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly tx: Transactions,
     private readonly payments: PaymentsService,
+    private readonly recovery: RecoveryPoints,
   ) {}
 
   onModuleInit(): void {
@@ -55,6 +57,8 @@ export class JobsService implements OnModuleInit, JobLink {
   // ---------------------------------------------------------------- clients
 
   async create(principal: Principal, input: CreateJobInput): Promise<Job> {
+    const resumed = this.recovery.resumeFrom();
+    if (resumed) return this.resumeCreate(resumed.job_id);
     checkJsonLimits('payload', input.payload);
     checkJsonLimits('constraints', input.constraints ?? {});
     const ttl = input.ttl_seconds ?? this.config.jobTtlDefaultSeconds;
@@ -81,11 +85,26 @@ export class JobsService implements OnModuleInit, JobLink {
              VALUES ($1, $2, 'queued', $3, $4, $5::int, now(), now() + $5::int * interval '1 second', now()) RETURNING *`,
       params: [uuidv7(), principal.id, JSON.stringify(input.payload), JSON.stringify(input.constraints ?? {}), ttl],
     };
-    if (!terms) return (await this.tx.sql.one<Job>(insertJob.text, insertJob.params)) as Job;
+    if (!terms) {
+      return (await this.recovery.firstWrite((sql) => sql.one<Job>(insertJob.text, insertJob.params), (job) => ({ job_id: job!.job_id }))) as Job;
+    }
     // Job and payment in one statement, the escrow after its commit, then the job as it now stands.
-    const payment = await this.payments.createPendingWithJob(insertJob, principal.id, terms, principal.id);
+    const payment = await this.recovery.firstWrite(
+      (sql) => this.payments.createPendingWithJob(insertJob, principal.id, terms, principal.id, sql),
+      (created) => ({ job_id: created.job_id }),
+    );
     await this.payments.escrowPayment(payment);
     return this.load(payment.job_id);
+  }
+
+  /**
+   * A retried create whose first attempt died after committing its job: the job it made,
+   * its payment carried on to escrow with the same daemon key (a no-op when already held).
+   */
+  private async resumeCreate(jobId: string): Promise<Job> {
+    const payment = await this.payments.findForJob(this.tx.sql, jobId);
+    if (payment) await this.payments.escrowPayment(payment);
+    return this.load(jobId);
   }
 
   async get(principal: Principal, jobId: string): Promise<Job> {
@@ -118,6 +137,7 @@ export class JobsService implements OnModuleInit, JobLink {
   /** Owner or admin: queued|running → canceled; an escrowed payment is refunded. */
   async cancel(principal: Principal, jobId: string): Promise<Job> {
     const current = await this.get(principal, jobId);
+    if (this.recovery.resumeFrom()) return this.resumeDecided(current.job_id);
     const decided = await this.tx.run(async (sql) => {
       const job = await sql.one<Job>(
         `UPDATE job SET state = 'canceled', error = 'canceled by ' || $2::text, finished_at = now(), updated_at = now()
@@ -125,9 +145,20 @@ export class JobsService implements OnModuleInit, JobLink {
         [current.job_id, principal.id],
       );
       if (!job) throw invalidTransition(jobId, (await this.load(jobId, sql)).state);
+      await this.recovery.record(sql, { job_id: job.job_id });
       return this.decidePayment(sql, job, 'refunding', principal.id, 'job_canceled', false);
     });
     if (decided) await this.payments.settle(decided);
+    return this.load(jobId);
+  }
+
+  /**
+   * A retried cancel/result/fail whose first attempt died after committing the job's
+   * transition: the payment decided with it is carried on to the daemon (same key).
+   */
+  private async resumeDecided(jobId: string): Promise<Job> {
+    const payment = await this.payments.findForJob(this.tx.sql, jobId);
+    if (payment) await this.payments.settleIfDecided(payment);
     return this.load(jobId);
   }
 
@@ -154,6 +185,9 @@ export class JobsService implements OnModuleInit, JobLink {
    * the payment's currency. SKIP LOCKED: concurrent polls never get the same job.
    */
   async poll(principal: Principal): Promise<Job | undefined> {
+    // A retried poll whose first attempt died after claiming a job: that job, not another.
+    const resumed = this.recovery.resumeFrom();
+    if (resumed) return this.load(resumed.job_id);
     const miner = await this.tx.sql.one<Miner>(`SELECT * FROM miner WHERE miner_id = $1`, [principal.id]);
     if (!miner) return this.dispatch(principal.id, [], null);
     const payable = [...this.config.currencies.values()].filter((c) => isValidAddress(miner.payout_address, c.addressFormat, c.network)).map((c) => c.code);
@@ -166,7 +200,11 @@ export class JobsService implements OnModuleInit, JobLink {
    * again), so a concurrent re-registration can never leave a stale payee.
    */
   private async dispatch(minerId: string, payable: string[], payoutAddress: string | null): Promise<Job | undefined> {
-    return this.tx.sql.one<Job>(
+    return this.recovery.firstWrite((sql) => this.claimJob(sql, minerId, payable, payoutAddress), (job) => (job ? { job_id: job.job_id } : undefined));
+  }
+
+  private claimJob(sql: Sql, minerId: string, payable: string[], payoutAddress: string | null): Promise<Job | undefined> {
+    return sql.one<Job>(
       `WITH job_row AS (
          UPDATE job SET state = 'running', assigned_miner_id = $1, started_at = now(), updated_at = now()
           WHERE job_id = (
@@ -194,6 +232,7 @@ export class JobsService implements OnModuleInit, JobLink {
 
   private async report(principal: Principal, jobId: string, to: 'completed' | 'failed', data: { result?: unknown; metrics?: Record<string, unknown>; error?: string }): Promise<Job> {
     if (!isUuid(jobId)) throw notFound('job', jobId);
+    if (this.recovery.resumeFrom()) return this.resumeDecided(jobId);
     const decided = await this.tx.run(async (sql) => {
       // Results after the deadline are refused even before the sweep has expired the job.
       const job = await sql.one<Job>(
@@ -202,6 +241,7 @@ export class JobsService implements OnModuleInit, JobLink {
         [jobId, principal.id, to, data.result === undefined ? null : JSON.stringify(data.result), data.metrics ? JSON.stringify(data.metrics) : null, data.error ?? null],
       );
       if (!job) throw minerReportRefused(jobId, principal.id, await sql.one<Job>(`SELECT * FROM job WHERE job_id = $1`, [jobId]));
+      await this.recovery.record(sql, { job_id: job.job_id });
       return to === 'completed'
         ? this.decidePayment(sql, job, 'releasing', principal.id, 'job_completed', true)
         : this.decidePayment(sql, job, 'refunding', principal.id, 'job_failed', false);

@@ -38,6 +38,12 @@ export class MetricsService {
     labelNames: ['status'],
     registers: [this.registry],
   });
+  readonly idempotencyTakeovers = new Counter({
+    name: 'idempotency_takeovers_total',
+    help: 'Idempotency-Key claims taken over from an attempt that died, by whether it had committed a first write (resumed)',
+    labelNames: ['resumed'],
+    registers: [this.registry],
+  });
   readonly walletDaemonLatency = new Histogram({
     name: 'wallet_daemon_request_duration_seconds',
     help: 'Wallet daemon call latency, by call and outcome',
@@ -55,6 +61,12 @@ export class MetricsService {
     name: 'payments_awaiting_wallet_daemon',
     help: 'Payments whose decided outcome waits for wallet daemon confirmation, by status',
     labelNames: ['status'],
+    registers: [this.registry],
+  });
+  readonly dbTransactionAborts = new Counter({
+    name: 'db_transaction_aborts_total',
+    help: 'Transactions PostgreSQL aborted for a deadlock (deadlock_detected) or serialization_failure, retried while attempts remain; should stay 0 under the lock order',
+    labelNames: ['reason'],
     registers: [this.registry],
   });
   readonly oldestOverdueEscrowSeconds = new Gauge({

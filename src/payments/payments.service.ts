@@ -7,6 +7,7 @@ import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
 import { Sql, Transactions } from '../database/transactions';
 import { BatchOutcome, EscrowService, recordHoldSql, recordSettlementSql } from '../escrow/escrow.service';
+import { RecoveryPoints } from '../idempotency/recovery-points';
 import { MetricsService } from '../metrics/metrics.service';
 import { WalletDaemonRejected, WalletDaemonUnavailable } from '../wallet-daemon-client/wallet-daemon.client';
 import { JobFacts, JobLink, LIVE_JOB_STATES, RefundCause, lockedJobCte } from './job-link';
@@ -66,6 +67,7 @@ export class PaymentsService {
     private readonly tx: Transactions,
     private readonly escrow: EscrowService,
     private readonly metrics: MetricsService,
+    private readonly recovery: RecoveryPoints,
   ) {}
 
   /** Called once by the Jobs module: how payment-side decisions reach the job. */
@@ -93,8 +95,8 @@ export class PaymentsService {
    * Inserts a new job (the caller's `INSERT INTO job … RETURNING *`) and its `pending`
    * payment in one statement: one round trip, one commit. Then `escrowPayment`, as above.
    */
-  async createPendingWithJob(jobInsert: { text: string; params: unknown[] }, clientId: string, terms: PaymentTerms, actor: string): Promise<JobPayment> {
-    return this.insertPending(this.tx.sql, jobInsert, clientId, terms, actor);
+  async createPendingWithJob(jobInsert: { text: string; params: unknown[] }, clientId: string, terms: PaymentTerms, actor: string, sql: Sql = this.tx.sql): Promise<JobPayment> {
+    return this.insertPending(sql, jobInsert, clientId, terms, actor);
   }
 
   /** The payment insert and its event over `job_row`, whatever statement yields that row. */
@@ -125,6 +127,9 @@ export class PaymentsService {
   /** POST /v1/payments: a payment for an existing queued job of the caller that has none. */
   async create(principal: Principal, request: PaymentRequest & { job_id: string }): Promise<JobPayment> {
     const terms = this.prepareTerms(principal, request);
+    // A retry whose first attempt died after committing the payment: carry that one on to escrow.
+    const resumed = this.recovery.resumeFrom();
+    if (resumed) return this.escrowPayment(await this.reload(this.tx.sql, resumed.payment_id));
     const payment = await this.tx.run(async (sql) => {
       const job = await this.jobs.lockJob(sql, request.job_id);
       if (!job || job.client_id !== principal.id) throw notFound('job', request.job_id);
@@ -134,7 +139,9 @@ export class PaymentsService {
       if (job.state !== 'queued') {
         throw new DomainError('INVALID_JOB_TRANSITION', `Job ${job.job_id} is ${job.state}; payments can be added only while queued`);
       }
-      return this.createPending(sql, job.job_id, principal.id, terms, principal.id);
+      const created = await this.createPending(sql, job.job_id, principal.id, terms, principal.id);
+      await this.recovery.record(sql, { payment_id: created.payment_id });
+      return created;
     });
     return this.escrowPayment(payment);
   }
@@ -225,8 +232,13 @@ export class PaymentsService {
   /** Route: release to the assigned miner's payout address (owner or admin). One statement decides. */
   async release(principal: Principal, paymentId: string, body: { job_id?: string; reason?: string }): Promise<JobPayment> {
     const current = await this.getOwned(principal, paymentId, body.job_id);
+    // A retry whose first attempt died after deciding: carry that decision on to the daemon.
+    if (this.recovery.resumeFrom()) return this.settleIfDecided(current);
     const actor = { actor: principal.id, reason: body.reason ?? 'release_requested' };
-    const decided = await this.decide(this.tx.sql, current, 'releasing', actor, { lockJob: true, onlyIf: 'payee_address IS NOT NULL' });
+    const decided = await this.recovery.firstWrite(
+      (sql) => this.decide(sql, current, 'releasing', actor, { lockJob: true, onlyIf: 'payee_address IS NOT NULL' }),
+      (moved) => (moved ? { payment_id: moved.payment_id } : undefined),
+    );
     if (!decided) {
       const now = await this.reload(this.tx.sql, paymentId);
       if (now.status === 'escrowed' && !now.payee_address) throw new DomainError('PAYMENT_NO_PAYEE', `Payment ${paymentId} has no assigned miner to pay yet`);
@@ -241,6 +253,7 @@ export class PaymentsService {
    */
   async refund(principal: Principal, paymentId: string, body: { job_id?: string; reason?: string }): Promise<JobPayment> {
     const current = await this.getOwned(principal, paymentId, body.job_id);
+    if (this.recovery.resumeFrom()) return this.settleIfDecided(current);
     const decided = await this.tx.run(async (sql) => {
       const job = await this.jobs.lockJob(sql, current.job_id);
       if (principal.role !== 'admin' && job && (job.state === 'running' || job.state === 'completed')) {
@@ -250,6 +263,7 @@ export class PaymentsService {
       }
       const moved = await this.decide(sql, current, 'refunding', { actor: principal.id, reason: body.reason ?? 'refund_requested' });
       if (!moved) throw cannotSettle(paymentId, (await this.reload(sql, paymentId)).status);
+      await this.recovery.record(sql, { payment_id: moved.payment_id });
       await this.jobs.onRefundDecided(sql, moved, 'refund_requested');
       return moved;
     });
@@ -493,7 +507,8 @@ export class PaymentsService {
     return row ?? (await this.reload(this.tx.sql, payment.payment_id));
   }
 
-  private async settleIfDecided(payment: JobPayment): Promise<JobPayment> {
+  /** Carries a decided payment on to the daemon; any other payment is returned as it is. */
+  async settleIfDecided(payment: JobPayment): Promise<JobPayment> {
     return payment.status === 'releasing' || payment.status === 'refunding' ? this.settle(payment) : payment;
   }
 
