@@ -146,6 +146,8 @@ describe('escrow expiry', () => {
     const clearlyPast = 4;
     const clearlyAhead = 4;
     const amount = '0.00101';
+    // Results and sweeps lock the same jobs at once; the lock order means PostgreSQL never aborts one for a deadlock.
+    const abortsBefore = await metricValue(t.http, 'db_transaction_aborts_total');
     const clientBefore = new Money(await t.daemon.balance(t.clientWallet));
     const payoutBefore = new Money(await t.daemon.balance(payout));
 
@@ -217,5 +219,6 @@ describe('escrow expiry', () => {
     const paid = new Money(amount).times(released);
     expect(new Money(await t.daemon.balance(payout)).eq(payoutBefore.plus(paid))).toBe(true);
     expect(new Money(await t.daemon.balance(t.clientWallet)).eq(clientBefore.minus(paid))).toBe(true);
+    expect(await metricValue(t.http, 'db_transaction_aborts_total')).toBe(abortsBefore);
   });
 });

@@ -4,6 +4,7 @@ import { DomainError } from '../src/common/errors';
 import { PaymentsService } from '../src/payments/payments.service';
 import { verifyReceipt } from '../src/receipts/receipt-signer';
 import type { TestApp } from './support/app';
+import { metricValue } from './support/flow';
 import { Api, Body, diff, Dec, expectStatus, inBatches, PAYLOAD, sat8, SEED_JOB_JSON, startApp, sum } from './support/payments';
 
 /**
@@ -313,8 +314,12 @@ describe('payments (e2e)', () => {
   });
 
   describe('races', () => {
-    it('settles once when 50 release and refund calls race on one running job', async () => {
+    // Deadlocks and serialization failures PostgreSQL reported to the app: the lock order says none.
+    const aborts = () => metricValue(t.http, 'db_transaction_aborts_total');
+
+    it('settles once when 50 release and refund calls race on one running job, with no deadlock', async () => {
       const before = await api.balance(t.clientWallet);
+      const abortsBefore = await aborts();
       const job = await api.paidJob('client', { payment_amount: '0.007' });
       const payout = await api.registerFreshMiner('miner');
       await api.pollFor(job.job_id);
@@ -358,10 +363,12 @@ describe('payments (e2e)', () => {
       }
       const events = await api.events(job.payment_id);
       expect(events.filter((e) => e.from === 'escrowed')).toHaveLength(1);
+      expect(await aborts()).toBe(abortsBefore);
     });
 
-    it('gives exactly one outcome when a miner result and a client cancel arrive together (20 rounds)', async () => {
+    it('gives exactly one outcome when a miner result and a client cancel arrive together (20 rounds), with no deadlock', async () => {
       const clientBefore = await api.balance(t.clientWallet);
+      const abortsBefore = await aborts();
       const payout = await api.registerFreshMiner('miner');
       const outcomes: string[] = [];
       let paidToMiner = new Dec(0);
@@ -394,6 +401,7 @@ describe('payments (e2e)', () => {
       expect(await api.balance(payout)).toBe(sat8(paidToMiner));
       expect(diff(await api.balance(t.clientWallet), clientBefore)).toBe(sat8(paidToMiner));
       expect(outcomes).toHaveLength(20);
+      expect(await aborts()).toBe(abortsBefore);
     });
   });
 

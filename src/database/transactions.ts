@@ -1,10 +1,14 @@
-import { Injectable, OnModuleInit } from '@nestjs/common';
+import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import type { Pool, PoolClient, QueryResultRow } from 'pg';
 import { DataSource } from 'typeorm';
+import { MetricsService } from '../metrics/metrics.service';
 import { prepared } from './prepared';
 
-/** PostgreSQL errors after which the whole transaction can safely run again. */
-const RETRYABLE = new Set(['40001' /* serialization_failure */, '40P01' /* deadlock_detected */]);
+/** PostgreSQL errors after which the whole transaction can safely run again, by their condition name. */
+const RETRYABLE: ReadonlyMap<string, string> = new Map([
+  ['40001', 'serialization_failure'],
+  ['40P01', 'deadlock_detected'],
+]);
 
 /** What a unit of work gets: plain SQL with parameters, rows back as column-named objects. */
 export interface Sql {
@@ -14,10 +18,18 @@ export interface Sql {
   afterCommit(effect: () => void): void;
 }
 
-function sqlOn(client: Pool | PoolClient, effects?: (() => void)[]): Sql {
+function sqlOn(client: Pool | PoolClient, effects?: (() => void)[], onError?: (error: unknown) => void): Sql {
+  const query = async (text: string, params?: unknown[]) => {
+    try {
+      return await client.query(prepared(text, params));
+    } catch (error) {
+      onError?.(error);
+      throw error;
+    }
+  };
   return {
-    rows: async (text, params) => (await client.query(prepared(text, params))).rows,
-    one: async (text, params) => (await client.query(prepared(text, params))).rows[0],
+    rows: async (text, params) => (await query(text, params)).rows,
+    one: async (text, params) => (await query(text, params)).rows[0],
     afterCommit: (effect) => (effects ? effects.push(effect) : effect()),
   };
 }
@@ -29,12 +41,20 @@ function sqlOn(client: Pool | PoolClient, effects?: (() => void)[]): Sql {
  *
  * Lock order: a transaction that touches a job and its payment locks the job row first;
  * PostgreSQL would abort one side of a deadlock anyway, and it is then retried here.
+ * Every such abort is logged and counted (`db_transaction_aborts_total`), so a broken
+ * lock order shows up instead of hiding behind the retry.
  */
 @Injectable()
 export class Transactions implements OnModuleInit {
+  private readonly logger = new Logger('Transactions');
+  /** Errors already counted: a single statement's error may also end the transaction it ran in. */
+  private readonly noted = new WeakSet<object>();
   private pool: Pool;
 
-  constructor(private readonly dataSource: DataSource) {}
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly metrics: MetricsService,
+  ) {}
 
   onModuleInit(): void {
     // TypeORM's PostgresDriver keeps its pg.Pool as `master`.
@@ -53,8 +73,8 @@ export class Transactions implements OnModuleInit {
         return result;
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
-        const code = (error as { code?: string }).code;
-        if (attempt >= attempts || !code || !RETRYABLE.has(code)) throw error;
+        const retryable = this.noteAbort(error, attempt < attempts ? `attempt ${attempt} of ${attempts}, retrying` : `attempt ${attempt} of ${attempts}, giving up`);
+        if (!retryable || attempt >= attempts) throw error;
       } finally {
         client.release();
       }
@@ -63,6 +83,19 @@ export class Transactions implements OnModuleInit {
 
   /** Single statements that need no transaction of their own. */
   get sql(): Sql {
-    return sqlOn(this.pool);
+    // A single statement is not retried (its caller gets the error), but it is counted.
+    return sqlOn(this.pool, undefined, (error) => this.noteAbort(error, 'single statement, not retried'));
+  }
+
+  /** Logs and counts a deadlock or serialization failure; true when `error` is one. */
+  private noteAbort(error: unknown, outcome: string): boolean {
+    const code = (error as { code?: string } | undefined)?.code;
+    const reason = code ? RETRYABLE.get(code) : undefined;
+    if (!reason) return false;
+    if (this.noted.has(error as object)) return true;
+    this.noted.add(error as object);
+    this.metrics.dbTransactionAborts.inc({ reason });
+    this.logger.warn({ code, reason, outcome, detail: (error as { detail?: string }).detail }, `PostgreSQL aborted a transaction: ${reason} (${outcome})`);
+    return true;
   }
 }

@@ -125,6 +125,8 @@ export function sharedDaemon(): WalletDaemonHelper {
 
 export interface PrivateDaemon {
   daemon: WalletDaemonHelper;
+  /** The daemon's own database (schema `wallet_daemon`), for specs that check what it received. */
+  databaseUrl: string;
   stop(): Promise<void>;
 }
 
@@ -141,15 +143,16 @@ export async function startPrivateDaemon(): Promise<PrivateDaemon> {
   const name = `${requiredTestEnv(TEST_ENV.dbPrefix)}_d_${process.pid}_${++privateDaemons}_${randomBytes(3).toString('hex')}`;
   await withClient(adminUrl, (client) => createDatabase(client, name));
   const token = randomBytes(16).toString('hex');
+  const databaseUrl = withDatabaseName(adminUrl, name);
   const spawned = await spawnWalletDaemon({
-    databaseUrl: withDatabaseName(adminUrl, name),
+    databaseUrl,
     token,
     port: 0,
     seed: TEST_WALLET_SEED,
     env: { LOG_LEVEL: 'error' },
     logFile: DAEMON_LOG_FILE,
   });
-  return { daemon: new WalletDaemonHelper({ url: spawned.url, token }), stop: () => spawned.stop() };
+  return { daemon: new WalletDaemonHelper({ url: spawned.url, token }), databaseUrl, stop: () => spawned.stop() };
 }
 
 // Shortcuts on the shared daemon, for the common case.
