@@ -46,6 +46,8 @@ const ROUTES: readonly RouteRow[] = [
   { method: 'POST', path: '/v1/miners/jobs/{job_id}/fail', access: ['miner'], body: () => ({ error: 'could not run' }) },
   { method: 'POST', path: '/v1/payments/{payment_id}/release', access: ['client', 'admin'], owned: true, body: () => ({ reason: 'access table' }) },
   { method: 'POST', path: '/v1/payments/{payment_id}/refund', access: ['client', 'admin'], owned: true, body: () => ({ reason: 'access table' }), fresh: { ok: 200 } },
+  // Another client's payment in a batch is that item's 404; the request itself is answered.
+  { method: 'POST', path: '/v1/payments/batch', access: ['client', 'admin'], body: (ids) => ({ items: [{ payment_id: ids.payment_id, action: 'refund' }] }) },
   { method: 'POST', path: '/v1/jobs/{job_id}/cancel', access: ['client', 'admin'], owned: true, body: () => ({}), fresh: { ok: 200 } },
   { method: 'GET', path: '/v1/receipts/keys', access: 'public' },
   { method: 'GET', path: '/health/live', access: 'public' },

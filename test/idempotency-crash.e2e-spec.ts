@@ -169,44 +169,60 @@ describe('Idempotency-Key across a crash of the instance running the request', (
     });
   });
 
-  describe.each<ReleasePoint>(['after the claim', 'after the decision commit', 'after the daemon settled', 'before the answer'])('POST /v1/payments/{id}/release, killed %s', (point) => {
-    it('a retry on another instance answers with the payment released once, to the miner', async () => {
+  /**
+   * A release, as a single call or as a batch of two (SPEC "Batch operations": one decision,
+   * one daemon settle-batch call, one recording for the whole set).
+   */
+  describe.each<[ReleasePoint, 'single' | 'batch']>(
+    (['after the claim', 'after the decision commit', 'after the daemon settled', 'before the answer'] as ReleasePoint[]).flatMap((point) => [
+      [point, 'single'],
+      [point, 'batch'],
+    ]),
+  )('release killed %s (%s call)', (point, via) => {
+    it('a retry on another instance answers with the payments released once, to the miner', async () => {
       const amount = '0.00231';
-      const job = await createPaidJob(httpB, t.keys.client, { amount });
-      await claimJob(httpB, t.keys.miner, job.job_id);
-      const path = `/v1/payments/${job.payment_id}/release`;
-      const key = `crash-release-${point.replace(/ /g, '-')}`;
-      const body = { reason: 'work accepted' };
+      const jobs = [];
+      for (let i = 0; i < (via === 'single' ? 1 : 2); i++) {
+        const job = await createPaidJob(httpB, t.keys.client, { amount });
+        await claimJob(httpB, t.keys.miner, job.job_id);
+        jobs.push(job);
+      }
+      const ids = jobs.map((job) => job.payment_id);
+      const path = via === 'single' ? `/v1/payments/${ids[0]}/release` : '/v1/payments/batch';
+      const body = via === 'single' ? { reason: 'work accepted' } : { items: ids.map((payment_id) => ({ payment_id, action: 'release', reason: 'work accepted' })) };
+      const daemonRoute = via === 'single' ? '/api/v1/escrow/release' : '/api/v1/escrow/settle-batch';
+      const key = `crash-release-${via}-${point.replace(/ /g, '-')}`;
       const payoutBefore = new Money(await pd.daemon.balance(payout));
       const a = await spawnCoordinator(t, { ...LONG_LEASE, ...NO_BACKGROUND, WALLET_DAEMON_URL: proxy.url });
       const since = proxy.calls.length;
-      const releases = () => proxy.calls.slice(since).filter((call) => call.path === '/api/v1/escrow/release');
+      const settles = () => proxy.calls.slice(since).filter((call) => call.path === daemonRoute);
       const locker = new Client({ connectionString: t.databaseUrl });
       await locker.connect();
-      const status = async () => (await db(`SELECT status FROM job_payments WHERE payment_id = $1`, [job.payment_id]))[0].status;
+      const statuses = async () => (await db(`SELECT status FROM job_payments WHERE payment_id = ANY($1::uuid[])`, [ids])).map((row) => row.status);
+      const all = (status: string) => async () => (await statuses()).every((s) => s === status);
       try {
         if (point === 'after the claim') {
-          // The decision locks the job first; it waits here with only the claim committed.
+          // The decision locks the jobs first; it waits here with only the claim committed.
           await locker.query('BEGIN');
-          await locker.query(`SELECT 1 FROM job WHERE job_id = $1 FOR UPDATE`, [job.job_id]);
+          await locker.query(`SELECT 1 FROM job WHERE job_id = ANY($1::uuid[]) FOR UPDATE`, [jobs.map((job) => job.job_id)]);
         }
-        if (point === 'after the decision commit') proxy.holdRequests((call) => call.path === '/api/v1/escrow/release');
-        if (point === 'after the daemon settled' || point === 'before the answer') proxy.holdAnswers((call) => call.path === '/api/v1/escrow/release');
+        if (point === 'after the decision commit') proxy.holdRequests((call) => call.path === daemonRoute);
+        if (point === 'after the daemon settled' || point === 'before the answer') proxy.holdAnswers((call) => call.path === daemonRoute);
         const inFlight = doomed(a.url, path, key, t.keys.client, body);
 
         if (point === 'after the claim') {
           await waitFor('the claim', async () => (await keyRow(key)) !== undefined);
           await blockedOnLock();
         } else if (point === 'after the decision commit') {
-          await waitFor('the decision', async () => (await status()) === 'releasing');
-          await waitFor('the release call to be on its way', async () => releases().length > 0);
+          await waitFor('the decision', all('releasing'));
+          await waitFor('the settle call to be on its way', async () => settles().length > 0);
         } else {
-          await waitFor('the daemon to settle', async () => releases().find((call) => call.status !== undefined && call.status < 300));
+          await waitFor('the daemon to settle', async () => settles().find((call) => call.status !== undefined && call.status < 300));
           if (point === 'before the answer') {
             await locker.query('BEGIN');
             await locker.query(`SELECT 1 FROM idempotency_keys WHERE key = $1 FOR UPDATE`, [key]);
             proxy.deliverHeld();
-            await waitFor('the settlement to be recorded', async () => (await status()) === 'released');
+            await waitFor('the settlements to be recorded', all('released'));
             await blockedOnLock();
           }
         }
@@ -220,18 +236,22 @@ describe('Idempotency-Key across a crash of the instance running the request', (
         proxy.holdAnswers(undefined);
         proxy.holdRequests(undefined);
       }
-      expect(await status()).toBe({ 'after the claim': 'escrowed', 'after the decision commit': 'releasing', 'after the daemon settled': 'releasing', 'before the answer': 'released' }[point]);
+      const expected = { 'after the claim': 'escrowed', 'after the decision commit': 'releasing', 'after the daemon settled': 'releasing', 'before the answer': 'released' }[point];
+      expect(await statuses()).toEqual(ids.map(() => expected));
 
       const answer = await retryOnB(path, key, t.keys.client, body);
       expect(answer.status).toBe(200);
-      expect(answer.body).toMatchObject({ payment_id: job.payment_id, status: 'released', payee_address: payout });
+      const payments = via === 'single' ? [answer.body] : answer.body.items.map((item: { status_code: number; payment: unknown }) => (expect(item.status_code).toBe(200), item.payment));
+      expect(payments.map((p: { payment_id: string; status: string; payee_address: string }) => [p.payment_id, p.status, p.payee_address])).toEqual(ids.map((id) => [id, 'released', payout]));
 
-      // Released once: one event, one transfer at the daemon, the miner paid the amount once.
-      const events = await paymentEvents(httpB, t.keys.client, job.payment_id);
-      expect(events.filter((e: { to: string }) => e.to === 'released')).toHaveLength(1);
-      const escrowId = (await db(`SELECT escrow_id FROM job_payments WHERE payment_id = $1`, [job.payment_id]))[0].escrow_id;
-      expect(kinds(await pd.daemon.escrowTransfers(escrowId))).toEqual(['create', 'release']);
-      expect(new Money(await pd.daemon.balance(payout)).eq(payoutBefore.plus(amount))).toBe(true);
+      // Released once each: one event, one transfer at the daemon, the miner paid each amount once.
+      for (const id of ids) {
+        const events = await paymentEvents(httpB, t.keys.client, id);
+        expect(events.filter((e: { to: string }) => e.to === 'released')).toHaveLength(1);
+        const escrowId = (await db(`SELECT escrow_id FROM job_payments WHERE payment_id = $1`, [id]))[0].escrow_id;
+        expect(kinds(await pd.daemon.escrowTransfers(escrowId))).toEqual(['create', 'release']);
+      }
+      expect(new Money(await pd.daemon.balance(payout)).eq(payoutBefore.plus(new Money(amount).times(ids.length)))).toBe(true);
     });
   });
 

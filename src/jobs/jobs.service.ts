@@ -330,11 +330,12 @@ export class JobsService implements OnModuleInit, JobLink {
     return sql.one<JobFacts>(`SELECT job_id, client_id, state, assigned_miner_id FROM job WHERE job_id = $1 FOR UPDATE`, [jobId]);
   }
 
-  async onRefundDecided(sql: Sql, payment: JobPayment, cause: RefundCause): Promise<void> {
+  async onRefundsDecided(sql: Sql, payments: JobPayment[], cause: RefundCause): Promise<void> {
     await sql.rows(
-      `UPDATE job SET state = $2, error = $3, finished_at = now(), updated_at = now()
-        WHERE job_id = $1 AND state IN ('queued','running')`,
-      [payment.job_id, cause === 'escrow_expired' ? 'expired' : 'canceled', `payment refunded: ${payment.settle_reason ?? cause}`],
+      `UPDATE job SET state = $2, error = 'payment refunded: ' || r.reason, finished_at = now(), updated_at = now()
+         FROM unnest($1::uuid[], $3::text[]) AS r(job_id, reason)
+        WHERE job.job_id = r.job_id AND state IN ('queued','running')`,
+      [payments.map((p) => p.job_id), cause === 'escrow_expired' ? 'expired' : 'canceled', payments.map((p) => p.settle_reason ?? cause)],
     );
   }
 

@@ -19,8 +19,8 @@ export type RefundCause = 'refund_requested' | 'escrow_expired';
 export interface JobLink {
   /** Locks the job row (job before payment, always) and returns its facts. */
   lockJob(sql: Sql, jobId: string): Promise<JobFacts | undefined>;
-  /** A refund was decided from the payment side: a job still live is canceled or expired. */
-  onRefundDecided(sql: Sql, payment: JobPayment, cause: RefundCause): Promise<void>;
+  /** Refunds were decided from the payment side: their jobs still live are canceled or expired. */
+  onRefundsDecided(sql: Sql, payments: JobPayment[], cause: RefundCause): Promise<void>;
   /** The daemon refused the escrow: a job still live fails with this explanation. */
   onEscrowFailed(sql: Sql, payment: JobPayment, error: string): Promise<void>;
 }

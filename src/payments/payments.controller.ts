@@ -1,10 +1,14 @@
-import { Body, Controller, Get, HttpCode, Inject, Param, Post } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Inject, Param, Post, Req } from '@nestjs/common';
 import { ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import type { FastifyRequest } from 'fastify';
 import type { Principal } from '../auth/api-keys';
+import { assertDistinct, batchAnswer, itemError, validateItem } from '../common/batch';
+import { DomainError } from '../common/errors';
 import { CurrentPrincipal, Roles } from '../auth/auth.guard';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
-import { CreatePaymentDto, PaymentEventsView, PaymentView, SettlePaymentDto } from './dto/payment.dto';
+import { CreatePaymentDto, PaymentBatchDto, PaymentBatchItemDto, PaymentBatchItemView, PaymentBatchView, PaymentEventsView, PaymentView, SettlePaymentDto } from './dto/payment.dto';
+import type { SettleAsk } from './payment-rules';
 import { toEventView, toPaymentView } from './payment.view';
 import { PaymentsService } from './payments.service';
 
@@ -23,6 +27,33 @@ export class PaymentsController {
   @ApiCreatedResponse({ type: PaymentView })
   async create(@CurrentPrincipal() principal: Principal, @Body() body: CreatePaymentDto): Promise<PaymentView> {
     return toPaymentView(this.config, await this.payments.create(principal, body));
+  }
+
+  @Post('payments/batch')
+  @HttpCode(200)
+  @Roles('client', 'admin')
+  @ApiOperation({
+    summary: 'Release or refund up to 500 payments in one request',
+    description:
+      'Each item gets exactly the answer its single release/refund call would get (status_code, payment or error), in request order; ' +
+      'a failing item never fails its neighbours. A malformed envelope (not an array, 0 or more than 500 items, a repeated payment_id) is a 400 with nothing done.',
+  })
+  @ApiOkResponse({ type: PaymentBatchView })
+  async batch(@CurrentPrincipal() principal: Principal, @Body() body: PaymentBatchDto, @Req() request: FastifyRequest): Promise<PaymentBatchView> {
+    assertDistinct(body.items, 'payment_id');
+    const checked = body.items.map((raw) => validateItem(PaymentBatchItemDto, raw));
+    const asks = checked.filter((item): item is PaymentBatchItemDto => !(item instanceof DomainError));
+    const outcomes = await this.payments.settleRequested(principal, asks as SettleAsk[]);
+    let next = 0;
+    const items = checked.map((item, index): PaymentBatchItemView => {
+      const raw = body.items[index];
+      const head = { index, payment_id: typeof raw.payment_id === 'string' ? raw.payment_id : null, action: typeof raw.action === 'string' ? raw.action : null };
+      const outcome = item instanceof DomainError ? { error: item } : outcomes[next++];
+      return outcome.error
+        ? { ...head, status_code: outcome.error.status, error: itemError(outcome.error, String(request.id)) }
+        : { ...head, status_code: 200, payment: toPaymentView(this.config, outcome.payment!) };
+    });
+    return batchAnswer(items);
   }
 
   @Get('payments/:payment_id')

@@ -13,6 +13,7 @@ import { WalletDaemonRejected, WalletDaemonUnavailable } from '../wallet-daemon-
 import { JobFacts, JobLink, LIVE_JOB_STATES, RefundCause, lockedJobCte } from './job-link';
 import { JobPayment, PaymentEvent, PaymentStatus } from './job-payment.entity';
 import { cannotSettle } from './payment.errors';
+import { canSeePayment, DECIDED_STATUS, DEFAULT_SETTLE_REASON, SettleAsk, settlementRefusal } from './payment-rules';
 import { PaymentRequest, PaymentTerms, preparePaymentTerms } from './payment-terms';
 
 /** Marks a column to be set to the database's `now()` in a transition. */
@@ -43,7 +44,7 @@ interface Actor {
 
 const NO_JOB_LINK: JobLink = {
   lockJob: async () => undefined,
-  onRefundDecided: async () => undefined,
+  onRefundsDecided: async () => undefined,
   onEscrowFailed: async () => undefined,
 };
 
@@ -229,22 +230,9 @@ export class PaymentsService {
     return sql.one<JobPayment>(`SELECT * FROM job_payments WHERE job_id = $1 ORDER BY created_at DESC LIMIT 1`, [jobId]);
   }
 
-  /** Route: release to the assigned miner's payout address (owner or admin). One statement decides. */
+  /** Route: release to the assigned miner's payout address (owner or admin). */
   async release(principal: Principal, paymentId: string, body: { job_id?: string; reason?: string }): Promise<JobPayment> {
-    const current = await this.getOwned(principal, paymentId, body.job_id);
-    // A retry whose first attempt died after deciding: carry that decision on to the daemon.
-    if (this.recovery.resumeFrom()) return this.settleIfDecided(current);
-    const actor = { actor: principal.id, reason: body.reason ?? 'release_requested' };
-    const decided = await this.recovery.firstWrite(
-      (sql) => this.decide(sql, current, 'releasing', actor, { lockJob: true, onlyIf: 'payee_address IS NOT NULL' }),
-      (moved) => (moved ? { payment_id: moved.payment_id } : undefined),
-    );
-    if (!decided) {
-      const now = await this.reload(this.tx.sql, paymentId);
-      if (now.status === 'escrowed' && !now.payee_address) throw new DomainError('PAYMENT_NO_PAYEE', `Payment ${paymentId} has no assigned miner to pay yet`);
-      throw cannotSettle(paymentId, now.status);
-    }
-    return this.settle(decided);
+    return settledOrThrow(await this.settleRequested(principal, [{ payment_id: paymentId, action: 'release', ...body }]));
   }
 
   /**
@@ -252,22 +240,90 @@ export class PaymentsService {
    * an admin any time before release. A job still live is canceled with it.
    */
   async refund(principal: Principal, paymentId: string, body: { job_id?: string; reason?: string }): Promise<JobPayment> {
-    const current = await this.getOwned(principal, paymentId, body.job_id);
-    if (this.recovery.resumeFrom()) return this.settleIfDecided(current);
-    const decided = await this.tx.run(async (sql) => {
-      const job = await this.jobs.lockJob(sql, current.job_id);
-      if (principal.role !== 'admin' && job && (job.state === 'running' || job.state === 'completed')) {
-        const payment = await this.reload(sql, paymentId);
-        if (payment.status !== 'escrowed') throw cannotSettle(paymentId, payment.status);
-        throw new DomainError('REFUND_NOT_ALLOWED', `Job ${job.job_id} is ${job.state}; only an admin can refund it now`, { job_state: job.state });
+    return settledOrThrow(await this.settleRequested(principal, [{ payment_id: paymentId, action: 'refund', ...body }]));
+  }
+
+  /** Internal callers: release many payments, each with exactly the single call's outcome. */
+  releaseMany(principal: Principal, asks: Omit<SettleAsk, 'action'>[]): Promise<SettleOutcome[]> {
+    return this.settleRequested(principal, asks.map((ask) => ({ ...ask, action: 'release' as const })));
+  }
+
+  /** Internal callers: refund many payments, each with exactly the single call's outcome. */
+  refundMany(principal: Principal, asks: Omit<SettleAsk, 'action'>[]): Promise<SettleOutcome[]> {
+    return this.settleRequested(principal, asks.map((ask) => ({ ...ask, action: 'refund' as const })));
+  }
+
+  /**
+   * Releases and refunds asked for by a caller — one single call, or a batch — as one set:
+   * the jobs are locked in one order, each ask is judged by `settlementRefusal`, the
+   * accepted ones move to `releasing`/`refunding` in one compare-and-set statement with
+   * their events, and after the commit they settle at the daemon together (one batch
+   * call). Outcomes come back in the order asked; a refused ask never stops the others.
+   * Payment ids must be distinct.
+   */
+  async settleRequested(principal: Principal, asks: SettleAsk[]): Promise<SettleOutcome[]> {
+    // A retry whose first attempt died after deciding: those decisions are carried on as they stand.
+    const decidedBefore = new Set(this.recovery.resumeFrom()?.payment_ids?.split(',') ?? []);
+    const { refusals, decided } = await this.tx.run(async (sql) => {
+      const facts = await sql.rows<JobPayment & { job_state: string }>(
+        `SELECT p.*, j.state AS job_state FROM job_payments p JOIN job j ON j.job_id = p.job_id
+          WHERE p.payment_id = ANY($1::uuid[]) ORDER BY j.job_id FOR UPDATE OF j`,
+        [asks.map((ask) => ask.payment_id).filter(isUuid)],
+      );
+      const byId = new Map(facts.map((row) => [row.payment_id, row]));
+      const refusals = new Map<number, DomainError>();
+      const accepted: { ask: SettleAsk; index: number }[] = [];
+      asks.forEach((ask, index) => {
+        const payment = byId.get(ask.payment_id);
+        if (payment && decidedBefore.has(payment.payment_id)) return;
+        const refusal = settlementRefusal(principal, ask, payment, payment?.job_state);
+        if (refusal) refusals.set(index, refusal);
+        else accepted.push({ ask, index });
+      });
+      const moved = accepted.length === 0 ? [] : await this.decideMany(sql, principal.id, accepted.map(({ ask }) => ask));
+      const movedIds = new Set(moved.map((p) => p.payment_id));
+      // Under the job locks nothing else moves an escrowed payment; kept as a guard all the same.
+      for (const { ask, index } of accepted) {
+        if (!movedIds.has(ask.payment_id)) refusals.set(index, cannotSettle(ask.payment_id, (await this.reload(sql, ask.payment_id)).status));
       }
-      const moved = await this.decide(sql, current, 'refunding', { actor: principal.id, reason: body.reason ?? 'refund_requested' });
-      if (!moved) throw cannotSettle(paymentId, (await this.reload(sql, paymentId)).status);
-      await this.recovery.record(sql, { payment_id: moved.payment_id });
-      await this.jobs.onRefundDecided(sql, moved, 'refund_requested');
-      return moved;
+      const refunds = moved.filter((p) => p.status === 'refunding');
+      if (refunds.length > 0) await this.jobs.onRefundsDecided(sql, refunds, 'refund_requested');
+      if (moved.length > 0) await this.recovery.record(sql, { payment_ids: moved.map((p) => p.payment_id).join(',') });
+      return { refusals, decided: [...moved, ...facts.filter((p) => decidedBefore.has(p.payment_id))] };
     });
-    return this.settleIfDecided(decided);
+
+    if (decided.length === 1) await this.settle(decided[0]);
+    else await this.settleMany(decided);
+    const final = decided.length === 0 ? [] : await this.tx.sql.rows<JobPayment>(`SELECT * FROM job_payments WHERE payment_id = ANY($1::uuid[])`, [decided.map((p) => p.payment_id)]);
+    const finalById = new Map(final.map((p) => [p.payment_id, p]));
+    return asks.map((ask, index) => {
+      const refusal = refusals.get(index);
+      return refusal ? { error: refusal } : { payment: finalById.get(ask.payment_id) as JobPayment };
+    });
+  }
+
+  /** escrowed → releasing/refunding for a set of accepted asks, with their events: one statement. */
+  private async decideMany(sql: Sql, actor: string, asks: SettleAsk[]): Promise<JobPayment[]> {
+    const moved = await sql.rows<JobPayment>(
+      `WITH input AS (SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[]) AS i(payment_id, to_status, reason)),
+       moved AS (
+         UPDATE job_payments p SET status = i.to_status, settle_reason = i.reason, settled_by = $4,
+                next_attempt_at = now() + $5::int * interval '1 millisecond', updated_at = now()
+           FROM input i WHERE p.payment_id = i.payment_id AND p.status = 'escrowed'
+         RETURNING p.*),
+       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
+                  SELECT payment_id, 'escrowed', status, settle_reason, $4 FROM moved)
+       SELECT * FROM moved`,
+      [
+        asks.map((ask) => ask.payment_id),
+        asks.map((ask) => DECIDED_STATUS[ask.action]),
+        asks.map((ask) => ask.reason ?? DEFAULT_SETTLE_REASON[ask.action]),
+        actor,
+        this.config.settlementLeaseMs,
+      ],
+    );
+    sql.afterCommit(() => moved.forEach((p) => this.logTransition(p.payment_id, 'escrowed', p.status, p.settle_reason, actor)));
+    return moved;
   }
 
   /** Inside the deadline sweep: refunds (or fails) the payments of jobs that just expired. */
@@ -582,7 +638,7 @@ export class PaymentsService {
 
   async getForJob(principal: Principal, jobId: string): Promise<JobPayment> {
     const payment = isUuid(jobId) ? await this.findForJob(this.tx.sql, jobId) : undefined;
-    if (!payment || !this.canSee(principal, payment)) throw new DomainError('PAYMENT_NOT_FOUND', `Job ${jobId} has no payment`);
+    if (!payment || !canSeePayment(principal, payment)) throw new DomainError('PAYMENT_NOT_FOUND', `Job ${jobId} has no payment`);
     return payment;
   }
 
@@ -594,16 +650,13 @@ export class PaymentsService {
   /** Reads a payment the principal may see; others' payments are 404, never 403. */
   private async getOwned(principal: Principal, paymentId: string, jobId?: string): Promise<JobPayment> {
     const payment = isUuid(paymentId) ? await this.tx.sql.one<JobPayment>(`SELECT * FROM job_payments WHERE payment_id = $1`, [paymentId]) : undefined;
-    if (!payment || !this.canSee(principal, payment)) throw notFound('payment', paymentId);
+    if (!payment || !canSeePayment(principal, payment)) throw notFound('payment', paymentId);
     if (jobId !== undefined && jobId !== payment.job_id) {
       throw new DomainError('PAYMENT_JOB_MISMATCH', `Payment ${paymentId} does not belong to job ${jobId}`, { payment_job_id: payment.job_id });
     }
     return payment;
   }
 
-  private canSee(principal: Principal, payment: JobPayment): boolean {
-    return principal.role === 'admin' || (principal.role === 'client' && payment.client_id === principal.id);
-  }
 
   private async reload(sql: Sql, paymentId: string): Promise<JobPayment> {
     return (await sql.one<JobPayment>(`SELECT * FROM job_payments WHERE payment_id = $1`, [paymentId])) as JobPayment;
@@ -649,6 +702,14 @@ export class PaymentsService {
     this.metrics.paymentTransitions.inc({ from: from ?? 'none', to });
     this.logger.log({ payment_id: paymentId, from, to, reason, actor }, 'payment status changed');
   }
+}
+
+/** What one settlement ask came to: the payment as it now stands, or the single call's error. */
+export type SettleOutcome = { payment: JobPayment; error?: undefined } | { error: DomainError; payment?: undefined };
+
+function settledOrThrow([outcome]: SettleOutcome[]): JobPayment {
+  if (outcome.error) throw outcome.error;
+  return outcome.payment;
 }
 
 export function isUuid(id: string): boolean {

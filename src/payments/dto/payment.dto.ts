@@ -1,5 +1,5 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsDefined, IsInt, IsOptional, IsString, IsUUID, Length, MaxLength, Min } from 'class-validator';
+import { ArrayMaxSize, ArrayMinSize, IsArray, IsDefined, IsIn, IsInt, IsObject, IsOptional, IsString, IsUUID, Length, MaxLength, Min } from 'class-validator';
 import { PAYMENT_STATUSES } from '../job-payment.entity';
 
 export class CreatePaymentDto {
@@ -129,4 +129,65 @@ export class ReceiptKeyView {
 
 export class ReceiptKeysView {
   @ApiProperty({ type: [ReceiptKeyView] }) keys: ReceiptKeyView[];
+}
+
+export class PaymentBatchDto {
+  /** 1–500 settlements, each `payment_id` at most once; each item is validated on its own. */
+  @ApiProperty({
+    type: 'array',
+    items: { type: 'object' },
+    minItems: 1,
+    maxItems: 500,
+    example: [
+      { payment_id: '0193a5b0-7c1f-7000-8000-000000000001', action: 'release', reason: 'work accepted' },
+      { payment_id: '0193a5b0-7c1f-7000-8000-000000000002', action: 'refund', job_id: '0193a5b0-7c1e-7d2a-9c4b-2f1e8d7a6b5c' },
+    ],
+  })
+  @IsArray()
+  @ArrayMinSize(1)
+  @ArrayMaxSize(500)
+  @IsObject({ each: true })
+  items: Record<string, unknown>[];
+}
+
+/** One item of `POST /v1/payments/batch`: the single release/refund call's path and body. */
+export class PaymentBatchItemDto extends SettlePaymentDto {
+  @ApiProperty({ example: '0193a5b0-7c1f-7000-8000-000000000001' })
+  @IsString()
+  @MaxLength(100)
+  payment_id: string;
+
+  @ApiProperty({ enum: ['release', 'refund'] })
+  @IsIn(['release', 'refund'])
+  action: 'release' | 'refund';
+
+  /** When given, must equal the payment's amount: a payment settles whole. */
+  @ApiPropertyOptional({ example: '0.00100000' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(40)
+  amount?: string;
+}
+
+export class BatchItemErrorView {
+  @ApiProperty({ example: 409 }) status_code: number;
+  @ApiProperty({ example: 'PAYMENT_ALREADY_SETTLED' }) code: string;
+  @ApiProperty() message: string;
+  @ApiProperty({ type: Object }) details: Record<string, unknown>;
+  @ApiProperty() request_id: string;
+}
+
+export class PaymentBatchItemView {
+  @ApiProperty({ example: 0 }) index: number;
+  @ApiProperty({ nullable: true, type: String }) payment_id: string | null;
+  @ApiProperty({ nullable: true, type: String, enum: ['release', 'refund'] }) action: string | null;
+  @ApiProperty({ example: 200 }) status_code: number;
+  @ApiPropertyOptional({ type: PaymentView }) payment?: PaymentView;
+  @ApiPropertyOptional({ type: BatchItemErrorView }) error?: BatchItemErrorView;
+}
+
+export class PaymentBatchView {
+  @ApiProperty({ type: [PaymentBatchItemView] }) items: PaymentBatchItemView[];
+  @ApiProperty({ example: 2 }) succeeded: number;
+  @ApiProperty({ example: 0 }) failed: number;
 }
