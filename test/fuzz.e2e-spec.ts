@@ -414,6 +414,7 @@ describe('structural attacks on every POST route of the wallet daemon', () => {
     [SETTLEMENT_ROUTES.release]: ['escrow_id', 'payee', 'address', 'amount', 'reason'],
     [SETTLEMENT_ROUTES.refund]: ['escrow_id', 'refund_address', 'address', 'amount', 'reason'],
     '/api/v1/escrow/settle-batch': ['items'],
+    '/api/v1/escrow/create-batch': ['items'],
     '/api/v1/addresses': ['currency'],
     '/api/v1/faucet': ['currency', 'address', 'amount'],
     '/api/v1/faults': ['fail_rate', 'latency_ms', 'drop_rate'],
@@ -458,8 +459,8 @@ describe('structural attacks on every POST route of the wallet daemon', () => {
     let sent = 0;
     for (const [path, fields] of Object.entries(DAEMON_POSTS)) {
       const attacks = overLimitAttacks(fields, DAEMON_LIMITS, DAEMON_BODY_LIMIT);
-      // Inside a settle-batch item, where each item's body is read on its own.
-      if (path === '/api/v1/escrow/settle-batch') {
+      // Inside a batch item, where each item's body is read on its own.
+      if (path.endsWith('-batch')) {
         for (const levels of [DAEMON_LIMITS.maxDepth, 10_000]) {
           attacks.push({ name: `items[0].reason: ${levels} nested objects`, body: `{"items":[{"action":"release","idempotency_key":"k","reason":${deepObject(levels)}}]}` });
         }

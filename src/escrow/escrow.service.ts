@@ -2,6 +2,8 @@ import { Injectable } from '@nestjs/common';
 import type { Sql } from '../database/transactions';
 import type { JobPayment } from '../payments/job-payment.entity';
 import {
+  BatchItemResult,
+  CreateEscrowRequest,
   EscrowHold,
   EscrowState,
   SettleRequest,
@@ -25,16 +27,25 @@ export class EscrowService {
 
   /** Asks the daemon to hold the payment's amount (safe to repeat: same key, same hold). */
   hold(payment: JobPayment): Promise<EscrowHold> {
-    return this.daemon.createEscrow(
-      {
-        payment_id: payment.payment_id,
-        amount: payment.amount,
-        currency: payment.currency,
-        payer: payment.payer_address,
-        timeout_seconds: payment.escrow_timeout_seconds,
-      },
-      createKey(payment.payment_id),
-    );
+    return this.daemon.createEscrow(holdRequest(payment), createKey(payment.payment_id));
+  }
+
+  /**
+   * Asks the daemon to hold many payments in one call (one daemon commit). Each item keeps
+   * its own `<payment_id>:create` key, so it is the very same hold as the single call.
+   * Returns, per payment in order, its hold or why it was not held (402 is
+   * `WalletDaemonRejected.insufficientFunds`). A daemon without the route throws
+   * WalletDaemonRejected 404/405 for the whole call.
+   */
+  async holdBatch(payments: JobPayment[]): Promise<HoldOutcome[]> {
+    const results = await this.daemon.createEscrows(payments.map((p) => ({ ...holdRequest(p), idempotency_key: createKey(p.payment_id) })));
+    return results.map((result) => {
+      const { escrow_id, address, transaction_hash, expires_at } = result.body;
+      if (result.status < 300 && escrow_id && address && transaction_hash && expires_at) {
+        return { hold: { escrow_id, address, transaction_hash, expires_at } };
+      }
+      return { error: itemError(result, 'create-batch') };
+    });
   }
 
   /** Records the daemon's hold of one payment (inside the caller's transaction). */
@@ -72,11 +83,9 @@ export class EscrowService {
           : { ...i.request, idempotency_key: i.idempotency_key, action: 'refund' as const, refund_address: i.refund_address },
       ),
     );
-    return results.map(({ status, body }) => {
-      if (status < 300 && body.transaction_hash) return { transactionHash: body.transaction_hash };
-      if (status >= 500 || status < 300) return { error: new WalletDaemonUnavailable(`wallet daemon settle-batch item answered ${status}`) };
-      return { error: new WalletDaemonRejected(status, body.code ?? 'REJECTED', body.message ?? `wallet daemon answered ${status}`) };
-    });
+    return results.map((result) =>
+      result.status < 300 && result.body.transaction_hash ? { transactionHash: result.body.transaction_hash } : { error: itemError(result, 'settle-batch') },
+    );
   }
 
   /** What the daemon says happened to the payment's escrow (for reconciliation). */
@@ -91,6 +100,28 @@ export class EscrowService {
 }
 
 export type BatchOutcome = { transactionHash: string; error?: undefined } | { error: WalletDaemonRejected | WalletDaemonUnavailable };
+export type HoldOutcome = { hold: EscrowHold; error?: undefined } | { error: WalletDaemonRejected | WalletDaemonUnavailable };
+
+/**
+ * Why a batch item did not succeed, as its single call would have thrown: a 4xx is a
+ * definitive no; a 5xx (or a success without what it must carry) leaves it unknown.
+ */
+function itemError(result: BatchItemResult<unknown>, route: string): WalletDaemonRejected | WalletDaemonUnavailable {
+  const { status, body } = result;
+  if (status >= 500 || status < 400) return new WalletDaemonUnavailable(`wallet daemon ${route} item answered ${status}`);
+  return new WalletDaemonRejected(status, body.code ?? 'REJECTED', body.message ?? `wallet daemon answered ${status}`);
+}
+
+/** The daemon create request that holds a payment's amount. */
+function holdRequest(payment: JobPayment): CreateEscrowRequest {
+  return {
+    payment_id: payment.payment_id,
+    amount: payment.amount,
+    currency: payment.currency,
+    payer: payment.payer_address,
+    timeout_seconds: payment.escrow_timeout_seconds,
+  };
+}
 
 /** The daemon request that carries out a payment's decided outcome. */
 function settleItem(payment: JobPayment) {

@@ -4,6 +4,9 @@ import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
 import { MetricsService } from '../metrics/metrics.service';
 import {
+  BatchItemResult,
+  CreateBatchItem,
+  CreateBatchResult,
   CreateEscrowRequest,
   EscrowHold,
   EscrowState,
@@ -54,15 +57,12 @@ export class HttpWalletDaemonClient extends WalletDaemonClient {
     return this.call('escrow_refund', 'post', '/api/v1/refund', request, idempotencyKey);
   }
 
-  async settleEscrows(items: SettleBatchItem[]): Promise<SettleBatchResult[]> {
-    // Every item carries its own idempotency key, so the batch itself is safe to retry.
-    const answer = await this.call<{ results?: SettleBatchResult[] }>('escrow_settle_batch', 'post', '/api/v1/escrow/settle-batch', { items });
-    const results = answer.results;
-    // Anything but one result per item, in order, leaves every item's outcome unknown: retry later.
-    if (!Array.isArray(results) || results.length !== items.length || results.some((r, i) => r?.idempotency_key !== items[i].idempotency_key)) {
-      throw new WalletDaemonUnavailable('wallet daemon settle-batch answered without one result per item');
-    }
-    return results;
+  settleEscrows(items: SettleBatchItem[]): Promise<SettleBatchResult[]> {
+    return this.batch('escrow_settle_batch', '/api/v1/escrow/settle-batch', items);
+  }
+
+  createEscrows(items: CreateBatchItem[]): Promise<CreateBatchResult[]> {
+    return this.batch('escrow_create_batch', '/api/v1/escrow/create-batch', items);
   }
 
   getEscrow(escrowId: string): Promise<EscrowState> {
@@ -71,6 +71,16 @@ export class HttpWalletDaemonClient extends WalletDaemonClient {
 
   async ping(): Promise<void> {
     await this.call('health', 'get', '/health', undefined, undefined, 0);
+  }
+
+  /** A batch route: every item carries its own idempotency key, so the batch itself is safe to retry. */
+  private async batch<R extends BatchItemResult<unknown>>(name: string, url: string, items: Array<{ idempotency_key: string }>): Promise<R[]> {
+    const results = (await this.call<{ results?: R[] } | undefined>(name, 'post', url, { items }))?.results;
+    // Anything but one result per item, in order, leaves every item's outcome unknown: retry later.
+    if (!Array.isArray(results) || results.length !== items.length || results.some((r, i) => r?.idempotency_key !== items[i].idempotency_key)) {
+      throw new WalletDaemonUnavailable(`wallet daemon ${url} answered without one result per item`);
+    }
+    return results;
   }
 
   private async call<T>(name: string, method: 'get' | 'post', url: string, data?: unknown, idempotencyKey?: string, retries = this.retries): Promise<T> {

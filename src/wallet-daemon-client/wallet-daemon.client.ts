@@ -43,13 +43,22 @@ export type SettleBatchItem = SettleRequest & { idempotency_key: string } & (
   | { action: 'refund'; refund_address: string }
 );
 
-/** Per item: the status and body the single call would have answered. */
-export interface SettleBatchResult {
+/**
+ * One item of `POST /api/v1/escrow/create-batch` (SPEC "Batch operations"): exactly the
+ * single create call with that idempotency key, so a retry either way replays it.
+ */
+export type CreateBatchItem = CreateEscrowRequest & { idempotency_key: string };
+
+/** Per batch item: the status and body the single call would have answered (`code`, `message` on an error). */
+export interface BatchItemResult<Body> {
   idempotency_key: string;
   status: number;
-  body: { transaction_hash?: string; code?: string; message?: string };
+  body: Partial<Body> & { code?: string; message?: string };
   replayed: boolean;
 }
+
+export type SettleBatchResult = BatchItemResult<{ transaction_hash: string }>;
+export type CreateBatchResult = BatchItemResult<EscrowHold>;
 
 export abstract class WalletDaemonClient {
   abstract createEscrow(request: CreateEscrowRequest, idempotencyKey: string): Promise<EscrowHold>;
@@ -57,6 +66,8 @@ export abstract class WalletDaemonClient {
   abstract refundEscrow(request: SettleRequest & { refund_address: string }, idempotencyKey: string): Promise<{ transaction_hash: string }>;
   /** Many settlements in one call and one daemon commit; throws WalletDaemonRejected 404/405 where the daemon lacks the route. */
   abstract settleEscrows(items: SettleBatchItem[]): Promise<SettleBatchResult[]>;
+  /** Many creates in one call and one daemon commit; throws WalletDaemonRejected 404/405 where the daemon lacks the route. */
+  abstract createEscrows(items: CreateBatchItem[]): Promise<CreateBatchResult[]>;
   abstract getEscrow(escrowId: string): Promise<EscrowState>;
   abstract ping(): Promise<void>;
 }

@@ -92,7 +92,7 @@ export async function pruneIdempotencyKeys(db: Db, retentionDays = IDEMPOTENCY_R
 }
 
 /*
- * The same for many keys at once (settle-batch): one statement per step. Keys must be
+ * The same for many keys at once (the batch routes): one statement per step. Keys must be
  * distinct within one call.
  */
 

@@ -85,11 +85,11 @@ export function newTransactionHash(content: object): string {
   return createHash('sha256').update(randomBytes(32)).update(JSON.stringify(content)).digest('hex');
 }
 
-/** Next unused HD address index of the currency (a sequence, so no row lock is held). */
-export async function nextAddressIndex(db: Db, currency: CurrencyCode): Promise<number> {
+/** `count` unused HD address indexes of the currency, each handed out once (a sequence, so no row lock is held). */
+export async function nextAddressIndexes(db: Db, currency: CurrencyCode, count: number): Promise<number[]> {
   const sequence = currency === 'BTC' ? 'wallet_daemon.hd_index_btc' : 'wallet_daemon.hd_index_aitbc';
-  const { rows } = await db.query<{ index: string }>(`SELECT nextval('${sequence}') AS index`);
-  return Number(rows[0].index);
+  const { rows } = await db.query<{ index: string }>(`SELECT nextval('${sequence}') AS index FROM generate_series(1, $1::integer)`, [count]);
+  return rows.map((row) => Number(row.index));
 }
 
 const ACCOUNT_COLUMNS = `account_id AS "accountId", kind, currency, address, balance`;
@@ -163,13 +163,13 @@ export async function postTransfer(db: Db, transfer: TransferInput, legs: Leg[])
   );
   const balances = new Map(rows.map((row) => [String(row.account_id), row.balance]));
   const short = legs.find((leg) => !balances.has(leg.account.accountId));
-  if (short) {
-    throw new WalletDaemonError(
-      'INSUFFICIENT_FUNDS',
-      `balance of ${short.account.address} is below ${formatAmount(short.amount.neg())} ${short.account.currency}`,
-    );
-  }
+  if (short) throw insufficientFunds(short.account, short.amount.neg());
   return balances;
+}
+
+/** 402: `ref` cannot pay `amount`. */
+export function insufficientFunds(ref: AccountRef, amount: Decimal): WalletDaemonError {
+  return new WalletDaemonError('INSUFFICIENT_FUNDS', `balance of ${ref.address} is below ${formatAmount(amount)} ${ref.currency}`);
 }
 
 /** Double entry: a transfer's legs sum to zero (the database re-checks at commit). */
@@ -196,23 +196,43 @@ export interface NewEscrow {
 }
 
 export async function insertEscrow(db: Db, escrow: NewEscrow): Promise<EscrowRow> {
+  return (await insertEscrows(db, [escrow]))[0];
+}
+
+/** Inserts held escrows (one statement for all); returns their rows in input order. */
+export async function insertEscrows(db: Db, escrows: NewEscrow[]): Promise<EscrowRow[]> {
+  const column = <T>(pick: (e: NewEscrow) => T) => escrows.map(pick);
   const { rows } = await db.query<EscrowRow>(
     `INSERT INTO wallet_daemon.escrows
        (escrow_id, payment_id, currency, address, amount, payer, timeout_seconds, expires_at, create_transaction_hash)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, now() + $7::integer * interval '1 second', $8)
+     SELECT escrow_id, payment_id, currency, address, amount, payer, timeout_seconds,
+            now() + timeout_seconds * interval '1 second', create_transaction_hash
+     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::numeric[], $6::text[], $7::integer[], $8::char(64)[])
+          AS e(escrow_id, payment_id, currency, address, amount, payer, timeout_seconds, create_transaction_hash)
      RETURNING *`,
     [
-      escrow.escrowId,
-      escrow.paymentId,
-      escrow.currency,
-      escrow.address,
-      formatAmount(escrow.amount),
-      escrow.payer,
-      escrow.timeoutSeconds,
-      escrow.createTransactionHash,
+      column((e) => e.escrowId),
+      column((e) => e.paymentId),
+      column((e) => e.currency),
+      column((e) => e.address),
+      column((e) => formatAmount(e.amount)),
+      column((e) => e.payer),
+      column((e) => e.timeoutSeconds),
+      column((e) => e.createTransactionHash),
     ],
   );
-  return rows[0];
+  const byId = new Map(rows.map((row) => [row.escrow_id, row]));
+  return escrows.map((e) => byId.get(e.escrowId) as EscrowRow);
+}
+
+/**
+ * Takes back escrows inserted by this transaction whose create will not happen (their
+ * payer turned out short once locked), with their still empty hold accounts.
+ */
+export async function discardNewEscrows(db: Db, escrowIds: string[], holdAccountIds: string[]): Promise<void> {
+  if (escrowIds.length === 0) return;
+  await db.query(`DELETE FROM wallet_daemon.escrows WHERE escrow_id = ANY($1::uuid[]) AND state = 'held'`, [escrowIds]);
+  await db.query(`DELETE FROM wallet_daemon.accounts WHERE account_id = ANY($1::bigint[]) AND kind = 'escrow' AND balance = 0`, [holdAccountIds]);
 }
 
 export async function findEscrow(db: Db, escrowId: string): Promise<EscrowRow | null> {
@@ -289,8 +309,9 @@ export async function escrowTransfers(db: Db, escrowId: string): Promise<Transfe
 }
 
 /*
- * Set-based forms of the above, for settle-batch: one statement per step for the whole
- * batch instead of one per settlement, with the same checks and the same rows written.
+ * Set-based forms of the above, for settle-batch and create-batch: one statement per
+ * step for the whole batch instead of one per item, with the same checks and the same
+ * rows written.
  */
 
 export interface AccountRef {
@@ -309,14 +330,22 @@ export async function ensureAddressAccounts(db: Db, refs: AccountRef[]): Promise
   const found = await findAccounts(db, refs);
   const missing = refs.filter((ref) => !found.has(accountKey(ref)));
   if (missing.length === 0) return found;
+  for (const [key, account] of await insertAccounts(db, 'address', missing)) found.set(key, account);
+  return found;
+}
+
+/**
+ * Creates the accounts of `kind` (no row lock until a balance moves) and returns every
+ * named account; one that already existed is returned as it is, whatever its kind.
+ */
+export async function insertAccounts(db: Db, kind: AccountKind, refs: AccountRef[]): Promise<Map<string, Account>> {
   await db.query(
     `INSERT INTO wallet_daemon.accounts (kind, currency, address)
-     SELECT 'address', currency, address FROM unnest($1::text[], $2::text[]) AS u(currency, address)
+     SELECT $1, currency, address FROM unnest($2::text[], $3::text[]) AS u(currency, address)
      ON CONFLICT (currency, address) DO NOTHING`,
-    [missing.map((r) => r.currency), missing.map((r) => r.address)],
+    [kind, refs.map((r) => r.currency), refs.map((r) => r.address)],
   );
-  for (const [key, account] of await findAccounts(db, missing)) found.set(key, account);
-  return found;
+  return findAccounts(db, refs);
 }
 
 export async function findAccounts(db: Db, refs: AccountRef[]): Promise<Map<string, Account>> {
@@ -356,6 +385,18 @@ export async function claimSettlements(db: Db, settlements: Settlement[]): Promi
 }
 
 /**
+ * Locks the accounts in id order (so two batches cannot deadlock on order) and returns
+ * their balances as of the lock, by account id.
+ */
+export async function lockAccounts(db: Db, accountIds: string[]): Promise<Map<string, string>> {
+  const { rows } = await db.query<{ account_id: string; balance: string }>(
+    `SELECT account_id, balance FROM wallet_daemon.accounts WHERE account_id = ANY($1::bigint[]) ORDER BY account_id FOR UPDATE`,
+    [accountIds],
+  );
+  return new Map(rows.map((row) => [String(row.account_id), row.balance]));
+}
+
+/**
  * postTransfer for many transfers: the transfers, then every touched account locked in
  * id order (so two batches cannot deadlock on order), one balance update with the
  * summed legs, and the entries. A balance check
@@ -375,7 +416,7 @@ export async function postTransfers(db: Db, transfers: Array<{ transfer: Transfe
   const deltas = new Map<string, Decimal>();
   for (const { leg } of entries) deltas.set(leg.account.accountId, (deltas.get(leg.account.accountId) ?? new Decimal(0)).plus(leg.amount));
   const accountIds = [...deltas.keys()].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : BigInt(a) > BigInt(b) ? 1 : 0));
-  await db.query(`SELECT 1 FROM wallet_daemon.accounts WHERE account_id = ANY($1::bigint[]) ORDER BY account_id FOR UPDATE`, [accountIds]);
+  await lockAccounts(db, accountIds);
   const { rowCount } = await db.query(
     `UPDATE wallet_daemon.accounts a SET balance = a.balance + d.delta
      FROM unnest($1::bigint[], $2::numeric[]) AS d(account_id, delta)

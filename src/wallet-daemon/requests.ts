@@ -73,19 +73,26 @@ function parseSettlement(fields: Body, recipientField: 'payee' | 'refund_address
 export const SETTLEMENT_ROUTES = { release: '/api/v1/escrow/release', refund: '/api/v1/refund' } as const;
 export type SettlementAction = keyof typeof SETTLEMENT_ROUTES;
 
-/** At most this many items per settle-batch call (the coordinator sends up to 500). */
-export const MAX_SETTLE_BATCH_ITEMS = 500;
+/** Where a create is sent as a single call: a create-batch item is that very call. */
+export const CREATE_ROUTE = '/api/v1/escrow/create';
+
+/** At most this many items per settle-batch or create-batch call (the coordinator sends up to 500). */
+export const MAX_BATCH_ITEMS = 500;
 
 /**
- * One item of `POST /api/v1/escrow/settle-batch`: the body and Idempotency-Key of the
- * single release or refund call it stands for. Its fields are validated per item,
- * when it is settled, so one bad item gets its own 400 and the rest go on.
+ * One item of a batch route: the body and Idempotency-Key of the single call it stands
+ * for. Its fields are validated per item, when it is run, so one bad item gets its own
+ * 400 and the rest go on.
  */
-export interface BatchSettlement {
-  action: SettlementAction;
+export interface BatchItem {
   idempotencyKey: string;
-  /** The item without `action` and `idempotency_key`: exactly the single call's body. */
+  /** The item without `idempotency_key` (and `action`): exactly the single call's body. */
   body: Record<string, unknown>;
+}
+
+/** One item of `POST /api/v1/escrow/settle-batch`: a single release or refund call. */
+export interface BatchSettlement extends BatchItem {
+  action: SettlementAction;
 }
 
 /** What a batch item stands for: its outcome, the single call's route, and that call's parsed body (or 400/404). */
@@ -98,18 +105,32 @@ export function parseBatchSettlement(item: BatchSettlement): { outcome: 'release
   };
 }
 
-/** The batch envelope: `{ items: [...] }`, each with an action and an idempotency key, or 400. */
+/** The settle-batch envelope: `{ items: [...] }`, each with an action and an idempotency key, or 400. */
 export function parseSettleBatch(body: unknown): BatchSettlement[] {
-  const { items } = asObject(body);
-  if (!Array.isArray(items) || items.length === 0 || items.length > MAX_SETTLE_BATCH_ITEMS) {
-    throw invalidRequest(`items must be an array of 1 to ${MAX_SETTLE_BATCH_ITEMS} settlements`);
-  }
-  return items.map((raw, index) => {
-    const { action, idempotency_key: idempotencyKey, ...rest } = asObject(raw);
+  return parseBatch(body, 'settlements', (fields, index) => {
+    const { action, ...rest } = fields;
     if (action !== 'release' && action !== 'refund') throw invalidRequest(`items[${index}].action must be release or refund`);
-    if (typeof idempotencyKey !== 'string') throw invalidRequest(`items[${index}].idempotency_key must be a string`);
-    return { action, idempotencyKey: readIdempotencyKey(idempotencyKey) as string, body: rest };
+    return { action, ...batchItem(rest, index) };
   });
+}
+
+/** The create-batch envelope: `{ items: [...] }`, each with an idempotency key, or 400. */
+export function parseCreateBatch(body: unknown): BatchItem[] {
+  return parseBatch(body, 'creates', batchItem);
+}
+
+function parseBatch<T>(body: unknown, what: string, parseItem: (fields: Body, index: number) => T): T[] {
+  const { items } = asObject(body);
+  if (!Array.isArray(items) || items.length === 0 || items.length > MAX_BATCH_ITEMS) {
+    throw invalidRequest(`items must be an array of 1 to ${MAX_BATCH_ITEMS} ${what}`);
+  }
+  return items.map((raw, index) => parseItem(asObject(raw), index));
+}
+
+function batchItem(fields: Body, index: number): BatchItem {
+  const { idempotency_key: idempotencyKey, ...body } = fields;
+  if (typeof idempotencyKey !== 'string') throw invalidRequest(`items[${index}].idempotency_key must be a string`);
+  return { idempotencyKey: readIdempotencyKey(idempotencyKey) as string, body };
 }
 
 export function parseFaucet(body: unknown, currencies: CurrencyRegistry): FaucetRequest {

@@ -7,7 +7,9 @@ import { readIdempotencyKey, StoredResponse } from './idempotency';
 import { Db } from './ledger';
 import { DroppedAnswers, sendAnswer } from './replies';
 import {
+  CREATE_ROUTE,
   escrowIdOrNotFound,
+  parseCreateBatch,
   parseCreateEscrow,
   parseCurrencyQuery,
   parseFaucet,
@@ -50,18 +52,18 @@ function registerHealth(app: FastifyInstance, pool: Pool): void {
 
 function registerEscrowRoutes(app: FastifyInstance, deps: WalletRouteDeps): void {
   const { service, currencies } = deps;
-  idempotentPost(app, deps, '/api/v1/escrow/create', (body) => parseCreateEscrow(body, currencies), (db, input) =>
-    service.createEscrow(db, input),
-  );
+  idempotentPost(app, deps, CREATE_ROUTE, (body) => parseCreateEscrow(body, currencies), (db, input) => service.createEscrow(db, input));
   idempotentPost(app, deps, SETTLEMENT_ROUTES.release, parseRelease, (db, input) =>
     service.settleEscrow(db, 'released', input),
   );
   idempotentPost(app, deps, SETTLEMENT_ROUTES.refund, parseRefund, (db, input) => service.settleEscrow(db, 'refunded', input));
-  // Each item carries its own Idempotency-Key (the single call's), so the batch needs none.
-  app.post('/api/v1/escrow/settle-batch', async (request, reply) => {
-    const results = await service.settleBatch(parseSettleBatch(request.body));
-    return sendAnswer(deps.droppedAnswers, request, reply, { statusCode: 200, body: { results }, replayed: false });
-  });
+  // Each item carries its own Idempotency-Key (the single call's), so a batch needs none.
+  app.post('/api/v1/escrow/settle-batch', async (request, reply) =>
+    ok(deps, request, reply, { results: await service.settleBatch(parseSettleBatch(request.body)) }),
+  );
+  app.post('/api/v1/escrow/create-batch', async (request, reply) =>
+    ok(deps, request, reply, { results: await service.createBatch(parseCreateBatch(request.body)) }),
+  );
   app.get<{ Params: { escrow_id: string } }>('/api/v1/escrow/:escrow_id', async (request, reply) =>
     ok(deps, request, reply, await service.getEscrow(escrowIdOrNotFound(request.params.escrow_id))),
   );

@@ -2,7 +2,7 @@ import Decimal from 'decimal.js';
 import { Pool } from 'pg';
 import { uuidv7 } from 'uuidv7';
 import { formatAmount } from './amounts';
-import { Currency, CurrencyRegistry } from './currencies';
+import { Currency, CurrencyCode, CurrencyRegistry } from './currencies';
 import { escrowNotFound, invalidRequest, WalletDaemonError } from './errors';
 import { HdWallet } from './hd-wallet';
 import {
@@ -24,13 +24,24 @@ import {
   insertEscrow,
   ledgerTotals,
   newTransactionHash,
-  nextAddressIndex,
+  nextAddressIndexes,
   assertSpendable,
   postTransfer,
   withTransaction,
 } from './ledger';
-import { BatchSettlement, CreateEscrowRequest, FaucetRequest, parseBatchSettlement, SettleEscrowRequest } from './requests';
-import { BatchSettlementResult, isDistinctBatch, settleDistinctBatch, settledAnswer } from './settle-batch';
+import { BatchItemResult, isDistinctBatch } from './batch';
+import { createdAnswer, createDistinctBatch } from './create-batch';
+import {
+  BatchItem,
+  BatchSettlement,
+  CREATE_ROUTE,
+  CreateEscrowRequest,
+  FaucetRequest,
+  parseBatchSettlement,
+  parseCreateEscrow,
+  SettleEscrowRequest,
+} from './requests';
+import { settleDistinctBatch, settledAnswer } from './settle-batch';
 
 /** An answer to send, possibly replayed from an earlier request with the same key. */
 export interface WalletResponse extends StoredResponse {
@@ -42,7 +53,7 @@ export class WalletService {
   constructor(
     private readonly pool: Pool,
     private readonly wallet: HdWallet,
-    private readonly currencies: CurrencyRegistry,
+    readonly currencies: CurrencyRegistry,
   ) {}
 
   /**
@@ -67,34 +78,58 @@ export class WalletService {
    * the whole batch (nothing applied). Distinct keys and escrows (the normal case) run
    * set-based, one statement per step for all items (settle-batch.ts).
    */
-  async settleBatch(items: BatchSettlement[]): Promise<BatchSettlementResult[]> {
-    if (isDistinctBatch(items)) return withTransaction(this.pool, (db) => settleDistinctBatch(db, this, items));
-    // A batch repeating a key or an escrow (a retry inside one batch) goes one item at a
-    // time in request order, each under a savepoint, so each sees the ones before it.
+  async settleBatch(items: BatchSettlement[]): Promise<BatchItemResult[]> {
+    if (isDistinctBatch(items, (item) => String(item.body.escrow_id).toLowerCase())) {
+      return withTransaction(this.pool, (db) => settleDistinctBatch(db, this, items));
+    }
+    return this.runItemByItem(items, (db, item) => {
+      const { outcome, route, request } = parseBatchSettlement(item);
+      return runOncePerKey(db, route, item.idempotencyKey, item.body, (inner) => this.settleEscrow(inner, outcome, request));
+    });
+  }
+
+  /**
+   * Many creates in one transaction (one commit), each exactly the single create with its
+   * key, as settleBatch is for settlements: a failing item (bad field, 402) gets the single
+   * call's error and holds nothing, the others commit. Distinct keys and payments (the
+   * normal case) run set-based (create-batch.ts).
+   */
+  async createBatch(items: BatchItem[]): Promise<BatchItemResult[]> {
+    if (isDistinctBatch(items, (item) => String(item.body.payment_id))) {
+      return withTransaction(this.pool, (db) => createDistinctBatch(db, this, items));
+    }
+    return this.runItemByItem(items, (db, item) => {
+      const request = parseCreateEscrow(item.body, this.currencies);
+      return runOncePerKey(db, CREATE_ROUTE, item.idempotencyKey, item.body, (inner) => this.createEscrow(inner, request));
+    });
+  }
+
+  /**
+   * A batch repeating a key or its subject (a retry inside one batch) goes one item at a
+   * time in request order, each under a savepoint, so each sees the ones before it; an
+   * item's WalletDaemonError rolls back that item alone.
+   */
+  private runItemByItem<T extends BatchItem>(items: T[], runItem: (db: Db, item: T) => Promise<WalletResponse>): Promise<BatchItemResult[]> {
     return withTransaction(this.pool, async (db) => {
-      const results: BatchSettlementResult[] = [];
-      for (const item of items) results.push(await this.settleBatchItem(db, item));
+      const results: BatchItemResult[] = [];
+      for (const item of items) {
+        await db.query('SAVEPOINT batch_item');
+        try {
+          const response = await runItem(db, item);
+          await db.query('RELEASE SAVEPOINT batch_item');
+          results.push({ idempotency_key: item.idempotencyKey, status: response.statusCode, body: response.body, replayed: response.replayed });
+        } catch (error) {
+          if (!(error instanceof WalletDaemonError)) throw error;
+          await db.query('ROLLBACK TO SAVEPOINT batch_item');
+          results.push({ idempotency_key: item.idempotencyKey, status: error.status, body: error.toBody(), replayed: false });
+        }
+      }
       return results;
     });
   }
 
-  private async settleBatchItem(db: Db, item: BatchSettlement): Promise<BatchSettlementResult> {
-    const { idempotencyKey, body } = item;
-    await db.query('SAVEPOINT settle_item');
-    try {
-      const { outcome, route, request } = parseBatchSettlement(item);
-      const response = await runOncePerKey(db, route, idempotencyKey, body, (inner) => this.settleEscrow(inner, outcome, request));
-      await db.query('RELEASE SAVEPOINT settle_item');
-      return { idempotency_key: idempotencyKey, status: response.statusCode, body: response.body, replayed: response.replayed };
-    } catch (error) {
-      if (!(error instanceof WalletDaemonError)) throw error;
-      await db.query('ROLLBACK TO SAVEPOINT settle_item');
-      return { idempotency_key: idempotencyKey, status: error.status, body: error.toBody(), replayed: false };
-    }
-  }
-
   async newAddress(db: Db, currency: Currency): Promise<StoredResponse> {
-    const address = await this.deriveNextAddress(db, currency);
+    const [address] = await this.deriveNextAddresses(db, [currency]);
     return { statusCode: 201, body: { address, currency: currency.code } };
   }
 
@@ -127,7 +162,7 @@ export class WalletService {
   async createEscrow(db: Db, request: CreateEscrowRequest): Promise<StoredResponse> {
     const { currency, amount } = request;
     const payer = await this.spendableAccount(db, currency, request.payer, 'payer');
-    const escrowAddress = await this.deriveNextAddress(db, currency);
+    const [escrowAddress] = await this.deriveNextAddresses(db, [currency]);
     const hold = await ensureAccount(db, 'escrow', currency.code, escrowAddress);
     const escrowId = uuidv7();
     const transactionHash = newTransactionHash({ kind: 'create', escrowId, amount: amount.toString() });
@@ -147,19 +182,7 @@ export class WalletService {
       { account: payer, amount: amount.neg() },
       { account: hold, amount },
     ]);
-    return {
-      statusCode: 201,
-      body: {
-        escrow_id: escrow.escrow_id,
-        payment_id: escrow.payment_id,
-        address: escrow.address,
-        transaction_hash: transactionHash,
-        expires_at: escrow.expires_at.toISOString(),
-        amount: formatAmount(escrow.amount),
-        currency: escrow.currency,
-        state: escrow.state,
-      },
-    };
+    return createdAnswer(escrow);
   }
 
   /** Moves the whole hold to the payee (release) or back to a refund address (refund). */
@@ -253,8 +276,16 @@ export class WalletService {
     };
   }
 
-  private async deriveNextAddress(db: Db, currency: Currency): Promise<string> {
-    return this.wallet.addressAt(currency, await nextAddressIndex(db, currency.code));
+  /**
+   * A fresh HD address per entry of `currencies` (one index per address from the
+   * currency's sequence, so no two escrows or address requests ever share one).
+   */
+  async deriveNextAddresses(db: Db, currencies: Currency[]): Promise<string[]> {
+    const counts = new Map<CurrencyCode, number>();
+    for (const { code } of currencies) counts.set(code, (counts.get(code) ?? 0) + 1);
+    const indexes = new Map<CurrencyCode, number[]>();
+    for (const [code, count] of counts) indexes.set(code, await nextAddressIndexes(db, code, count));
+    return currencies.map((currency) => this.wallet.addressAt(currency, (indexes.get(currency.code) as number[]).shift() as number));
   }
 
   /**
