@@ -33,6 +33,7 @@ interface Ids {
 
 const ROUTES: readonly RouteRow[] = [
   { method: 'POST', path: '/v1/jobs', access: ['client'], body: () => ({ payload: PAYLOAD }) },
+  { method: 'POST', path: '/v1/jobs/batch', access: ['client'], body: () => ({ items: [{ payload: PAYLOAD }] }) },
   { method: 'GET', path: '/v1/jobs', access: ['client', 'admin'] },
   { method: 'GET', path: '/v1/jobs/{job_id}', access: ['client', 'admin'], owned: true },
   { method: 'GET', path: '/v1/jobs/{job_id}/payment', access: ['client', 'admin'], owned: true },

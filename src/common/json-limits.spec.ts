@@ -20,6 +20,8 @@ describe('jsonShapeProblem', () => {
     fc.assert(
       fc.property(fc.jsonValue({ maxDepth: 6 }), fc.boolean(), (value, pretty) => {
         const text = JSON.stringify(value, null, pretty ? 2 : undefined);
+        // U+0000 in a string is refused on its own (next test), whatever the shape.
+        fc.pre(!/(^|[^\\])(\\\\)*\\u0000/.test(text));
         const depth = depthOf(value);
         const entries = entriesOf(value);
         expect(jsonShapeProblem(text, { maxDepth: depth, maxEntries: entries })).toBeUndefined();
@@ -28,6 +30,14 @@ describe('jsonShapeProblem', () => {
       }),
       { numRuns: 2000 },
     );
+  });
+
+  it('refuses U+0000 in any string, key or value (PostgreSQL cannot store it), but not an escaped backslash before "u0000"', () => {
+    const limits = { maxDepth: 4, maxEntries: 10 };
+    expect(jsonShapeProblem(JSON.stringify({ payload: { prompt: 'a\u0000b' } }), limits)).toEqual({ limit: 'nul' });
+    expect(jsonShapeProblem(JSON.stringify({ ['k\u0000']: 1 }), limits)).toEqual({ limit: 'nul' });
+    expect(jsonShapeProblem(JSON.stringify({ text: '\\u0000' }), limits)).toBeUndefined();
+    expect(jsonShapeProblem(JSON.stringify({ text: 'u0000 \\ \u0001' }), limits)).toBeUndefined();
   });
 
   it('ignores brackets, colons, commas and escaped quotes inside strings', () => {

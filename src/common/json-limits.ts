@@ -11,7 +11,7 @@ export interface JsonShapeLimits {
   maxEntries: number;
 }
 
-export type JsonShapeProblem = { limit: 'depth'; max: number } | { limit: 'entries'; max: number };
+export type JsonShapeProblem = { limit: 'depth'; max: number } | { limit: 'entries'; max: number } | { limit: 'nul' };
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -40,7 +40,12 @@ export function jsonShapeProblem(text: string, limits: JsonShapeLimits): JsonSha
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === BACKSLASH) i++;
+      if (c === BACKSLASH) {
+        // PostgreSQL's jsonb and text cannot hold U+0000: refused here, not as a 500 at INSERT
+        // (and never as one item's bad text failing a whole batch's statement).
+        if (text.startsWith('u0000', i + 1)) return { limit: 'nul' };
+        i++;
+      }
       else if (c === QUOTE) inString = false;
       continue;
     }
@@ -79,6 +84,7 @@ export function jsonShapeProblem(text: string, limits: JsonShapeLimits): JsonSha
 
 /** The problem in words, for a 400's message. */
 export function describeJsonShapeProblem(problem: JsonShapeProblem): string {
+  if (problem.limit === 'nul') return 'must not contain the character U+0000 (\\u0000) in any string';
   return problem.limit === 'depth'
     ? `must be nested at most ${problem.max} levels deep`
     : `must have at most ${problem.max} object members and array elements in all`;

@@ -1,11 +1,13 @@
-import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query, Res } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query, Req, Res } from '@nestjs/common';
 import { ApiCreatedResponse, ApiNoContentResponse, ApiOkResponse, ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Principal } from '../auth/api-keys';
 import { CurrentPrincipal, Roles } from '../auth/auth.guard';
+import { batchAnswer, itemError, validateItem } from '../common/batch';
+import { DomainError } from '../common/errors';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
-import { CreateJobDto, JobFailureDto, JobPage, JobResultDto, JobView, ListJobsQuery, MinerView, RegisterMinerDto } from './dto/job.dto';
+import { CreateJobDto, JobBatchDto, JobBatchItemView, JobBatchView, JobFailureDto, JobPage, JobResultDto, JobView, ListJobsQuery, MinerView, RegisterMinerDto } from './dto/job.dto';
 import { toJobView, toMinerView } from './job.view';
 import { JobsService } from './jobs.service';
 
@@ -24,6 +26,30 @@ export class JobsController {
   @ApiCreatedResponse({ type: JobView })
   async create(@CurrentPrincipal() principal: Principal, @Body() body: CreateJobDto): Promise<JobView> {
     return toJobView(this.config, await this.jobs.create(principal, body));
+  }
+
+  @Post('batch')
+  @HttpCode(200)
+  @Roles('client')
+  @ApiOperation({
+    summary: 'Create up to 100 jobs in one request; their payments are escrowed together',
+    description:
+      'Each item gets exactly the answer its single POST /v1/jobs would get (status_code 201 and the job, or the error), in request order; ' +
+      'a failing item never fails its neighbours. A malformed envelope (not an array, 0 or more than 100 items) is a 400 with nothing done.',
+  })
+  @ApiOkResponse({ type: JobBatchView })
+  async batch(@CurrentPrincipal() principal: Principal, @Body() body: JobBatchDto, @Req() request: FastifyRequest): Promise<JobBatchView> {
+    const checked = body.items.map((raw) => validateItem(CreateJobDto, raw));
+    const valid = checked.filter((item): item is CreateJobDto => !(item instanceof DomainError));
+    const outcomes = await this.jobs.createMany(principal, valid);
+    let next = 0;
+    const items = checked.map((item, index): JobBatchItemView => {
+      const outcome = item instanceof DomainError ? { error: item } : outcomes[next++];
+      return outcome.error
+        ? { index, status_code: outcome.error.status, error: itemError(outcome.error, String(request.id)) }
+        : { index, status_code: 201, job: toJobView(this.config, outcome.job!) };
+    });
+    return batchAnswer(items);
   }
 
   @Get()

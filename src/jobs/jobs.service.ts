@@ -11,6 +11,7 @@ import type { JobLink, JobFacts, RefundCause } from '../payments/job-link';
 import type { JobPayment } from '../payments/job-payment.entity';
 import { PaymentsService, isUuid } from '../payments/payments.service';
 import { cannotSettle } from '../payments/payment.errors';
+import type { PaymentTerms } from '../payments/payment-terms';
 import { Job, Miner } from './job.entity';
 import { invalidTransition, minerReportRefused } from './job.errors';
 import { decodeCursor, encodeCursor } from './cursor';
@@ -24,6 +25,14 @@ export interface CreateJobInput {
   payer_address?: string;
   refund_address?: string;
   escrow_timeout_seconds?: number;
+}
+
+/** A create checked and ready to insert. */
+interface PreparedJob {
+  payload: string;
+  constraints: string;
+  ttl: number;
+  terms: PaymentTerms | undefined;
 }
 
 export interface Page<T> {
@@ -59,6 +68,67 @@ export class JobsService implements OnModuleInit, JobLink {
   async create(principal: Principal, input: CreateJobInput): Promise<Job> {
     const resumed = this.recovery.resumeFrom();
     if (resumed) return this.resumeCreate(resumed.job_id);
+    const job = this.prepareJob(principal, input);
+    const insertJob = {
+      text: `INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
+             VALUES ($1, $2, 'queued', $3, $4, $5::int, now(), now() + $5::int * interval '1 second', now()) RETURNING *`,
+      params: [uuidv7(), principal.id, job.payload, job.constraints, job.ttl],
+    };
+    const terms = job.terms;
+    if (!terms) {
+      return (await this.recovery.firstWrite((sql) => sql.one<Job>(insertJob.text, insertJob.params), (row) => ({ job_id: row!.job_id }))) as Job;
+    }
+    // Job and payment in one statement, the escrow after its commit, then the job as it now stands.
+    const payment = await this.recovery.firstWrite(
+      (sql) => this.payments.createPendingWithJob(insertJob, principal.id, terms, principal.id, sql),
+      (created) => ({ job_id: created.job_id }),
+    );
+    await this.payments.escrowPayment(payment);
+    return this.load(payment.job_id);
+  }
+
+  /**
+   * POST /v1/jobs/batch and internal callers: many creates, each with exactly the single
+   * create's outcome (a refused one never stops the others). The jobs and their payments
+   * are inserted in one transaction (two statements for the whole set), escrowed in one
+   * daemon call after the commit, and read back in one query.
+   */
+  async createMany(principal: Principal, inputs: CreateJobInput[]): Promise<({ job: Job; error?: undefined } | { error: DomainError; job?: undefined })[]> {
+    // A retry whose first attempt died after inserting: the jobs it made, by position.
+    const resumed = this.recovery.resumeFrom()?.job_ids?.split(',');
+    const prepared = inputs.map((input, index) => {
+      if (resumed?.[index]) return { jobId: resumed[index] };
+      try {
+        return { jobId: uuidv7(), job: this.prepareJob(principal, input) };
+      } catch (error) {
+        if (error instanceof DomainError) return { error };
+        throw error;
+      }
+    });
+    const fresh = prepared.filter((p): p is { jobId: string; job: PreparedJob } => 'job' in p && p.job !== undefined);
+    if (fresh.length > 0) {
+      await this.tx.run(async (sql) => {
+        await sql.rows(
+          `INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
+           SELECT job_id, $5, 'queued', payload, constraints, ttl, now(), now() + ttl * interval '1 second', now()
+             FROM unnest($1::uuid[], $2::jsonb[], $3::jsonb[], $4::int[]) AS i(job_id, payload, constraints, ttl)`,
+          [fresh.map((p) => p.jobId), fresh.map((p) => p.job.payload), fresh.map((p) => p.job.constraints), fresh.map((p) => p.job.ttl), principal.id],
+        );
+        const paid = fresh.filter((p) => p.job.terms).map((p) => ({ jobId: p.jobId, terms: p.job.terms as PaymentTerms }));
+        await this.payments.createPendingMany(sql, principal.id, paid, principal.id);
+        await this.recovery.record(sql, { job_ids: prepared.map((p) => ('jobId' in p ? p.jobId : '')).join(',') });
+      });
+    }
+    const jobIds = prepared.flatMap((p) => ('jobId' in p && p.jobId ? [p.jobId] : []));
+    const payments = jobIds.length ? await this.tx.sql.rows<JobPayment>(`SELECT * FROM job_payments WHERE job_id = ANY($1::uuid[]) AND status = 'pending'`, [jobIds]) : [];
+    await this.payments.escrowMany(payments);
+    const jobs = jobIds.length ? await this.tx.sql.rows<Job>(`SELECT * FROM job WHERE job_id = ANY($1::uuid[])`, [jobIds]) : [];
+    const byId = new Map(jobs.map((job) => [job.job_id, job]));
+    return prepared.map((p) => ('error' in p && p.error ? { error: p.error } : { job: byId.get((p as { jobId: string }).jobId) as Job }));
+  }
+
+  /** Validates one create completely before anything is written (throws a 400-class DomainError). */
+  private prepareJob(principal: Principal, input: CreateJobInput): PreparedJob {
     checkJsonLimits('payload', input.payload);
     checkJsonLimits('constraints', input.constraints ?? {});
     const ttl = input.ttl_seconds ?? this.config.jobTtlDefaultSeconds;
@@ -69,7 +139,6 @@ export class JobsService implements OnModuleInit, JobLink {
     if (!paid && (input.payment_currency ?? input.payer_address ?? input.refund_address ?? input.escrow_timeout_seconds) !== undefined) {
       throw validationError('payment fields need payment_amount', { fields: { payment_amount: ['required when other payment fields are given'] } });
     }
-    // Validate the payment completely before writing anything.
     const terms = paid
       ? this.payments.prepareTerms(principal, {
           amount: input.payment_amount,
@@ -79,22 +148,7 @@ export class JobsService implements OnModuleInit, JobLink {
           escrow_timeout_seconds: input.escrow_timeout_seconds,
         }, 'payment_')
       : undefined;
-
-    const insertJob = {
-      text: `INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
-             VALUES ($1, $2, 'queued', $3, $4, $5::int, now(), now() + $5::int * interval '1 second', now()) RETURNING *`,
-      params: [uuidv7(), principal.id, JSON.stringify(input.payload), JSON.stringify(input.constraints ?? {}), ttl],
-    };
-    if (!terms) {
-      return (await this.recovery.firstWrite((sql) => sql.one<Job>(insertJob.text, insertJob.params), (job) => ({ job_id: job!.job_id }))) as Job;
-    }
-    // Job and payment in one statement, the escrow after its commit, then the job as it now stands.
-    const payment = await this.recovery.firstWrite(
-      (sql) => this.payments.createPendingWithJob(insertJob, principal.id, terms, principal.id, sql),
-      (created) => ({ job_id: created.job_id }),
-    );
-    await this.payments.escrowPayment(payment);
-    return this.load(payment.job_id);
+    return { payload: JSON.stringify(input.payload), constraints: JSON.stringify(input.constraints ?? {}), ttl, terms };
   }
 
   /**

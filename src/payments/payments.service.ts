@@ -6,10 +6,10 @@ import { DomainError, notFound } from '../common/errors';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
 import { Sql, Transactions } from '../database/transactions';
-import { BatchOutcome, EscrowService, recordHoldSql, recordSettlementSql } from '../escrow/escrow.service';
+import { BatchOutcome, EscrowService, HoldOutcome, recordHoldSql, recordSettlementSql } from '../escrow/escrow.service';
 import { RecoveryPoints } from '../idempotency/recovery-points';
 import { MetricsService } from '../metrics/metrics.service';
-import { WalletDaemonRejected, WalletDaemonUnavailable } from '../wallet-daemon-client/wallet-daemon.client';
+import { EscrowHold, WalletDaemonRejected, WalletDaemonUnavailable } from '../wallet-daemon-client/wallet-daemon.client';
 import { JobFacts, JobLink, LIVE_JOB_STATES, RefundCause, lockedJobCte } from './job-link';
 import { JobPayment, PaymentEvent, PaymentStatus } from './job-payment.entity';
 import { cannotSettle } from './payment.errors';
@@ -62,6 +62,8 @@ export class PaymentsService {
   private jobs: JobLink = NO_JOB_LINK;
   /** Set once the daemon answers 404/405 to settle-batch: one call per escrow from then on. */
   private batchSettleUnsupported = false;
+  /** Likewise for create-batch. */
+  private batchCreateUnsupported = false;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -123,6 +125,108 @@ export class PaymentsService {
     )) as JobPayment;
     sql.afterCommit(() => this.logTransition(payment.payment_id, null, 'pending', 'payment_created', actor));
     return payment;
+  }
+
+  /**
+   * Inserts the `pending` payments of many new jobs (already inserted in the caller's
+   * transaction) in one statement, with their events. Then `escrowMany`, after the commit.
+   */
+  async createPendingMany(sql: Sql, clientId: string, items: { jobId: string; terms: PaymentTerms }[], actor: string): Promise<JobPayment[]> {
+    if (items.length === 0) return [];
+    const created = await sql.rows<JobPayment>(
+      `WITH input AS (
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::numeric[], $4::varchar[], $5::varchar[], $6::varchar[], $7::int[])
+                    AS i(payment_id, job_id, amount, currency, payer_address, refund_address, timeout)),
+       created AS (
+         INSERT INTO job_payments (payment_id, job_id, client_id, amount, currency, status, payer_address, refund_address,
+                                   escrow_timeout_seconds, next_attempt_at, created_at, updated_at, expires_at)
+         SELECT payment_id, job_id, $8, amount, currency, 'pending', payer_address, refund_address, timeout,
+                now() + $9::int * interval '1 millisecond', now(), now(), now() + timeout * interval '1 second'
+           FROM input
+         RETURNING *),
+       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
+                  SELECT payment_id, NULL, 'pending', 'payment_created', $10 FROM created)
+       SELECT * FROM created`,
+      [
+        items.map(() => uuidv7()),
+        items.map((i) => i.jobId),
+        items.map((i) => i.terms.amount),
+        items.map((i) => i.terms.currency.code),
+        items.map((i) => i.terms.payerAddress),
+        items.map((i) => i.terms.refundAddress),
+        items.map((i) => i.terms.escrowTimeoutSeconds),
+        clientId,
+        this.config.settlementLeaseMs,
+        actor,
+      ],
+    );
+    sql.afterCommit(() => created.forEach((p) => this.logTransition(p.payment_id, null, 'pending', 'payment_created', actor)));
+    return created;
+  }
+
+  /**
+   * Escrows many pending payments: one daemon call (create-batch) and one statement that
+   * records every hold whose job is still live. The rest take the single path: a refused
+   * hold fails its payment and job, an unanswered one waits for the re-drive, and a hold
+   * whose job ended meanwhile is recorded and refunded at once by `escrowPayment`.
+   */
+  async escrowMany(payments: JobPayment[]): Promise<void> {
+    const pending = payments.filter((p) => p.status === 'pending');
+    if (pending.length < 2 || this.batchCreateUnsupported) {
+      await runWithConcurrency(pending, 8, (payment) => this.escrowPayment(payment));
+      return;
+    }
+    let outcomes: HoldOutcome[];
+    try {
+      outcomes = await this.escrow.holdBatch(pending);
+    } catch (error) {
+      if (error instanceof WalletDaemonUnavailable) {
+        await runWithConcurrency(pending, 8, (payment) => this.postpone(payment, error, 'escrow_create'));
+        return;
+      }
+      if (!(error instanceof WalletDaemonRejected)) throw error;
+      // The batch as a whole was refused (nothing held). 404/405: no such route at this daemon.
+      if (error.status === 404 || error.status === 405) {
+        this.batchCreateUnsupported = true;
+        this.logger.warn({ status: error.status }, 'wallet daemon has no create-batch route; one escrow per call');
+      }
+      await runWithConcurrency(pending, 8, (payment) => this.escrowPayment(payment));
+      return;
+    }
+    const recorded = await this.recordHolds(pending.flatMap((payment, i) => {
+      const outcome = outcomes[i];
+      return 'hold' in outcome ? [{ payment, hold: outcome.hold }] : [];
+    }));
+    await runWithConcurrency(pending.map((payment, i) => ({ payment, error: outcomes[i].error })), 8, async ({ payment, error }) => {
+      if (error instanceof WalletDaemonRejected) await this.failEscrow(payment, error);
+      else if (error) await this.postpone(payment, error, 'escrow_create');
+      else if (!recorded.has(payment.payment_id)) await this.escrowPayment(payment);
+    });
+  }
+
+  /** pending → escrowed for many holds of live jobs, with events and escrow records: jobs locked in one order, one statement. */
+  private async recordHolds(held: { payment: JobPayment; hold: EscrowHold }[]): Promise<Set<string>> {
+    if (held.length === 0) return new Set();
+    const moved = await this.tx.run(async (sql) => {
+      await sql.rows(`SELECT 1 FROM job WHERE job_id = ANY($1::uuid[]) AND state IN ('queued','running') ORDER BY job_id FOR UPDATE`, [held.map((h) => h.payment.job_id)]);
+      return sql.rows<{ payment_id: string }>(
+        `WITH input AS (SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::varchar[]) AS i(payment_id, escrow_id, escrow_address, tx_hash)),
+         moved AS (
+           UPDATE job_payments p SET status = 'escrowed', escrow_id = i.escrow_id, escrow_address = i.escrow_address, escrowed_at = now(),
+                  next_attempt_at = NULL, last_error = NULL, updated_at = now()
+             FROM input i
+            WHERE p.payment_id = i.payment_id AND p.status = 'pending'
+              AND EXISTS (SELECT 1 FROM job j WHERE j.job_id = p.job_id AND j.state IN ('queued','running'))
+           RETURNING p.*, i.tx_hash),
+         logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
+                    SELECT payment_id, 'pending', 'escrowed', 'escrow_created', 'system', jsonb_build_object('create_transaction_hash', tx_hash) FROM moved),
+         hold_record AS (${recordHoldSql(`(SELECT payment_id, escrow_id, amount, currency, escrow_address, tx_hash AS create_transaction_hash FROM moved)`)})
+         SELECT payment_id FROM moved`,
+        [held.map((h) => h.payment.payment_id), held.map((h) => h.hold.escrow_id), held.map((h) => h.hold.address), held.map((h) => h.hold.transaction_hash)],
+      );
+    });
+    for (const { payment_id } of moved) this.logTransition(payment_id, 'pending', 'escrowed', 'escrow_created', 'system');
+    return new Set(moved.map((m) => m.payment_id));
   }
 
   /** POST /v1/payments: a payment for an existing queued job of the caller that has none. */

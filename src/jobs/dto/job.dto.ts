@@ -1,8 +1,9 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
-import { IsDefined, IsIn, IsInt, IsObject, IsOptional, IsString, Length, Max, Min, MaxLength } from 'class-validator';
+import { ArrayMaxSize, ArrayMinSize, IsArray, IsDefined, IsIn, IsInt, IsObject, IsOptional, IsString, Length, Max, Min, MaxLength } from 'class-validator';
 import { JOB_STATES } from '../job.entity';
 import { PAYMENT_STATUSES } from '../../payments/job-payment.entity';
+import { BatchItemErrorView } from '../../payments/dto/payment.dto';
 
 export class CreateJobDto {
   /** What the miner runs. */
@@ -134,4 +135,36 @@ export class MinerView {
   @ApiProperty({ example: 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080' }) payout_address: string;
   @ApiProperty() registered_at: string;
   @ApiProperty() updated_at: string;
+}
+
+export class JobBatchDto {
+  /** 1–100 creates, each the body of `POST /v1/jobs`, each validated on its own. */
+  @ApiProperty({
+    type: 'array',
+    items: { type: 'object' },
+    minItems: 1,
+    maxItems: 100,
+    example: [
+      { payload: { job_type: 'ai_inference', parameters: { prompt: 'one' } }, payment_amount: '0.001' },
+      { payload: { job_type: 'ai_inference', parameters: { prompt: 'two' } }, payment_amount: '0.002', ttl_seconds: 600 },
+    ],
+  })
+  @IsArray()
+  @ArrayMinSize(1)
+  @ArrayMaxSize(100)
+  @IsObject({ each: true })
+  items: Record<string, unknown>[];
+}
+
+export class JobBatchItemView {
+  @ApiProperty({ example: 0 }) index: number;
+  @ApiProperty({ example: 201 }) status_code: number;
+  @ApiPropertyOptional({ type: JobView }) job?: JobView;
+  @ApiPropertyOptional({ type: BatchItemErrorView }) error?: BatchItemErrorView;
+}
+
+export class JobBatchView {
+  @ApiProperty({ type: [JobBatchItemView] }) items: JobBatchItemView[];
+  @ApiProperty({ example: 2 }) succeeded: number;
+  @ApiProperty({ example: 0 }) failed: number;
 }
