@@ -317,6 +317,26 @@ describe('Idempotency-Key across a crash of the instance running the request', (
       expect(await releasedOrRefunded(job.payment_id)).toBe(1);
     });
 
+    it('POST /v1/jobs/batch: the same jobs by position, no second job or hold', async () => {
+      const items = [
+        { payload: { job_type: 'ai_inference' }, payment_amount: '0.00031' },
+        { payload: { job_type: 'ai_inference' }, payment_amount: '-1' },
+        { payload: { job_type: 'ai_inference' } },
+      ];
+      const jobsBefore = await count(`SELECT count(*) AS n FROM job`);
+      const { first, resumed } = await firstThenResumed('client', '/v1/jobs/batch', 'resume-job-batch', { items });
+      expect(first.body.items.map((i: { status_code: number }) => i.status_code)).toEqual([201, 400, 201]);
+      // The same answer; only a refused item's request_id names the request that answered.
+      const withoutRequestIds = (body: { items: { error?: { request_id?: string } }[] }) => ({
+        ...body,
+        items: body.items.map((item) => (item.error ? { ...item, error: { ...item.error, request_id: undefined } } : item)),
+      });
+      expect(withoutRequestIds(resumed.body)).toEqual(withoutRequestIds(first.body));
+      expect(await count(`SELECT count(*) AS n FROM job`)).toBe(jobsBefore + 2);
+      const [row] = await db(`SELECT escrow_id FROM job_payments WHERE job_id = $1`, [first.body.items[0].job.job_id]);
+      expect(kinds(await pd.daemon.escrowTransfers(row.escrow_id))).toEqual(['create']);
+    });
+
     it('POST /v1/payments: the same payment, one row, one hold', async () => {
       const unpaid = await t.http.post('/v1/jobs').set('X-Api-Key', t.keys.client).send({ payload: { job_type: 'ai_inference' } });
       expect(unpaid.status).toBe(201);
