@@ -12,7 +12,20 @@ export const Roles = (...roles: Role[]) => SetMetadata(ROLES_KEY, roles);
 /** Health, metrics, docs and the receipt keys need no key. */
 export const Public = () => SetMetadata(PUBLIC_KEY, true);
 
-type AuthedRequest = FastifyRequest & { principal?: Principal };
+type AuthedRequest = FastifyRequest & { principal?: Principal; keyPrincipal?: Principal | null };
+
+/**
+ * The principal of the request's X-Api-Key, or undefined. Looked up once per request:
+ * the rate limiter and the key guard both need it, and each lookup hashes the key.
+ */
+export function keyPrincipal(registry: ApiKeyRegistry, request: FastifyRequest): Principal | undefined {
+  const authed = request as AuthedRequest;
+  if (authed.keyPrincipal === undefined) {
+    const header = request.headers['x-api-key'];
+    authed.keyPrincipal = registry.authenticate(typeof header === 'string' ? header : undefined) ?? null;
+  }
+  return authed.keyPrincipal ?? undefined;
+}
 
 /** The authenticated caller, as set by `ApiKeyGuard`. */
 export const CurrentPrincipal = createParamDecorator((_: unknown, ctx: ExecutionContext): Principal => {
@@ -31,8 +44,7 @@ export class ApiKeyGuard implements CanActivate {
     const targets = [context.getHandler(), context.getClass()];
     if (this.reflector.getAllAndOverride<boolean>(PUBLIC_KEY, targets)) return true;
     const request = context.switchToHttp().getRequest<AuthedRequest>();
-    const header = request.headers['x-api-key'];
-    const principal = this.registry.authenticate(typeof header === 'string' ? header : undefined);
+    const principal = keyPrincipal(this.registry, request);
     if (!principal) throw new DomainError('UNAUTHORIZED', 'Missing or unknown X-Api-Key');
     const roles = this.reflector.getAllAndOverride<Role[]>(ROLES_KEY, targets) ?? [];
     // Fail closed: a route that forgot @Roles is reachable by nobody.

@@ -1,8 +1,11 @@
-import { ExecutionContext, Injectable } from '@nestjs/common';
+import { ExecutionContext, Inject, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { InjectThrottlerOptions, InjectThrottlerStorage, ThrottlerGuard, ThrottlerModuleOptions, ThrottlerStorage } from '@nestjs/throttler';
 import type { FastifyRequest } from 'fastify';
+import type { AppConfig } from '../config/app-config';
+import { APP_CONFIG } from '../config/config.module';
 import { ApiKeyRegistry } from './api-keys';
+import { keyPrincipal } from './auth.guard';
 
 /**
  * Rate limits per principal for known keys and per client IP for everything else
@@ -16,14 +19,20 @@ export class RateLimitGuard extends ThrottlerGuard {
     @InjectThrottlerStorage() storage: ThrottlerStorage,
     reflector: Reflector,
     private readonly registry: ApiKeyRegistry,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
     super(options, storage, reflector);
   }
 
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    // Limit 0 is off: skip the throttler's per-route metadata lookups on every request.
+    if (this.config.rateLimitPerMinute === 0) return true;
+    return super.canActivate(context);
+  }
+
   protected async getTracker(req: Record<string, unknown>): Promise<string> {
     const request = req as unknown as FastifyRequest;
-    const key = request.headers['x-api-key'];
-    const principal = this.registry.authenticate(typeof key === 'string' ? key : undefined);
+    const principal = keyPrincipal(this.registry, request);
     return principal ? `principal:${principal.id}` : `ip:${request.ip}`;
   }
 
