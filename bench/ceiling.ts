@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -400,4 +401,378 @@ export async function sweepDecisionCeiling(db: Pool, count: number, batch: numbe
   const per_s = round(decided / seconds);
   progress(`  ceiling sweep decisions (pg, batches of ${batch}): ${decided} in ${round(seconds, 2)}s = ${per_s}/s`);
   return { decisions: decided, seconds: round(seconds, 3), per_s };
+}
+
+// ------------------------------------------------------------------ batched (group commit), both databases
+
+export interface GroupCeilingResult extends CeilingResult {
+  /** Items per transaction. */
+  group: number;
+  items: number;
+  items_per_s: number;
+  /** What one group does: which databases, how many commits. */
+  work: string;
+}
+
+/** Wallet rows of the ceiling: AITBC accounts under this address prefix, keys under KEY_PREFIX (deleted afterwards). */
+const WALLET_PREFIX = 'aitbc1benchceil';
+const KEY_PREFIX = 'bench-ceiling-';
+const hash = () => randomBytes(32).toString('hex');
+
+/** One transaction on `db`: BEGIN, the work, COMMIT (ROLLBACK and rethrow on failure). */
+async function inTx<T>(db: Client, work: () => Promise<T>): Promise<T> {
+  await db.query('BEGIN');
+  try {
+    const out = await work();
+    await db.query('COMMIT');
+    return out;
+  } catch (error) {
+    await db.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * `clients` workers, each with a connection to the coordinator's database and one to the
+ * wallet daemon's; each group runs `transaction` (which opens its own transactions).
+ */
+async function groupRun(
+  name: string,
+  urls: { url: string; walletUrl: string },
+  clients: number,
+  group: number,
+  work: string,
+  limit: { seconds: number } | { groups: number },
+  transaction: (db: Client, wallet: Client, worker: number, index: number) => Promise<number>,
+): Promise<GroupCeilingResult> {
+  const connect = async (url: string) => {
+    const c = new Client({ connectionString: url, application_name: 'bench-ceiling' });
+    await c.connect();
+    return c;
+  };
+  const workers = await Promise.all(Array.from({ length: clients }, async () => ({ db: await connect(urls.url), wallet: await connect(urls.walletUrl) })));
+  let next = 0;
+  let done = 0;
+  let items = 0;
+  let failed = 0;
+  let latencyTotal = 0;
+  const began = now();
+  const deadline = 'seconds' in limit ? began + limit.seconds * 1000 : Infinity;
+  try {
+    await Promise.all(
+      workers.map(async ({ db, wallet }, worker) => {
+        for (;;) {
+          const index = next++;
+          if ('groups' in limit ? index >= limit.groups : now() >= deadline) break;
+          const t = now();
+          try {
+            // Awaited first: `items += await …` would read `items` before the wait and lose other workers' counts.
+            const n = await transaction(db, wallet, worker, index);
+            items += n;
+            done++;
+            latencyTotal += now() - t;
+          } catch (error) {
+            failed++;
+            if (failed > 10) throw error;
+          }
+        }
+      }),
+    );
+  } finally {
+    await Promise.all(workers.flatMap((w) => [w.db.end().catch(() => undefined), w.wallet.end().catch(() => undefined)]));
+  }
+  const seconds = (now() - began) / 1000;
+  return {
+    name,
+    tool: 'pg',
+    clients,
+    group,
+    work,
+    transactions: done,
+    items,
+    duration_s: round(seconds, 2),
+    tps: round(done / seconds),
+    items_per_s: round(items / seconds),
+    avg_latency_ms: round(latencyTotal / Math.max(done, 1), 2),
+    failed,
+  };
+}
+
+/** One funded ceiling payer per worker (a batch request is one client's: one payer). */
+async function ceilingPayers(walletUrl: string, clients: number): Promise<string[]> {
+  const wallet = new Client({ connectionString: walletUrl, application_name: 'bench-ceiling' });
+  await wallet.connect();
+  try {
+    const addresses = Array.from({ length: clients }, (_, k) => `${WALLET_PREFIX}payer${k}`);
+    const { rows } = await wallet.query<{ account_id: string }>(
+      `INSERT INTO wallet_daemon.accounts (kind, currency, address, balance)
+       SELECT 'address', 'AITBC', address, 1000000000 FROM unnest($1::text[]) AS address
+       ON CONFLICT (currency, address) DO UPDATE SET balance = 1000000000
+       RETURNING account_id`,
+      [addresses],
+    );
+    return rows.map((r) => r.account_id);
+  } finally {
+    await wallet.end();
+  }
+}
+
+/**
+ * Wallet side of `group` escrow creates by one payer, in the daemon's own shape (create-batch):
+ * HD indexes, hold accounts, payer locked, transfers, balances (payer debited once by the
+ * group's sum, compare-and-set against overdraft), two entries each (balanced at commit),
+ * escrow rows, idempotency records with the answer.
+ */
+async function walletCreateGroup(wallet: Client, payerAccount: string, payer: string, escrows: { pid: string; eid: string }[]): Promise<void> {
+  const n = escrows.length;
+  await inTx(wallet, async () => {
+    await wallet.query(`SELECT nextval('wallet_daemon.hd_index_aitbc') FROM generate_series(1, $1::int)`, [n]);
+    const holds = await wallet.query<{ account_id: string; address: string }>(
+      `INSERT INTO wallet_daemon.accounts (kind, currency, address)
+       SELECT 'escrow', 'AITBC', '${WALLET_PREFIX}' || md5(random()::text) FROM generate_series(1, $1::int)
+       RETURNING account_id, address`,
+      [n],
+    );
+    await wallet.query(`SELECT account_id FROM wallet_daemon.accounts WHERE account_id = $1 FOR UPDATE`, [payerAccount]);
+    const hashes = escrows.map(() => hash());
+    await wallet.query(
+      `INSERT INTO wallet_daemon.transfers (transaction_hash, kind, currency, amount, escrow_id)
+       SELECT h, 'create', 'AITBC', 0.001, e FROM unnest($1::char(64)[], $2::uuid[]) AS t(h, e)`,
+      [hashes, escrows.map((e) => e.eid)],
+    );
+    const legs = [...holds.rows.map((h) => h.account_id), payerAccount];
+    const moved = await wallet.query(
+      `UPDATE wallet_daemon.accounts a SET balance = a.balance + d.delta
+         FROM (SELECT account_id, sum(amount) AS delta FROM unnest($1::bigint[], $2::numeric[]) AS l(account_id, amount) GROUP BY account_id) d
+        WHERE a.account_id = d.account_id AND (a.kind = 'mint' OR a.balance + d.delta >= 0)`,
+      [legs, [...holds.rows.map(() => '0.001'), (-0.001 * n).toFixed(8)]],
+    );
+    if (moved.rowCount !== legs.length) throw new Error('ceiling payer ran out of funds');
+    await wallet.query(
+      `INSERT INTO wallet_daemon.entries (transaction_hash, account_id, amount)
+       SELECT h, a, x FROM unnest($1::char(64)[], $2::bigint[], $3::numeric[]) AS e(h, a, x)`,
+      [[...hashes, ...hashes], [...holds.rows.map((h) => h.account_id), ...holds.rows.map(() => payerAccount)], [...hashes.map(() => '0.001'), ...hashes.map(() => '-0.001')]],
+    );
+    await wallet.query(
+      `INSERT INTO wallet_daemon.escrows (escrow_id, payment_id, currency, address, amount, payer, timeout_seconds, expires_at, create_transaction_hash)
+       SELECT e, p, 'AITBC', a, 0.001, $4, 3600, now() + interval '1 hour', h
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $5::char(64)[]) AS x(e, p, a, h)`,
+      [escrows.map((e) => e.eid), escrows.map((e) => e.pid), holds.rows.map((h) => h.address), payer, hashes],
+    );
+    await wallet.query(
+      `INSERT INTO wallet_daemon.idempotency_keys (idempotency_key, route, fingerprint, status_code, response_body)
+       SELECT '${KEY_PREFIX}' || e, 'escrow/create', md5(e::text) || md5(h), 201,
+              json_build_object('escrow_id', e, 'payment_id', p, 'address', a, 'amount', '0.00100000', 'currency', 'AITBC', 'state', 'held', 'transaction_hash', h)
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::char(64)[]) AS x(e, p, a, h)`,
+      [escrows.map((e) => e.eid), escrows.map((e) => e.pid), holds.rows.map((h) => h.address), hashes],
+    );
+  });
+}
+
+/**
+ * `group` paid jobs per group, both databases: the coordinator's transaction (jobs, escrowed
+ * payments with their job-mirror trigger, escrow rows, two events each), then the wallet's
+ * (above). Two commits per group where the coordinator makes three (pending, the daemon's,
+ * escrowed), so this bounds the real path from above.
+ */
+export async function createGroupCeiling(urls: { url: string; walletUrl: string }, clients: number, group: number, seconds: number): Promise<GroupCeilingResult> {
+  const payers = await ceilingPayers(urls.walletUrl, clients);
+  const work = "coordinator's statements + wallet daemon's statements, one transaction each per group";
+  const r = await groupRun(`create ${group}/group ×${clients}`, urls, clients, group, work, { seconds }, async (db, wallet, worker) => {
+    const payments = await inTx(db, async () => {
+      const jobs = await db.query<{ jid: string }>(
+        `INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
+         SELECT ${UUID7_SQL}, '${CEILING_CLIENT}', 'queued', ${PAYLOAD}, '{}', 3600, now(), now() + 3600 * interval '1 second', now()
+           FROM generate_series(1, $1::int)
+         RETURNING job_id AS jid`,
+        [group],
+      );
+      const rows = (
+        await db.query<{ pid: string; eid: string }>(
+          `INSERT INTO job_payments (payment_id, job_id, client_id, amount, currency, status, escrow_id, escrow_address,
+                                     payer_address, refund_address, escrow_timeout_seconds, created_at, updated_at, escrowed_at, expires_at)
+           SELECT ${UUID7_SQL}, jid, '${CEILING_CLIENT}', 0.001, 'AITBC', 'escrowed', ${UUID7_SQL}::text, ${ADDRESS},
+                  ${ADDRESS}, ${ADDRESS}, 3600, now(), now(), now(), now() + 3600 * interval '1 second'
+             FROM unnest($1::uuid[]) AS jid
+           RETURNING payment_id AS pid, escrow_id AS eid`,
+          [jobs.rows.map((r) => r.jid)],
+        )
+      ).rows;
+      const pids = rows.map((r) => r.pid);
+      await db.query(
+        `INSERT INTO payment_escrows (payment_id, escrow_id, amount, currency, address, create_transaction_hash, created_at, updated_at)
+         SELECT pid, eid, 0.001, 'AITBC', ${ADDRESS}, md5(random()::text) || md5(random()::text), now(), now()
+           FROM unnest($1::uuid[], $2::varchar[]) AS i(pid, eid)`,
+        [pids, rows.map((r) => r.eid)],
+      );
+      await db.query(
+        `INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
+         SELECT pid, e.from_status, e.to_status, e.reason, e.actor
+           FROM unnest($1::uuid[]) AS pid
+          CROSS JOIN (VALUES (NULL, 'pending', 'payment_created', '${CEILING_CLIENT}'), ('pending', 'escrowed', 'escrow_created', 'system'))
+                     AS e(from_status, to_status, reason, actor)`,
+        [pids],
+      );
+      return rows;
+    });
+    await walletCreateGroup(wallet, payers[worker], `${WALLET_PREFIX}payer${worker}`, payments);
+    return payments.length;
+  });
+  progress(`  ceiling create, ${group} per group, both databases (pg, ${clients} clients): ${r.items_per_s} jobs/s (${r.tps} groups/s, avg ${r.avg_latency_ms} ms)`);
+  return r;
+}
+
+/**
+ * `group` refunds per group over `count` escrowed payments held at the wallet too (inserted
+ * in bulk for the purpose), both databases: the coordinator's transaction (lock the group's
+ * payments in id order, compare-and-set each to settled with its job-mirror trigger, one
+ * event each, escrow rows marked), then the wallet's (compare-and-set each escrow held →
+ * refunded, accounts locked in id order, transfers, balances, two entries each,
+ * idempotency records). A release is the same shape. Two commits per group where the
+ * coordinator makes three (refunding, the daemon's, refunded).
+ */
+export async function settleGroupCeiling(db: Pool, urls: { url: string; walletUrl: string }, clients: number, group: number, count: number): Promise<GroupCeilingResult> {
+  const payerAccount = (await ceilingPayers(urls.walletUrl, 1))[0];
+  const payer = `${WALLET_PREFIX}payer0`;
+  await db.query(`DROP TABLE IF EXISTS bench_ceiling_groups`);
+  await db.query(`CREATE UNLOGGED TABLE bench_ceiling_groups (g int NOT NULL, payment_id uuid NOT NULL, escrow_id uuid NOT NULL)`);
+  const client = await db.connect();
+  let escrows: { pid: string; eid: string }[];
+  try {
+    await client.query('BEGIN');
+    await client.query(
+      `CREATE TEMP TABLE bench_ceiling_new ON COMMIT DROP AS
+       SELECT i, gen_random_uuid() AS jid, gen_random_uuid() AS pid, gen_random_uuid() AS eid FROM generate_series(0, $1::int - 1) i`,
+      [count],
+    );
+    await client.query(
+      `INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
+       SELECT jid, $1, 'queued', ${PAYLOAD}, '{}', 3600, now(), now() + interval '1 hour', now() FROM bench_ceiling_new`,
+      [CEILING_CLIENT],
+    );
+    await client.query(
+      `INSERT INTO job_payments (payment_id, job_id, client_id, amount, currency, status, escrow_id, escrow_address,
+                                 payer_address, refund_address, escrow_timeout_seconds, created_at, updated_at, escrowed_at, expires_at)
+       SELECT pid, jid, $1, 0.001, 'AITBC', 'escrowed', eid::text, ${ADDRESS}, ${ADDRESS}, ${ADDRESS}, 3600, now(), now(), now(), now() + interval '1 hour'
+         FROM bench_ceiling_new`,
+      [CEILING_CLIENT],
+    );
+    await client.query(
+      `INSERT INTO payment_escrows (payment_id, escrow_id, amount, currency, address, created_at, updated_at)
+       SELECT pid, eid::text, 0.001, 'AITBC', ${ADDRESS}, now(), now() FROM bench_ceiling_new`,
+    );
+    await client.query(`INSERT INTO bench_ceiling_groups SELECT i / $1::int, pid, eid FROM bench_ceiling_new`, [group]);
+    escrows = (await client.query<{ pid: string; eid: string }>(`SELECT pid::text, eid::text FROM bench_ceiling_new ORDER BY i`)).rows;
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+  // The same escrows held at the wallet, created in groups the daemon's way (not measured).
+  const wallet = new Client({ connectionString: urls.walletUrl, application_name: 'bench-ceiling' });
+  await wallet.connect();
+  try {
+    for (let i = 0; i < escrows.length; i += 1000) await walletCreateGroup(wallet, payerAccount, payer, escrows.slice(i, i + 1000));
+  } finally {
+    await wallet.end();
+  }
+  await db.query(`CREATE INDEX ON bench_ceiling_groups (g)`);
+  await db.query(`VACUUM (ANALYZE) job, job_payments, payment_escrows, bench_ceiling_groups`);
+  const groups = Math.ceil(count / group);
+  const work = "coordinator's statements + wallet daemon's statements, one transaction each per group";
+  const r = await groupRun(`settle ${group}/group ×${clients}`, urls, clients, group, work, { groups }, async (c, w, _worker, index) => {
+    const done = await inTx(c, async () => {
+      const locked = await c.query<{ pid: string }>(
+        `SELECT p.payment_id AS pid FROM job_payments p
+          WHERE p.payment_id IN (SELECT payment_id FROM bench_ceiling_groups WHERE g = $1)
+          ORDER BY p.payment_id FOR UPDATE`,
+        [index],
+      );
+      const moved = await c.query<{ pid: string; eid: string }>(
+        `UPDATE job_payments SET status = 'released', miner_id = '${CEILING_CLIENT}', payee_address = ${ADDRESS},
+                transaction_hash = md5(random()::text) || md5(random()::text), settle_reason = 'job_completed', settled_by = '${CEILING_CLIENT}',
+                released_at = now(), verified_at = now(), updated_at = now()
+          WHERE payment_id = ANY($1::uuid[]) AND status = 'escrowed'
+         RETURNING payment_id AS pid, escrow_id AS eid`,
+        [locked.rows.map((r) => r.pid)],
+      );
+      const pids = moved.rows.map((r) => r.pid);
+      await c.query(
+        `INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
+         SELECT pid, 'escrowed', 'released', 'job_completed', '${CEILING_CLIENT}' FROM unnest($1::uuid[]) AS pid`,
+        [pids],
+      );
+      await c.query(
+        `UPDATE payment_escrows SET is_released = true, is_active = false, released_at = now(), updated_at = now()
+          WHERE payment_id = ANY($1::uuid[]) AND is_active`,
+        [pids],
+      );
+      return moved.rows;
+    });
+    await inTx(w, async () => {
+      const hashes = done.map(() => hash());
+      const claimed = await w.query<{ escrow_id: string; address: string }>(
+        `UPDATE wallet_daemon.escrows e SET state = 'refunded', refund_address = $3, settle_transaction_hash = x.h, settle_reason = 'refund_requested', settled_at = now()
+           FROM unnest($1::uuid[], $2::char(64)[]) AS x(id, h)
+          WHERE e.escrow_id = x.id AND e.state = 'held'
+         RETURNING e.escrow_id, e.address`,
+        [done.map((r) => r.eid), hashes, payer],
+      );
+      const holds = await w.query<{ account_id: string; address: string }>(
+        `SELECT account_id, address FROM wallet_daemon.accounts
+          WHERE (currency = 'AITBC' AND address = ANY($1::text[])) OR account_id = $2 ORDER BY account_id FOR UPDATE`,
+        [claimed.rows.map((r) => r.address), payerAccount],
+      );
+      const holdOf = new Map(holds.rows.map((h) => [h.address, h.account_id]));
+      const hashOf = new Map(done.map((r, i) => [r.eid, hashes[i]]));
+      const legs = claimed.rows.map((r) => ({ hold: holdOf.get(r.address) as string, h: hashOf.get(r.escrow_id) as string, e: r.escrow_id }));
+      await w.query(
+        `INSERT INTO wallet_daemon.transfers (transaction_hash, kind, currency, amount, escrow_id)
+         SELECT h, 'refund', 'AITBC', 0.001, e FROM unnest($1::char(64)[], $2::uuid[]) AS t(h, e)`,
+        [legs.map((l) => l.h), legs.map((l) => l.e)],
+      );
+      await w.query(
+        `UPDATE wallet_daemon.accounts a SET balance = a.balance + d.delta
+           FROM (SELECT account_id, sum(amount) AS delta FROM unnest($1::bigint[], $2::numeric[]) AS l(account_id, amount) GROUP BY account_id) d
+          WHERE a.account_id = d.account_id AND (a.kind = 'mint' OR a.balance + d.delta >= 0)`,
+        [[...legs.map((l) => l.hold), payerAccount], [...legs.map(() => '-0.001'), (0.001 * legs.length).toFixed(8)]],
+      );
+      await w.query(
+        `INSERT INTO wallet_daemon.entries (transaction_hash, account_id, amount)
+         SELECT h, a, x FROM unnest($1::char(64)[], $2::bigint[], $3::numeric[]) AS e(h, a, x)`,
+        [[...legs.map((l) => l.h), ...legs.map((l) => l.h)], [...legs.map((l) => l.hold), ...legs.map(() => payerAccount)], [...legs.map(() => '-0.001'), ...legs.map(() => '0.001')]],
+      );
+      await w.query(
+        `INSERT INTO wallet_daemon.idempotency_keys (idempotency_key, route, fingerprint, status_code, response_body)
+         SELECT '${KEY_PREFIX}refund-' || e, 'escrow/refund', md5(e::text) || md5(h), 200,
+                json_build_object('escrow_id', e, 'state', 'refunded', 'refund_address', $3::text, 'transaction_hash', h)
+           FROM unnest($1::uuid[], $2::char(64)[]) AS x(e, h)`,
+        [legs.map((l) => l.e), legs.map((l) => l.h), payer],
+      );
+    });
+    return done.length;
+  });
+  await db.query(`DROP TABLE IF EXISTS bench_ceiling_groups`);
+  progress(`  ceiling settle, ${group} per group, both databases (pg, ${clients} clients): ${r.items_per_s} settlements/s (${r.tps} groups/s, avg ${r.avg_latency_ms} ms)`);
+  return r;
+}
+
+/** Removes the ceiling's wallet rows (entries, escrows, transfers, accounts, idempotency records), so the ledger checks see only the bench's own money. */
+export async function removeCeilingWalletRows(walletUrl: string): Promise<void> {
+  const wallet = new Client({ connectionString: walletUrl, application_name: 'bench-ceiling' });
+  await wallet.connect();
+  try {
+    await inTx(wallet, async () => {
+      await wallet.query(`DELETE FROM wallet_daemon.entries WHERE account_id IN (SELECT account_id FROM wallet_daemon.accounts WHERE address LIKE '${WALLET_PREFIX}%')`);
+      const { rows } = await wallet.query<{ escrow_id: string }>(`DELETE FROM wallet_daemon.escrows WHERE address LIKE '${WALLET_PREFIX}%' RETURNING escrow_id`);
+      await wallet.query(`DELETE FROM wallet_daemon.transfers WHERE escrow_id = ANY($1::uuid[])`, [rows.map((r) => r.escrow_id)]);
+      await wallet.query(`DELETE FROM wallet_daemon.accounts WHERE address LIKE '${WALLET_PREFIX}%'`);
+      await wallet.query(`DELETE FROM wallet_daemon.idempotency_keys WHERE idempotency_key LIKE '${KEY_PREFIX}%'`);
+    });
+    await wallet.query(`VACUUM (ANALYZE) wallet_daemon.entries, wallet_daemon.escrows, wallet_daemon.transfers, wallet_daemon.accounts, wallet_daemon.idempotency_keys`);
+  } finally {
+    await wallet.end();
+  }
 }

@@ -1,6 +1,6 @@
 import autocannon from 'autocannon';
 import { cpuSince, cpuSnapshot, CpuUse, renderCpu } from './cpu';
-import { percentile, progress, round } from './util';
+import { now, percentile, progress, round } from './util';
 
 /** One request of a sequence; `name` keys its own latency sample. */
 export interface Step extends autocannon.Request {
@@ -32,6 +32,8 @@ export interface LoadResult {
   steps: Record<string, StepStats>;
   /** CPU by process during the run (% of one core). */
   cpu?: CpuUse;
+  /** Seconds the CPU figures cover (the run plus its wind-down); CPU per operation uses this, not duration_s. */
+  cpu_s?: number;
 }
 
 export interface LoadOptions {
@@ -67,6 +69,8 @@ export async function runLoad(name: string, options: LoadOptions): Promise<LoadR
   let responses = 0;
 
   const cpuStart = await cpuSnapshot();
+  const cpuFrom = now();
+  let lastResponse = 0;
   const instance = autocannon({
     url: options.url,
     connections: options.amount ? Math.max(1, Math.min(options.connections, options.amount)) : options.connections,
@@ -81,6 +85,7 @@ export async function runLoad(name: string, options: LoadOptions): Promise<LoadR
     s[status] = (s[status] ?? 0) + 1;
     all.push(ms);
     responses++;
+    lastResponse = Date.now();
     if (options.stopWhen?.(step, status) && !stopped) {
       stopped = true;
       instance.stop();
@@ -102,8 +107,11 @@ export async function runLoad(name: string, options: LoadOptions): Promise<LoadR
     clearInterval(ticker);
     if (stopper) clearTimeout(stopper);
   }
-  const duration = Math.max(result.duration, (Date.now() - started) / 1000);
+  // autocannon ends an `amount` run on its next one-second tick, after the last response:
+  // that idle tail is not the server's time, so such runs end at their last response.
+  const duration = options.amount !== undefined && lastResponse > 0 ? (lastResponse - started) / 1000 : Math.max(result.duration, (Date.now() - started) / 1000);
   const cpu = await cpuSince(cpuStart);
+  const cpuSeconds = (now() - cpuFrom) / 1000;
 
   const steps: Record<string, StepStats> = {};
   for (const [step, values] of Object.entries(samples)) {
@@ -132,6 +140,7 @@ export async function runLoad(name: string, options: LoadOptions): Promise<LoadR
     timeouts: result.timeouts,
     steps,
     cpu,
+    cpu_s: round(cpuSeconds, 2),
   };
   const unexpected = unexpectedStatuses(out, options.expect);
   progress(

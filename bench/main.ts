@@ -7,14 +7,18 @@ import { freePort } from '../src/database/embedded-postgres';
 import {
   CeilingResult,
   createCeiling,
+  createGroupCeiling,
   hasPgbench,
   prepareReleaseQueue,
   readCeiling,
   ReadKind,
   releaseCeiling,
   removeCeilingRows,
+  removeCeilingWalletRows,
+  settleGroupCeiling,
   sweepDecisionCeiling,
 } from './ceiling';
+import { CurvePoint, curveSvg } from './chart';
 import { cpuSince, cpuSnapshot, renderCpu, trackBackends, trackPid, untrackPid } from './cpu';
 import { BenchDaemon, faucet, ledgerTotals, newAddress, startDaemon } from './daemon';
 import { prepareDatabases, serverSettings } from './database';
@@ -22,7 +26,7 @@ import { DbActivity, renderDb } from './dbstats';
 import { LoadResult, rotating, runLoad, Step } from './load';
 import { cleanupAll, Coordinator, installSignalHandlers, onCleanup, ROOT, startCoordinator } from './processes';
 import { renderProfile, summarizeProfile } from './profile';
-import { renderReport, Report } from './report';
+import { goalsOf, renderReport, Report } from './report';
 import { seededId, seedRows, SeedSpec } from './seed';
 import { enableStatements, renderStatements, topStatements } from './statements';
 import { now, percentile, progress, ratio, round, sleep, stamp } from './util';
@@ -48,7 +52,16 @@ interface Options {
   statements: boolean;
   phases: Set<string>;
   waitIdle: number;
+  batchJobs: number;
+  batchSettle: number;
+  batchConnections: number;
+  curve: number[];
+  curveSeconds: number;
 }
+
+/** Items per request of the batch phases: the routes' largest groups (SPEC "Batch operations"). */
+const JOB_GROUP = 100;
+const SETTLE_GROUP = 500;
 
 function parseOptions(argv: string[]): Options {
   const flags = new Map<string, string | true>();
@@ -71,8 +84,16 @@ function parseOptions(argv: string[]): Options {
         '  --miners N          miner principals (default 4)',
         '  --sizes a,b,c       history sizes for the read benchmarks (default 10000,100000,1000000)',
         '  --sweep N           due escrows for the expiry sweep (default 10000; quick 1000)',
+        '  --explicit N        single release and single refund calls each (default 1000; quick 300)',
+        '  --create-seconds S, --miner-seconds S, --read-seconds S, --ceiling-seconds S  phase lengths (default 15, 15, 6, 8; quick 5, 5, 2, 3)',
+        '  --ceiling-clients a,b  connections of the per-item create/release ceilings (default pool size and --connections; quick pool size)',
         '  --pool N            DB_POOL_SIZE of the coordinator (default: the coordinator\'s default)',
-        '  --phases a,b        any of reads,ceilings,writes,sweep (default: all)',
+        '  --phases a,b        any of reads,ceilings,writes,batch,curve,sweep (default: all)',
+        '  --batch-jobs N      paid jobs created through POST /v1/jobs/batch, 100 per request (default 10000; quick 2000)',
+        '  --batch-settle N    of those, payments refunded through POST /v1/payments/batch, 500 per request (default 10000; quick 2000)',
+        '  --batch-connections N  HTTP connections of the batch phases and their ceilings (default 4)',
+        '  --curve a,b,c       connections of the POST /v1/jobs sweep drawn as bench/results/<run>-create.svg (default 8,16,32,64,128; quick 16,64)',
+        '  --curve-seconds S   seconds per point of that sweep (default 4; quick 2)',
         '  --profile           CPU-profile the coordinator (node --cpu-prof) and print where its time went',
         '  --statements        print the SQL statements PostgreSQL spent the most time on (pg_stat_statements)',
         '  --wait-idle [S]     on a shared machine, wait up to S seconds (default 600) until the CPUs are idle before starting',
@@ -117,7 +138,12 @@ function parseOptions(argv: string[]): Options {
     profile: flags.has('profile'),
     statements: flags.has('statements'),
     waitIdle: flags.has('wait-idle') ? num('wait-idle', 600) : 0,
-    phases: new Set(typeof flags.get('phases') === 'string' ? String(flags.get('phases')).split(',') : ['reads', 'ceilings', 'writes', 'sweep']),
+    phases: new Set(typeof flags.get('phases') === 'string' ? String(flags.get('phases')).split(',') : ['reads', 'ceilings', 'writes', 'batch', 'curve', 'sweep']),
+    batchJobs: num('batch-jobs', quick ? 2000 : 10_000),
+    batchSettle: num('batch-settle', quick ? 2000 : 10_000),
+    batchConnections: num('batch-connections', 4),
+    curve: list('curve', quick ? [16, 64] : [8, 16, 32, 64, 128]),
+    curveSeconds: num('curve-seconds', quick ? 2 : 4),
   };
 }
 
@@ -295,6 +321,12 @@ async function main(): Promise<void> {
     const share = Math.floor(queued / options.ceilingClients.length);
     for (const c of options.ceilingClients) report.ceilings.release.push(await releaseCeiling(dbs.url, c, share, usePgbench));
     report.ceilings.sweep_decisions = await sweepDecisionCeiling(db, options.sweep, 1000);
+    if (options.phases.has('batch')) {
+      // The batch phases' limit: the same rows, a group per transaction, at the same connections.
+      report.ceilings.create_group = await createGroupCeiling(dbs, options.batchConnections, JOB_GROUP, options.ceilingSeconds);
+      report.ceilings.settle_group = await settleGroupCeiling(db, dbs, options.batchConnections, SETTLE_GROUP, options.batchSettle);
+      await removeCeilingWalletRows(dbs.walletUrl);
+    }
     await removeCeilingRows(db);
     createCeil = Math.max(...report.ceilings.create.map((c) => c.tps));
     releaseCeil = Math.max(...report.ceilings.release.map((c) => c.tps));
@@ -327,10 +359,10 @@ async function main(): Promise<void> {
   const dbNames = { coordinator: new URL(dbs.url).pathname.slice(1), wallet: new URL(dbs.walletUrl).pathname.slice(1) };
   const activity = () => DbActivity.begin(db, dbNames);
   /** Database work and CPU per operation of a phase (see dbstats.ts, cpu.ts). */
-  const measured = async (a: DbActivity, ops: number, load?: { cpu?: Record<string, number>; duration_s?: number; seconds?: number }, cpuOps = ops) => {
+  const measured = async (a: DbActivity, ops: number, load?: { cpu?: Record<string, number>; cpu_s?: number; duration_s?: number; seconds?: number }, cpuOps = ops) => {
     const per: Record<string, number> = await a.perOperation(ops);
     progress(`    db: ${renderDb(per)}`);
-    const seconds = load?.duration_s ?? load?.seconds;
+    const seconds = load?.cpu_s ?? load?.duration_s ?? load?.seconds;
     if (load?.cpu && seconds && cpuOps > 0) {
       for (const [name, key] of [['coordinator', 'cpu_ms_coordinator'], ['wallet daemon', 'cpu_ms_daemon'], ['postgres backends', 'cpu_ms_postgres']]) {
         if (load.cpu[name] !== undefined) per[key] = round(((load.cpu[name] / 100) * seconds * 1000) / cpuOps, 2);
@@ -433,6 +465,22 @@ async function main(): Promise<void> {
     report.rss_mb.settle = coordinator.rss.takePhasePeakMb();
   }
 
+  // ---------------------------------------------------------------- batch routes
+  if (options.phases.has('batch')) {
+    const group = await measureBatches(base, db, clients, owners, options, activity, measured, report);
+    if (group) {
+      coordinator.assertAlive('the batch phases');
+      report.rss_mb.batch = coordinator.rss.takePhasePeakMb();
+    }
+  }
+
+  // ---------------------------------------------------------------- throughput and p99 against connections
+  if (options.phases.has('curve')) {
+    report.writes.create_curve = await measureCurve(base, db, options, createStep);
+    coordinator.assertAlive('the connections sweep');
+    report.rss_mb.curve = coordinator.rss.takePhasePeakMb();
+  }
+
   // ---------------------------------------------------------------- expiry sweep
   let sweepStarted: Date | undefined;
   if (options.phases.has('sweep')) {
@@ -487,6 +535,7 @@ async function main(): Promise<void> {
   report.total_seconds = round((now() - began) / 1000);
   const resultsDir = join(ROOT, 'bench', 'results');
   mkdirSync(resultsDir, { recursive: true });
+  report.goals = goalsOf(report);
   const text = renderReport(report);
   process.stdout.write(`\n${text}\n`);
   for (const p of Object.values(report.profiles ?? {})) if (p) process.stdout.write(`\n${renderProfile(p)}\n`);
@@ -498,6 +547,18 @@ async function main(): Promise<void> {
   writeFileSync(join(resultsDir, `${runId}.json`), json);
   writeFileSync(join(resultsDir, 'latest.json'), json);
   progress(`results: bench/results/${runId}.json (+ latest.json); total ${report.total_seconds}s`);
+  const curve = report.writes.create_curve?.points as CurvePoint[] | undefined;
+  if (curve?.length) {
+    const svg = curveSvg(
+      curve,
+      'Paid-job creation, single POST /v1/jobs: throughput and p99 against connections',
+      `run ${runId}${options.quick ? ' (--quick)' : ''} · ${options.curveSeconds} s per point · ${cpus().length} CPUs shared by coordinator, daemon, PostgreSQL, load`,
+      { throughput: 1000, p99: 100 },
+    );
+    writeFileSync(join(resultsDir, `${runId}-create.svg`), svg);
+    writeFileSync(join(resultsDir, 'latest-create.svg'), svg);
+    progress(`chart: bench/results/${runId}-create.svg (+ latest-create.svg)`);
+  }
 }
 
 // ------------------------------------------------------------------ reads
@@ -655,6 +716,144 @@ async function checkMoney(db: Pool, daemon: BenchDaemon) {
     held_matches: Math.abs(held - Number(rows[0].s)) < 1e-8,
     conservation_ok: Math.abs(balances + held - minted) < 1e-6,
   };
+}
+
+// ------------------------------------------------------------------ batch routes
+
+type Measured = (a: DbActivity, ops: number, load?: { cpu?: Record<string, number>; cpu_s?: number; duration_s?: number; seconds?: number }, cpuOps?: number) => Promise<Record<string, number>>;
+
+/** Counts of the per-item `status_code`s in batch answers (and a check of the item's own state). */
+function batchStep(name: string, path: string, next: (req: Step) => { body: string; key: string } | null, counted: Record<string, number>, ok?: (item: any) => boolean): Step {
+  return {
+    name,
+    method: 'POST',
+    path,
+    headers: { ...JSON_HEADERS },
+    setupRequest: (req) => {
+      const n = next(req as Step);
+      return n ? { ...req, body: n.body, headers: { ...req.headers, 'x-api-key': n.key } } : null;
+    },
+    onResponse: (status, body) => {
+      if (status !== 200) return;
+      for (const item of (JSON.parse(body) as { items: { status_code: number }[] }).items) {
+        const key = ok && item.status_code < 300 && !ok(item) ? `${item.status_code} (unexpected state)` : String(item.status_code);
+        counted[key] = (counted[key] ?? 0) + 1;
+      }
+    },
+  };
+}
+
+/**
+ * POST /v1/jobs/batch (paid jobs, 100 per request) and then POST /v1/payments/batch
+ * refunding those payments (500 per request, by their owners: a client may refund a job
+ * that has not run). Rates count items answered 201 / refunded, over the load's duration.
+ */
+async function measureBatches(
+  base: string,
+  db: Pool,
+  clients: Principal[],
+  owners: Map<string, Principal>,
+  options: Options,
+  activity: () => Promise<DbActivity>,
+  measured: Measured,
+  report: Report,
+): Promise<boolean> {
+  const connections = options.batchConnections;
+  const nextClient = rotating(clients);
+  const jobsBody = JSON.stringify({ items: Array.from({ length: JOB_GROUP }, () => JSON.parse(JOB_BODY)) });
+  const createBatch = (counted: Record<string, number>) => batchStep('create_batch', '/v1/jobs/batch', () => ({ body: jobsBody, key: nextClient().key }), counted);
+  progress(`batch create: warm-up (${connections * 2} requests of ${JOB_GROUP}, not measured)`);
+  await runLoad('warm-up create batch', { url: base, connections, amount: connections * 2, steps: [createBatch({})], expect: { create_batch: [200] } });
+  await quiesce(db, 'after the warm-up');
+
+  const requests = Math.ceil(options.batchJobs / JOB_GROUP);
+  progress(`batch create: POST /v1/jobs/batch, ${requests} requests of ${JOB_GROUP} paid jobs, ${connections} connections`);
+  const started = new Date();
+  const createDb = await activity();
+  const created: Record<string, number> = {};
+  const r = await runLoad('create batch', { url: base, connections, amount: requests, maxSeconds: 300, steps: [createBatch(created)], expect: { create_batch: [200] } });
+  await settled(db, started);
+  const jobs = created['201'] ?? 0;
+  const jobsPerS = round(jobs / r.duration_s);
+  const ceil = report.ceilings.create_group;
+  report.writes.create_batch = {
+    ...r,
+    group: JOB_GROUP,
+    items_by_status: created,
+    jobs,
+    jobs_per_s: jobsPerS,
+    payments_by_status: await paymentStates(db, started),
+    ceiling_items_per_s: ceil?.items_per_s,
+    ratio: ratio(jobsPerS, ceil?.items_per_s),
+  };
+  progress(`  batch create: ${jobs} paid jobs (items ${JSON.stringify(created)}) = ${jobsPerS} jobs/s; ceiling ${ceil?.items_per_s ?? '–'} jobs/s`);
+  report.writes.create_batch.db = await measured(createDb, jobs, r, jobs);
+
+  const { rows: targets } = await db.query<Target>(
+    `SELECT p.payment_id, p.client_id FROM job_payments p JOIN job j ON j.job_id = p.job_id
+      WHERE p.created_at >= $1 AND p.status = 'escrowed' AND j.state = 'queued' AND p.client_id LIKE 'bench-client-%'
+      ORDER BY p.payment_id LIMIT $2`,
+    [started, options.batchSettle],
+  );
+  if (!targets.length) {
+    progress('batch settle: no escrowed payment on a queued job to refund; skipped');
+    return true;
+  }
+  // One request per owner and 500 payments.
+  const chunks: { key: string; body: string }[] = [];
+  const byClient = new Map<string, Target[]>();
+  for (const t of targets) byClient.set(t.client_id, [...(byClient.get(t.client_id) ?? []), t]);
+  for (const [clientId, list] of byClient) {
+    for (let i = 0; i < list.length; i += SETTLE_GROUP) {
+      const items = list.slice(i, i + SETTLE_GROUP).map((t) => ({ payment_id: t.payment_id, action: 'refund', reason: 'bench batch refund' }));
+      chunks.push({ key: (owners.get(clientId) as Principal).key, body: JSON.stringify({ items }) });
+    }
+  }
+  let nextChunk = 0;
+  const settledItems: Record<string, number> = {};
+  progress(`batch settle: POST /v1/payments/batch refunding ${targets.length} escrowed payments, ${chunks.length} requests of up to ${SETTLE_GROUP}, ${connections} connections`);
+  const settleStarted = new Date();
+  const settleDb = await activity();
+  const s = await runLoad('settle batch', {
+    url: base,
+    connections,
+    amount: chunks.length,
+    maxSeconds: 300,
+    steps: [batchStep('settle_batch', '/v1/payments/batch', () => chunks[nextChunk++] ?? null, settledItems, (item) => item.payment?.status === 'refunded')],
+    expect: { settle_batch: [200] },
+  });
+  await settled(db, settleStarted);
+  const refunded = settledItems['200'] ?? 0;
+  const perS = round(refunded / s.duration_s);
+  const sceil = report.ceilings.settle_group;
+  report.writes.settle_batch = {
+    ...s,
+    group: SETTLE_GROUP,
+    payments: targets.length,
+    items_by_status: settledItems,
+    settlements: refunded,
+    settlements_per_s: perS,
+    ceiling_items_per_s: sceil?.items_per_s,
+    ratio: ratio(perS, sceil?.items_per_s),
+  };
+  progress(`  batch settle: ${refunded}/${targets.length} refunded (items ${JSON.stringify(settledItems)}) = ${perS} settlements/s; ceiling ${sceil?.items_per_s ?? '–'}/s`);
+  report.writes.settle_batch.db = await measured(settleDb, refunded, s, refunded);
+  return true;
+}
+
+// ------------------------------------------------------------------ throughput and p99 against connections
+
+/** Short single POST /v1/jobs runs (paid) at each connection count, for the chart. */
+async function measureCurve(base: string, db: Pool, options: Options, createStep: () => Step) {
+  const points: (CurvePoint & { non2xx: number; seconds: number; cpu?: Record<string, number> })[] = [];
+  progress(`connections sweep: POST /v1/jobs (paid) at ${options.curve.join(', ')} connections, ${options.curveSeconds}s each`);
+  for (const connections of options.curve) {
+    const since = new Date();
+    const r = await runLoad(`create@${connections}`, { url: base, connections, duration: options.curveSeconds, steps: [createStep()], expect: { create: [201] } });
+    await settled(db, since);
+    points.push({ connections, req_per_s: r.req_per_s, p50_ms: r.p50_ms, p99_ms: r.p99_ms, non2xx: r.non2xx, seconds: r.duration_s, cpu: r.cpu });
+  }
+  return { points };
 }
 
 // ------------------------------------------------------------------ expiry sweep
