@@ -24,7 +24,7 @@ import { BenchDaemon, faucet, ledgerTotals, newAddress, startDaemon } from './da
 import { prepareDatabases, serverSettings } from './database';
 import { DbActivity, renderDb } from './dbstats';
 import { LoadResult, rotating, runLoad, Step } from './load';
-import { cleanupAll, Coordinator, installSignalHandlers, onCleanup, ROOT, startCoordinator } from './processes';
+import { cleanupAll, Coordinator, COORDINATOR_ENTRY, installSignalHandlers, onCleanup, ROOT, startCoordinator } from './processes';
 import { renderProfile, summarizeProfile } from './profile';
 import { goalsOf, renderReport, Report } from './report';
 import { seededId, seedRows, SeedSpec } from './seed';
@@ -172,7 +172,7 @@ const JOB_BODY = JSON.stringify({
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   installSignalHandlers();
-  if (!existsSync(join(ROOT, 'dist', 'src', 'main.js'))) throw new Error('dist/src/main.js is missing: run `npx nest build` (npm run bench does)');
+  if (!existsSync(COORDINATOR_ENTRY)) throw new Error(`${COORDINATOR_ENTRY} is missing: run \`npm run bench\`, which builds it`);
   const startedAt = new Date();
   const runId = stamp(startedAt);
   const logDir = join(ROOT, '.data', 'bench', runId);

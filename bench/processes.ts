@@ -74,8 +74,10 @@ export interface Coordinator {
   stop(): Promise<void>;
 }
 
-/** Repository root (dist/bench/… → ../..). */
+/** Repository root (dist-bench/bench/… → ../..). */
 export const ROOT = resolve(__dirname, '..', '..');
+/** The coordinator compiled with this benchmark (`npm run bench` builds into dist-bench/). */
+export const COORDINATOR_ENTRY = resolve(__dirname, '..', 'src', 'main.js');
 
 /**
  * Starts `node dist/src/main.js` as its own process with the given environment and waits
@@ -85,7 +87,8 @@ export const ROOT = resolve(__dirname, '..', '..');
 export async function startCoordinator(name: string, env: Record<string, string>, logFile: string, profileDir?: string): Promise<Coordinator> {
   mkdirSync(dirname(logFile), { recursive: true });
   const log = createWriteStream(logFile, { flags: 'a' });
-  const entry = join(ROOT, 'dist', 'src', 'main.js');
+  // The coordinator of the bench's own build (dist-bench/), so `npm test` rebuilding dist/ beside it changes nothing here.
+  const entry = COORDINATOR_ENTRY;
   const preload = join(__dirname, 'exit-with-parent.js');
   // --profile: a V8 CPU profile of the whole process, written when it exits.
   const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`] : [];

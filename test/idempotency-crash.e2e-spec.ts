@@ -77,6 +77,18 @@ describe('Idempotency-Key across a crash of the instance running the request', (
       (error: Error) => ({ error: error.message }),
     );
 
+  /**
+   * SIGKILL of the instance held at its kill point; the request it was running never gets
+   * an answer. Its connections die with it (a statement it had sent must not run once the
+   * test's lock goes), then the lock is let go.
+   */
+  async function killWhileHeld(a: CoordinatorProcess, inFlight: Promise<unknown>, locker: Client): Promise<void> {
+    await a.kill();
+    await expect(inFlight).resolves.toEqual({ error: expect.any(String) });
+    await db(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND application_name = 'coordinator'`);
+    await locker.query('ROLLBACK');
+  }
+
   /** The retries on the surviving instance: in progress within the lease, then the answer, then its replay. */
   async function retryOnB(path: string, key: string, apiKey: string, body: unknown): Promise<request.Response> {
     const early = await post(b.url, path, key, apiKey, body);
@@ -139,11 +151,7 @@ describe('Idempotency-Key across a crash of the instance running the request', (
             await blockedOnLock();
           }
         }
-        await a.kill();
-        await expect(inFlight).resolves.toEqual({ error: expect.any(String) });
-        // Its connections die with it: a statement it had sent must not run once the lock goes.
-        await db(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND application_name = 'coordinator'`);
-        await locker.query('ROLLBACK');
+        await killWhileHeld(a, inFlight, locker);
       } finally {
         await locker.end();
         proxy.holdAnswers(undefined);
@@ -226,11 +234,7 @@ describe('Idempotency-Key across a crash of the instance running the request', (
             await blockedOnLock();
           }
         }
-        await a.kill();
-        await expect(inFlight).resolves.toEqual({ error: expect.any(String) });
-        // Its connections die with it: a statement it had sent must not run once the lock goes.
-        await db(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND application_name = 'coordinator'`);
-        await locker.query('ROLLBACK');
+        await killWhileHeld(a, inFlight, locker);
       } finally {
         await locker.end();
         proxy.holdAnswers(undefined);

@@ -142,8 +142,13 @@ describe('POST /v1/payments/batch', () => {
   });
 
   it('500 refunds in one request: one decision, daemon batch calls of WALLET_DAEMON_BATCH_SIZE, each settled exactly once; an Idempotency-Key replays the whole answer', async () => {
-    const jobs = [];
-    for (let i = 0; i < 500; i++) jobs.push(await createPaidJob(t.http, t.keys.client, { amount: '0.00001' }));
+    // 500 escrowed payments, made 100 at a time by POST /v1/jobs/batch.
+    const jobs: { job_id: string; payment_id: string }[] = [];
+    for (let i = 0; i < 5; i++) {
+      const created = await t.http.post('/v1/jobs/batch').set('X-Api-Key', t.keys.client).send({ items: Array.from({ length: 100 }, () => ({ payload: { job_type: 'ai_inference' }, payment_amount: '0.00001' })) });
+      expect(created.body.succeeded).toBe(100);
+      jobs.push(...created.body.items.map((item: { job: { job_id: string; payment_id: string; payment_status: string } }) => (expect(item.job.payment_status).toBe('escrowed'), item.job)));
+    }
     const clientBefore = new Money(await pd.daemon.balance(t.clientWallet));
     const calls = () => metricValue(t.http, 'wallet_daemon_request_duration_seconds_count', { call: 'escrow_settle_batch' });
     const callsBefore = await calls();

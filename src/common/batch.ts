@@ -35,6 +35,15 @@ export function itemError(error: unknown, requestId: string): ErrorBody {
   return errors.toBody(error, requestId);
 }
 
+/**
+ * Each item's outcome in its place: an item refused by its own validation keeps that
+ * error, the others take the outcomes of the valid items, in order.
+ */
+export function inPlace<T, O>(checked: (T | DomainError)[], outcomes: O[]): (O | { error: DomainError })[] {
+  let next = 0;
+  return checked.map((item) => (item instanceof DomainError ? { error: item } : outcomes[next++]));
+}
+
 /** The batch answer: items in request order and the counts. */
 export function batchAnswer<T extends { status_code: number }>(items: T[]): { items: T[]; succeeded: number; failed: number } {
   const succeeded = items.filter((item) => item.status_code < 300).length;

@@ -22,6 +22,8 @@ export interface AppConfig {
   settlementLeaseMs: number;
   /** How long an unfinished Idempotency-Key claim is its attempt's before a retry may take it over. */
   idempotencyLeaseMs: number;
+  /** Most concurrent single requests of one kind carried out as one group (0: every request alone). */
+  coalesceMaxGroup: number;
   redriveIntervalMs: number;
   walletDaemonPort: number;
   walletSeed: string | undefined;
@@ -112,6 +114,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
     walletDaemonBatchSize: int(env, 'WALLET_DAEMON_BATCH_SIZE', 200, 0, 500),
     settlementLeaseMs: int(env, 'SETTLEMENT_LEASE_MS', 30_000, 100, 3_600_000),
     idempotencyLeaseMs: int(env, 'IDEMPOTENCY_LEASE_MS', 30_000, 100, 300_000),
+    coalesceMaxGroup: int(env, 'COALESCE_MAX_GROUP', 100, 0, 500),
     redriveIntervalMs: int(env, 'REDRIVE_INTERVAL_MS', 1000, 50, 3_600_000),
     walletDaemonPort: int(env, 'WALLET_DAEMON_PORT', 20000, 0, 65_535),
     walletSeed: env.WALLET_SEED || undefined,

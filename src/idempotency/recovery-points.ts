@@ -34,6 +34,11 @@ export function runWithClaim<T>(claim: HeldClaim, handler: () => T): T {
 export class RecoveryPoints {
   constructor(private readonly tx: Transactions) {}
 
+  /** Whether the running request holds an `Idempotency-Key` claim. */
+  holdsClaim(): boolean {
+    return held.getStore() !== undefined;
+  }
+
   /** What the first attempt of this request committed, when this attempt resumes it. */
   resumeFrom(): RecoveryPoint | undefined {
     return held.getStore()?.resumeFrom ?? undefined;

@@ -3,12 +3,13 @@ import { ApiCreatedResponse, ApiNoContentResponse, ApiOkResponse, ApiOperation, 
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Principal } from '../auth/api-keys';
 import { CurrentPrincipal, Roles } from '../auth/auth.guard';
-import { batchAnswer, itemError, validateItem } from '../common/batch';
+import { batchAnswer, inPlace, itemError, validateItem } from '../common/batch';
 import { DomainError } from '../common/errors';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
 import { CreateJobDto, JobBatchDto, JobBatchItemView, JobBatchView, JobFailureDto, JobPage, JobResultDto, JobView, ListJobsQuery, MinerView, RegisterMinerDto } from './dto/job.dto';
 import { toJobView, toMinerView } from './job.view';
+import type { Job } from './job.entity';
 import { JobsService } from './jobs.service';
 
 @ApiTags('jobs')
@@ -41,14 +42,12 @@ export class JobsController {
   async batch(@CurrentPrincipal() principal: Principal, @Body() body: JobBatchDto, @Req() request: FastifyRequest): Promise<JobBatchView> {
     const checked = body.items.map((raw) => validateItem(CreateJobDto, raw));
     const valid = checked.filter((item): item is CreateJobDto => !(item instanceof DomainError));
-    const outcomes = await this.jobs.createMany(principal, valid);
-    let next = 0;
-    const items = checked.map((item, index): JobBatchItemView => {
-      const outcome = item instanceof DomainError ? { error: item } : outcomes[next++];
-      return outcome.error
-        ? { index, status_code: outcome.error.status, error: itemError(outcome.error, String(request.id)) }
-        : { index, status_code: 201, job: toJobView(this.config, outcome.job!) };
-    });
+    const outcomes = inPlace(checked, await this.jobs.createMany(principal, valid));
+    const items = outcomes.map((outcome, index): JobBatchItemView =>
+      outcome.error
+        ? { index, status_code: (outcome.error as DomainError).status, error: itemError(outcome.error, String(request.id)) }
+        : { index, status_code: 201, job: toJobView(this.config, (outcome as { value: Job }).value) },
+    );
     return batchAnswer(items);
   }
 

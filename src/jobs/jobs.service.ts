@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { uuidv7 } from 'uuidv7';
 import type { Principal } from '../auth/api-keys';
 import { isValidAddress } from '../common/addresses';
+import { Coalescer, ItemOutcome } from '../common/coalescer';
 import { DomainError, notFound, validationError } from '../common/errors';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
@@ -25,6 +26,12 @@ export interface CreateJobInput {
   payer_address?: string;
   refund_address?: string;
   escrow_timeout_seconds?: number;
+}
+
+/** One create of a set, by its caller. */
+interface NewJob {
+  principal: Principal;
+  input: CreateJobInput;
 }
 
 /** A create checked and ready to insert. */
@@ -57,7 +64,16 @@ export class JobsService implements OnModuleInit, JobLink {
     private readonly tx: Transactions,
     private readonly payments: PaymentsService,
     private readonly recovery: RecoveryPoints,
-  ) {}
+  ) {
+    this.creates = new Coalescer<NewJob, Job>({
+      maxGroup: config.coalesceMaxGroup,
+      one: ({ principal, input }) => this.createOne(principal, input),
+      many: (items) => this.createSet(items),
+    });
+  }
+
+  /** Concurrent single creates, carried out together (README "Batch operations", coalescing). */
+  private readonly creates: Coalescer<NewJob, Job>;
 
   onModuleInit(): void {
     this.payments.registerJobLink(this);
@@ -68,6 +84,14 @@ export class JobsService implements OnModuleInit, JobLink {
   async create(principal: Principal, input: CreateJobInput): Promise<Job> {
     const resumed = this.recovery.resumeFrom();
     if (resumed) return this.resumeCreate(resumed.job_id);
+    // A request holding an Idempotency-Key claim records its own recovery point, fenced by
+    // its own token, so it goes alone; the others share a group with whoever arrives meanwhile.
+    if (this.recovery.holdsClaim()) return this.createOne(principal, input);
+    return this.creates.submit({ principal, input });
+  }
+
+  /** One create on its own: job and payment in one statement, the escrow after the commit. */
+  private async createOne(principal: Principal, input: CreateJobInput): Promise<Job> {
     const job = this.prepareJob(principal, input);
     const insertJob = {
       text: `INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
@@ -93,29 +117,34 @@ export class JobsService implements OnModuleInit, JobLink {
    * are inserted in one transaction (two statements for the whole set), escrowed in one
    * daemon call after the commit, and read back in one query.
    */
-  async createMany(principal: Principal, inputs: CreateJobInput[]): Promise<({ job: Job; error?: undefined } | { error: DomainError; job?: undefined })[]> {
+  async createMany(principal: Principal, inputs: CreateJobInput[]): Promise<ItemOutcome<Job>[]> {
+    return this.createSet(inputs.map((input) => ({ principal, input })));
+  }
+
+  /** Creates as one set, each by its own principal (a batch, or coalesced single requests). */
+  private async createSet(items: NewJob[]): Promise<ItemOutcome<Job>[]> {
     // A retry whose first attempt died after inserting: the jobs it made, by position.
     const resumed = this.recovery.resumeFrom()?.job_ids?.split(',');
-    const prepared = inputs.map((input, index) => {
+    const prepared = items.map(({ principal, input }, index) => {
       if (resumed?.[index]) return { jobId: resumed[index] };
       try {
-        return { jobId: uuidv7(), job: this.prepareJob(principal, input) };
+        return { jobId: uuidv7(), principal, job: this.prepareJob(principal, input) };
       } catch (error) {
         if (error instanceof DomainError) return { error };
         throw error;
       }
     });
-    const fresh = prepared.filter((p): p is { jobId: string; job: PreparedJob } => 'job' in p && p.job !== undefined);
+    const fresh = prepared.filter((p): p is { jobId: string; principal: Principal; job: PreparedJob } => 'job' in p && p.job !== undefined);
     if (fresh.length > 0) {
       await this.tx.run(async (sql) => {
         await sql.rows(
           `INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
-           SELECT job_id, $5, 'queued', payload, constraints, ttl, now(), now() + ttl * interval '1 second', now()
-             FROM unnest($1::uuid[], $2::jsonb[], $3::jsonb[], $4::int[]) AS i(job_id, payload, constraints, ttl)`,
-          [fresh.map((p) => p.jobId), fresh.map((p) => p.job.payload), fresh.map((p) => p.job.constraints), fresh.map((p) => p.job.ttl), principal.id],
+           SELECT job_id, client_id, 'queued', payload, constraints, ttl, now(), now() + ttl * interval '1 second', now()
+             FROM unnest($1::uuid[], $2::jsonb[], $3::jsonb[], $4::int[], $5::varchar[]) AS i(job_id, payload, constraints, ttl, client_id)`,
+          [fresh.map((p) => p.jobId), fresh.map((p) => p.job.payload), fresh.map((p) => p.job.constraints), fresh.map((p) => p.job.ttl), fresh.map((p) => p.principal.id)],
         );
-        const paid = fresh.filter((p) => p.job.terms).map((p) => ({ jobId: p.jobId, terms: p.job.terms as PaymentTerms }));
-        await this.payments.createPendingMany(sql, principal.id, paid, principal.id);
+        const paid = fresh.filter((p) => p.job.terms).map((p) => ({ jobId: p.jobId, clientId: p.principal.id, terms: p.job.terms as PaymentTerms }));
+        await this.payments.createPendingMany(sql, paid);
         await this.recovery.record(sql, { job_ids: prepared.map((p) => ('jobId' in p ? p.jobId : '')).join(',') });
       });
     }
@@ -124,7 +153,7 @@ export class JobsService implements OnModuleInit, JobLink {
     await this.payments.escrowMany(payments);
     const jobs = jobIds.length ? await this.tx.sql.rows<Job>(`SELECT * FROM job WHERE job_id = ANY($1::uuid[])`, [jobIds]) : [];
     const byId = new Map(jobs.map((job) => [job.job_id, job]));
-    return prepared.map((p) => ('error' in p && p.error ? { error: p.error } : { job: byId.get((p as { jobId: string }).jobId) as Job }));
+    return prepared.map((p) => ('error' in p && p.error ? { error: p.error } : { value: byId.get((p as { jobId: string }).jobId) as Job }));
   }
 
   /** Validates one create completely before anything is written (throws a 400-class DomainError). */

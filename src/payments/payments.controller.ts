@@ -2,7 +2,7 @@ import { Body, Controller, Get, HttpCode, Inject, Param, Post, Req } from '@nest
 import { ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import type { Principal } from '../auth/api-keys';
-import { assertDistinct, batchAnswer, itemError, validateItem } from '../common/batch';
+import { assertDistinct, batchAnswer, inPlace, itemError, validateItem } from '../common/batch';
 import { DomainError } from '../common/errors';
 import { CurrentPrincipal, Roles } from '../auth/auth.guard';
 import type { AppConfig } from '../config/app-config';
@@ -43,12 +43,10 @@ export class PaymentsController {
     assertDistinct(body.items, 'payment_id');
     const checked = body.items.map((raw) => validateItem(PaymentBatchItemDto, raw));
     const asks = checked.filter((item): item is PaymentBatchItemDto => !(item instanceof DomainError));
-    const outcomes = await this.payments.settleRequested(principal, asks as SettleAsk[]);
-    let next = 0;
-    const items = checked.map((item, index): PaymentBatchItemView => {
+    const outcomes = inPlace(checked, await this.payments.settleRequested(principal, asks as SettleAsk[]));
+    const items = outcomes.map((outcome, index): PaymentBatchItemView => {
       const raw = body.items[index];
       const head = { index, payment_id: typeof raw.payment_id === 'string' ? raw.payment_id : null, action: typeof raw.action === 'string' ? raw.action : null };
-      const outcome = item instanceof DomainError ? { error: item } : outcomes[next++];
       return outcome.error
         ? { ...head, status_code: outcome.error.status, error: itemError(outcome.error, String(request.id)) }
         : { ...head, status_code: 200, payment: toPaymentView(this.config, outcome.payment!) };

@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { uuidv7 } from 'uuidv7';
 import type { Principal } from '../auth/api-keys';
+import { Coalescer } from '../common/coalescer';
 import { runWithConcurrency } from '../common/concurrency';
 import { DomainError, notFound } from '../common/errors';
 import type { AppConfig } from '../config/app-config';
@@ -71,7 +72,16 @@ export class PaymentsService {
     private readonly escrow: EscrowService,
     private readonly metrics: MetricsService,
     private readonly recovery: RecoveryPoints,
-  ) {}
+  ) {
+    this.settlements = new Coalescer<CallerAsk, JobPayment>({
+      maxGroup: config.coalesceMaxGroup,
+      one: async (ask) => settledOrThrow(await this.settleSet([ask])),
+      many: async (asks) => (await this.settleSet(asks)).map((o) => (o.error ? { error: o.error } : { value: o.payment })),
+    });
+  }
+
+  /** Concurrent single releases and refunds, carried out together (README "Batch operations", coalescing). */
+  private readonly settlements: Coalescer<CallerAsk, JobPayment>;
 
   /** Called once by the Jobs module: how payment-side decisions reach the job. */
   registerJobLink(link: JobLink): void {
@@ -131,21 +141,21 @@ export class PaymentsService {
    * Inserts the `pending` payments of many new jobs (already inserted in the caller's
    * transaction) in one statement, with their events. Then `escrowMany`, after the commit.
    */
-  async createPendingMany(sql: Sql, clientId: string, items: { jobId: string; terms: PaymentTerms }[], actor: string): Promise<JobPayment[]> {
+  async createPendingMany(sql: Sql, items: { jobId: string; clientId: string; terms: PaymentTerms }[]): Promise<JobPayment[]> {
     if (items.length === 0) return [];
     const created = await sql.rows<JobPayment>(
       `WITH input AS (
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::numeric[], $4::varchar[], $5::varchar[], $6::varchar[], $7::int[])
-                    AS i(payment_id, job_id, amount, currency, payer_address, refund_address, timeout)),
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::numeric[], $4::varchar[], $5::varchar[], $6::varchar[], $7::int[], $8::varchar[])
+                    AS i(payment_id, job_id, amount, currency, payer_address, refund_address, timeout, client_id)),
        created AS (
          INSERT INTO job_payments (payment_id, job_id, client_id, amount, currency, status, payer_address, refund_address,
                                    escrow_timeout_seconds, next_attempt_at, created_at, updated_at, expires_at)
-         SELECT payment_id, job_id, $8, amount, currency, 'pending', payer_address, refund_address, timeout,
+         SELECT payment_id, job_id, client_id, amount, currency, 'pending', payer_address, refund_address, timeout,
                 now() + $9::int * interval '1 millisecond', now(), now(), now() + timeout * interval '1 second'
            FROM input
          RETURNING *),
        logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
-                  SELECT payment_id, NULL, 'pending', 'payment_created', $10 FROM created)
+                  SELECT payment_id, NULL, 'pending', 'payment_created', client_id FROM created)
        SELECT * FROM created`,
       [
         items.map(() => uuidv7()),
@@ -155,12 +165,11 @@ export class PaymentsService {
         items.map((i) => i.terms.payerAddress),
         items.map((i) => i.terms.refundAddress),
         items.map((i) => i.terms.escrowTimeoutSeconds),
-        clientId,
+        items.map((i) => i.clientId),
         this.config.settlementLeaseMs,
-        actor,
       ],
     );
-    sql.afterCommit(() => created.forEach((p) => this.logTransition(p.payment_id, null, 'pending', 'payment_created', actor)));
+    sql.afterCommit(() => created.forEach((p) => this.logTransition(p.payment_id, null, 'pending', 'payment_created', p.client_id)));
     return created;
   }
 
@@ -336,7 +345,7 @@ export class PaymentsService {
 
   /** Route: release to the assigned miner's payout address (owner or admin). */
   async release(principal: Principal, paymentId: string, body: { job_id?: string; reason?: string }): Promise<JobPayment> {
-    return settledOrThrow(await this.settleRequested(principal, [{ payment_id: paymentId, action: 'release', ...body }]));
+    return this.settleOne({ principal, payment_id: paymentId, action: 'release', ...body });
   }
 
   /**
@@ -344,7 +353,17 @@ export class PaymentsService {
    * an admin any time before release. A job still live is canceled with it.
    */
   async refund(principal: Principal, paymentId: string, body: { job_id?: string; reason?: string }): Promise<JobPayment> {
-    return settledOrThrow(await this.settleRequested(principal, [{ payment_id: paymentId, action: 'refund', ...body }]));
+    return this.settleOne({ principal, payment_id: paymentId, action: 'refund', ...body });
+  }
+
+  /**
+   * One release or refund. A request holding an Idempotency-Key claim records its own
+   * recovery point, so it goes alone; the others share a group (one decision, one daemon
+   * call, one recording) with whoever asks meanwhile.
+   */
+  private async settleOne(ask: CallerAsk): Promise<JobPayment> {
+    if (this.recovery.holdsClaim()) return settledOrThrow(await this.settleSet([ask]));
+    return this.settlements.submit(ask);
   }
 
   /** Internal callers: release many payments, each with exactly the single call's outcome. */
@@ -365,7 +384,12 @@ export class PaymentsService {
    * call). Outcomes come back in the order asked; a refused ask never stops the others.
    * Payment ids must be distinct.
    */
-  async settleRequested(principal: Principal, asks: SettleAsk[]): Promise<SettleOutcome[]> {
+  settleRequested(principal: Principal, asks: SettleAsk[]): Promise<SettleOutcome[]> {
+    return this.settleSet(asks.map((ask) => ({ ...ask, principal })));
+  }
+
+  /** `settleRequested` for asks of several callers (coalesced single calls). */
+  private async settleSet(asks: CallerAsk[]): Promise<SettleOutcome[]> {
     // A retry whose first attempt died after deciding: those decisions are carried on as they stand.
     const decidedBefore = new Set(this.recovery.resumeFrom()?.payment_ids?.split(',') ?? []);
     const { refusals, decided } = await this.tx.run(async (sql) => {
@@ -376,15 +400,20 @@ export class PaymentsService {
       );
       const byId = new Map(facts.map((row) => [row.payment_id, row]));
       const refusals = new Map<number, DomainError>();
-      const accepted: { ask: SettleAsk; index: number }[] = [];
+      const accepted: { ask: CallerAsk; index: number }[] = [];
       asks.forEach((ask, index) => {
         const payment = byId.get(ask.payment_id);
         if (payment && decidedBefore.has(payment.payment_id)) return;
-        const refusal = settlementRefusal(principal, ask, payment, payment?.job_state);
+        const refusal = settlementRefusal(ask.principal, ask, payment, payment?.job_state);
         if (refusal) refusals.set(index, refusal);
-        else accepted.push({ ask, index });
+        else {
+          accepted.push({ ask, index });
+          // Asked twice in one set (coalesced calls racing on one payment): the first decides;
+          // the later ones are judged as the single call coming after it would be.
+          if (payment) byId.set(payment.payment_id, { ...payment, status: DECIDED_STATUS[ask.action] });
+        }
       });
-      const moved = accepted.length === 0 ? [] : await this.decideMany(sql, principal.id, accepted.map(({ ask }) => ask));
+      const moved = accepted.length === 0 ? [] : await this.decideMany(sql, accepted.map(({ ask }) => ask));
       const movedIds = new Set(moved.map((p) => p.payment_id));
       // Under the job locks nothing else moves an escrowed payment; kept as a guard all the same.
       for (const { ask, index } of accepted) {
@@ -407,26 +436,26 @@ export class PaymentsService {
   }
 
   /** escrowed → releasing/refunding for a set of accepted asks, with their events: one statement. */
-  private async decideMany(sql: Sql, actor: string, asks: SettleAsk[]): Promise<JobPayment[]> {
+  private async decideMany(sql: Sql, asks: CallerAsk[]): Promise<JobPayment[]> {
     const moved = await sql.rows<JobPayment>(
-      `WITH input AS (SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[]) AS i(payment_id, to_status, reason)),
+      `WITH input AS (SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::varchar[]) AS i(payment_id, to_status, reason, actor)),
        moved AS (
-         UPDATE job_payments p SET status = i.to_status, settle_reason = i.reason, settled_by = $4,
+         UPDATE job_payments p SET status = i.to_status, settle_reason = i.reason, settled_by = i.actor,
                 next_attempt_at = now() + $5::int * interval '1 millisecond', updated_at = now()
            FROM input i WHERE p.payment_id = i.payment_id AND p.status = 'escrowed'
          RETURNING p.*),
        logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
-                  SELECT payment_id, 'escrowed', status, settle_reason, $4 FROM moved)
+                  SELECT payment_id, 'escrowed', status, settle_reason, settled_by FROM moved)
        SELECT * FROM moved`,
       [
         asks.map((ask) => ask.payment_id),
         asks.map((ask) => DECIDED_STATUS[ask.action]),
         asks.map((ask) => ask.reason ?? DEFAULT_SETTLE_REASON[ask.action]),
-        actor,
+        asks.map((ask) => ask.principal.id),
         this.config.settlementLeaseMs,
       ],
     );
-    sql.afterCommit(() => moved.forEach((p) => this.logTransition(p.payment_id, 'escrowed', p.status, p.settle_reason, actor)));
+    sql.afterCommit(() => moved.forEach((p) => this.logTransition(p.payment_id, 'escrowed', p.status, p.settle_reason, p.settled_by ?? 'unknown')));
     return moved;
   }
 
@@ -807,6 +836,9 @@ export class PaymentsService {
     this.logger.log({ payment_id: paymentId, from, to, reason, actor }, 'payment status changed');
   }
 }
+
+/** A settlement ask with the caller who made it. */
+type CallerAsk = SettleAsk & { principal: Principal };
 
 /** What one settlement ask came to: the payment as it now stands, or the single call's error. */
 export type SettleOutcome = { payment: JobPayment; error?: undefined } | { error: DomainError; payment?: undefined };

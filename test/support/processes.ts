@@ -19,7 +19,8 @@ export const COORDINATOR_ENTRY = resolve(__dirname, '../../dist/src/main.js');
 /** Where spawned coordinators append their output (warnings and errors at LOG_LEVEL=warn). */
 export const COORDINATOR_LOG_FILE = resolve(__dirname, '../../.data/test-logs/coordinator.log');
 
-const READY_TIMEOUT_MS = 30_000;
+// Generous: on a loaded 2-core machine a start (migrations included) can take tens of seconds.
+const READY_TIMEOUT_MS = 60_000;
 const NPM_START_READY_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 5_000;
 const OUTPUT_TAIL_CHARS = 8_000;

@@ -1,0 +1,77 @@
+import { Coalescer, ItemOutcome } from './coalescer';
+
+/** A coalescer over doubling, recording how it was called; `gate` holds the calls until released. */
+function doubling(maxGroup: number) {
+  const calls: string[] = [];
+  let release: () => void = () => undefined;
+  let gate = new Promise<void>((resolve) => (release = resolve));
+  const coalescer = new Coalescer<number, number>({
+    maxGroup,
+    one: async (n) => {
+      calls.push(`one(${n})`);
+      await gate;
+      if (n < 0) throw new Error(`negative ${n}`);
+      return n * 2;
+    },
+    many: async (ns) => {
+      calls.push(`many(${ns.join(',')})`);
+      await gate;
+      if (ns.includes(13)) throw new Error('the whole group failed');
+      return ns.map((n): ItemOutcome<number> => (n < 0 ? { error: new Error(`negative ${n}`) } : { value: n * 2 }));
+    },
+  });
+  return { coalescer, calls, open: () => release(), close: () => (gate = new Promise<void>((resolve) => (release = resolve))) };
+}
+
+describe('Coalescer', () => {
+  it('a request with nothing in flight goes at once, alone', async () => {
+    const { coalescer, calls, open } = doubling(10);
+    open();
+    await expect(coalescer.submit(4)).resolves.toBe(8);
+    expect(calls).toEqual(['one(4)']);
+  });
+
+  it('requests arriving while a group is in flight go together as the next group, each with its own answer', async () => {
+    const { coalescer, calls, open } = doubling(10);
+    const first = coalescer.submit(1);
+    const rest = [2, 3, 4].map((n) => coalescer.submit(n));
+    open();
+    await expect(Promise.all([first, ...rest])).resolves.toEqual([2, 4, 6, 8]);
+    expect(calls).toEqual(['one(1)', 'many(2,3,4)']);
+  });
+
+  it('groups are at most maxGroup long', async () => {
+    const { coalescer, calls, open } = doubling(2);
+    const all = [1, 2, 3, 4, 5, 6].map((n) => coalescer.submit(n));
+    open();
+    await Promise.all(all);
+    expect(calls).toEqual(['one(1)', 'many(2,3)', 'many(4,5)', 'one(6)']);
+  });
+
+  it("a refused item fails only its own request, never its neighbours'", async () => {
+    const { coalescer, open } = doubling(10);
+    const first = coalescer.submit(1);
+    const rest = [2, -3, 4].map((n) => coalescer.submit(n).catch((error: Error) => error.message));
+    open();
+    await first;
+    await expect(Promise.all(rest)).resolves.toEqual([4, 'negative -3', 8]);
+  });
+
+  it('a group that fails as a whole is carried out again request by request', async () => {
+    const { coalescer, calls, open } = doubling(10);
+    const first = coalescer.submit(1);
+    const rest = [2, 13, 4].map((n) => coalescer.submit(n));
+    open();
+    await first;
+    await expect(Promise.all(rest)).resolves.toEqual([4, 26, 8]);
+    expect(calls).toEqual(['one(1)', 'many(2,13,4)', 'one(2)', 'one(13)', 'one(4)']);
+  });
+
+  it('maxGroup below 2 turns coalescing off: every request alone, at once', async () => {
+    const { coalescer, calls, open } = doubling(0);
+    const all = [1, 2, 3].map((n) => coalescer.submit(n));
+    open();
+    await expect(Promise.all(all)).resolves.toEqual([2, 4, 6]);
+    expect(calls).toEqual(['one(1)', 'one(2)', 'one(3)']);
+  });
+});

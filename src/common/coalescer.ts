@@ -1,0 +1,66 @@
+/** What one item of a group came to: its value, or the error its single call would have thrown. */
+export type ItemOutcome<O> = { value: O; error?: undefined } | { error: unknown; value?: undefined };
+
+export interface CoalescerOptions<I, O> {
+  /** Most requests carried out as one group (0 or 1: every request alone). */
+  maxGroup: number;
+  /** One request alone: the single path, no added cost when there is nothing to share. */
+  one(input: I): Promise<O>;
+  /** Many requests as one set (one transaction, one daemon call…), an outcome per input, in order. */
+  many(inputs: I[]): Promise<ItemOutcome<O>[]>;
+}
+
+/**
+ * Group commit for concurrent requests of one kind. A request that finds nothing in
+ * flight goes at once, alone. Requests that arrive while a group is in flight wait for
+ * it and then go together as the next group, so under load each group's transaction,
+ * daemon call and recording are shared by everyone who arrived meanwhile, and under
+ * light load nobody waits for company. If a group fails as a whole, each of its
+ * requests is carried out alone, so one request can never fail its neighbours.
+ */
+export class Coalescer<I, O> {
+  private readonly waiting: { input: I; resolve: (value: O) => void; reject: (error: unknown) => void }[] = [];
+  private busy = false;
+
+  constructor(private readonly options: CoalescerOptions<I, O>) {}
+
+  submit(input: I): Promise<O> {
+    if (this.options.maxGroup < 2) return this.options.one(input);
+    return new Promise<O>((resolve, reject) => {
+      this.waiting.push({ input, resolve, reject });
+      if (!this.busy) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.busy = true;
+    try {
+      while (this.waiting.length > 0) {
+        const group = this.waiting.splice(0, this.options.maxGroup);
+        await this.carryOut(group);
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async carryOut(group: Coalescer<I, O>['waiting']): Promise<void> {
+    if (group.length === 1) {
+      const [only] = group;
+      await this.options.one(only.input).then(only.resolve, only.reject);
+      return;
+    }
+    let outcomes: ItemOutcome<O>[];
+    try {
+      outcomes = await this.options.many(group.map((request) => request.input));
+    } catch {
+      await Promise.all(group.map((request) => this.options.one(request.input).then(request.resolve, request.reject)));
+      return;
+    }
+    group.forEach((request, i) => {
+      const outcome = outcomes[i];
+      if (outcome.error !== undefined) request.reject(outcome.error);
+      else request.resolve(outcome.value as O);
+    });
+  }
+}

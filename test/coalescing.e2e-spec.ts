@@ -1,0 +1,146 @@
+import request from 'supertest';
+import { Money } from '../src/common/money';
+import { startTestApp, TestApp } from './support/app';
+import { PrivateDaemon, startPrivateDaemon } from './support/daemon';
+import { DaemonProxy, startDaemonProxy } from './support/daemon-proxy';
+import { claimJob, createPaidJob, kinds, metricValue, paymentEvents, query, registerMiner, waitFor } from './support/flow';
+import { spawnCoordinator, stopAllCoordinators } from './support/processes';
+
+// Coalescing (README "Batch operations"): concurrent single requests of one kind are
+// carried out as one group — one transaction, one daemon batch call, one recording —
+// and each request still gets exactly its own answer. The daemon is made slow while the
+// first request is in flight, so the others certainly arrive meanwhile and form a group.
+describe('coalesced single requests', () => {
+  let pd: PrivateDaemon;
+  let t: TestApp;
+  let payout: string;
+
+  beforeAll(async () => {
+    pd = await startPrivateDaemon();
+    t = await startTestApp({}, { daemon: pd.daemon });
+    payout = await pd.daemon.newAddress();
+    await registerMiner(t.http, t.keys.miner, payout);
+  });
+
+  afterEach(async () => {
+    await pd.daemon.resetFaults();
+    await pd.daemon.expectLedgerConserved();
+  });
+
+  afterAll(async () => {
+    await stopAllCoordinators();
+    await t?.close();
+    await pd?.stop();
+  });
+
+  const daemonCalls = async (...calls: string[]) => {
+    let total = 0;
+    for (const call of calls) total += await metricValue(t.http, 'wallet_daemon_request_duration_seconds_count', { call });
+    return total;
+  };
+
+  it('30 concurrent POST /v1/jobs by two clients: a few daemon calls, each request its own job, amount, owner and hold; a refused one fails alone', async () => {
+    const emptyPayer = await pd.daemon.newAddress();
+    const callsBefore = await daemonCalls('escrow_create', 'escrow_create_batch');
+    const heldBefore = new Money((await pd.daemon.ledgerTotals()).held);
+    await pd.daemon.setFaults({ latency_ms: 1000 });
+    const asks = Array.from({ length: 30 }, (_, i) => ({
+      key: i % 2 ? t.keys.client2 : t.keys.client,
+      owner: i % 2 ? t.principals.client2 : t.principals.client,
+      amount: new Money('0.00001').times(i + 1).toFixed(8),
+      // One create whose payer cannot pay: its job fails, its neighbours are held.
+      payer: i === 17 ? emptyPayer : undefined,
+    }));
+    const answers = await Promise.all(
+      asks.map((ask) =>
+        t.http.post('/v1/jobs').set('X-Api-Key', ask.key).send({ payload: { job_type: 'ai_inference' }, payment_amount: ask.amount, ...(ask.payer ? { payer_address: ask.payer } : {}) }),
+      ),
+    );
+    await pd.daemon.resetFaults();
+
+    const calls = (await daemonCalls('escrow_create', 'escrow_create_batch')) - callsBefore;
+    expect(calls).toBeLessThan(10);
+    expect(await daemonCalls('escrow_create_batch')).toBeGreaterThanOrEqual(1);
+    expect(new Set(answers.map((a) => a.body.job_id)).size).toBe(30);
+    let held = new Money(0);
+    for (const [i, answer] of answers.entries()) {
+      expect(answer.status).toBe(201);
+      expect(answer.body).toMatchObject({ client_id: asks[i].owner, payment_amount: asks[i].amount, state: i === 17 ? 'failed' : 'queued', payment_status: i === 17 ? 'failed' : 'escrowed' });
+      const [row] = await query<{ client_id: string; amount: string; escrow_id: string | null }>(t.databaseUrl, `SELECT client_id, amount, escrow_id FROM job_payments WHERE job_id = $1`, [answer.body.job_id]);
+      expect([row.client_id, new Money(row.amount).eq(asks[i].amount)]).toEqual([asks[i].owner, true]);
+      if (i !== 17) {
+        expect(kinds(await pd.daemon.escrowTransfers(row.escrow_id!))).toEqual(['create']);
+        held = held.plus(asks[i].amount);
+      }
+    }
+    expect(new Money((await pd.daemon.ledgerTotals()).held).eq(heldBefore.plus(held))).toBe(true);
+  });
+
+  it('concurrent single releases and refunds, two of them racing on one payment: each settles once, the loser gets 409, in few daemon calls', async () => {
+    const jobs = [];
+    for (let i = 0; i < 16; i++) jobs.push(await createPaidJob(t.http, t.keys.client, { amount: '0.00003' }));
+    for (const job of jobs.slice(0, 8)) await claimJob(t.http, t.keys.miner, job.job_id);
+    const callsBefore = await daemonCalls('escrow_release', 'escrow_refund', 'escrow_settle_batch');
+    await pd.daemon.setFaults({ latency_ms: 1000 });
+    const settle = (paymentId: string, action: string) => t.http.post(`/v1/payments/${paymentId}/${action}`).set('X-Api-Key', t.keys.admin).send({});
+    const answers = await Promise.all([
+      ...jobs.slice(0, 8).map((job) => settle(job.payment_id, 'release')),
+      ...jobs.slice(8).map((job) => settle(job.payment_id, 'refund')),
+      // The same payment asked twice at once (both queue behind the first request's group).
+      settle(jobs[15].payment_id, 'release'),
+    ]);
+    await pd.daemon.resetFaults();
+
+    expect(answers.slice(0, 8).map((a) => [a.status, a.body.status])).toEqual(jobs.slice(0, 8).map(() => [200, 'released']));
+    const raced = [answers[15], answers[16]].map((a) => a.status).sort();
+    expect(raced).toEqual([200, 409]);
+    expect([answers[15], answers[16]].find((a) => a.status === 409)!.body.code).toMatch(/^PAYMENT_(ALREADY_SETTLED|NO_PAYEE)$/);
+    expect(answers.slice(8, 15).map((a) => [a.status, a.body.status])).toEqual(jobs.slice(8, 15).map(() => [200, 'refunded']));
+    expect((await daemonCalls('escrow_release', 'escrow_refund', 'escrow_settle_batch')) - callsBefore).toBeLessThan(8);
+    for (const job of jobs) {
+      const settled = (await paymentEvents(t.http, t.keys.admin, job.payment_id)).filter((e: { to: string }) => e.to === 'released' || e.to === 'refunded');
+      expect(settled).toHaveLength(1);
+    }
+  });
+
+  it('SIGKILL while a coalesced group of creates waits on the daemon: after a restart the re-drive holds each payment exactly once', async () => {
+    const proxy: DaemonProxy = await startDaemonProxy(pd.daemon.endpoint.url);
+    // No other test in this file pays this amount: it tells this test's payments apart.
+    const amount = '0.00047';
+    const ours = async () => query<{ payment_id: string; status: string; escrow_id: string | null }>(t.databaseUrl, `SELECT payment_id, status, escrow_id FROM job_payments WHERE amount = $1`, [amount]);
+    try {
+      const heldBefore = new Money((await pd.daemon.ledgerTotals()).held);
+      const a = await spawnCoordinator(t, { WALLET_DAEMON_URL: proxy.url, SWEEPS_ENABLED: 'false', WALLET_DAEMON_TIMEOUT_MS: '120000', WALLET_DAEMON_RETRIES: '0' });
+      // The first create is slow, so the others queue behind it and go as one group; the daemon
+      // applies the group's create-batch, and its answer never reaches the coordinator.
+      await pd.daemon.setFaults({ latency_ms: 1000 });
+      proxy.holdAnswers((call) => call.path === '/api/v1/escrow/create-batch');
+      const inFlight = Array.from({ length: 20 }, () =>
+        request(a.url).post('/v1/jobs').set('X-Api-Key', t.keys.client).send({ payload: { job_type: 'ai_inference' }, payment_amount: amount }).then(
+          (r) => r.status,
+          () => 'killed',
+        ),
+      );
+      await waitFor('a group\'s create-batch to be applied at the daemon', async () => proxy.calls.some((call) => call.path === '/api/v1/escrow/create-batch' && call.status === 200), 30_000);
+      await a.kill();
+      await pd.daemon.resetFaults();
+      const killed = (await Promise.all(inFlight)).filter((status) => status === 'killed').length;
+      // Committed, held at the daemon, not recorded: the group is pending in the coordinator's books.
+      const pending = (await ours()).filter((p) => p.status === 'pending');
+      expect(pending.length).toBeGreaterThanOrEqual(2);
+      expect(killed).toBeGreaterThanOrEqual(pending.length);
+
+      // The restarted instance's re-drive (leases ended at once) repeats each create with its key.
+      await query(t.databaseUrl, `UPDATE job_payments SET next_attempt_at = now() WHERE status = 'pending'`);
+      proxy.holdAnswers(undefined);
+      const b = await spawnCoordinator(t, { WALLET_DAEMON_URL: proxy.url, REDRIVE_INTERVAL_MS: '100' });
+      await waitFor('the re-drive to escrow every payment', async () => (await ours()).every((p) => p.status === 'escrowed'), 60_000, 100);
+      const payments = await ours();
+      for (const payment of payments) expect(kinds(await pd.daemon.escrowTransfers(payment.escrow_id!))).toEqual(['create']);
+      expect({ count: payments.length, held: (await pd.daemon.ledgerTotals()).held }).toEqual({ count: payments.length, held: heldBefore.plus(new Money(amount).times(payments.length)).toFixed(8) });
+      await b.stop();
+    } finally {
+      await proxy.close();
+    }
+  });
+});
