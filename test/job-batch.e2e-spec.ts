@@ -1,6 +1,7 @@
 import { Money } from '../src/common/money';
 import { startTestApp, TestApp } from './support/app';
-import { PrivateDaemon, startPrivateDaemon } from './support/daemon';
+import { PrivateDaemon, startPrivateDaemon, WalletDaemonHelper } from './support/daemon';
+import { startDaemonProxy } from './support/daemon-proxy';
 import { kinds, metricValue, query } from './support/flow';
 
 // POST /v1/jobs/batch (SPEC "Batch operations"): each item answered exactly as its single
@@ -124,6 +125,24 @@ describe('POST /v1/jobs/batch', () => {
     expect([alone.status, alone.body.code, inBatch.status, inBatch.body.code]).toEqual([400, 'VALIDATION_FAILED', 400, 'VALIDATION_FAILED']);
     const [{ n: after }] = await query<{ n: string }>(t.databaseUrl, `SELECT count(*) AS n FROM job`);
     expect(after).toBe(before);
+  });
+
+  it('a daemon without the create-batch route (404): the batch is held one escrow per call, and so are later batches', async () => {
+    const proxy = await startDaemonProxy(pd.daemon.endpoint.url);
+    proxy.withoutRoutes((call) => call.path === '/api/v1/escrow/create-batch');
+    const other = await startTestApp({}, { daemon: new WalletDaemonHelper({ url: proxy.url, token: pd.daemon.endpoint.token }) });
+    try {
+      const calls = (path: string) => proxy.calls.filter((call) => call.path === path).length;
+      const items = Array.from({ length: 3 }, () => ({ payload: PAYLOAD, payment_amount: '0.00002' }));
+      for (const round of [1, 2]) {
+        const response = await other.http.post('/v1/jobs/batch').set('X-Api-Key', other.keys.client).send({ items });
+        expect(response.body.items.map((i: { status_code: number; job: { payment_status: string } }) => [i.status_code, i.job.payment_status])).toEqual(items.map(() => [201, 'escrowed']));
+        expect({ round, batchCalls: calls('/api/v1/escrow/create-batch'), singleCalls: calls('/api/v1/escrow/create') }).toEqual({ round, batchCalls: 1, singleCalls: 3 * round });
+      }
+    } finally {
+      await other.close();
+      await proxy.close();
+    }
   });
 
   it('only clients create jobs in batches', async () => {

@@ -7,7 +7,7 @@ import { DomainError, notFound } from '../common/errors';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
 import { Sql, Transactions } from '../database/transactions';
-import { BatchOutcome, EscrowService, HoldOutcome, recordHoldSql, recordSettlementSql } from '../escrow/escrow.service';
+import { EscrowService, recordHoldSql, recordSettlementSql } from '../escrow/escrow.service';
 import { RecoveryPoints } from '../idempotency/recovery-points';
 import { MetricsService } from '../metrics/metrics.service';
 import { EscrowHold, WalletDaemonRejected, WalletDaemonUnavailable } from '../wallet-daemon-client/wallet-daemon.client';
@@ -185,23 +185,12 @@ export class PaymentsService {
       await runWithConcurrency(pending, 8, (payment) => this.escrowPayment(payment));
       return;
     }
-    let outcomes: HoldOutcome[];
-    try {
-      outcomes = await this.escrow.holdBatch(pending);
-    } catch (error) {
-      if (error instanceof WalletDaemonUnavailable) {
-        await runWithConcurrency(pending, 8, (payment) => this.postpone(payment, error, 'escrow_create'));
-        return;
-      }
-      if (!(error instanceof WalletDaemonRejected)) throw error;
-      // The batch as a whole was refused (nothing held). 404/405: no such route at this daemon.
-      if (error.status === 404 || error.status === 405) {
-        this.batchCreateUnsupported = true;
-        this.logger.warn({ status: error.status }, 'wallet daemon has no create-batch route; one escrow per call');
-      }
-      await runWithConcurrency(pending, 8, (payment) => this.escrowPayment(payment));
-      return;
-    }
+    const outcomes = await this.daemonBatch(pending, () => this.escrow.holdBatch(pending), {
+      route: 'create-batch',
+      unavailable: (payment, error) => this.postpone(payment, error, 'escrow_create'),
+      alone: (payment) => this.escrowPayment(payment),
+    });
+    if (!outcomes) return;
     const recorded = await this.recordHolds(pending.flatMap((payment, i) => {
       const outcome = outcomes[i];
       return 'hold' in outcome ? [{ payment, hold: outcome.hold }] : [];
@@ -584,23 +573,12 @@ export class PaymentsService {
   }
 
   private async settleBatch(batch: JobPayment[]): Promise<void> {
-    let outcomes: BatchOutcome[];
-    try {
-      outcomes = await this.escrow.settleBatch(batch);
-    } catch (error) {
-      if (error instanceof WalletDaemonUnavailable) {
-        await runWithConcurrency(batch, 8, (payment) => this.settlementUnavailable(payment, error));
-        return;
-      }
-      if (!(error instanceof WalletDaemonRejected)) throw error;
-      // The batch as a whole was refused: no item was applied. 404/405: no such route here.
-      if (error.status === 404 || error.status === 405) {
-        this.batchSettleUnsupported = true;
-        this.logger.warn({ status: error.status }, 'wallet daemon has no settle-batch route; settling one escrow per call');
-      }
-      await runWithConcurrency(batch, 8, (payment) => this.settle(payment));
-      return;
-    }
+    const outcomes = await this.daemonBatch(batch, () => this.escrow.settleBatch(batch), {
+      route: 'settle-batch',
+      unavailable: (payment, error) => this.settlementUnavailable(payment, error),
+      alone: (payment) => this.settle(payment),
+    });
+    if (!outcomes) return;
     const settled = batch.flatMap((payment, i) => {
       const outcome = outcomes[i];
       return outcome.error ? [] : [{ payment, transactionHash: outcome.transactionHash }];
@@ -610,6 +588,36 @@ export class PaymentsService {
       if (error instanceof WalletDaemonRejected) await this.reconcile(payment, error);
       else if (error) await this.settlementUnavailable(payment, error);
     });
+  }
+
+  /**
+   * One daemon batch call (create-batch or settle-batch) for `payments`. When the call as a
+   * whole has no answer, each payment is handled as an unanswered single call; when it is
+   * refused as a whole (nothing was applied), each goes alone, and a 404/405 marks the
+   * route missing at this daemon so later batches go one call per escrow. Returns the
+   * per-item outcomes, or undefined when the items were handled here.
+   */
+  private async daemonBatch<O>(
+    payments: JobPayment[],
+    call: () => Promise<O[]>,
+    fallback: { route: 'create-batch' | 'settle-batch'; unavailable: (payment: JobPayment, error: WalletDaemonUnavailable) => Promise<unknown>; alone: (payment: JobPayment) => Promise<unknown> },
+  ): Promise<O[] | undefined> {
+    try {
+      return await call();
+    } catch (error) {
+      if (error instanceof WalletDaemonUnavailable) {
+        await runWithConcurrency(payments, 8, (payment) => fallback.unavailable(payment, error));
+        return undefined;
+      }
+      if (!(error instanceof WalletDaemonRejected)) throw error;
+      if (error.status === 404 || error.status === 405) {
+        if (fallback.route === 'create-batch') this.batchCreateUnsupported = true;
+        else this.batchSettleUnsupported = true;
+        this.logger.warn({ status: error.status }, `wallet daemon has no ${fallback.route} route; one call per escrow`);
+      }
+      await runWithConcurrency(payments, 8, fallback.alone);
+      return undefined;
+    }
   }
 
   /**

@@ -26,6 +26,8 @@ export interface DaemonProxy {
   holdAnswers(predicate: ((call: ProxiedCall) => boolean) | undefined): void;
   /** Calls matching `predicate` are not passed on at all and never answered: the call is on its way, the daemon never sees it. */
   holdRequests(predicate: ((call: ProxiedCall) => boolean) | undefined): void;
+  /** Calls matching `predicate` are answered 404 here, as by a daemon without that route. */
+  withoutRoutes(predicate: ((call: ProxiedCall) => boolean) | undefined): void;
   /** Passes every answer held so far on to its caller (if it is still there). */
   deliverHeld(): void;
   close(): Promise<void>;
@@ -36,6 +38,7 @@ export async function startDaemonProxy(target: string): Promise<DaemonProxy> {
   const held = new Map<ServerResponse, () => void>();
   let hold: ((call: ProxiedCall) => boolean) | undefined;
   let swallow: ((call: ProxiedCall) => boolean) | undefined;
+  let missing: ((call: ProxiedCall) => boolean) | undefined;
 
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -45,6 +48,12 @@ export async function startDaemonProxy(target: string): Promise<DaemonProxy> {
       const call: ProxiedCall = { method: req.method ?? 'GET', path: req.url ?? '', idempotencyKey: typeof key === 'string' ? key : undefined, delivered: false };
       calls.push(call);
       if (swallow?.(call)) return;
+      if (missing?.(call)) {
+        call.status = 404;
+        call.delivered = true;
+        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 'NOT_FOUND', message: 'no such route' }));
+        return;
+      }
       const upstream = httpRequest(`${target}${req.url}`, { method: req.method, headers: req.headers }, (answer) => {
         const body: Buffer[] = [];
         answer.on('data', (chunk: Buffer) => body.push(chunk));
@@ -76,6 +85,9 @@ export async function startDaemonProxy(target: string): Promise<DaemonProxy> {
     },
     holdRequests(predicate) {
       swallow = predicate;
+    },
+    withoutRoutes(predicate) {
+      missing = predicate;
     },
     deliverHeld() {
       for (const [res, deliver] of held) if (!res.destroyed) deliver();
