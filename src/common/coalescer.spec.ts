@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { Coalescer, ItemOutcome } from './coalescer';
 
 /** A coalescer over doubling, recording how it was called; `gate` holds the calls until released. */
@@ -65,6 +66,18 @@ describe('Coalescer', () => {
     await first;
     await expect(Promise.all(rest)).resolves.toEqual([4, 26, 8]);
     expect(calls).toEqual(['one(1)', 'many(2,13,4)', 'one(2)', 'one(13)', 'one(4)']);
+  });
+
+  it("a lone request runs in its own async context, a group outside any one request's (no request's log context on a group's lines)", async () => {
+    const requestContext = new AsyncLocalStorage<string>();
+    const seen: (string | undefined)[] = [];
+    const coalescer = new Coalescer<number, number>({
+      maxGroup: 10,
+      one: async (n) => (seen.push(requestContext.getStore()), n),
+      many: async (ns) => (seen.push(requestContext.getStore()), ns.map((n) => ({ value: n }))),
+    });
+    await requestContext.run('request-1', () => Promise.all([coalescer.submit(1), coalescer.submit(2), coalescer.submit(3)]));
+    expect(seen).toEqual(['request-1', undefined]);
   });
 
   it('maxGroup below 2 turns coalescing off: every request alone, at once', async () => {

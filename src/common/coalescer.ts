@@ -1,3 +1,5 @@
+import { AsyncResource } from 'node:async_hooks';
+
 /** What one item of a group came to: its value, or the error its single call would have thrown. */
 export type ItemOutcome<O> = { value: O; error?: undefined } | { error: unknown; value?: undefined };
 
@@ -21,19 +23,27 @@ export interface CoalescerOptions<I, O> {
 export class Coalescer<I, O> {
   private readonly waiting: { input: I; resolve: (value: O) => void; reject: (error: unknown) => void }[] = [];
   private busy = false;
+  /**
+   * Groups run in the async context the coalescer was made in (start-up), not in that of
+   * the request before them: a group serves many requests, so its log lines must not
+   * carry one request's id (nestjs-pino keeps it in AsyncLocalStorage).
+   */
+  private readonly startDrain = AsyncResource.bind(() => void this.drain());
 
   constructor(private readonly options: CoalescerOptions<I, O>) {}
 
   submit(input: I): Promise<O> {
     if (this.options.maxGroup < 2) return this.options.one(input);
-    return new Promise<O>((resolve, reject) => {
-      this.waiting.push({ input, resolve, reject });
-      if (!this.busy) void this.drain();
-    });
+    if (!this.busy) {
+      // Nothing in flight: this request goes at once, alone, in its own context; whoever
+      // arrives meanwhile goes next, as a group.
+      this.busy = true;
+      return this.options.one(input).finally(() => this.startDrain());
+    }
+    return new Promise<O>((resolve, reject) => this.waiting.push({ input, resolve, reject }));
   }
 
   private async drain(): Promise<void> {
-    this.busy = true;
     try {
       while (this.waiting.length > 0) {
         const group = this.waiting.splice(0, this.options.maxGroup);
