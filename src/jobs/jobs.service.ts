@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { uuidv7 } from 'uuidv7';
 import type { Principal } from '../auth/api-keys';
 import { isValidAddress } from '../common/addresses';
@@ -8,7 +8,6 @@ import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
 import { Sql, Transactions } from '../database/transactions';
 import { RecoveryPoints } from '../idempotency/recovery-points';
-import type { JobLink, JobFacts, RefundCause } from '../payments/job-link';
 import type { JobPayment } from '../payments/job-payment.entity';
 import { PaymentsService, isUuid } from '../payments/payments.service';
 import { cannotSettle } from '../payments/payment.errors';
@@ -56,7 +55,7 @@ const MAX_PAYLOAD_DEPTH = 16;
  * Payments is told inside the same transaction, and the daemon is called after commit.
  */
 @Injectable()
-export class JobsService implements OnModuleInit, JobLink {
+export class JobsService {
   private readonly logger = new Logger('Jobs');
 
   constructor(
@@ -74,10 +73,6 @@ export class JobsService implements OnModuleInit, JobLink {
 
   /** Concurrent single creates, carried out together (README "Batch operations", coalescing). */
   private readonly creates: Coalescer<NewJob, Job>;
-
-  onModuleInit(): void {
-    this.payments.registerJobLink(this);
-  }
 
   // ---------------------------------------------------------------- clients
 
@@ -405,29 +400,6 @@ export class JobsService implements OnModuleInit, JobLink {
       const withPayment = ended.filter((j) => j.payment_id).map((j) => j.job_id);
       return { count: ended.length, payments: await this.payments.decideForExpiredJobs(sql, withPayment) };
     });
-  }
-
-  // ---------------------------------------------------------------- JobLink (called by Payments)
-
-  async lockJob(sql: Sql, jobId: string): Promise<JobFacts | undefined> {
-    return sql.one<JobFacts>(`SELECT job_id, client_id, state, assigned_miner_id FROM job WHERE job_id = $1 FOR UPDATE`, [jobId]);
-  }
-
-  async onRefundsDecided(sql: Sql, payments: JobPayment[], cause: RefundCause): Promise<void> {
-    await sql.rows(
-      `UPDATE job SET state = $2, error = 'payment refunded: ' || r.reason, finished_at = now(), updated_at = now()
-         FROM unnest($1::uuid[], $3::text[]) AS r(job_id, reason)
-        WHERE job.job_id = r.job_id AND state IN ('queued','running')`,
-      [payments.map((p) => p.job_id), cause === 'escrow_expired' ? 'expired' : 'canceled', payments.map((p) => p.settle_reason ?? cause)],
-    );
-  }
-
-  async onEscrowFailed(sql: Sql, payment: JobPayment, error: string): Promise<void> {
-    await sql.rows(
-      `UPDATE job SET state = 'failed', error = $2, finished_at = now(), updated_at = now()
-        WHERE job_id = $1 AND state IN ('queued','running')`,
-      [payment.job_id, error],
-    );
   }
 
   private async load(jobId: string, sql: Sql = this.tx.sql): Promise<Job> {

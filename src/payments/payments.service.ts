@@ -11,7 +11,7 @@ import { EscrowService, recordHoldSql, recordSettlementSql } from '../escrow/esc
 import { RecoveryPoints } from '../idempotency/recovery-points';
 import { MetricsService } from '../metrics/metrics.service';
 import { EscrowHold, WalletDaemonRejected, WalletDaemonUnavailable } from '../wallet-daemon-client/wallet-daemon.client';
-import { JobFacts, JobLink, LIVE_JOB_STATES, RefundCause, lockedJobCte } from './job-link';
+import { JobFacts, LIVE_JOB_STATES, PaymentJobs, RefundCause, lockedJobCte } from './payment-jobs.repository';
 import { JobPayment, PaymentEvent, PaymentStatus } from './job-payment.entity';
 import { cannotSettle } from './payment.errors';
 import { canSeePayment, DECIDED_STATUS, DEFAULT_SETTLE_REASON, SettleAsk, settlementRefusal } from './payment-rules';
@@ -43,11 +43,6 @@ interface Actor {
   details?: Record<string, unknown>;
 }
 
-const NO_JOB_LINK: JobLink = {
-  lockJob: async () => undefined,
-  onRefundsDecided: async () => undefined,
-  onEscrowFailed: async () => undefined,
-};
 
 /**
  * The one place where money rules live. Each status change is a compare-and-set UPDATE
@@ -60,7 +55,6 @@ const NO_JOB_LINK: JobLink = {
 @Injectable()
 export class PaymentsService {
   private readonly logger = new Logger('Payments');
-  private jobs: JobLink = NO_JOB_LINK;
   /** Set once the daemon answers 404/405 to settle-batch: one call per escrow from then on. */
   private batchSettleUnsupported = false;
   /** Likewise for create-batch. */
@@ -72,6 +66,7 @@ export class PaymentsService {
     private readonly escrow: EscrowService,
     private readonly metrics: MetricsService,
     private readonly recovery: RecoveryPoints,
+    private readonly jobs: PaymentJobs,
   ) {
     this.settlements = new Coalescer<CallerAsk, JobPayment>({
       maxGroup: config.coalesceMaxGroup,
@@ -83,10 +78,6 @@ export class PaymentsService {
   /** Concurrent single releases and refunds, carried out together (README "Batch operations", coalescing). */
   private readonly settlements: Coalescer<CallerAsk, JobPayment>;
 
-  /** Called once by the Jobs module: how payment-side decisions reach the job. */
-  registerJobLink(link: JobLink): void {
-    this.jobs = link;
-  }
 
   // ---------------------------------------------------------------- creation
 
@@ -298,7 +289,7 @@ export class PaymentsService {
       await this.jobs.lockJob(sql, payment.job_id);
       const failed = await this.move(sql, payment, 'pending', 'failed', { failure_reason: reason, next_attempt_at: null, last_error: error.message }, { actor: 'system', reason });
       if (!failed) return this.reload(sql, payment.payment_id);
-      await this.jobs.onEscrowFailed(sql, failed, `payment could not be escrowed: ${reason}`);
+      await this.jobs.failLiveJob(sql, failed, `payment could not be escrowed: ${reason}`);
       return failed;
     });
   }
@@ -409,7 +400,7 @@ export class PaymentsService {
         if (!movedIds.has(ask.payment_id)) refusals.set(index, cannotSettle(ask.payment_id, (await this.reload(sql, ask.payment_id)).status));
       }
       const refunds = moved.filter((p) => p.status === 'refunding');
-      if (refunds.length > 0) await this.jobs.onRefundsDecided(sql, refunds, 'refund_requested');
+      if (refunds.length > 0) await this.jobs.endLiveJobs(sql, refunds, 'refund_requested');
       if (moved.length > 0) await this.recovery.record(sql, { payment_ids: moved.map((p) => p.payment_id).join(',') });
       return { refusals, decided: [...moved, ...facts.filter((p) => decidedBefore.has(p.payment_id))] };
     });
