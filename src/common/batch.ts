@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import { plainToInstance } from 'class-transformer';
 import { validateSync } from 'class-validator';
 import { ErrorBody, GlobalErrorFilter } from './error.filter';
@@ -29,10 +30,13 @@ export function assertDistinct(items: Record<string, unknown>[], field: string):
 }
 
 const errors = new GlobalErrorFilter();
+const logger = new Logger('Batch');
 
-/** An item's error in the one error shape, as its single call would have answered it. */
+/** An item's error in the one error shape, as its single call would have answered it (and logged, when it is ours). */
 export function itemError(error: unknown, requestId: string): ErrorBody {
-  return errors.toBody(error, requestId);
+  const body = errors.toBody(error, requestId);
+  if (body.status_code >= 500) logger.error({ err: error, request_id: requestId }, 'batch item failed');
+  return body;
 }
 
 /**

@@ -8,7 +8,11 @@ export interface CoalescerOptions<I, O> {
   maxGroup: number;
   /** One request alone: the single path, no added cost when there is nothing to share. */
   one(input: I): Promise<O>;
-  /** Many requests as one set (one transaction, one daemon call…), an outcome per input, in order. */
+  /**
+   * Many requests as one set (one transaction, one daemon call…), an outcome per input, in
+   * order. It throws only when nothing was committed (then each request goes alone); once
+   * something is committed, a failure must come back as the items' outcomes instead.
+   */
   many(inputs: I[]): Promise<ItemOutcome<O>[]>;
 }
 
@@ -17,8 +21,9 @@ export interface CoalescerOptions<I, O> {
  * flight goes at once, alone. Requests that arrive while a group is in flight wait for
  * it and then go together as the next group, so under load each group's transaction,
  * daemon call and recording are shared by everyone who arrived meanwhile, and under
- * light load nobody waits for company. If a group fails as a whole, each of its
- * requests is carried out alone, so one request can never fail its neighbours.
+ * light load nobody waits for company. If a group fails as a whole before committing
+ * anything, each of its requests is carried out alone, so one request can never fail its
+ * neighbours.
  */
 export class Coalescer<I, O> {
   private readonly waiting: { input: I; resolve: (value: O) => void; reject: (error: unknown) => void }[] = [];

@@ -43,11 +43,11 @@ export class JobsController {
     const checked = body.items.map((raw) => validateItem(CreateJobDto, raw));
     const valid = checked.filter((item): item is CreateJobDto => !(item instanceof DomainError));
     const outcomes = inPlace(checked, await this.jobs.createMany(principal, valid));
-    const items = outcomes.map((outcome, index): JobBatchItemView =>
-      outcome.error
-        ? { index, status_code: (outcome.error as DomainError).status, error: itemError(outcome.error, String(request.id)) }
-        : { index, status_code: 201, job: toJobView(this.config, (outcome as { value: Job }).value) },
-    );
+    const items = outcomes.map((outcome, index): JobBatchItemView => {
+      if (outcome.error === undefined) return { index, status_code: 201, job: toJobView(this.config, (outcome as { value: Job }).value) };
+      const error = itemError(outcome.error, String(request.id));
+      return { index, status_code: error.status_code, error };
+    });
     return batchAnswer(items);
   }
 

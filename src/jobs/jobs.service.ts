@@ -144,10 +144,17 @@ export class JobsService {
       });
     }
     const jobIds = prepared.flatMap((p) => ('jobId' in p && p.jobId ? [p.jobId] : []));
-    const payments = jobIds.length ? await this.tx.sql.rows<JobPayment>(`SELECT * FROM job_payments WHERE job_id = ANY($1::uuid[]) AND status = 'pending'`, [jobIds]) : [];
-    await this.payments.escrowMany(payments);
-    const jobs = jobIds.length ? await this.tx.sql.rows<Job>(`SELECT * FROM job WHERE job_id = ANY($1::uuid[])`, [jobIds]) : [];
-    const byId = new Map(jobs.map((job) => [job.job_id, job]));
+    let byId: Map<string, Job>;
+    try {
+      const payments = jobIds.length ? await this.tx.sql.rows<JobPayment>(`SELECT * FROM job_payments WHERE job_id = ANY($1::uuid[]) AND status = 'pending'`, [jobIds]) : [];
+      await this.payments.escrowMany(payments);
+      const jobs = jobIds.length ? await this.tx.sql.rows<Job>(`SELECT * FROM job WHERE job_id = ANY($1::uuid[])`, [jobIds]) : [];
+      byId = new Map(jobs.map((job) => [job.job_id, job]));
+    } catch (error) {
+      // The jobs are committed: an error now is each created item's answer (as a single
+      // create's would be, its payment left to the re-drive), never a reason to create again.
+      return prepared.map((p) => ('error' in p && p.error ? { error: p.error } : { error }));
+    }
     return prepared.map((p) => ('error' in p && p.error ? { error: p.error } : { value: byId.get((p as { jobId: string }).jobId) as Job }));
   }
 

@@ -8,6 +8,7 @@ import { CurrentPrincipal, Roles } from '../auth/auth.guard';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
 import { CreatePaymentDto, PaymentBatchDto, PaymentBatchItemDto, PaymentBatchItemView, PaymentBatchView, PaymentEventsView, PaymentView, SettlePaymentDto } from './dto/payment.dto';
+import type { JobPayment } from './job-payment.entity';
 import type { SettleAsk } from './payment-rules';
 import { toEventView, toPaymentView } from './payment.view';
 import { PaymentsService } from './payments.service';
@@ -47,9 +48,9 @@ export class PaymentsController {
     const items = outcomes.map((outcome, index): PaymentBatchItemView => {
       const raw = body.items[index];
       const head = { index, payment_id: typeof raw.payment_id === 'string' ? raw.payment_id : null, action: typeof raw.action === 'string' ? raw.action : null };
-      return outcome.error
-        ? { ...head, status_code: outcome.error.status, error: itemError(outcome.error, String(request.id)) }
-        : { ...head, status_code: 200, payment: toPaymentView(this.config, outcome.payment!) };
+      if (outcome.error === undefined) return { ...head, status_code: 200, payment: toPaymentView(this.config, (outcome as { payment: JobPayment }).payment) };
+      const error = itemError(outcome.error, String(request.id));
+      return { ...head, status_code: error.status_code, error };
     });
     return batchAnswer(items);
   }

@@ -405,10 +405,17 @@ export class PaymentsService {
       return { refusals, decided: [...moved, ...facts.filter((p) => decidedBefore.has(p.payment_id))] };
     });
 
-    if (decided.length === 1) await this.settle(decided[0]);
-    else await this.settleMany(decided);
-    const final = decided.length === 0 ? [] : await this.tx.sql.rows<JobPayment>(`SELECT * FROM job_payments WHERE payment_id = ANY($1::uuid[])`, [decided.map((p) => p.payment_id)]);
-    const finalById = new Map(final.map((p) => [p.payment_id, p]));
+    let finalById: Map<string, JobPayment>;
+    try {
+      if (decided.length === 1) await this.settle(decided[0]);
+      else await this.settleMany(decided);
+      const final = decided.length === 0 ? [] : await this.tx.sql.rows<JobPayment>(`SELECT * FROM job_payments WHERE payment_id = ANY($1::uuid[])`, [decided.map((p) => p.payment_id)]);
+      finalById = new Map(final.map((p) => [p.payment_id, p]));
+    } catch (error) {
+      // The decisions are committed (the re-drive carries them on): an error now is each
+      // decided ask's answer, as a single call's would be, never a reason to ask again.
+      return asks.map((_ask, index) => ({ error: refusals.get(index) ?? error }));
+    }
     return asks.map((ask, index) => {
       const refusal = refusals.get(index);
       return refusal ? { error: refusal } : { payment: finalById.get(ask.payment_id) as JobPayment };
@@ -840,11 +847,11 @@ export class PaymentsService {
 type CallerAsk = SettleAsk & { principal: Principal };
 
 /** What one settlement ask came to: the payment as it now stands, or the single call's error. */
-export type SettleOutcome = { payment: JobPayment; error?: undefined } | { error: DomainError; payment?: undefined };
+export type SettleOutcome = { payment: JobPayment; error?: undefined } | { error: unknown; payment?: undefined };
 
 function settledOrThrow([outcome]: SettleOutcome[]): JobPayment {
-  if (outcome.error) throw outcome.error;
-  return outcome.payment;
+  if (outcome.error !== undefined) throw outcome.error;
+  return outcome.payment as JobPayment;
 }
 
 export function isUuid(id: string): boolean {
