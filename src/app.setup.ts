@@ -100,7 +100,7 @@ function installJsonParser(app: NestFastifyApplication, limits: JsonShapeLimits)
     const text = raw.toString('utf8');
     const problem = jsonShapeProblem(text, limits);
     if (!problem) return parse(request, text, done);
-    const message = { depth: 'The request body is nested too deeply', entries: 'The request body has too many entries', nul: 'The request body contains U+0000' }[problem.limit];
+    const message = { depth: 'The request body is nested too deeply', entries: 'The request body has too many entries', unstorable: 'The request body contains text PostgreSQL cannot store' }[problem.limit];
     done(new DomainError('VALIDATION_FAILED', message, { fields: { body: [describeJsonShapeProblem(problem)] } }), undefined);
   });
 }

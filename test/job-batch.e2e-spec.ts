@@ -117,9 +117,12 @@ describe('POST /v1/jobs/batch', () => {
     expect(jobsAfter).toBe(jobsBefore);
   });
 
-  it('U+0000 in a string (which PostgreSQL cannot store) is a 400 at parse time, single or batch, and nothing is written', async () => {
+  it.each([
+    ['U+0000', 'a\u0000b'],
+    ['an unpaired surrogate', 'a\ud800b'],
+  ])('%s in a string (which PostgreSQL cannot store) is a 400 at parse time, single or batch, and nothing is written', async (_what, text) => {
     const [{ n: before }] = await query<{ n: string }>(t.databaseUrl, `SELECT count(*) AS n FROM job`);
-    const poisoned = { payload: { ...PAYLOAD, parameters: { prompt: 'a\u0000b' } }, payment_amount: '0.001' };
+    const poisoned = { payload: { ...PAYLOAD, parameters: { prompt: text } }, payment_amount: '0.001' };
     const alone = await single(poisoned);
     const inBatch = await batch([{ payload: PAYLOAD, payment_amount: '0.001' }, poisoned]);
     expect([alone.status, alone.body.code, inBatch.status, inBatch.body.code]).toEqual([400, 'VALIDATION_FAILED', 400, 'VALIDATION_FAILED']);

@@ -21,7 +21,7 @@ describe('jsonShapeProblem', () => {
       fc.property(fc.jsonValue({ maxDepth: 6 }), fc.boolean(), (value, pretty) => {
         const text = JSON.stringify(value, null, pretty ? 2 : undefined);
         // U+0000 in a string is refused on its own (next test), whatever the shape.
-        fc.pre(!/(^|[^\\])(\\\\)*\\u0000/.test(text));
+        fc.pre(!/(^|[^\\])(\\\\)*\\u(0000|d[89a-f])/i.test(text));
         const depth = depthOf(value);
         const entries = entriesOf(value);
         expect(jsonShapeProblem(text, { maxDepth: depth, maxEntries: entries })).toBeUndefined();
@@ -34,10 +34,20 @@ describe('jsonShapeProblem', () => {
 
   it('refuses U+0000 in any string, key or value (PostgreSQL cannot store it), but not an escaped backslash before "u0000"', () => {
     const limits = { maxDepth: 4, maxEntries: 10 };
-    expect(jsonShapeProblem(JSON.stringify({ payload: { prompt: 'a\u0000b' } }), limits)).toEqual({ limit: 'nul' });
-    expect(jsonShapeProblem(JSON.stringify({ ['k\u0000']: 1 }), limits)).toEqual({ limit: 'nul' });
+    expect(jsonShapeProblem(JSON.stringify({ payload: { prompt: 'a\u0000b' } }), limits)).toEqual({ limit: 'unstorable' });
+    expect(jsonShapeProblem(JSON.stringify({ ['k\u0000']: 1 }), limits)).toEqual({ limit: 'unstorable' });
     expect(jsonShapeProblem(JSON.stringify({ text: '\\u0000' }), limits)).toBeUndefined();
     expect(jsonShapeProblem(JSON.stringify({ text: 'u0000 \\ \u0001' }), limits)).toBeUndefined();
+  });
+
+  it('refuses an unpaired surrogate escape (PostgreSQL cannot store it), but not a pair or a raw character', () => {
+    const limits = { maxDepth: 4, maxEntries: 10 };
+    expect(jsonShapeProblem('{"a":"\\ud800"}', limits)).toEqual({ limit: 'unstorable' });
+    expect(jsonShapeProblem('{"a":"\\udc00x"}', limits)).toEqual({ limit: 'unstorable' });
+    expect(jsonShapeProblem('{"a":"\\ud83dx\\ude00"}', limits)).toEqual({ limit: 'unstorable' });
+    expect(jsonShapeProblem('{"a":"\\ud83d\\ude00"}', limits)).toBeUndefined();
+    expect(jsonShapeProblem('{"a":"\\uD83D\\uDE00 \\u00e9"}', limits)).toBeUndefined();
+    expect(jsonShapeProblem(JSON.stringify({ a: '😀 é' }), limits)).toBeUndefined();
   });
 
   it('ignores brackets, colons, commas and escaped quotes inside strings', () => {

@@ -11,7 +11,7 @@ export interface JsonShapeLimits {
   maxEntries: number;
 }
 
-export type JsonShapeProblem = { limit: 'depth'; max: number } | { limit: 'entries'; max: number } | { limit: 'nul' };
+export type JsonShapeProblem = { limit: 'depth'; max: number } | { limit: 'entries'; max: number } | { limit: 'unstorable' };
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -21,6 +21,12 @@ const OPEN_OBJECT = 0x7b;
 const CLOSE_OBJECT = 0x7d;
 const OPEN_ARRAY = 0x5b;
 const CLOSE_ARRAY = 0x5d;
+
+const U = 0x75;
+/** The code unit of the four hex digits at `at` (NaN when they are not hex: the parser rejects those). */
+const hexUnit = (text: string, at: number) => (/^[0-9a-fA-F]{4}$/.test(text.slice(at, at + 4)) ? parseInt(text.slice(at, at + 4), 16) : NaN);
+const isHighSurrogate = (unit: number) => unit >= 0xd800 && unit <= 0xdbff;
+const isLowSurrogate = (unit: number) => unit >= 0xdc00 && unit <= 0xdfff;
 
 const isWhitespace = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 
@@ -41,10 +47,20 @@ export function jsonShapeProblem(text: string, limits: JsonShapeLimits): JsonSha
     const c = text.charCodeAt(i);
     if (inString) {
       if (c === BACKSLASH) {
-        // PostgreSQL's jsonb and text cannot hold U+0000: refused here, not as a 500 at INSERT
-        // (and never as one item's bad text failing a whole batch's statement).
-        if (text.startsWith('u0000', i + 1)) return { limit: 'nul' };
-        i++;
+        // PostgreSQL's jsonb and text cannot hold U+0000 or an unpaired surrogate: refused
+        // here, not as a 500 at INSERT (nor as one item's text failing a whole set statement).
+        if (text.charCodeAt(i + 1) !== U) {
+          i++;
+          continue;
+        }
+        const unit = hexUnit(text, i + 2);
+        if (unit === 0 || isLowSurrogate(unit)) return { limit: 'unstorable' };
+        if (isHighSurrogate(unit)) {
+          if (text.charCodeAt(i + 6) !== BACKSLASH || text.charCodeAt(i + 7) !== U || !isLowSurrogate(hexUnit(text, i + 8))) return { limit: 'unstorable' };
+          i += 11;
+        } else {
+          i += 5;
+        }
       }
       else if (c === QUOTE) inString = false;
       continue;
@@ -84,7 +100,7 @@ export function jsonShapeProblem(text: string, limits: JsonShapeLimits): JsonSha
 
 /** The problem in words, for a 400's message. */
 export function describeJsonShapeProblem(problem: JsonShapeProblem): string {
-  if (problem.limit === 'nul') return 'must not contain the character U+0000 (\\u0000) in any string';
+  if (problem.limit === 'unstorable') return 'must not contain U+0000 (\\u0000) or an unpaired surrogate (\\uD800–\\uDFFF) in any string';
   return problem.limit === 'depth'
     ? `must be nested at most ${problem.max} levels deep`
     : `must have at most ${problem.max} object members and array elements in all`;
