@@ -25,7 +25,8 @@ describe('spawnWalletDaemon', () => {
        process.on('SIGTERM', () => { console.log('{"msg":"bye"}'); process.exit(0); });
        setInterval(() => {}, 1000);`,
     );
-    const daemon = await spawnWalletDaemon({ ...options, entry, port: 0, logFile, env: { EXTRA: 'yes' } });
+    // A grace far above any machine's load: the stop must come from the SIGTERM handler, never the SIGKILL fallback.
+    const daemon = await spawnWalletDaemon({ ...options, entry, port: 0, logFile, env: { EXTRA: 'yes' }, stopGraceMs: 60_000 });
     expect(daemon.url).toBe('http://127.0.0.1:1234');
     await daemon.stop();
     expect(daemon.child.exitCode).toBe(0);
