@@ -48,12 +48,17 @@ const CREATE_STATEMENTS = {
   job: `INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
         VALUES (${UUID7_SQL}, '${CEILING_CLIENT}', 'queued', ${PAYLOAD}, '{}', 3600, now(), now() + 3600 * interval '1 second', now())
         RETURNING job_id AS jid`,
-  payment: (jid: string) => `INSERT INTO job_payments (payment_id, job_id, client_id, amount, currency, status, escrow_id, escrow_address,
+  payment: (
+    jid: string,
+  ) => `INSERT INTO job_payments (payment_id, job_id, client_id, amount, currency, status, escrow_id, escrow_address,
                                payer_address, refund_address, escrow_timeout_seconds, created_at, updated_at, escrowed_at, expires_at)
         VALUES (${UUID7_SQL}, ${jid}, '${CEILING_CLIENT}', 0.001, 'AITBC', 'escrowed', ${UUID7_SQL}::text, ${ADDRESS},
                 ${ADDRESS}, ${ADDRESS}, 3600, now(), now(), now(), now() + 3600 * interval '1 second')
         RETURNING payment_id AS pid, escrow_id AS eid`,
-  escrow: (pid: string, eid: string) => `INSERT INTO payment_escrows (payment_id, escrow_id, amount, currency, address, create_transaction_hash, created_at, updated_at)
+  escrow: (
+    pid: string,
+    eid: string,
+  ) => `INSERT INTO payment_escrows (payment_id, escrow_id, amount, currency, address, create_transaction_hash, created_at, updated_at)
         VALUES (${pid}, ${eid}, 0.001, 'AITBC', ${ADDRESS}, md5(random()::text) || md5(random()::text), now(), now())`,
   events: (pid: string) => `INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
         VALUES (${pid}, NULL, 'pending', 'payment_created', '${CEILING_CLIENT}'), (${pid}, 'pending', 'escrowed', 'escrow_created', 'system')`,
@@ -63,13 +68,17 @@ const RELEASE_STATEMENTS = {
   lock: `SELECT p.payment_id AS pid FROM job_payments p
           WHERE p.payment_id = (SELECT payment_id FROM bench_ceiling_queue WHERE n = (SELECT nextval('bench_ceiling_seq')))
           FOR UPDATE`,
-  payment: (pid: string) => `UPDATE job_payments SET status = 'released', miner_id = '${CEILING_CLIENT}', payee_address = ${ADDRESS},
+  payment: (
+    pid: string,
+  ) => `UPDATE job_payments SET status = 'released', miner_id = '${CEILING_CLIENT}', payee_address = ${ADDRESS},
                transaction_hash = md5(random()::text) || md5(random()::text), settle_reason = 'job_completed', settled_by = '${CEILING_CLIENT}',
                released_at = now(), verified_at = now(), updated_at = now()
           WHERE payment_id = ${pid} AND status = 'escrowed'`,
   event: (pid: string) => `INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
         VALUES (${pid}, 'escrowed', 'released', 'job_completed', '${CEILING_CLIENT}')`,
-  escrow: (pid: string) => `UPDATE payment_escrows SET is_released = true, is_active = false, released_at = now(), updated_at = now()
+  escrow: (
+    pid: string,
+  ) => `UPDATE payment_escrows SET is_released = true, is_active = false, released_at = now(), updated_at = now()
           WHERE payment_id = ${pid} AND is_active`,
 };
 
@@ -114,7 +123,13 @@ function scriptFile(name: string, text: string): string {
 }
 
 /** Runs pgbench; `limit` is seconds (-T) or transactions per client (-t). */
-async function pgbench(name: string, url: string, script: string, clients: number, limit: { seconds: number } | { perClient: number }): Promise<CeilingResult> {
+async function pgbench(
+  name: string,
+  url: string,
+  script: string,
+  clients: number,
+  limit: { seconds: number } | { perClient: number },
+): Promise<CeilingResult> {
   const args = ['-n', '-M', 'prepared', '-c', String(clients), '-j', String(Math.min(clients, 2)), '-f', script];
   // -T counts from before the connections are made (~25–40 ms each on 2 cores); the tps
   // pgbench reports excludes that time, so the run is lengthened to keep `seconds` of work.
@@ -134,8 +149,18 @@ async function pgbench(name: string, url: string, script: string, clients: numbe
   const transactions = Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1] ?? 0);
   const latency = Number(/latency average = ([\d.]+) ms/.exec(out)?.[1] ?? NaN);
   const failed = Number(/number of failed transactions: (\d+)/.exec(out)?.[1] ?? 0);
-  if (code !== 0 || !Number.isFinite(tps)) throw new Error(`pgbench ${name} failed (exit ${code}):\n${out.trim().split('\n').slice(-15).join('\n')}`);
-  return { name, tool: 'pgbench', clients, transactions, duration_s: round(seconds, 2), tps: round(tps), avg_latency_ms: round(latency, 2), failed };
+  if (code !== 0 || !Number.isFinite(tps))
+    throw new Error(`pgbench ${name} failed (exit ${code}):\n${out.trim().split('\n').slice(-15).join('\n')}`);
+  return {
+    name,
+    tool: 'pgbench',
+    clients,
+    transactions,
+    duration_s: round(seconds, 2),
+    tps: round(tps),
+    avg_latency_ms: round(latency, 2),
+    failed,
+  };
 }
 
 /** The same transactions with node-postgres, one connection per simulated client. */
@@ -181,7 +206,16 @@ async function pgScript(
     await Promise.all(connections.map((c) => c.end().catch(() => undefined)));
   }
   const seconds = (now() - began) / 1000;
-  return { name, tool: 'pg', clients, transactions: done, duration_s: round(seconds, 2), tps: round(done / seconds), avg_latency_ms: round(latencyTotal / Math.max(done, 1), 2), failed };
+  return {
+    name,
+    tool: 'pg',
+    clients,
+    transactions: done,
+    duration_s: round(seconds, 2),
+    tps: round(done / seconds),
+    avg_latency_ms: round(latencyTotal / Math.max(done, 1), 2),
+    failed,
+  };
 }
 
 const createTx = async (db: Client) => {
@@ -199,7 +233,12 @@ const releaseTx = async (db: Client) => {
   await db.query(RELEASE_STATEMENTS.escrow('$1::uuid'), [row.pid]);
 };
 
-export async function createCeiling(url: string, clients: number, seconds: number, usePgbench: boolean): Promise<CeilingResult> {
+export async function createCeiling(
+  url: string,
+  clients: number,
+  seconds: number,
+  usePgbench: boolean,
+): Promise<CeilingResult> {
   const r = usePgbench
     ? await pgbench(`create×${clients}`, url, scriptFile('create.sql', pgbenchScript('create')), clients, { seconds })
     : await pgScript(`create×${clients}`, url, clients, { seconds }, createTx);
@@ -222,11 +261,18 @@ export async function prepareReleaseQueue(db: Pool): Promise<number> {
   return rowCount ?? 0;
 }
 
-export async function releaseCeiling(url: string, clients: number, available: number, usePgbench: boolean): Promise<CeilingResult> {
+export async function releaseCeiling(
+  url: string,
+  clients: number,
+  available: number,
+  usePgbench: boolean,
+): Promise<CeilingResult> {
   const perClient = Math.floor(available / clients);
   if (perClient < 1) throw new Error(`release ceiling: only ${available} escrowed rows for ${clients} clients`);
   const r = usePgbench
-    ? await pgbench(`release×${clients}`, url, scriptFile('release.sql', pgbenchScript('release')), clients, { perClient })
+    ? await pgbench(`release×${clients}`, url, scriptFile('release.sql', pgbenchScript('release')), clients, {
+        perClient,
+      })
     : await pgScript(`release×${clients}`, url, clients, { perClient }, releaseTx);
   progress(`  ceiling release (${r.tool}, ${clients} clients): ${r.tps} tx/s, avg ${r.avg_latency_ms} ms`);
   return r;
@@ -241,8 +287,14 @@ export async function removeCeilingRows(db: Pool): Promise<void> {
     if (rows[0]?.rolsuper) await client.query(`SET session_replication_role = replica`);
     else await client.query(`ALTER TABLE payment_events DISABLE TRIGGER payment_events_no_change`);
     await client.query('BEGIN');
-    await client.query(`DELETE FROM payment_events WHERE payment_id IN (SELECT payment_id FROM job_payments WHERE client_id = $1)`, [CEILING_CLIENT]);
-    await client.query(`DELETE FROM payment_escrows WHERE payment_id IN (SELECT payment_id FROM job_payments WHERE client_id = $1)`, [CEILING_CLIENT]);
+    await client.query(
+      `DELETE FROM payment_events WHERE payment_id IN (SELECT payment_id FROM job_payments WHERE client_id = $1)`,
+      [CEILING_CLIENT],
+    );
+    await client.query(
+      `DELETE FROM payment_escrows WHERE payment_id IN (SELECT payment_id FROM job_payments WHERE client_id = $1)`,
+      [CEILING_CLIENT],
+    );
     await client.query(`DELETE FROM job_payments WHERE client_id = $1`, [CEILING_CLIENT]);
     await client.query(`DELETE FROM job WHERE client_id = $1`, [CEILING_CLIENT]);
     await client.query('COMMIT');
@@ -285,7 +337,14 @@ export async function readCeiling(
   return pgScriptReads(name, url, clients, seconds, text, size);
 }
 
-async function pgScriptReads(name: string, url: string, clients: number, seconds: number, text: string, size: number): Promise<CeilingResult> {
+async function pgScriptReads(
+  name: string,
+  url: string,
+  clients: number,
+  seconds: number,
+  text: string,
+  size: number,
+): Promise<CeilingResult> {
   const usesParam = text.includes('$1');
   const db = new Pool({ connectionString: url, max: clients, application_name: 'bench-ceiling' });
   let done = 0;
@@ -307,7 +366,16 @@ async function pgScriptReads(name: string, url: string, clients: number, seconds
     await db.end();
   }
   const s = (now() - began) / 1000;
-  return { name, tool: 'pg', clients, transactions: done, duration_s: round(s, 2), tps: round(done / s), avg_latency_ms: round(latencyTotal / Math.max(done, 1), 2), failed: 0 };
+  return {
+    name,
+    tool: 'pg',
+    clients,
+    transactions: done,
+    duration_s: round(s, 2),
+    tps: round(done / s),
+    avg_latency_ms: round(latencyTotal / Math.max(done, 1), 2),
+    failed: 0,
+  };
 }
 
 // ------------------------------------------------------------------ sweep decisions
@@ -318,7 +386,11 @@ async function pgScriptReads(name: string, url: string, clients: number, seconds
  * escrowed jobs inserted by SQL for the purpose (client bench-ceiling). Returns
  * decisions per second; the rows are deleted with the other ceiling rows afterwards.
  */
-export async function sweepDecisionCeiling(db: Pool, count: number, batch: number): Promise<{ decisions: number; seconds: number; per_s: number }> {
+export async function sweepDecisionCeiling(
+  db: Pool,
+  count: number,
+  batch: number,
+): Promise<{ decisions: number; seconds: number; per_s: number }> {
   // Due escrowed jobs, by the create transaction's shape but in bulk.
   await db.query(
     `WITH j AS (
@@ -337,9 +409,12 @@ export async function sweepDecisionCeiling(db: Pool, count: number, batch: numbe
        FROM generate_series(1, $2::bigint) i`,
     [CEILING_CLIENT, count],
   );
-  await db.query(`INSERT INTO payment_escrows (payment_id, escrow_id, amount, currency, address, created_at, updated_at)
+  await db.query(
+    `INSERT INTO payment_escrows (payment_id, escrow_id, amount, currency, address, created_at, updated_at)
                   SELECT payment_id, escrow_id, amount, currency, escrow_address, now(), now() FROM job_payments
-                   WHERE client_id = $1 AND status = 'escrowed' AND expires_at <= now()`, [CEILING_CLIENT]);
+                   WHERE client_id = $1 AND status = 'escrowed' AND expires_at <= now()`,
+    [CEILING_CLIENT],
+  );
   await db.query(`ANALYZE job; ANALYZE job_payments`);
 
   const client = await db.connect();
@@ -450,7 +525,12 @@ async function groupRun(
     await c.connect();
     return c;
   };
-  const workers = await Promise.all(Array.from({ length: clients }, async () => ({ db: await connect(urls.url), wallet: await connect(urls.walletUrl) })));
+  const workers = await Promise.all(
+    Array.from({ length: clients }, async () => ({
+      db: await connect(urls.url),
+      wallet: await connect(urls.walletUrl),
+    })),
+  );
   let next = 0;
   let done = 0;
   let items = 0;
@@ -479,7 +559,9 @@ async function groupRun(
       }),
     );
   } finally {
-    await Promise.all(workers.flatMap((w) => [w.db.end().catch(() => undefined), w.wallet.end().catch(() => undefined)]));
+    await Promise.all(
+      workers.flatMap((w) => [w.db.end().catch(() => undefined), w.wallet.end().catch(() => undefined)]),
+    );
   }
   const seconds = (now() - began) / 1000;
   return {
@@ -523,7 +605,12 @@ async function ceilingPayers(walletUrl: string, clients: number): Promise<string
  * group's sum, compare-and-set against overdraft), two entries each (balanced at commit),
  * escrow rows, idempotency records with the answer.
  */
-async function walletCreateGroup(wallet: Client, payerAccount: string, payer: string, escrows: { pid: string; eid: string }[]): Promise<void> {
+async function walletCreateGroup(
+  wallet: Client,
+  payerAccount: string,
+  payer: string,
+  escrows: { pid: string; eid: string }[],
+): Promise<void> {
   const n = escrows.length;
   await inTx(wallet, async () => {
     await wallet.query(`SELECT nextval('wallet_daemon.hd_index_aitbc') FROM generate_series(1, $1::int)`, [n]);
@@ -533,7 +620,9 @@ async function walletCreateGroup(wallet: Client, payerAccount: string, payer: st
        RETURNING account_id, address`,
       [n],
     );
-    await wallet.query(`SELECT account_id FROM wallet_daemon.accounts WHERE account_id = $1 FOR UPDATE`, [payerAccount]);
+    await wallet.query(`SELECT account_id FROM wallet_daemon.accounts WHERE account_id = $1 FOR UPDATE`, [
+      payerAccount,
+    ]);
     const hashes = escrows.map(() => hash());
     await wallet.query(
       `INSERT INTO wallet_daemon.transfers (transaction_hash, kind, currency, amount, escrow_id)
@@ -551,7 +640,11 @@ async function walletCreateGroup(wallet: Client, payerAccount: string, payer: st
     await wallet.query(
       `INSERT INTO wallet_daemon.entries (transaction_hash, account_id, amount)
        SELECT h, a, x FROM unnest($1::char(64)[], $2::bigint[], $3::numeric[]) AS e(h, a, x)`,
-      [[...hashes, ...hashes], [...holds.rows.map((h) => h.account_id), ...holds.rows.map(() => payerAccount)], [...hashes.map(() => '0.001'), ...hashes.map(() => '-0.001')]],
+      [
+        [...hashes, ...hashes],
+        [...holds.rows.map((h) => h.account_id), ...holds.rows.map(() => payerAccount)],
+        [...hashes.map(() => '0.001'), ...hashes.map(() => '-0.001')],
+      ],
     );
     await wallet.query(
       `INSERT INTO wallet_daemon.escrows (escrow_id, payment_id, currency, address, amount, payer, timeout_seconds, expires_at, create_transaction_hash)
@@ -575,50 +668,65 @@ async function walletCreateGroup(wallet: Client, payerAccount: string, payer: st
  * (above). Two commits per group where the coordinator makes three (pending, the daemon's,
  * escrowed), so this bounds the real path from above.
  */
-export async function createGroupCeiling(urls: { url: string; walletUrl: string }, clients: number, group: number, seconds: number): Promise<GroupCeilingResult> {
+export async function createGroupCeiling(
+  urls: { url: string; walletUrl: string },
+  clients: number,
+  group: number,
+  seconds: number,
+): Promise<GroupCeilingResult> {
   const payers = await ceilingPayers(urls.walletUrl, clients);
   const work = "coordinator's statements + wallet daemon's statements, one transaction each per group";
-  const r = await groupRun(`create ${group}/group ×${clients}`, urls, clients, group, work, { seconds }, async (db, wallet, worker) => {
-    const payments = await inTx(db, async () => {
-      const jobs = await db.query<{ jid: string }>(
-        `INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
+  const r = await groupRun(
+    `create ${group}/group ×${clients}`,
+    urls,
+    clients,
+    group,
+    work,
+    { seconds },
+    async (db, wallet, worker) => {
+      const payments = await inTx(db, async () => {
+        const jobs = await db.query<{ jid: string }>(
+          `INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
          SELECT ${UUID7_SQL}, '${CEILING_CLIENT}', 'queued', ${PAYLOAD}, '{}', 3600, now(), now() + 3600 * interval '1 second', now()
            FROM generate_series(1, $1::int)
          RETURNING job_id AS jid`,
-        [group],
-      );
-      const rows = (
-        await db.query<{ pid: string; eid: string }>(
-          `INSERT INTO job_payments (payment_id, job_id, client_id, amount, currency, status, escrow_id, escrow_address,
+          [group],
+        );
+        const rows = (
+          await db.query<{ pid: string; eid: string }>(
+            `INSERT INTO job_payments (payment_id, job_id, client_id, amount, currency, status, escrow_id, escrow_address,
                                      payer_address, refund_address, escrow_timeout_seconds, created_at, updated_at, escrowed_at, expires_at)
            SELECT ${UUID7_SQL}, jid, '${CEILING_CLIENT}', 0.001, 'AITBC', 'escrowed', ${UUID7_SQL}::text, ${ADDRESS},
                   ${ADDRESS}, ${ADDRESS}, 3600, now(), now(), now(), now() + 3600 * interval '1 second'
              FROM unnest($1::uuid[]) AS jid
            RETURNING payment_id AS pid, escrow_id AS eid`,
-          [jobs.rows.map((r) => r.jid)],
-        )
-      ).rows;
-      const pids = rows.map((r) => r.pid);
-      await db.query(
-        `INSERT INTO payment_escrows (payment_id, escrow_id, amount, currency, address, create_transaction_hash, created_at, updated_at)
+            [jobs.rows.map((r) => r.jid)],
+          )
+        ).rows;
+        const pids = rows.map((r) => r.pid);
+        await db.query(
+          `INSERT INTO payment_escrows (payment_id, escrow_id, amount, currency, address, create_transaction_hash, created_at, updated_at)
          SELECT pid, eid, 0.001, 'AITBC', ${ADDRESS}, md5(random()::text) || md5(random()::text), now(), now()
            FROM unnest($1::uuid[], $2::varchar[]) AS i(pid, eid)`,
-        [pids, rows.map((r) => r.eid)],
-      );
-      await db.query(
-        `INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
+          [pids, rows.map((r) => r.eid)],
+        );
+        await db.query(
+          `INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
          SELECT pid, e.from_status, e.to_status, e.reason, e.actor
            FROM unnest($1::uuid[]) AS pid
           CROSS JOIN (VALUES (NULL, 'pending', 'payment_created', '${CEILING_CLIENT}'), ('pending', 'escrowed', 'escrow_created', 'system'))
                      AS e(from_status, to_status, reason, actor)`,
-        [pids],
-      );
-      return rows;
-    });
-    await walletCreateGroup(wallet, payers[worker], `${WALLET_PREFIX}payer${worker}`, payments);
-    return payments.length;
-  });
-  progress(`  ceiling create, ${group} per group, both databases (pg, ${clients} clients): ${r.items_per_s} jobs/s (${r.tps} groups/s, avg ${r.avg_latency_ms} ms)`);
+          [pids],
+        );
+        return rows;
+      });
+      await walletCreateGroup(wallet, payers[worker], `${WALLET_PREFIX}payer${worker}`, payments);
+      return payments.length;
+    },
+  );
+  progress(
+    `  ceiling create, ${group} per group, both databases (pg, ${clients} clients): ${r.items_per_s} jobs/s (${r.tps} groups/s, avg ${r.avg_latency_ms} ms)`,
+  );
   return r;
 }
 
@@ -631,11 +739,19 @@ export async function createGroupCeiling(urls: { url: string; walletUrl: string 
  * idempotency records). A release is the same shape. Two commits per group where the
  * coordinator makes three (refunding, the daemon's, refunded).
  */
-export async function settleGroupCeiling(db: Pool, urls: { url: string; walletUrl: string }, clients: number, group: number, count: number): Promise<GroupCeilingResult> {
+export async function settleGroupCeiling(
+  db: Pool,
+  urls: { url: string; walletUrl: string },
+  clients: number,
+  group: number,
+  count: number,
+): Promise<GroupCeilingResult> {
   const payerAccount = (await ceilingPayers(urls.walletUrl, 1))[0];
   const payer = `${WALLET_PREFIX}payer0`;
   await db.query(`DROP TABLE IF EXISTS bench_ceiling_groups`);
-  await db.query(`CREATE UNLOGGED TABLE bench_ceiling_groups (g int NOT NULL, payment_id uuid NOT NULL, escrow_id uuid NOT NULL)`);
+  await db.query(
+    `CREATE UNLOGGED TABLE bench_ceiling_groups (g int NOT NULL, payment_id uuid NOT NULL, escrow_id uuid NOT NULL)`,
+  );
   const client = await db.connect();
   let escrows: { pid: string; eid: string }[];
   try {
@@ -662,7 +778,9 @@ export async function settleGroupCeiling(db: Pool, urls: { url: string; walletUr
        SELECT pid, eid::text, 0.001, 'AITBC', ${ADDRESS}, now(), now() FROM bench_ceiling_new`,
     );
     await client.query(`INSERT INTO bench_ceiling_groups SELECT i / $1::int, pid, eid FROM bench_ceiling_new`, [group]);
-    escrows = (await client.query<{ pid: string; eid: string }>(`SELECT pid::text, eid::text FROM bench_ceiling_new ORDER BY i`)).rows;
+    escrows = (
+      await client.query<{ pid: string; eid: string }>(`SELECT pid::text, eid::text FROM bench_ceiling_new ORDER BY i`)
+    ).rows;
     await client.query('COMMIT');
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
@@ -674,7 +792,8 @@ export async function settleGroupCeiling(db: Pool, urls: { url: string; walletUr
   const wallet = new Client({ connectionString: urls.walletUrl, application_name: 'bench-ceiling' });
   await wallet.connect();
   try {
-    for (let i = 0; i < escrows.length; i += 1000) await walletCreateGroup(wallet, payerAccount, payer, escrows.slice(i, i + 1000));
+    for (let i = 0; i < escrows.length; i += 1000)
+      await walletCreateGroup(wallet, payerAccount, payer, escrows.slice(i, i + 1000));
   } finally {
     await wallet.end();
   }
@@ -682,80 +801,101 @@ export async function settleGroupCeiling(db: Pool, urls: { url: string; walletUr
   await db.query(`VACUUM (ANALYZE) job, job_payments, payment_escrows, bench_ceiling_groups`);
   const groups = Math.ceil(count / group);
   const work = "coordinator's statements + wallet daemon's statements, one transaction each per group";
-  const r = await groupRun(`settle ${group}/group ×${clients}`, urls, clients, group, work, { groups }, async (c, w, _worker, index) => {
-    const done = await inTx(c, async () => {
-      const locked = await c.query<{ pid: string }>(
-        `SELECT p.payment_id AS pid FROM job_payments p
+  const r = await groupRun(
+    `settle ${group}/group ×${clients}`,
+    urls,
+    clients,
+    group,
+    work,
+    { groups },
+    async (c, w, _worker, index) => {
+      const done = await inTx(c, async () => {
+        const locked = await c.query<{ pid: string }>(
+          `SELECT p.payment_id AS pid FROM job_payments p
           WHERE p.payment_id IN (SELECT payment_id FROM bench_ceiling_groups WHERE g = $1)
           ORDER BY p.payment_id FOR UPDATE`,
-        [index],
-      );
-      const moved = await c.query<{ pid: string; eid: string }>(
-        `UPDATE job_payments SET status = 'released', miner_id = '${CEILING_CLIENT}', payee_address = ${ADDRESS},
+          [index],
+        );
+        const moved = await c.query<{ pid: string; eid: string }>(
+          `UPDATE job_payments SET status = 'released', miner_id = '${CEILING_CLIENT}', payee_address = ${ADDRESS},
                 transaction_hash = md5(random()::text) || md5(random()::text), settle_reason = 'job_completed', settled_by = '${CEILING_CLIENT}',
                 released_at = now(), verified_at = now(), updated_at = now()
           WHERE payment_id = ANY($1::uuid[]) AND status = 'escrowed'
          RETURNING payment_id AS pid, escrow_id AS eid`,
-        [locked.rows.map((r) => r.pid)],
-      );
-      const pids = moved.rows.map((r) => r.pid);
-      await c.query(
-        `INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
+          [locked.rows.map((r) => r.pid)],
+        );
+        const pids = moved.rows.map((r) => r.pid);
+        await c.query(
+          `INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
          SELECT pid, 'escrowed', 'released', 'job_completed', '${CEILING_CLIENT}' FROM unnest($1::uuid[]) AS pid`,
-        [pids],
-      );
-      await c.query(
-        `UPDATE payment_escrows SET is_released = true, is_active = false, released_at = now(), updated_at = now()
+          [pids],
+        );
+        await c.query(
+          `UPDATE payment_escrows SET is_released = true, is_active = false, released_at = now(), updated_at = now()
           WHERE payment_id = ANY($1::uuid[]) AND is_active`,
-        [pids],
-      );
-      return moved.rows;
-    });
-    await inTx(w, async () => {
-      const hashes = done.map(() => hash());
-      const claimed = await w.query<{ escrow_id: string; address: string }>(
-        `UPDATE wallet_daemon.escrows e SET state = 'refunded', refund_address = $3, settle_transaction_hash = x.h, settle_reason = 'refund_requested', settled_at = now()
+          [pids],
+        );
+        return moved.rows;
+      });
+      await inTx(w, async () => {
+        const hashes = done.map(() => hash());
+        const claimed = await w.query<{ escrow_id: string; address: string }>(
+          `UPDATE wallet_daemon.escrows e SET state = 'refunded', refund_address = $3, settle_transaction_hash = x.h, settle_reason = 'refund_requested', settled_at = now()
            FROM unnest($1::uuid[], $2::char(64)[]) AS x(id, h)
           WHERE e.escrow_id = x.id AND e.state = 'held'
          RETURNING e.escrow_id, e.address`,
-        [done.map((r) => r.eid), hashes, payer],
-      );
-      const holds = await w.query<{ account_id: string; address: string }>(
-        `SELECT account_id, address FROM wallet_daemon.accounts
+          [done.map((r) => r.eid), hashes, payer],
+        );
+        const holds = await w.query<{ account_id: string; address: string }>(
+          `SELECT account_id, address FROM wallet_daemon.accounts
           WHERE (currency = 'AITBC' AND address = ANY($1::text[])) OR account_id = $2 ORDER BY account_id FOR UPDATE`,
-        [claimed.rows.map((r) => r.address), payerAccount],
-      );
-      const holdOf = new Map(holds.rows.map((h) => [h.address, h.account_id]));
-      const hashOf = new Map(done.map((r, i) => [r.eid, hashes[i]]));
-      const legs = claimed.rows.map((r) => ({ hold: holdOf.get(r.address) as string, h: hashOf.get(r.escrow_id) as string, e: r.escrow_id }));
-      await w.query(
-        `INSERT INTO wallet_daemon.transfers (transaction_hash, kind, currency, amount, escrow_id)
+          [claimed.rows.map((r) => r.address), payerAccount],
+        );
+        const holdOf = new Map(holds.rows.map((h) => [h.address, h.account_id]));
+        const hashOf = new Map(done.map((r, i) => [r.eid, hashes[i]]));
+        const legs = claimed.rows.map((r) => ({
+          hold: holdOf.get(r.address) as string,
+          h: hashOf.get(r.escrow_id) as string,
+          e: r.escrow_id,
+        }));
+        await w.query(
+          `INSERT INTO wallet_daemon.transfers (transaction_hash, kind, currency, amount, escrow_id)
          SELECT h, 'refund', 'AITBC', 0.001, e FROM unnest($1::char(64)[], $2::uuid[]) AS t(h, e)`,
-        [legs.map((l) => l.h), legs.map((l) => l.e)],
-      );
-      await w.query(
-        `UPDATE wallet_daemon.accounts a SET balance = a.balance + d.delta
+          [legs.map((l) => l.h), legs.map((l) => l.e)],
+        );
+        await w.query(
+          `UPDATE wallet_daemon.accounts a SET balance = a.balance + d.delta
            FROM (SELECT account_id, sum(amount) AS delta FROM unnest($1::bigint[], $2::numeric[]) AS l(account_id, amount) GROUP BY account_id) d
           WHERE a.account_id = d.account_id AND (a.kind = 'mint' OR a.balance + d.delta >= 0)`,
-        [[...legs.map((l) => l.hold), payerAccount], [...legs.map(() => '-0.001'), (0.001 * legs.length).toFixed(8)]],
-      );
-      await w.query(
-        `INSERT INTO wallet_daemon.entries (transaction_hash, account_id, amount)
+          [
+            [...legs.map((l) => l.hold), payerAccount],
+            [...legs.map(() => '-0.001'), (0.001 * legs.length).toFixed(8)],
+          ],
+        );
+        await w.query(
+          `INSERT INTO wallet_daemon.entries (transaction_hash, account_id, amount)
          SELECT h, a, x FROM unnest($1::char(64)[], $2::bigint[], $3::numeric[]) AS e(h, a, x)`,
-        [[...legs.map((l) => l.h), ...legs.map((l) => l.h)], [...legs.map((l) => l.hold), ...legs.map(() => payerAccount)], [...legs.map(() => '-0.001'), ...legs.map(() => '0.001')]],
-      );
-      await w.query(
-        `INSERT INTO wallet_daemon.idempotency_keys (idempotency_key, route, fingerprint, status_code, response_body)
+          [
+            [...legs.map((l) => l.h), ...legs.map((l) => l.h)],
+            [...legs.map((l) => l.hold), ...legs.map(() => payerAccount)],
+            [...legs.map(() => '-0.001'), ...legs.map(() => '0.001')],
+          ],
+        );
+        await w.query(
+          `INSERT INTO wallet_daemon.idempotency_keys (idempotency_key, route, fingerprint, status_code, response_body)
          SELECT '${KEY_PREFIX}refund-' || e, 'escrow/refund', md5(e::text) || md5(h), 200,
                 json_build_object('escrow_id', e, 'state', 'refunded', 'refund_address', $3::text, 'transaction_hash', h)
            FROM unnest($1::uuid[], $2::char(64)[]) AS x(e, h)`,
-        [legs.map((l) => l.e), legs.map((l) => l.h), payer],
-      );
-    });
-    return done.length;
-  });
+          [legs.map((l) => l.e), legs.map((l) => l.h), payer],
+        );
+      });
+      return done.length;
+    },
+  );
   await db.query(`DROP TABLE IF EXISTS bench_ceiling_groups`);
-  progress(`  ceiling settle, ${group} per group, both databases (pg, ${clients} clients): ${r.items_per_s} settlements/s (${r.tps} groups/s, avg ${r.avg_latency_ms} ms)`);
+  progress(
+    `  ceiling settle, ${group} per group, both databases (pg, ${clients} clients): ${r.items_per_s} settlements/s (${r.tps} groups/s, avg ${r.avg_latency_ms} ms)`,
+  );
   return r;
 }
 
@@ -765,13 +905,21 @@ export async function removeCeilingWalletRows(walletUrl: string): Promise<void> 
   await wallet.connect();
   try {
     await inTx(wallet, async () => {
-      await wallet.query(`DELETE FROM wallet_daemon.entries WHERE account_id IN (SELECT account_id FROM wallet_daemon.accounts WHERE address LIKE '${WALLET_PREFIX}%')`);
-      const { rows } = await wallet.query<{ escrow_id: string }>(`DELETE FROM wallet_daemon.escrows WHERE address LIKE '${WALLET_PREFIX}%' RETURNING escrow_id`);
-      await wallet.query(`DELETE FROM wallet_daemon.transfers WHERE escrow_id = ANY($1::uuid[])`, [rows.map((r) => r.escrow_id)]);
+      await wallet.query(
+        `DELETE FROM wallet_daemon.entries WHERE account_id IN (SELECT account_id FROM wallet_daemon.accounts WHERE address LIKE '${WALLET_PREFIX}%')`,
+      );
+      const { rows } = await wallet.query<{ escrow_id: string }>(
+        `DELETE FROM wallet_daemon.escrows WHERE address LIKE '${WALLET_PREFIX}%' RETURNING escrow_id`,
+      );
+      await wallet.query(`DELETE FROM wallet_daemon.transfers WHERE escrow_id = ANY($1::uuid[])`, [
+        rows.map((r) => r.escrow_id),
+      ]);
       await wallet.query(`DELETE FROM wallet_daemon.accounts WHERE address LIKE '${WALLET_PREFIX}%'`);
       await wallet.query(`DELETE FROM wallet_daemon.idempotency_keys WHERE idempotency_key LIKE '${KEY_PREFIX}%'`);
     });
-    await wallet.query(`VACUUM (ANALYZE) wallet_daemon.entries, wallet_daemon.escrows, wallet_daemon.transfers, wallet_daemon.accounts, wallet_daemon.idempotency_keys`);
+    await wallet.query(
+      `VACUUM (ANALYZE) wallet_daemon.entries, wallet_daemon.escrows, wallet_daemon.transfers, wallet_daemon.accounts, wallet_daemon.idempotency_keys`,
+    );
   } finally {
     await wallet.end();
   }

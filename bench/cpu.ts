@@ -56,7 +56,9 @@ function machineTicks(): { busy: number; total: number } {
 async function backendPids(): Promise<number[]> {
   if (!backendSource) return [];
   try {
-    const { rows } = await backendSource.db.query(`SELECT pid FROM pg_stat_activity WHERE datname = ANY($1)`, [backendSource.databases]);
+    const { rows } = await backendSource.db.query(`SELECT pid FROM pg_stat_activity WHERE datname = ANY($1)`, [
+      backendSource.databases,
+    ]);
     return rows.map((r) => Number(r.pid));
   } catch {
     return [];

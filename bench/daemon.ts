@@ -25,7 +25,8 @@ export async function startDaemon(walletUrl: string, logFile: string, profileDir
       LOG_LEVEL: 'warn',
       ...(profileDir
         ? {
-            NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${join(__dirname, 'cpu-profile-preload.js')}`.trim(),
+            NODE_OPTIONS:
+              `${process.env.NODE_OPTIONS ?? ''} --require ${join(__dirname, 'cpu-profile-preload.js')}`.trim(),
             BENCH_CPU_PROFILE: join(profileDir, 'wallet-daemon.cpuprofile'),
           }
         : {}),
@@ -36,7 +37,10 @@ export async function startDaemon(walletUrl: string, logFile: string, profileDir
   const call = async (method: 'GET' | 'POST', path: string, body?: unknown) => {
     const answer = await fetch(`${daemon.url}${path}`, {
       method,
-      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await answer.text();

@@ -56,11 +56,20 @@ export async function prepareDatabases(name: string, statements = false): Promis
     // read ceilings run on the same server, so ratios are unaffected.
     const settings: Record<string, string> = { shared_buffers: EMBEDDED_SHARED_BUFFERS };
     // --statements: pg_stat_statements must be loaded at server start.
-    if (statements) Object.assign(settings, { shared_preload_libraries: 'pg_stat_statements', 'pg_stat_statements.track': 'all' });
-    progress(`embedded PostgreSQL settings: ${Object.entries(settings).map(([k, v]) => `${k}=${v}`).join(', ')}`);
-    const embedded = await startEmbeddedPostgres(dataDir, 'postgres', (line) => logLines.push(line), settings).catch((error) => {
-      throw new Error(`embedded PostgreSQL did not start: ${error}\n${logLines.join('').split('\n').slice(-15).join('\n')}`);
-    });
+    if (statements)
+      Object.assign(settings, { shared_preload_libraries: 'pg_stat_statements', 'pg_stat_statements.track': 'all' });
+    progress(
+      `embedded PostgreSQL settings: ${Object.entries(settings)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(', ')}`,
+    );
+    const embedded = await startEmbeddedPostgres(dataDir, 'postgres', (line) => logLines.push(line), settings).catch(
+      (error) => {
+        throw new Error(
+          `embedded PostgreSQL did not start: ${error}\n${logLines.join('').split('\n').slice(-15).join('\n')}`,
+        );
+      },
+    );
     onCleanup('embedded PostgreSQL', () => embedded.stop());
     adminUrl = embedded.adminUrl;
     server = 'embedded';
@@ -81,7 +90,13 @@ export async function prepareDatabases(name: string, statements = false): Promis
     await admin.end();
   }
   progress(`PostgreSQL ${version} (${server}): databases ${name} and ${name}_wallet created`);
-  return { url: withDatabase(adminUrl, name), walletUrl: withDatabase(adminUrl, `${name}_wallet`), adminUrl, server, version };
+  return {
+    url: withDatabase(adminUrl, name),
+    walletUrl: withDatabase(adminUrl, `${name}_wallet`),
+    adminUrl,
+    server,
+    version,
+  };
 }
 
 async function dropDatabase(adminUrl: string, db: string): Promise<void> {
@@ -100,9 +115,18 @@ export async function serverSettings(url: string): Promise<Record<string, string
   const client = new Client({ connectionString: url });
   await client.connect();
   try {
-    const names = ['fsync', 'synchronous_commit', 'wal_sync_method', 'shared_buffers', 'max_connections', 'full_page_writes'];
+    const names = [
+      'fsync',
+      'synchronous_commit',
+      'wal_sync_method',
+      'shared_buffers',
+      'max_connections',
+      'full_page_writes',
+    ];
     const { rows } = await client.query(`SELECT name, setting, unit FROM pg_settings WHERE name = ANY($1)`, [names]);
-    return Object.fromEntries(rows.map((r) => [r.name, r.unit && r.unit !== 'ms' ? `${r.setting} (${r.unit})` : String(r.setting)]));
+    return Object.fromEntries(
+      rows.map((r) => [r.name, r.unit && r.unit !== 'ms' ? `${r.setting} (${r.unit})` : String(r.setting)]),
+    );
   } finally {
     await client.end();
   }
@@ -121,7 +145,9 @@ function isLocal(url: string): boolean {
  */
 async function dropLeftovers(admin: Client, local: boolean, all: boolean): Promise<void> {
   if (!local) return;
-  const { rows } = await admin.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname ~ '^bench_[0-9]{8}_[0-9]{6}_p[0-9]+(_wallet)?$'`);
+  const { rows } = await admin.query<{ datname: string }>(
+    `SELECT datname FROM pg_database WHERE datname ~ '^bench_[0-9]{8}_[0-9]{6}_p[0-9]+(_wallet)?$'`,
+  );
   for (const { datname } of rows) {
     const pid = Number(/_p(\d+)/.exec(datname)?.[1]);
     if (!all && isAlive(pid)) continue;

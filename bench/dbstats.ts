@@ -39,8 +39,16 @@ export class DbActivity {
     await sleep(1200);
     const end = await read(this.db, [this.databases.coordinator, this.databases.wallet]);
     const n = Math.max(operations, 1);
-    const delta = (which: 'coordinator' | 'wallet', field: 'commits' | 'inserted' | 'updated' | 'fetched' | 'returned') =>
-      round(((end.byDb.get(this.databases[which])?.[field] ?? 0) - (this.start.byDb.get(this.databases[which])?.[field] ?? 0)) / n, 2);
+    const delta = (
+      which: 'coordinator' | 'wallet',
+      field: 'commits' | 'inserted' | 'updated' | 'fetched' | 'returned',
+    ) =>
+      round(
+        ((end.byDb.get(this.databases[which])?.[field] ?? 0) -
+          (this.start.byDb.get(this.databases[which])?.[field] ?? 0)) /
+          n,
+        2,
+      );
     return {
       operations,
       write_transactions: round(Number(end.xids - this.start.xids) / n, 2),

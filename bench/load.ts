@@ -58,7 +58,8 @@ export interface LoadOptions {
  * each call separately. Prints a progress line every 2 seconds.
  */
 export async function runLoad(name: string, options: LoadOptions): Promise<LoadResult> {
-  if (options.amount !== undefined && options.amount < 1) throw new Error(`${name}: nothing to send (amount ${options.amount})`);
+  if (options.amount !== undefined && options.amount < 1)
+    throw new Error(`${name}: nothing to send (amount ${options.amount})`);
   const samples: Record<string, number[]> = {};
   const statuses: Record<string, Record<string, number>> = {};
   for (const step of options.steps) {
@@ -109,7 +110,10 @@ export async function runLoad(name: string, options: LoadOptions): Promise<LoadR
   }
   // autocannon ends an `amount` run on its next one-second tick, after the last response:
   // that idle tail is not the server's time, so such runs end at their last response.
-  const duration = options.amount !== undefined && lastResponse > 0 ? (lastResponse - started) / 1000 : Math.max(result.duration, (Date.now() - started) / 1000);
+  const duration =
+    options.amount !== undefined && lastResponse > 0
+      ? (lastResponse - started) / 1000
+      : Math.max(result.duration, (Date.now() - started) / 1000);
   const cpu = await cpuSince(cpuStart);
   const cpuSeconds = (now() - cpuFrom) / 1000;
 
@@ -124,7 +128,8 @@ export async function runLoad(name: string, options: LoadOptions): Promise<LoadR
     };
   }
   const status: Record<string, number> = {};
-  for (const s of Object.values(statuses)) for (const [code, n] of Object.entries(s)) status[code] = (status[code] ?? 0) + n;
+  for (const s of Object.values(statuses))
+    for (const [code, n] of Object.entries(s)) status[code] = (status[code] ?? 0) + n;
   const out: LoadResult = {
     name,
     connections: options.connections,
@@ -158,7 +163,8 @@ export function unexpectedStatuses(result: LoadResult, expect: Record<string, nu
   for (const [step, stats] of Object.entries(result.steps)) {
     const allowed = expect[step];
     if (!allowed) continue;
-    for (const [code, n] of Object.entries(stats.status)) if (!allowed.includes(Number(code))) problems.push(`${step}: ${n}× ${code}`);
+    for (const [code, n] of Object.entries(stats.status))
+      if (!allowed.includes(Number(code))) problems.push(`${step}: ${n}× ${code}`);
   }
   return problems.join(', ');
 }

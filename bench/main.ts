@@ -24,7 +24,15 @@ import { BenchDaemon, faucet, ledgerTotals, newAddress, startDaemon } from './da
 import { prepareDatabases, serverSettings } from './database';
 import { DbActivity, renderDb } from './dbstats';
 import { LoadResult, rotating, runLoad, Step } from './load';
-import { cleanupAll, Coordinator, COORDINATOR_ENTRY, installSignalHandlers, onCleanup, ROOT, startCoordinator } from './processes';
+import {
+  cleanupAll,
+  Coordinator,
+  COORDINATOR_ENTRY,
+  installSignalHandlers,
+  onCleanup,
+  ROOT,
+  startCoordinator,
+} from './processes';
 import { renderProfile, summarizeProfile } from './profile';
 import { goalsOf, renderReport, Report } from './report';
 import { seededId, seedRows, SeedSpec } from './seed';
@@ -87,7 +95,7 @@ function parseOptions(argv: string[]): Options {
         '  --explicit N        single release and single refund calls each (default 1000; quick 300)',
         '  --create-seconds S, --miner-seconds S, --read-seconds S, --ceiling-seconds S  phase lengths (default 15, 15, 6, 8; quick 5, 5, 2, 3)',
         '  --ceiling-clients a,b  connections of the per-item create/release ceilings (default pool size and --connections; quick pool size)',
-        '  --pool N            DB_POOL_SIZE of the coordinator (default: the coordinator\'s default)',
+        "  --pool N            DB_POOL_SIZE of the coordinator (default: the coordinator's default)",
         '  --phases a,b        any of reads,ceilings,writes,batch,curve,sweep (default: all)',
         '  --batch-jobs N      paid jobs created through POST /v1/jobs/batch, 100 per request (default 10000; quick 2000)',
         '  --batch-settle N    of those, payments refunded through POST /v1/payments/batch, 500 per request (default 10000; quick 2000)',
@@ -118,7 +126,12 @@ function parseOptions(argv: string[]): Options {
   };
   const connections = num('connections', 64);
   const poolFlag = flags.get('pool');
-  const poolSize = typeof poolFlag === 'string' ? Number(poolFlag) : process.env.DB_POOL_SIZE ? Number(process.env.DB_POOL_SIZE) : undefined;
+  const poolSize =
+    typeof poolFlag === 'string'
+      ? Number(poolFlag)
+      : process.env.DB_POOL_SIZE
+        ? Number(process.env.DB_POOL_SIZE)
+        : undefined;
   return {
     quick,
     connections,
@@ -138,7 +151,11 @@ function parseOptions(argv: string[]): Options {
     profile: flags.has('profile'),
     statements: flags.has('statements'),
     waitIdle: flags.has('wait-idle') ? num('wait-idle', 600) : 0,
-    phases: new Set(typeof flags.get('phases') === 'string' ? String(flags.get('phases')).split(',') : ['reads', 'ceilings', 'writes', 'batch', 'curve', 'sweep']),
+    phases: new Set(
+      typeof flags.get('phases') === 'string'
+        ? String(flags.get('phases')).split(',')
+        : ['reads', 'ceilings', 'writes', 'batch', 'curve', 'sweep'],
+    ),
     batchJobs: num('batch-jobs', quick ? 2000 : 10_000),
     batchSettle: num('batch-settle', quick ? 2000 : 10_000),
     batchConnections: num('batch-connections', 4),
@@ -172,21 +189,31 @@ const JOB_BODY = JSON.stringify({
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   installSignalHandlers();
-  if (!existsSync(COORDINATOR_ENTRY)) throw new Error(`${COORDINATOR_ENTRY} is missing: run \`npm run bench\`, which builds it`);
+  if (!existsSync(COORDINATOR_ENTRY))
+    throw new Error(`${COORDINATOR_ENTRY} is missing: run \`npm run bench\`, which builds it`);
   const startedAt = new Date();
   const runId = stamp(startedAt);
   const logDir = join(ROOT, '.data', 'bench', runId);
   mkdirSync(logDir, { recursive: true });
-  progress(`coordinator benchmark ${runId}${options.quick ? ' (quick)' : ''}: ${cpus().length} CPUs, logs under ${logDir}`);
+  progress(
+    `coordinator benchmark ${runId}${options.quick ? ' (quick)' : ''}: ${cpus().length} CPUs, logs under ${logDir}`,
+  );
   const began = now();
 
   if (options.waitIdle) await waitForIdle(options.waitIdle);
   const machineLoad = await loadAtStart();
-  progress(`machine at start: load average ${machineLoad.loadavg}, ${machineLoad.busy_pct}% of ${cpus().length * 100}% CPU busy` + (machineLoad.busy_pct > 30 ? ' — something else is running; figures will be lower than on an idle machine' : ''));
+  progress(
+    `machine at start: load average ${machineLoad.loadavg}, ${machineLoad.busy_pct}% of ${cpus().length * 100}% CPU busy` +
+      (machineLoad.busy_pct > 30 ? ' — something else is running; figures will be lower than on an idle machine' : ''),
+  );
   const dbs = await prepareDatabases(`bench_${runId}_p${process.pid}`, options.statements);
   const settings = await serverSettings(dbs.url);
   const statements = options.statements && (await enableStatements(dbs.url));
-  const daemon = await startDaemon(dbs.walletUrl, join(logDir, 'wallet-daemon.log'), options.profile ? logDir : undefined);
+  const daemon = await startDaemon(
+    dbs.walletUrl,
+    join(logDir, 'wallet-daemon.log'),
+    options.profile ? logDir : undefined,
+  );
   trackPid('wallet daemon', daemon.pid);
 
   // Principals: clients with funded wallets, miners with payout addresses, an admin.
@@ -197,9 +224,12 @@ async function main(): Promise<void> {
     clients.push({ id: `bench-client-${k}`, key: `bc${k}-${secret()}`, wallet });
   }
   const miners: Principal[] = [];
-  for (let k = 0; k < options.miners; k++) miners.push({ id: `bench-miner-${k}`, key: `bm${k}-${secret()}`, wallet: await newAddress(daemon) });
+  for (let k = 0; k < options.miners; k++)
+    miners.push({ id: `bench-miner-${k}`, key: `bm${k}-${secret()}`, wallet: await newAddress(daemon) });
   const admin: Principal = { id: 'bench-admin', key: `ba-${secret()}` };
-  progress(`${clients.length} clients funded with 100000 BTC each (BTC max per payment is 1000; each job pays ${AMOUNT}), ${miners.length} miners`);
+  progress(
+    `${clients.length} clients funded with 100000 BTC each (BTC max per payment is 1000; each job pays ${AMOUNT}), ${miners.length} miners`,
+  );
 
   const { privateKey } = generateKeyPairSync('ed25519');
   const coordinatorEnv = (port: number, sweeps: boolean): Record<string, string> => ({
@@ -225,8 +255,15 @@ async function main(): Promise<void> {
 
   const profileDir = options.profile ? logDir : undefined;
   const mainPort = await freePort();
-  let coordinator: Coordinator | undefined = await startCoordinator('main', coordinatorEnv(mainPort, false), join(logDir, 'coordinator.log'), profileDir);
-  progress(`coordinator at ${coordinator.url} (pid ${coordinator.pid}), sweeps off, DB pool ${options.poolSize ?? 'default (10)'}`);
+  let coordinator: Coordinator | undefined = await startCoordinator(
+    'main',
+    coordinatorEnv(mainPort, false),
+    join(logDir, 'coordinator.log'),
+    profileDir,
+  );
+  progress(
+    `coordinator at ${coordinator.url} (pid ${coordinator.pid}), sweeps off, DB pool ${options.poolSize ?? 'default (10)'}`,
+  );
   trackPid('coordinator', coordinator.pid);
   const base = coordinator.url;
 
@@ -243,7 +280,11 @@ async function main(): Promise<void> {
   }
 
   for (const m of miners) {
-    const r = await fetch(`${base}/v1/miners/register`, { method: 'POST', headers: { ...JSON_HEADERS, 'x-api-key': m.key }, body: JSON.stringify({ payout_address: m.wallet }) });
+    const r = await fetch(`${base}/v1/miners/register`, {
+      method: 'POST',
+      headers: { ...JSON_HEADERS, 'x-api-key': m.key },
+      body: JSON.stringify({ payout_address: m.wallet }),
+    });
     if (r.status !== 200) throw new Error(`miner registration → ${r.status} ${await r.text()}`);
   }
 
@@ -296,7 +337,16 @@ async function main(): Promise<void> {
         const entry = { size, ...(await measureReads(base, options, clients[0].key, size, seedSpec.baseMs)) };
         const ceilings: Partial<Record<ReadKind, CeilingResult>> = {};
         for (const kind of ['get_payment', 'list_first', 'list_deep'] as ReadKind[]) {
-          ceilings[kind] = await readCeiling(kind, dbs.url, poolSize, Math.max(1, Math.round(options.readSeconds / 2)), size, clients[0].id, seedSpec.baseMs, usePgbench);
+          ceilings[kind] = await readCeiling(
+            kind,
+            dbs.url,
+            poolSize,
+            Math.max(1, Math.round(options.readSeconds / 2)),
+            size,
+            clients[0].id,
+            seedSpec.baseMs,
+            usePgbench,
+          );
           report.ceilings.reads.push(ceilings[kind] as CeilingResult);
         }
         progress(
@@ -315,22 +365,39 @@ async function main(): Promise<void> {
   let createCeil: number | undefined;
   let releaseCeil: number | undefined;
   if (options.phases.has('ceilings')) {
-    progress(`ceilings: the same SQL directly against ${dbs.server === 'embedded' ? 'the embedded server' : 'the DATABASE_URL server'}`);
-    for (const c of options.ceilingClients) report.ceilings.create.push(await createCeiling(dbs.url, c, options.ceilingSeconds, usePgbench));
+    progress(
+      `ceilings: the same SQL directly against ${dbs.server === 'embedded' ? 'the embedded server' : 'the DATABASE_URL server'}`,
+    );
+    for (const c of options.ceilingClients)
+      report.ceilings.create.push(await createCeiling(dbs.url, c, options.ceilingSeconds, usePgbench));
     const queued = await prepareReleaseQueue(db);
     const share = Math.floor(queued / options.ceilingClients.length);
-    for (const c of options.ceilingClients) report.ceilings.release.push(await releaseCeiling(dbs.url, c, share, usePgbench));
+    for (const c of options.ceilingClients)
+      report.ceilings.release.push(await releaseCeiling(dbs.url, c, share, usePgbench));
     report.ceilings.sweep_decisions = await sweepDecisionCeiling(db, options.sweep, 1000);
     if (options.phases.has('batch')) {
       // The batch phases' limit: the same rows, a group per transaction, at the same connections.
-      report.ceilings.create_group = await createGroupCeiling(dbs, options.batchConnections, JOB_GROUP, options.ceilingSeconds);
-      report.ceilings.settle_group = await settleGroupCeiling(db, dbs, options.batchConnections, SETTLE_GROUP, options.batchSettle);
+      report.ceilings.create_group = await createGroupCeiling(
+        dbs,
+        options.batchConnections,
+        JOB_GROUP,
+        options.ceilingSeconds,
+      );
+      report.ceilings.settle_group = await settleGroupCeiling(
+        db,
+        dbs,
+        options.batchConnections,
+        SETTLE_GROUP,
+        options.batchSettle,
+      );
       await removeCeilingWalletRows(dbs.walletUrl);
     }
     await removeCeilingRows(db);
     createCeil = Math.max(...report.ceilings.create.map((c) => c.tps));
     releaseCeil = Math.max(...report.ceilings.release.map((c) => c.tps));
-    progress(`ceilings: create ${createCeil} tx/s, release ${releaseCeil} tx/s, sweep decisions ${report.ceilings.sweep_decisions.per_s}/s`);
+    progress(
+      `ceilings: create ${createCeil} tx/s, release ${releaseCeil} tx/s, sweep decisions ${report.ceilings.sweep_decisions.per_s}/s`,
+    );
   }
 
   const nextClient = rotating(clients);
@@ -359,15 +426,26 @@ async function main(): Promise<void> {
   const dbNames = { coordinator: new URL(dbs.url).pathname.slice(1), wallet: new URL(dbs.walletUrl).pathname.slice(1) };
   const activity = () => DbActivity.begin(db, dbNames);
   /** Database work and CPU per operation of a phase (see dbstats.ts, cpu.ts). */
-  const measured = async (a: DbActivity, ops: number, load?: { cpu?: Record<string, number>; cpu_s?: number; duration_s?: number; seconds?: number }, cpuOps = ops) => {
+  const measured = async (
+    a: DbActivity,
+    ops: number,
+    load?: { cpu?: Record<string, number>; cpu_s?: number; duration_s?: number; seconds?: number },
+    cpuOps = ops,
+  ) => {
     const per: Record<string, number> = await a.perOperation(ops);
     progress(`    db: ${renderDb(per)}`);
     const seconds = load?.cpu_s ?? load?.duration_s ?? load?.seconds;
     if (load?.cpu && seconds && cpuOps > 0) {
-      for (const [name, key] of [['coordinator', 'cpu_ms_coordinator'], ['wallet daemon', 'cpu_ms_daemon'], ['postgres backends', 'cpu_ms_postgres']]) {
+      for (const [name, key] of [
+        ['coordinator', 'cpu_ms_coordinator'],
+        ['wallet daemon', 'cpu_ms_daemon'],
+        ['postgres backends', 'cpu_ms_postgres'],
+      ]) {
         if (load.cpu[name] !== undefined) per[key] = round(((load.cpu[name] / 100) * seconds * 1000) / cpuOps, 2);
       }
-      progress(`    cpu per operation: coordinator ${per.cpu_ms_coordinator ?? '–'} ms, wallet daemon ${per.cpu_ms_daemon ?? '–'} ms, postgres ${per.cpu_ms_postgres ?? '–'} ms`);
+      progress(
+        `    cpu per operation: coordinator ${per.cpu_ms_coordinator ?? '–'} ms, wallet daemon ${per.cpu_ms_daemon ?? '–'} ms, postgres ${per.cpu_ms_postgres ?? '–'} ms`,
+      );
     }
     return per;
   };
@@ -376,23 +454,55 @@ async function main(): Promise<void> {
     // -------------------------------------------------------------- paid-job creation
     const warmups = options.quick ? 100 : 200;
     progress(`paid-job creation: warm-up (${warmups} creates, not measured)`);
-    await runLoad('warm-up create', { url: base, connections: 16, amount: warmups, steps: [createStep()], expect: { create: [201] } });
-    progress(`paid-job creation: POST /v1/jobs with payment, ${options.connections} connections, ${options.createSeconds}s`);
+    await runLoad('warm-up create', {
+      url: base,
+      connections: 16,
+      amount: warmups,
+      steps: [createStep()],
+      expect: { create: [201] },
+    });
+    progress(
+      `paid-job creation: POST /v1/jobs with payment, ${options.connections} connections, ${options.createSeconds}s`,
+    );
     const createStarted = new Date();
     const createDb = await activity();
-    const create = await runLoad('create', { url: base, connections: options.connections, duration: options.createSeconds, steps: [createStep()], expect: { create: [201] } });
+    const create = await runLoad('create', {
+      url: base,
+      connections: options.connections,
+      duration: options.createSeconds,
+      steps: [createStep()],
+      expect: { create: [201] },
+    });
     await settled(db, createStarted);
     const createdStates = await paymentStates(db, createStarted);
     progress(`  payments created in the phase by status: ${JSON.stringify(createdStates)}`);
-    report.writes.create = { ...create, payments_by_status: createdStates, ceiling_tps: createCeil, ratio: ratio(create.req_per_s, createCeil) };
-    report.writes.create.db = await measured(createDb, Object.values(createdStates).reduce((a, b) => a + b, 0), create, create.steps.create?.status['201'] ?? 0);
+    report.writes.create = {
+      ...create,
+      payments_by_status: createdStates,
+      ceiling_tps: createCeil,
+      ratio: ratio(create.req_per_s, createCeil),
+    };
+    report.writes.create.db = await measured(
+      createDb,
+      Object.values(createdStates).reduce((a, b) => a + b, 0),
+      create,
+      create.steps.create?.status['201'] ?? 0,
+    );
     report.writes.create.stages = await createStages(db, walletDb, createStarted);
-    progress(`    stages (p50/p99 ms): ${Object.entries(report.writes.create.stages).map(([k, v]) => `${k} ${(v as number[]).join('/')}`).join(', ')}`);
+    progress(
+      `    stages (p50/p99 ms): ${Object.entries(report.writes.create.stages)
+        .map(([k, v]) => `${k} ${(v as number[]).join('/')}`)
+        .join(', ')}`,
+    );
     coordinator.assertAlive('paid-job creation');
     report.rss_mb.create = coordinator.rss.takePhasePeakMb();
 
     // -------------------------------------------------------------- explicit refunds (queued jobs, by their owner)
-    const refundTargets = await targets(db, 'queued', Math.min(options.explicit, Math.floor((await countQueued(db)) / 5)));
+    const refundTargets = await targets(
+      db,
+      'queued',
+      Math.min(options.explicit, Math.floor((await countQueued(db)) / 5)),
+    );
     if (refundTargets.length) {
       progress(`explicit refunds: POST /v1/payments/{id}/refund on ${refundTargets.length} queued jobs (owner)`);
       const refundDb = await activity();
@@ -404,7 +514,12 @@ async function main(): Promise<void> {
         expect: { refund: [200] },
       });
       await settled(db, createStarted);
-      report.writes.refund = { ...r, settlements_per_s: settledRate(r, 'refund'), ceiling_tps: releaseCeil, ratio: ratio(settledRate(r, 'refund'), releaseCeil) };
+      report.writes.refund = {
+        ...r,
+        settlements_per_s: settledRate(r, 'refund'),
+        ceiling_tps: releaseCeil,
+        ratio: ratio(settledRate(r, 'refund'), releaseCeil),
+      };
       report.writes.refund.db = await measured(refundDb, r.steps.refund?.status['200'] ?? 0, r);
     }
 
@@ -413,7 +528,13 @@ async function main(): Promise<void> {
     if (toRelease > 0) {
       coordinator.assertAlive('the explicit refunds');
       progress(`explicit releases: ${toRelease} jobs polled by miners, then POST /v1/payments/{id}/release (owner)`);
-      report.writes.poll = await runLoad('poll', { url: base, connections: options.connections, amount: toRelease, steps: [pollStep()], expect: { poll: [200] } });
+      report.writes.poll = await runLoad('poll', {
+        url: base,
+        connections: options.connections,
+        amount: toRelease,
+        steps: [pollStep()],
+        expect: { poll: [200] },
+      });
       const releaseTargets = await targets(db, 'running', toRelease);
       if (!releaseTargets.length) throw new Error('explicit releases: no polled job to release (did the polls fail?)');
       const releaseDb = await activity();
@@ -425,13 +546,20 @@ async function main(): Promise<void> {
         expect: { release: [200] },
       });
       await settled(db, createStarted);
-      report.writes.release = { ...r, settlements_per_s: settledRate(r, 'release'), ceiling_tps: releaseCeil, ratio: ratio(settledRate(r, 'release'), releaseCeil) };
+      report.writes.release = {
+        ...r,
+        settlements_per_s: settledRate(r, 'release'),
+        ceiling_tps: releaseCeil,
+        ratio: ratio(settledRate(r, 'release'), releaseCeil),
+      };
       report.writes.release.db = await measured(releaseDb, r.steps.release?.status['200'] ?? 0, r);
     }
 
     // -------------------------------------------------------------- miners: poll → result (each result releases)
     const available = await countQueued(db);
-    progress(`miner completions: poll → result (released to the miner) over ${available} queued paid jobs, ${options.minerSeconds}s at most`);
+    progress(
+      `miner completions: poll → result (released to the miner) over ${available} queued paid jobs, ${options.minerSeconds}s at most`,
+    );
     // Until the queue runs dry (the first 204 from a poll) or the time is up.
     const minerDb = await activity();
     const minerStarted = new Date();
@@ -448,13 +576,24 @@ async function main(): Promise<void> {
           headers: { ...JSON_HEADERS },
           body: JSON.stringify({ result: { text: 'Hi!' } }),
           setupRequest: (req, context) =>
-            context.jobId ? { ...req, path: `/v1/miners/jobs/${context.jobId}/result`, headers: { ...req.headers, 'x-api-key': context.miner.key } } : null,
+            context.jobId
+              ? {
+                  ...req,
+                  path: `/v1/miners/jobs/${context.jobId}/result`,
+                  headers: { ...req.headers, 'x-api-key': context.miner.key },
+                }
+              : null,
         },
       ],
       expect: { poll: [200, 204], result: [200] },
     });
     await settled(db, createStarted);
-    report.writes.miner = { ...miner, settlements_per_s: settledRate(miner, 'result'), ceiling_tps: releaseCeil, ratio: ratio(settledRate(miner, 'result'), releaseCeil) };
+    report.writes.miner = {
+      ...miner,
+      settlements_per_s: settledRate(miner, 'result'),
+      ceiling_tps: releaseCeil,
+      ratio: ratio(settledRate(miner, 'result'), releaseCeil),
+    };
     // Per job released to a miner in the phase (results still in flight when the run stopped included).
     const { rows: releasedRows } = await db.query(
       `SELECT count(*)::int AS n FROM job_payments WHERE status = 'released' AND released_at >= $1 AND settled_by LIKE 'bench-miner-%'`,
@@ -495,14 +634,21 @@ async function main(): Promise<void> {
       expect: { create: [201] },
     });
     await settled(db, sweepStarted);
-    report.writes.create_sustained = { ...sweepCreate, ceiling_tps: createCeil, ratio: ratio(sweepCreate.req_per_s, createCeil) };
+    report.writes.create_sustained = {
+      ...sweepCreate,
+      ceiling_tps: createCeil,
+      ratio: ratio(sweepCreate.req_per_s, createCeil),
+    };
     report.writes.create_sustained.db = await measured(sweepCreateDb, options.sweep, sweepCreate);
     coordinator.assertAlive('creating the sweep set');
     report.rss_mb.sweep_create = coordinator.rss.takePhasePeakMb();
   }
   if (process.env.BENCH_HOLD) {
     // Debugging aid: keep everything up for manual requests until Ctrl-C.
-    writeFileSync(join(logDir, 'hold.json'), JSON.stringify({ base, db: dbs.url, daemon: daemon.url, clients, miners, admin }, null, 2));
+    writeFileSync(
+      join(logDir, 'hold.json'),
+      JSON.stringify({ base, db: dbs.url, daemon: daemon.url, clients, miners, admin }, null, 2),
+    );
     progress(`BENCH_HOLD: services up; details in ${join(logDir, 'hold.json')}; Ctrl-C to stop`);
     await new Promise(() => undefined);
   }
@@ -521,9 +667,20 @@ async function main(): Promise<void> {
 
   if (sweepStarted) {
     const sweepDb = await activity();
-    report.writes.sweep = await measureSweep(db, daemon, sweepStarted, options, coordinatorEnv, logDir, report, releaseCeil, profileDir);
+    report.writes.sweep = await measureSweep(
+      db,
+      daemon,
+      sweepStarted,
+      options,
+      coordinatorEnv,
+      logDir,
+      report,
+      releaseCeil,
+      profileDir,
+    );
     report.writes.sweep.db = await measured(sweepDb, report.writes.sweep.escrows, report.writes.sweep);
-    if (profileDir) report.profiles = { ...report.profiles, sweeper: summarizeProfile(join(profileDir, 'sweeper.cpuprofile')) };
+    if (profileDir)
+      report.profiles = { ...report.profiles, sweeper: summarizeProfile(join(profileDir, 'sweeper.cpuprofile')) };
   }
 
   if (options.profile) {
@@ -540,7 +697,10 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${text}\n`);
   for (const p of Object.values(report.profiles ?? {})) if (p) process.stdout.write(`\n${renderProfile(p)}\n`);
   if (statements) {
-    report.statements = await topStatements(dbs.url, [dbs.url, dbs.walletUrl].map((u) => new URL(u).pathname.slice(1)));
+    report.statements = await topStatements(
+      dbs.url,
+      [dbs.url, dbs.walletUrl].map((u) => new URL(u).pathname.slice(1)),
+    );
     process.stdout.write(`\n${renderStatements(report.statements)}\n`);
   }
   const json = JSON.stringify(report, null, 2);
@@ -566,12 +726,24 @@ async function main(): Promise<void> {
 async function checkSeededRead(base: string, key: string, paymentId: string): Promise<void> {
   const r = await fetch(`${base}/v1/payments/${paymentId}`, { headers: { 'x-api-key': key } });
   const body = (await r.json()) as { status?: string };
-  if (r.status !== 200 || !['released', 'refunded'].includes(String(body.status))) throw new Error(`seeded payment ${paymentId} reads as ${r.status} ${JSON.stringify(body)}`);
+  if (r.status !== 200 || !['released', 'refunded'].includes(String(body.status)))
+    throw new Error(`seeded payment ${paymentId} reads as ${r.status} ${JSON.stringify(body)}`);
 }
 
-async function measureReads(base: string, options: Options, key: string, size: number, baseMs: number, quiet = false): Promise<Record<ReadKind, LoadResult>> {
+async function measureReads(
+  base: string,
+  options: Options,
+  key: string,
+  size: number,
+  baseMs: number,
+  quiet = false,
+): Promise<Record<ReadKind, LoadResult>> {
   const pick = () => Math.floor(Math.random() * size);
-  const withKey = (path: () => string) => (req: Step) => ({ ...req, path: path(), headers: { ...req.headers, 'x-api-key': key } });
+  const withKey = (path: () => string) => (req: Step) => ({
+    ...req,
+    path: path(),
+    headers: { ...req.headers, 'x-api-key': key },
+  });
   const run = (name: ReadKind, path: () => string) =>
     runLoad(`${quiet ? 'warm-up ' : ''}${name}@${size}`, {
       url: base,
@@ -583,7 +755,10 @@ async function measureReads(base: string, options: Options, key: string, size: n
   return {
     get_payment: await run('get_payment', () => `/v1/payments/${seededId('p', pick(), baseMs)}`),
     list_first: await run('list_first', () => '/v1/jobs?limit=20'),
-    list_deep: await run('list_deep', () => `/v1/jobs?limit=20&cursor=${Buffer.from(seededId('j', pick(), baseMs)).toString('base64url')}`),
+    list_deep: await run(
+      'list_deep',
+      () => `/v1/jobs?limit=20&cursor=${Buffer.from(seededId('j', pick(), baseMs)).toString('base64url')}`,
+    ),
   };
 }
 
@@ -606,7 +781,9 @@ async function targets(db: Pool, state: 'queued' | 'running', limit: number): Pr
 }
 
 async function countQueued(db: Pool): Promise<number> {
-  const { rows } = await db.query(`SELECT count(*)::int AS n FROM job WHERE state = 'queued' AND payment_status = 'escrowed'`);
+  const { rows } = await db.query(
+    `SELECT count(*)::int AS n FROM job WHERE state = 'queued' AND payment_status = 'escrowed'`,
+  );
   return rows[0].n;
 }
 
@@ -619,7 +796,11 @@ function settleStep(kind: 'release' | 'refund', list: Target[], owners: Map<stri
     body: JSON.stringify({ reason: `bench ${kind}` }),
     setupRequest: (req) => {
       const t = list[Math.min(next++, list.length - 1)];
-      return { ...req, path: `/v1/payments/${t.payment_id}/${kind}`, headers: { ...req.headers, 'x-api-key': (owners.get(t.client_id) as Principal).key } };
+      return {
+        ...req,
+        path: `/v1/payments/${t.payment_id}/${kind}`,
+        headers: { ...req.headers, 'x-api-key': (owners.get(t.client_id) as Principal).key },
+      };
     },
   };
 }
@@ -682,14 +863,18 @@ async function quiesce(db: Pool, what: string, maxSeconds = 120): Promise<void> 
     }
     await sleep(100);
   }
-  if (Date.now() - began > 1000) progress(`  ${what}: in-flight work finished after ${round((Date.now() - began) / 1000, 1)}s`);
+  if (Date.now() - began > 1000)
+    progress(`  ${what}: in-flight work finished after ${round((Date.now() - began) / 1000, 1)}s`);
 }
 
 /** Waits for requests still in flight when the load stopped (their payments still `pending`). */
 async function settled(db: Pool, since: Date): Promise<void> {
   await quiesce(db, 'after the load');
   for (let i = 0; i < 300; i++) {
-    const { rows } = await db.query(`SELECT count(*)::int AS n FROM job_payments WHERE status IN ('pending','releasing','refunding') AND created_at >= $1`, [since]);
+    const { rows } = await db.query(
+      `SELECT count(*)::int AS n FROM job_payments WHERE status IN ('pending','releasing','refunding') AND created_at >= $1`,
+      [since],
+    );
     if (rows[0].n === 0) return;
     await sleep(100);
   }
@@ -704,7 +889,9 @@ async function paymentStates(db: Pool, since: Date): Promise<Record<string, numb
 }
 
 async function checkMoney(db: Pool, daemon: BenchDaemon) {
-  const { rows } = await db.query(`SELECT coalesce(sum(amount), 0)::text AS s, count(*)::int AS n FROM job_payments WHERE status = 'escrowed' AND client_id LIKE 'bench-client-%'`);
+  const { rows } = await db.query(
+    `SELECT coalesce(sum(amount), 0)::text AS s, count(*)::int AS n FROM job_payments WHERE status = 'escrowed' AND client_id LIKE 'bench-client-%'`,
+  );
   const totals = await ledgerTotals(daemon);
   const minted = Number(totals.minted);
   const held = Number(totals.held);
@@ -720,10 +907,21 @@ async function checkMoney(db: Pool, daemon: BenchDaemon) {
 
 // ------------------------------------------------------------------ batch routes
 
-type Measured = (a: DbActivity, ops: number, load?: { cpu?: Record<string, number>; cpu_s?: number; duration_s?: number; seconds?: number }, cpuOps?: number) => Promise<Record<string, number>>;
+type Measured = (
+  a: DbActivity,
+  ops: number,
+  load?: { cpu?: Record<string, number>; cpu_s?: number; duration_s?: number; seconds?: number },
+  cpuOps?: number,
+) => Promise<Record<string, number>>;
 
 /** Counts of the per-item `status_code`s in batch answers (and a check of the item's own state). */
-function batchStep(name: string, path: string, next: (req: Step) => { body: string; key: string } | null, counted: Record<string, number>, ok?: (item: any) => boolean): Step {
+function batchStep(
+  name: string,
+  path: string,
+  next: (req: Step) => { body: string; key: string } | null,
+  counted: Record<string, number>,
+  ok?: (item: any) => boolean,
+): Step {
   return {
     name,
     method: 'POST',
@@ -736,7 +934,10 @@ function batchStep(name: string, path: string, next: (req: Step) => { body: stri
     onResponse: (status, body) => {
       if (status !== 200) return;
       for (const item of (JSON.parse(body) as { items: { status_code: number }[] }).items) {
-        const key = ok && item.status_code < 300 && !ok(item) ? `${item.status_code} (unexpected state)` : String(item.status_code);
+        const key =
+          ok && item.status_code < 300 && !ok(item)
+            ? `${item.status_code} (unexpected state)`
+            : String(item.status_code);
         counted[key] = (counted[key] ?? 0) + 1;
       }
     },
@@ -761,17 +962,33 @@ async function measureBatches(
   const connections = options.batchConnections;
   const nextClient = rotating(clients);
   const jobsBody = JSON.stringify({ items: Array.from({ length: JOB_GROUP }, () => JSON.parse(JOB_BODY)) });
-  const createBatch = (counted: Record<string, number>) => batchStep('create_batch', '/v1/jobs/batch', () => ({ body: jobsBody, key: nextClient().key }), counted);
+  const createBatch = (counted: Record<string, number>) =>
+    batchStep('create_batch', '/v1/jobs/batch', () => ({ body: jobsBody, key: nextClient().key }), counted);
   progress(`batch create: warm-up (${connections * 2} requests of ${JOB_GROUP}, not measured)`);
-  await runLoad('warm-up create batch', { url: base, connections, amount: connections * 2, steps: [createBatch({})], expect: { create_batch: [200] } });
+  await runLoad('warm-up create batch', {
+    url: base,
+    connections,
+    amount: connections * 2,
+    steps: [createBatch({})],
+    expect: { create_batch: [200] },
+  });
   await quiesce(db, 'after the warm-up');
 
   const requests = Math.ceil(options.batchJobs / JOB_GROUP);
-  progress(`batch create: POST /v1/jobs/batch, ${requests} requests of ${JOB_GROUP} paid jobs, ${connections} connections`);
+  progress(
+    `batch create: POST /v1/jobs/batch, ${requests} requests of ${JOB_GROUP} paid jobs, ${connections} connections`,
+  );
   const started = new Date();
   const createDb = await activity();
   const created: Record<string, number> = {};
-  const r = await runLoad('create batch', { url: base, connections, amount: requests, maxSeconds: 300, steps: [createBatch(created)], expect: { create_batch: [200] } });
+  const r = await runLoad('create batch', {
+    url: base,
+    connections,
+    amount: requests,
+    maxSeconds: 300,
+    steps: [createBatch(created)],
+    expect: { create_batch: [200] },
+  });
   await settled(db, started);
   const jobs = created['201'] ?? 0;
   const jobsPerS = round(jobs / r.duration_s);
@@ -786,7 +1003,9 @@ async function measureBatches(
     ceiling_items_per_s: ceil?.items_per_s,
     ratio: ratio(jobsPerS, ceil?.items_per_s),
   };
-  progress(`  batch create: ${jobs} paid jobs (items ${JSON.stringify(created)}) = ${jobsPerS} jobs/s; ceiling ${ceil?.items_per_s ?? '–'} jobs/s`);
+  progress(
+    `  batch create: ${jobs} paid jobs (items ${JSON.stringify(created)}) = ${jobsPerS} jobs/s; ceiling ${ceil?.items_per_s ?? '–'} jobs/s`,
+  );
   report.writes.create_batch.db = await measured(createDb, jobs, r, jobs);
 
   const { rows: targets } = await db.query<Target>(
@@ -805,13 +1024,17 @@ async function measureBatches(
   for (const t of targets) byClient.set(t.client_id, [...(byClient.get(t.client_id) ?? []), t]);
   for (const [clientId, list] of byClient) {
     for (let i = 0; i < list.length; i += SETTLE_GROUP) {
-      const items = list.slice(i, i + SETTLE_GROUP).map((t) => ({ payment_id: t.payment_id, action: 'refund', reason: 'bench batch refund' }));
+      const items = list
+        .slice(i, i + SETTLE_GROUP)
+        .map((t) => ({ payment_id: t.payment_id, action: 'refund', reason: 'bench batch refund' }));
       chunks.push({ key: (owners.get(clientId) as Principal).key, body: JSON.stringify({ items }) });
     }
   }
   let nextChunk = 0;
   const settledItems: Record<string, number> = {};
-  progress(`batch settle: POST /v1/payments/batch refunding ${targets.length} escrowed payments, ${chunks.length} requests of up to ${SETTLE_GROUP}, ${connections} connections`);
+  progress(
+    `batch settle: POST /v1/payments/batch refunding ${targets.length} escrowed payments, ${chunks.length} requests of up to ${SETTLE_GROUP}, ${connections} connections`,
+  );
   const settleStarted = new Date();
   const settleDb = await activity();
   const s = await runLoad('settle batch', {
@@ -819,7 +1042,15 @@ async function measureBatches(
     connections,
     amount: chunks.length,
     maxSeconds: 300,
-    steps: [batchStep('settle_batch', '/v1/payments/batch', () => chunks[nextChunk++] ?? null, settledItems, (item) => item.payment?.status === 'refunded')],
+    steps: [
+      batchStep(
+        'settle_batch',
+        '/v1/payments/batch',
+        () => chunks[nextChunk++] ?? null,
+        settledItems,
+        (item) => item.payment?.status === 'refunded',
+      ),
+    ],
     expect: { settle_batch: [200] },
   });
   await settled(db, settleStarted);
@@ -836,7 +1067,9 @@ async function measureBatches(
     ceiling_items_per_s: sceil?.items_per_s,
     ratio: ratio(perS, sceil?.items_per_s),
   };
-  progress(`  batch settle: ${refunded}/${targets.length} refunded (items ${JSON.stringify(settledItems)}) = ${perS} settlements/s; ceiling ${sceil?.items_per_s ?? '–'}/s`);
+  progress(
+    `  batch settle: ${refunded}/${targets.length} refunded (items ${JSON.stringify(settledItems)}) = ${perS} settlements/s; ceiling ${sceil?.items_per_s ?? '–'}/s`,
+  );
   report.writes.settle_batch.db = await measured(settleDb, refunded, s, refunded);
   return true;
 }
@@ -846,12 +1079,28 @@ async function measureBatches(
 /** Short single POST /v1/jobs runs (paid) at each connection count, for the chart. */
 async function measureCurve(base: string, db: Pool, options: Options, createStep: () => Step) {
   const points: (CurvePoint & { non2xx: number; seconds: number; cpu?: Record<string, number> })[] = [];
-  progress(`connections sweep: POST /v1/jobs (paid) at ${options.curve.join(', ')} connections, ${options.curveSeconds}s each`);
+  progress(
+    `connections sweep: POST /v1/jobs (paid) at ${options.curve.join(', ')} connections, ${options.curveSeconds}s each`,
+  );
   for (const connections of options.curve) {
     const since = new Date();
-    const r = await runLoad(`create@${connections}`, { url: base, connections, duration: options.curveSeconds, steps: [createStep()], expect: { create: [201] } });
+    const r = await runLoad(`create@${connections}`, {
+      url: base,
+      connections,
+      duration: options.curveSeconds,
+      steps: [createStep()],
+      expect: { create: [201] },
+    });
     await settled(db, since);
-    points.push({ connections, req_per_s: r.req_per_s, p50_ms: r.p50_ms, p99_ms: r.p99_ms, non2xx: r.non2xx, seconds: r.duration_s, cpu: r.cpu });
+    points.push({
+      connections,
+      req_per_s: r.req_per_s,
+      p50_ms: r.p50_ms,
+      p99_ms: r.p99_ms,
+      non2xx: r.non2xx,
+      seconds: r.duration_s,
+      cpu: r.cpu,
+    });
   }
   return { points };
 }
@@ -875,8 +1124,15 @@ async function measureSweep(
     [since],
   );
   const count = set.length;
-  progress(`expiry sweep: starting a coordinator with SWEEPS_ENABLED=true (100 ms interval), then making ${count} escrows due`);
-  const sweeper = await startCoordinator('sweeper', env(await freePort(), true), join(logDir, 'coordinator-sweeper.log'), profileDir);
+  progress(
+    `expiry sweep: starting a coordinator with SWEEPS_ENABLED=true (100 ms interval), then making ${count} escrows due`,
+  );
+  const sweeper = await startCoordinator(
+    'sweeper',
+    env(await freePort(), true),
+    join(logDir, 'coordinator-sweeper.log'),
+    profileDir,
+  );
   trackPid('coordinator', sweeper.pid);
   try {
     const heldBefore = Number((await ledgerTotals(daemon)).held);
@@ -890,8 +1146,13 @@ async function measureSweep(
     let t0: number;
     try {
       await client.query('BEGIN');
-      await client.query(`UPDATE job_payments SET expires_at = now() - interval '1 second' WHERE payment_id = ANY($1::uuid[])`, [paymentIds]);
-      await client.query(`UPDATE job SET expires_at = now() - interval '1 second' WHERE job_id = ANY($1::uuid[])`, [jobIds]);
+      await client.query(
+        `UPDATE job_payments SET expires_at = now() - interval '1 second' WHERE payment_id = ANY($1::uuid[])`,
+        [paymentIds],
+      );
+      await client.query(`UPDATE job SET expires_at = now() - interval '1 second' WHERE job_id = ANY($1::uuid[])`, [
+        jobIds,
+      ]);
       await client.query('COMMIT');
       t0 = now();
     } finally {
@@ -989,8 +1250,12 @@ async function sweepBatches(db: Pool, baseEvent: string) {
   return {
     count: rows.length,
     sizes: rows.map((b) => b.n),
-    decision_plus_first_call_ms: rows.map((b) => (b.first_refund ? b.first_refund.getTime() - b.decided_at.getTime() : null)),
-    settle_ms: rows.map((b) => (b.first_refund && b.last_refund ? b.last_refund.getTime() - b.decided_at.getTime() : null)),
+    decision_plus_first_call_ms: rows.map((b) =>
+      b.first_refund ? b.first_refund.getTime() - b.decided_at.getTime() : null,
+    ),
+    settle_ms: rows.map((b) =>
+      b.first_refund && b.last_refund ? b.last_refund.getTime() - b.decided_at.getTime() : null,
+    ),
     decision_rate_per_s: decideMs > 0 ? round((decisions / decideMs) * 1000) : undefined,
   };
 }
@@ -1034,7 +1299,10 @@ main()
     process.exitCode = 1;
   })
   .finally(async () => {
-    progress('cleaning up: coordinators, wallet daemon, bench databases' + (process.env.DATABASE_URL ? '' : ', embedded PostgreSQL'));
+    progress(
+      'cleaning up: coordinators, wallet daemon, bench databases' +
+        (process.env.DATABASE_URL ? '' : ', embedded PostgreSQL'),
+    );
     await cleanupAll();
     process.exit(process.exitCode ?? 0);
   });

@@ -84,14 +84,21 @@ export const COORDINATOR_ENTRY = resolve(__dirname, '..', 'src', 'main.js');
  * for /health/ready. Its output goes to `logFile`. The preload makes it exit if the
  * benchmark dies without stopping it.
  */
-export async function startCoordinator(name: string, env: Record<string, string>, logFile: string, profileDir?: string): Promise<Coordinator> {
+export async function startCoordinator(
+  name: string,
+  env: Record<string, string>,
+  logFile: string,
+  profileDir?: string,
+): Promise<Coordinator> {
   mkdirSync(dirname(logFile), { recursive: true });
   const log = createWriteStream(logFile, { flags: 'a' });
   // The coordinator of the bench's own build (dist-bench/), so `npm test` rebuilding dist/ beside it changes nothing here.
   const entry = COORDINATOR_ENTRY;
   const preload = join(__dirname, 'exit-with-parent.js');
   // --profile: a V8 CPU profile of the whole process, written when it exits.
-  const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
+  const profile = profileDir
+    ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`]
+    : [];
   const child = spawn(process.execPath, [...profile, '-r', preload, entry], {
     cwd: ROOT,
     env: { ...process.env, ...env },
@@ -103,7 +110,8 @@ export async function startCoordinator(name: string, env: Record<string, string>
   let exitInfo: string | undefined;
   child.once('exit', (code, signal) => {
     exitInfo = `code ${code}, signal ${signal}`;
-    if (!stopping) progress(`!! coordinator ${name} (pid ${child.pid}) exited unexpectedly (${exitInfo}); log: ${logFile}`);
+    if (!stopping)
+      progress(`!! coordinator ${name} (pid ${child.pid}) exited unexpectedly (${exitInfo}); log: ${logFile}`);
   });
 
   let stopping: Promise<void> | undefined;
@@ -132,7 +140,10 @@ export async function startCoordinator(name: string, env: Record<string, string>
   } catch (error) {
     await stop();
     unregister();
-    if (exitInfo) throw new Error(`coordinator ${name} exited before it was ready (${exitInfo}); log: ${logFile}\n${tail(logFile)}`);
+    if (exitInfo)
+      throw new Error(
+        `coordinator ${name} exited before it was ready (${exitInfo}); log: ${logFile}\n${tail(logFile)}`,
+      );
     throw error;
   }
   rss.start();

@@ -51,7 +51,10 @@ export function summarizeProfile(file: string, top = 25): ProfileSummary | undef
     const node = byId.get(id);
     if (!node || node.callFrame.functionName === '(idle)') continue;
     const { functionName, url, lineNumber } = node.callFrame;
-    const short = url.replace(/^file:\/\//, '').replace(/^.*\/node_modules\//, 'node_modules/').replace(/^.*\/dist\//, 'dist/');
+    const short = url
+      .replace(/^file:\/\//, '')
+      .replace(/^.*\/node_modules\//, 'node_modules/')
+      .replace(/^.*\/dist\//, 'dist/');
     const fn = `${functionName || '(anonymous)'} ${short ? `${short}:${lineNumber + 1}` : ''}`.trim();
     fnTime.set(fn, (fnTime.get(fn) ?? 0) + us);
     areaTime.set(area(functionName, url), (areaTime.get(area(functionName, url)) ?? 0) + us);
@@ -63,7 +66,10 @@ export function summarizeProfile(file: string, top = 25): ProfileSummary | undef
   const parent = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const label = (n: CpuProfileNode) => {
-    const short = n.callFrame.url.replace(/^file:\/\//, '').replace(/^.*\/node_modules\//, 'node_modules/').replace(/^.*\/dist\//, 'dist/');
+    const short = n.callFrame.url
+      .replace(/^file:\/\//, '')
+      .replace(/^.*\/node_modules\//, 'node_modules/')
+      .replace(/^.*\/dist\//, 'dist/');
     return `${n.callFrame.functionName || '(anonymous)'} ${short ? `${short}:${n.callFrame.lineNumber + 1}` : ''}`.trim();
   };
   for (const [id, us] of selfUs) {
@@ -86,8 +92,14 @@ export function summarizeProfile(file: string, top = 25): ProfileSummary | undef
       .map(([fn, us]) => ({ fn, self_ms: ms(us), pct: pct(us) })),
     total_ms: ms(total),
     idle_ms: ms(idle),
-    top_functions: [...fnTime.entries()].sort((a, b) => b[1] - a[1]).slice(0, top).map(([fn, us]) => ({ fn, self_ms: ms(us), pct: pct(us) })),
-    by_area: [...areaTime.entries()].sort((a, b) => b[1] - a[1]).slice(0, top).map(([a, us]) => ({ area: a, self_ms: ms(us), pct: pct(us) })),
+    top_functions: [...fnTime.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([fn, us]) => ({ fn, self_ms: ms(us), pct: pct(us) })),
+    by_area: [...areaTime.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([a, us]) => ({ area: a, self_ms: ms(us), pct: pct(us) })),
   };
 }
 
@@ -102,9 +114,12 @@ function area(functionName: string, url: string): string {
 }
 
 export function renderProfile(p: ProfileSummary, lines = 15): string {
-  const out = [`CPU profile ${p.file}: ${p.total_ms} ms busy (+ ${p.idle_ms} ms idle); shares of the busy time`, '  by area:'];
+  const out = [
+    `CPU profile ${p.file}: ${p.total_ms} ms busy (+ ${p.idle_ms} ms idle); shares of the busy time`,
+    '  by area:',
+  ];
   for (const a of p.by_area.slice(0, lines)) out.push(`    ${String(a.pct).padStart(5)}%  ${a.area}`);
-  out.push('  the project\'s functions, inclusive time (callees included):');
+  out.push("  the project's functions, inclusive time (callees included):");
   for (const f of p.top_inclusive.slice(0, lines)) out.push(`    ${String(f.pct).padStart(5)}%  ${f.fn}`);
   out.push('  top functions (self time):');
   for (const f of p.top_functions.slice(0, lines)) out.push(`    ${String(f.pct).padStart(5)}%  ${f.fn}`);

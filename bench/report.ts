@@ -48,7 +48,10 @@ const mark = (x: { cpu?: Record<string, number> } | undefined) => {
   return m;
 };
 
-const fmt = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? '–' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+const fmt = (n: number | undefined, digits = 0) =>
+  n === undefined || !Number.isFinite(n)
+    ? '–'
+    : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const ratioText = (r: number | undefined) => (r === undefined ? '–' : `${r.toFixed(2)}×`);
 const sizeText = (n: number) => (n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1000 ? `${n / 1000}k` : String(n));
 
@@ -143,7 +146,9 @@ export function renderReport(r: Report): string {
     const s = w.sweep;
     rows.push([
       `expiry sweep: ${fmt(s.escrows)} due escrows refunded at the daemon${mark(s)}`,
-      s.complete ? `${fmt(s.refunds_per_s)} refunds/s (${fmt(s.seconds, 1)} s)` : `incomplete: ${fmt(s.refunded)} in time`,
+      s.complete
+        ? `${fmt(s.refunds_per_s)} refunds/s (${fmt(s.seconds, 1)} s)`
+        : `incomplete: ${fmt(s.refunded)} in time`,
       '',
       '',
       ceilText(releaseCeil),
@@ -197,18 +202,25 @@ export function renderReport(r: Report): string {
       ` (fsync ${m.postgres_settings.fsync}, synchronous_commit ${m.postgres_settings.synchronous_commit}); coordinator, wallet daemon, PostgreSQL and load generator share the machine.`,
   ];
   if (m.load_at_start && m.load_at_start.busy_pct > 30) {
-    notes.push(`WARNING: the machine was already ${m.load_at_start.busy_pct}% busy (load average ${m.load_at_start.loadavg}) before the benchmark started; see "cpu" per phase in the JSON.`);
+    notes.push(
+      `WARNING: the machine was already ${m.load_at_start.busy_pct}% busy (load average ${m.load_at_start.loadavg}) before the benchmark started; see "cpu" per phase in the JSON.`,
+    );
   }
-  if (anyNoisy) notes.push('* other work on the machine (not the coordinator, daemon, load generator or PostgreSQL backends) used more than half a core during that measurement.');
+  if (anyNoisy)
+    notes.push(
+      '* other work on the machine (not the coordinator, daemon, load generator or PostgreSQL backends) used more than half a core during that measurement.',
+    );
   if (r.ceilings.create.length) {
     notes.push(
       `Ceilings (${tool}): create ${r.ceilings.create.map((c) => `${fmt(c.tps)} tx/s at ${c.clients}`).join(', ')} clients; ` +
         `release ${r.ceilings.release.map((c) => `${fmt(c.tps)} tx/s at ${c.clients}`).join(', ')} clients; ratios use the best. ` +
-        (r.ceilings.reads.length ? `Read ceilings: the endpoint's query alone at ${r.ceilings.reads[0].clients} clients.` : ''),
+        (r.ceilings.reads.length
+          ? `Read ceilings: the endpoint's query alone at ${r.ceilings.reads[0].clients} clients.`
+          : ''),
     );
     notes.push(
       "Per-item ceilings (create, release) run the coordinator database's statements only; the batch ceilings run both databases' statements " +
-        '(the coordinator\'s transaction, then the wallet daemon\'s), one transaction each per group — two commits where the service makes three.',
+        "(the coordinator's transaction, then the wallet daemon's), one transaction each per group — two commits where the service makes three.",
     );
   }
   return [
@@ -246,7 +258,14 @@ function costTable(r: Report): string[] {
   ];
   const present = entries.filter(([, db]) => db);
   if (!present.length) return [];
-  const header = ['per operation', "fsync'd commits (both databases)", 'coordinator CPU ms', 'daemon CPU ms', 'PostgreSQL CPU ms', 'all three CPU ms'];
+  const header = [
+    'per operation',
+    "fsync'd commits (both databases)",
+    'coordinator CPU ms',
+    'daemon CPU ms',
+    'PostgreSQL CPU ms',
+    'all three CPU ms',
+  ];
   const rows = present.map(([name, db]) => [
     name,
     fmt(db.write_transactions, 2),
@@ -295,31 +314,45 @@ export function goalsOf(r: Report): Goal[] {
   const cpu = cpuTotal(c?.db);
   out.push({
     goal: 'CPU per paid job, coordinator + wallet daemon + PostgreSQL: ≤ 2 ms',
-    figure: cpu !== undefined ? `${fmt(cpu, 2)} ms (coordinator ${fmt(c.db.cpu_ms_coordinator, 2)}, daemon ${fmt(c.db.cpu_ms_daemon, 2)}, PostgreSQL ${fmt(c.db.cpu_ms_postgres, 2)})` : 'not measured',
+    figure:
+      cpu !== undefined
+        ? `${fmt(cpu, 2)} ms (coordinator ${fmt(c.db.cpu_ms_coordinator, 2)}, daemon ${fmt(c.db.cpu_ms_daemon, 2)}, PostgreSQL ${fmt(c.db.cpu_ms_postgres, 2)})`
+        : 'not measured',
     met: cpu !== undefined ? cpu <= 2 : undefined,
   });
   for (const kind of ['release', 'refund'] as const) {
     const x = w[kind];
     out.push({
       goal: `${kind} through single POST /v1/payments/{id}/${kind}: ≥ 1,000/s`,
-      figure: x ? `${fmt(x.settlements_per_s)}/s over ${fmt(x.requests)} calls at ${x.connections} connections` : 'not measured',
+      figure: x
+        ? `${fmt(x.settlements_per_s)}/s over ${fmt(x.requests)} calls at ${x.connections} connections`
+        : 'not measured',
       met: x ? x.settlements_per_s >= 1000 : undefined,
     });
   }
   const b = w.settle_batch;
   out.push({
     goal: 'POST /v1/payments/batch settling 10,000 payments in batches of 500: ≥ 5,000/s',
-    figure: b ? `${fmt(b.settlements_per_s)}/s (${fmt(b.settlements)} of ${fmt(b.payments)} refunded${b.payments !== 10_000 ? ', not 10,000' : ''})` : 'not measured',
+    figure: b
+      ? `${fmt(b.settlements_per_s)}/s (${fmt(b.settlements)} of ${fmt(b.payments)} refunded${b.payments !== 10_000 ? ', not 10,000' : ''})`
+      : 'not measured',
     met: b ? b.settlements_per_s >= 5000 && b.settlements === b.payments : undefined,
   });
   const s = w.sweep;
   out.push({
     goal: 'expiry sweep: ≥ 5,000 refunds/s',
-    figure: s ? (s.complete ? `${fmt(s.refunds_per_s)}/s over ${fmt(s.escrows)} due escrows` : `incomplete: ${fmt(s.refunded)} of ${fmt(s.escrows)} in time`) : 'not measured',
+    figure: s
+      ? s.complete
+        ? `${fmt(s.refunds_per_s)}/s over ${fmt(s.escrows)} due escrows`
+        : `incomplete: ${fmt(s.refunded)} of ${fmt(s.escrows)} in time`
+      : 'not measured',
     met: s ? s.complete && (s.refunds_per_s ?? 0) >= 5000 : undefined,
   });
   const reads = r.reads.map((e) => ({ size: e.size, x: e.get_payment }));
-  const worst = reads.reduce<(typeof reads)[number] | undefined>((m, e) => (!m || e.x.req_per_s < m.x.req_per_s ? e : m), undefined);
+  const worst = reads.reduce<(typeof reads)[number] | undefined>(
+    (m, e) => (!m || e.x.req_per_s < m.x.req_per_s ? e : m),
+    undefined,
+  );
   out.push({
     goal: 'GET /v1/payments/{id} at 16 connections: ≥ 10,000 req/s',
     figure: worst
@@ -343,7 +376,9 @@ function goals(r: Report): string[] {
       const a = first[kind].p99_ms;
       const b = last[kind].p99_ms;
       const change = a > 0 ? (b - a) / a : 0;
-      out.push(`${mark(Math.abs(change) <= 0.2)}${kind} p99 within ±20 % from ${sizeText(first.size)} to ${sizeText(last.size)}: ${fmt(a, 1)} → ${fmt(b, 1)} ms (${change >= 0 ? '+' : ''}${Math.round(change * 100)} %)`);
+      out.push(
+        `${mark(Math.abs(change) <= 0.2)}${kind} p99 within ±20 % from ${sizeText(first.size)} to ${sizeText(last.size)}: ${fmt(a, 1)} → ${fmt(b, 1)} ms (${change >= 0 ? '+' : ''}${Math.round(change * 100)} %)`,
+      );
     }
   }
   return out;

@@ -55,7 +55,8 @@ export async function seedRows(db: Client, from: number, to: number, spec: SeedS
       await db.query(typed(paymentSql(spec)), [lo, hi - 1, spec.clientId, spec.minerId, spec.wallet, spec.payee]);
       await db.query(typed(escrowSql(spec)), [lo, hi - 1, spec.wallet]);
       await db.query('COMMIT');
-      if (to - from > CHUNK) progress(`  seeded ${hi.toLocaleString('en-US')} of ${to.toLocaleString('en-US')} payments`);
+      if (to - from > CHUNK)
+        progress(`  seeded ${hi.toLocaleString('en-US')} of ${to.toLocaleString('en-US')} payments`);
     }
   } catch (error) {
     await db.query('ROLLBACK').catch(() => undefined);
@@ -68,7 +69,9 @@ export async function seedRows(db: Client, from: number, to: number, spec: SeedS
   // Flush the seeded pages now, so no checkpoint triggered by them runs during the measured reads.
   if (superuser) await db.query(`CHECKPOINT`);
   const seconds = (Date.now() - began) / 1000;
-  progress(`  seeded rows ${from.toLocaleString('en-US')}..${(to - 1).toLocaleString('en-US')} in ${round(seconds)}s (+ VACUUM ANALYZE${superuser ? ', CHECKPOINT' : ''})`);
+  progress(
+    `  seeded rows ${from.toLocaleString('en-US')}..${(to - 1).toLocaleString('en-US')} in ${round(seconds)}s (+ VACUUM ANALYZE${superuser ? ', CHECKPOINT' : ''})`,
+  );
   return seconds;
 }
 

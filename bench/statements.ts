@@ -53,7 +53,13 @@ export async function topStatements(url: string, databases: string[], limit = 25
 }
 
 export function renderStatements(stats: StatementStat[]): string {
-  const lines = ['Statements by total time (pg_stat_statements; includes lock waits; trigger statements are listed and also counted in their callers):', 'calls\ttotal ms\tmean ms\trows\tdatabase\tstatement'];
-  for (const s of stats) lines.push(`${s.calls}\t${s.total_ms}\t${s.mean_ms}\t${s.rows}\t${s.database.endsWith('_wallet') ? 'daemon' : 'coordinator'}\t${s.query}`);
+  const lines = [
+    'Statements by total time (pg_stat_statements; includes lock waits; trigger statements are listed and also counted in their callers):',
+    'calls\ttotal ms\tmean ms\trows\tdatabase\tstatement',
+  ];
+  for (const s of stats)
+    lines.push(
+      `${s.calls}\t${s.total_ms}\t${s.mean_ms}\t${s.rows}\t${s.database.endsWith('_wallet') ? 'daemon' : 'coordinator'}\t${s.query}`,
+    );
   return lines.join('\n');
 }

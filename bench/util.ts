@@ -36,7 +36,11 @@ export function stamp(date = new Date()): string {
 }
 
 /** Runs `work` over `items` with at most `limit` in flight. */
-export async function pool<T>(items: T[], limit: number, work: (item: T, index: number) => Promise<void>): Promise<void> {
+export async function pool<T>(
+  items: T[],
+  limit: number,
+  work: (item: T, index: number) => Promise<void>,
+): Promise<void> {
   let next = 0;
   await Promise.all(
     Array.from({ length: Math.min(limit, items.length) }, async () => {
@@ -48,7 +52,12 @@ export async function pool<T>(items: T[], limit: number, work: (item: T, index: 
   );
 }
 
-export async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>, everyMs = 100): Promise<void> {
+export async function waitFor(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<boolean>,
+  everyMs = 100,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check().catch(() => false)) return;

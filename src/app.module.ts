@@ -29,7 +29,10 @@ export const REDACTED_PATHS = ['req.headers["x-api-key"]', 'req.headers.authoriz
       pinoHttp: {
         level: process.env.LOG_LEVEL ?? 'info',
         // One request id everywhere: the client's X-Request-Id, else a fresh one.
-        genReqId: (req) => (req.headers['x-request-id'] as string | undefined)?.slice(0, 100) ?? (req as { id?: string }).id ?? randomUUID(),
+        genReqId: (req) =>
+          (req.headers['x-request-id'] as string | undefined)?.slice(0, 100) ??
+          (req as { id?: string }).id ??
+          randomUUID(),
         redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
         serializers: { res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }) },
         autoLogging: { ignore: (req) => (req.url ?? '').startsWith('/health') || req.url === '/metrics' },

@@ -29,7 +29,10 @@ function rejectNonJsonBodies(app: NestFastifyApplication): void {
   fastify.addHook('onRequest', (request, reply, done) => {
     const type = request.headers['content-type'];
     if (type === undefined || /^application\/json\s*(;|$)/i.test(type)) return done();
-    const error = new DomainError('UNSUPPORTED_MEDIA_TYPE', `Content-Type ${String(type).slice(0, 100)} is not supported; send application/json`);
+    const error = new DomainError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      `Content-Type ${String(type).slice(0, 100)} is not supported; send application/json`,
+    );
     void reply.status(415).send(errors.toBody(error, String(request.id)));
   });
   fastify.addHook('preValidation', (request, reply, done) => {
@@ -39,11 +42,15 @@ function rejectNonJsonBodies(app: NestFastifyApplication): void {
       // Prototype-flavoured keys slip past class-transformer's whitelist; refuse them outright.
       const suspicious = Object.keys(body).filter((key) => RESERVED_KEYS.has(key));
       if (suspicious.length === 0) return done();
-      const error = new DomainError('VALIDATION_FAILED', 'Request validation failed', { fields: Object.fromEntries(suspicious.map((k) => [k, ['property should not exist']])) });
+      const error = new DomainError('VALIDATION_FAILED', 'Request validation failed', {
+        fields: Object.fromEntries(suspicious.map((k) => [k, ['property should not exist']])),
+      });
       void reply.status(400).send(errors.toBody(error, String(request.id)));
       return;
     }
-    const error = new DomainError('VALIDATION_FAILED', 'The request body must be a JSON object', { fields: { body: ['must be a JSON object'] } });
+    const error = new DomainError('VALIDATION_FAILED', 'The request body must be a JSON object', {
+      fields: { body: ['must be a JSON object'] },
+    });
     void reply.status(400).send(errors.toBody(error, String(request.id)));
   });
 }
@@ -52,7 +59,15 @@ type SecurityHeader = [name: string, value: OutgoingHttpHeader];
 
 /** Helmet's options: security headers on every answer; the CSP allows Swagger UI's own assets. */
 const HELMET_OPTIONS = {
-  contentSecurityPolicy: { directives: { defaultSrc: ["'self'"], imgSrc: ["'self'", 'data:'], styleSrc: ["'self'", "'unsafe-inline'"], scriptSrc: ["'self'"], upgradeInsecureRequests: null } },
+  contentSecurityPolicy: {
+    directives: {
+      defaultSrc: ["'self'"],
+      imgSrc: ["'self'", 'data:'],
+      styleSrc: ["'self'", "'unsafe-inline'"],
+      scriptSrc: ["'self'"],
+      upgradeInsecureRequests: null,
+    },
+  },
 };
 
 /**
@@ -78,10 +93,13 @@ async function securityHeaders(): Promise<SecurityHeader[]> {
 
 /** Sets the precomputed security headers first thing on every request, where helmet's own hook did. */
 function setSecurityHeaders(app: NestFastifyApplication, headers: SecurityHeader[]): void {
-  app.getHttpAdapter().getInstance().addHook('onRequest', (_request, reply, done) => {
-    for (const [name, value] of headers) reply.raw.setHeader(name, value);
-    done();
-  });
+  app
+    .getHttpAdapter()
+    .getInstance()
+    .addHook('onRequest', (_request, reply, done) => {
+      for (const [name, value] of headers) reply.raw.setHeader(name, value);
+      done();
+    });
 }
 
 /**
@@ -96,13 +114,24 @@ function installJsonParser(app: NestFastifyApplication, limits: JsonShapeLimits)
   const fastify = app.getHttpAdapter().getInstance();
   const { onProtoPoisoning, onConstructorPoisoning } = fastify.initialConfig;
   const parse = fastify.getDefaultJsonParser(onProtoPoisoning ?? 'error', onConstructorPoisoning ?? 'error');
-  app.useBodyParser<RawServerDefault>('application/json', { bodyLimit: BODY_LIMIT_BYTES }, (request, raw: Buffer, done) => {
-    const text = raw.toString('utf8');
-    const problem = jsonShapeProblem(text, limits);
-    if (!problem) return parse(request, text, done);
-    const message = { depth: 'The request body is nested too deeply', entries: 'The request body has too many entries', unstorable: 'The request body contains text PostgreSQL cannot store' }[problem.limit];
-    done(new DomainError('VALIDATION_FAILED', message, { fields: { body: [describeJsonShapeProblem(problem)] } }), undefined);
-  });
+  app.useBodyParser<RawServerDefault>(
+    'application/json',
+    { bodyLimit: BODY_LIMIT_BYTES },
+    (request, raw: Buffer, done) => {
+      const text = raw.toString('utf8');
+      const problem = jsonShapeProblem(text, limits);
+      if (!problem) return parse(request, text, done);
+      const message = {
+        depth: 'The request body is nested too deeply',
+        entries: 'The request body has too many entries',
+        unstorable: 'The request body contains text PostgreSQL cannot store',
+      }[problem.limit];
+      done(
+        new DomainError('VALIDATION_FAILED', message, { fields: { body: [describeJsonShapeProblem(problem)] } }),
+        undefined,
+      );
+    },
+  );
 }
 
 /**
@@ -116,7 +145,8 @@ export async function createApp(): Promise<NestFastifyApplication> {
     // `__proto__` and `constructor` keys in JSON are an error, not silently stripped.
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
-    genReqId: (req: { headers: Record<string, unknown> }) => (req.headers['x-request-id'] as string | undefined)?.slice(0, 100) ?? randomUUID(),
+    genReqId: (req: { headers: Record<string, unknown> }) =>
+      (req.headers['x-request-id'] as string | undefined)?.slice(0, 100) ?? randomUUID(),
     requestIdHeader: false,
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule, adapter, { bufferLogs: true });
@@ -127,12 +157,15 @@ export async function createApp(): Promise<NestFastifyApplication> {
   rejectNonJsonBodies(app);
   installJsonParser(app, { maxDepth: config.bodyMaxDepth, maxEntries: config.bodyMaxEntries });
   // CORS is off unless origins are configured: browsers get no cross-origin access by default.
-  if (config.corsOrigins.length) app.enableCors({ origin: config.corsOrigins, allowedHeaders: ['content-type', 'x-api-key', 'idempotency-key'] });
+  if (config.corsOrigins.length)
+    app.enableCors({ origin: config.corsOrigins, allowedHeaders: ['content-type', 'x-api-key', 'idempotency-key'] });
   const document = SwaggerModule.createDocument(
     app,
     new DocumentBuilder()
       .setTitle('Coordinator payments API')
-      .setDescription('Jobs paid through escrow: clients pay, miners work, the escrow is released or refunded exactly once.')
+      .setDescription(
+        'Jobs paid through escrow: clients pay, miners work, the escrow is released or refunded exactly once.',
+      )
       .setVersion('1')
       .addApiKey({ type: 'apiKey', in: 'header', name: 'X-Api-Key' }, 'api-key')
       .build(),

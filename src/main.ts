@@ -34,7 +34,8 @@ async function bootstrap(): Promise<void> {
   }
 
   if (!config.walletDaemonUrl) {
-    if (!process.env.WALLET_DATABASE_URL) throw new ConfigError('WALLET_DATABASE_URL: needed to start the local wallet daemon when DATABASE_URL is set');
+    if (!process.env.WALLET_DATABASE_URL)
+      throw new ConfigError('WALLET_DATABASE_URL: needed to start the local wallet daemon when DATABASE_URL is set');
     const token = process.env.WALLET_DAEMON_TOKEN || localToken(config.dataDir);
     const daemon = await spawnWalletDaemon({
       databaseUrl: process.env.WALLET_DATABASE_URL,
@@ -64,7 +65,10 @@ async function bootstrap(): Promise<void> {
   const url = `http://127.0.0.1:${config.port}`;
   log.info({ url, docs: `${url}/docs` }, 'coordinator listening');
   if (config.demoKeys) {
-    log.info({ client: DEMO_KEYS.client, miner: DEMO_KEYS.miner, admin: DEMO_KEYS.admin, client_wallet: DEMO_CLIENT_WALLET }, 'API_KEYS unset: demo keys in use (development only)');
+    log.info(
+      { client: DEMO_KEYS.client, miner: DEMO_KEYS.miner, admin: DEMO_KEYS.admin, client_wallet: DEMO_CLIENT_WALLET },
+      'API_KEYS unset: demo keys in use (development only)',
+    );
   }
 }
 
@@ -81,9 +85,15 @@ function localToken(dataDir: string): string {
 /** Tops the demo client's wallet up to at least 1 BTC so the walk-through works out of the box. */
 async function fundDemoClient(url: string, token: string): Promise<void> {
   const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
-  const account = (await (await fetch(`${url}/api/v1/accounts/${DEMO_CLIENT_WALLET}?currency=BTC`, { headers })).json()) as { balance?: string };
+  const account = (await (
+    await fetch(`${url}/api/v1/accounts/${DEMO_CLIENT_WALLET}?currency=BTC`, { headers })
+  ).json()) as { balance?: string };
   if (new Money(account.balance ?? '0').gte(1)) return;
-  await fetch(`${url}/api/v1/faucet`, { method: 'POST', headers, body: JSON.stringify({ address: DEMO_CLIENT_WALLET, amount: '1', currency: 'BTC' }) });
+  await fetch(`${url}/api/v1/faucet`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ address: DEMO_CLIENT_WALLET, amount: '1', currency: 'BTC' }),
+  });
   log.info({ address: DEMO_CLIENT_WALLET, amount: '1', currency: 'BTC' }, 'demo client wallet funded');
 }
 

@@ -37,19 +37,65 @@ const ROUTES: readonly RouteRow[] = [
   { method: 'GET', path: '/v1/jobs', access: ['client', 'admin'] },
   { method: 'GET', path: '/v1/jobs/{job_id}', access: ['client', 'admin'], owned: true },
   { method: 'GET', path: '/v1/jobs/{job_id}/payment', access: ['client', 'admin'], owned: true },
-  { method: 'POST', path: '/v1/payments', access: ['client'], owned: true, body: (ids) => ({ job_id: ids.job_id, amount: '0.001' }) },
+  {
+    method: 'POST',
+    path: '/v1/payments',
+    access: ['client'],
+    owned: true,
+    body: (ids) => ({ job_id: ids.job_id, amount: '0.001' }),
+  },
   { method: 'GET', path: '/v1/payments/{payment_id}', access: ['client', 'admin'], owned: true },
   { method: 'GET', path: '/v1/payments/{payment_id}/receipt', access: ['client', 'admin'], owned: true },
   { method: 'GET', path: '/v1/payments/{payment_id}/events', access: ['client', 'admin'], owned: true },
-  { method: 'POST', path: '/v1/miners/register', access: ['miner'], body: (ids) => ({ payout_address: ids.payout_address }) },
+  {
+    method: 'POST',
+    path: '/v1/miners/register',
+    access: ['miner'],
+    body: (ids) => ({ payout_address: ids.payout_address }),
+  },
   { method: 'POST', path: '/v1/miners/poll', access: ['miner'], body: () => ({}) },
-  { method: 'POST', path: '/v1/miners/jobs/{job_id}/result', access: ['miner'], body: () => ({ result: { text: 'done' } }) },
-  { method: 'POST', path: '/v1/miners/jobs/{job_id}/fail', access: ['miner'], body: () => ({ error: 'could not run' }) },
-  { method: 'POST', path: '/v1/payments/{payment_id}/release', access: ['client', 'admin'], owned: true, body: () => ({ reason: 'access table' }) },
-  { method: 'POST', path: '/v1/payments/{payment_id}/refund', access: ['client', 'admin'], owned: true, body: () => ({ reason: 'access table' }), fresh: { ok: 200 } },
+  {
+    method: 'POST',
+    path: '/v1/miners/jobs/{job_id}/result',
+    access: ['miner'],
+    body: () => ({ result: { text: 'done' } }),
+  },
+  {
+    method: 'POST',
+    path: '/v1/miners/jobs/{job_id}/fail',
+    access: ['miner'],
+    body: () => ({ error: 'could not run' }),
+  },
+  {
+    method: 'POST',
+    path: '/v1/payments/{payment_id}/release',
+    access: ['client', 'admin'],
+    owned: true,
+    body: () => ({ reason: 'access table' }),
+  },
+  {
+    method: 'POST',
+    path: '/v1/payments/{payment_id}/refund',
+    access: ['client', 'admin'],
+    owned: true,
+    body: () => ({ reason: 'access table' }),
+    fresh: { ok: 200 },
+  },
   // Another client's payment in a batch is that item's 404; the request itself is answered.
-  { method: 'POST', path: '/v1/payments/batch', access: ['client', 'admin'], body: (ids) => ({ items: [{ payment_id: ids.payment_id, action: 'refund' }] }) },
-  { method: 'POST', path: '/v1/jobs/{job_id}/cancel', access: ['client', 'admin'], owned: true, body: () => ({}), fresh: { ok: 200 } },
+  {
+    method: 'POST',
+    path: '/v1/payments/batch',
+    access: ['client', 'admin'],
+    body: (ids) => ({ items: [{ payment_id: ids.payment_id, action: 'refund' }] }),
+  },
+  {
+    method: 'POST',
+    path: '/v1/jobs/{job_id}/cancel',
+    access: ['client', 'admin'],
+    owned: true,
+    body: () => ({}),
+    fresh: { ok: 200 },
+  },
   { method: 'GET', path: '/v1/receipts/keys', access: 'public' },
   { method: 'GET', path: '/health/live', access: 'public' },
   { method: 'GET', path: '/health/ready', access: 'public' },
@@ -63,8 +109,18 @@ const DOCS_ROUTES = new Set(['GET /docs-json', 'GET /docs']);
 
 type Caller = 'none' | 'wrong' | 'owner' | 'other client' | 'miner' | 'admin';
 const CALLERS: readonly Caller[] = ['none', 'wrong', 'owner', 'other client', 'miner', 'admin'];
-const CALLER_KEY: Record<Exclude<Caller, 'none' | 'wrong'>, KeyName> = { owner: 'client', 'other client': 'client2', miner: 'miner', admin: 'admin' };
-const CALLER_ROLE: Record<Exclude<Caller, 'none' | 'wrong'>, Role> = { owner: 'client', 'other client': 'client', miner: 'miner', admin: 'admin' };
+const CALLER_KEY: Record<Exclude<Caller, 'none' | 'wrong'>, KeyName> = {
+  owner: 'client',
+  'other client': 'client2',
+  miner: 'miner',
+  admin: 'admin',
+};
+const CALLER_ROLE: Record<Exclude<Caller, 'none' | 'wrong'>, Role> = {
+  owner: 'client',
+  'other client': 'client',
+  miner: 'miner',
+  admin: 'admin',
+};
 
 type Expected = '2xx' | '401' | '403' | '404' | 'allowed';
 
@@ -102,11 +158,14 @@ describe('access: every route × every caller', () => {
     let request = route.method === 'GET' ? http.get(path) : http.post(path);
     if (caller === 'wrong') request = request.set('X-Api-Key', 'not-a-configured-key-0000');
     else if (caller !== 'none') request = request.set('X-Api-Key', app().keys[CALLER_KEY[caller]]);
-    if (route.method === 'POST') return request.set('Content-Type', 'application/json').send(JSON.stringify(route.body?.(ids) ?? {}));
+    if (route.method === 'POST')
+      return request.set('Content-Type', 'application/json').send(JSON.stringify(route.body?.(ids) ?? {}));
     return request;
   }
 
-  const cells = ROUTES.flatMap((route) => CALLERS.map((caller) => [route.method, route.path, caller, expected(route, caller), route] as const));
+  const cells = ROUTES.flatMap((route) =>
+    CALLERS.map((caller) => [route.method, route.path, caller, expected(route, caller), route] as const),
+  );
 
   it.each(cells)('%s %s as %s → %s', async (_method, _path, caller, expectation, route) => {
     const response = await call(route, caller, route.fresh ? { ...ids, ...(await paidJob()) } : ids);
@@ -140,10 +199,18 @@ describe('access: every route × every caller', () => {
   it('the owner and an admin really get 2xx on the read routes of the paid job', async () => {
     for (const who of ['client', 'admin'] as const) {
       expect(expectStatus(await api.get(who, `/v1/jobs/${ids.job_id}`), 200, 'job').job_id).toBe(ids.job_id);
-      expect(expectStatus(await api.get(who, `/v1/jobs/${ids.job_id}/payment`), 200, 'job payment').payment_id).toBe(ids.payment_id);
-      expect(expectStatus(await api.get(who, `/v1/payments/${ids.payment_id}`), 200, 'payment').job_id).toBe(ids.job_id);
-      expect(expectStatus(await api.get(who, `/v1/payments/${ids.payment_id}/receipt`), 200, 'receipt').payment_id).toBe(ids.payment_id);
-      expect(expectStatus(await api.get(who, `/v1/payments/${ids.payment_id}/events`), 200, 'events').items.length).toBeGreaterThan(0);
+      expect(expectStatus(await api.get(who, `/v1/jobs/${ids.job_id}/payment`), 200, 'job payment').payment_id).toBe(
+        ids.payment_id,
+      );
+      expect(expectStatus(await api.get(who, `/v1/payments/${ids.payment_id}`), 200, 'payment').job_id).toBe(
+        ids.job_id,
+      );
+      expect(
+        expectStatus(await api.get(who, `/v1/payments/${ids.payment_id}/receipt`), 200, 'receipt').payment_id,
+      ).toBe(ids.payment_id);
+      expect(
+        expectStatus(await api.get(who, `/v1/payments/${ids.payment_id}/events`), 200, 'events').items.length,
+      ).toBeGreaterThan(0);
     }
   });
 
@@ -152,7 +219,8 @@ describe('access: every route × every caller', () => {
     const documented = new Set<string>();
     for (const [path, operations] of Object.entries(document.paths as Record<string, Record<string, unknown>>)) {
       for (const method of Object.keys(operations)) {
-        if (['get', 'post', 'put', 'patch', 'delete', 'head', 'options'].includes(method)) documented.add(routeKey(method, path));
+        if (['get', 'post', 'put', 'patch', 'delete', 'head', 'options'].includes(method))
+          documented.add(routeKey(method, path));
       }
     }
     const table = new Set(ROUTES.map((r) => routeKey(r.method, r.path)));

@@ -23,14 +23,22 @@ describe('batch settlement in the sweeps', () => {
 
   /** Paid, escrowed jobs whose deadline has passed, so the next sweep refunds them. */
   async function dueEscrows(t: TestApp, n: number): Promise<string[]> {
-    const jobs = await mapConcurrent(Array.from({ length: n }), 8, () => createPaidJob(t.http, t.keys.client, { amount: '0.0001' }));
+    const jobs = await mapConcurrent(Array.from({ length: n }), 8, () =>
+      createPaidJob(t.http, t.keys.client, { amount: '0.0001' }),
+    );
     const jobIds = jobs.map((j) => j.job_id);
-    await query(t.databaseUrl, `UPDATE job SET expires_at = now() - interval '1 second' WHERE job_id = ANY($1::uuid[])`, [jobIds]);
+    await query(
+      t.databaseUrl,
+      `UPDATE job SET expires_at = now() - interval '1 second' WHERE job_id = ANY($1::uuid[])`,
+      [jobIds],
+    );
     return jobs.map((j) => j.payment_id);
   }
 
-  const batchCalls = (t: TestApp) => metricValue(t.http, 'wallet_daemon_request_duration_seconds_count', { call: 'escrow_settle_batch' });
-  const refundCalls = (t: TestApp) => metricValue(t.http, 'wallet_daemon_request_duration_seconds_count', { call: 'escrow_refund' });
+  const batchCalls = (t: TestApp) =>
+    metricValue(t.http, 'wallet_daemon_request_duration_seconds_count', { call: 'escrow_settle_batch' });
+  const refundCalls = (t: TestApp) =>
+    metricValue(t.http, 'wallet_daemon_request_duration_seconds_count', { call: 'escrow_refund' });
 
   it('refunds 25 due escrows with batches of 10: three daemon calls, each payment refunded with its own event, escrow record and transfer', async () => {
     const t = await startTestApp({ WALLET_DAEMON_BATCH_SIZE: '10' }, { daemon: own.daemon });
@@ -49,8 +57,12 @@ describe('batch settlement in the sweeps', () => {
         expect(kinds(transfers)).toEqual(['create', 'refund']);
         expect(transfers[1].transaction_hash).toBe(payment.refund_transaction_hash);
       }
-      const [escrows] = await query(t.databaseUrl, `SELECT count(*) FILTER (WHERE is_refunded AND NOT is_active)::int AS refunded, count(*)::int AS n
-                                                      FROM payment_escrows WHERE payment_id = ANY($1::uuid[])`, [paymentIds]);
+      const [escrows] = await query(
+        t.databaseUrl,
+        `SELECT count(*) FILTER (WHERE is_refunded AND NOT is_active)::int AS refunded, count(*)::int AS n
+                                                      FROM payment_escrows WHERE payment_id = ANY($1::uuid[])`,
+        [paymentIds],
+      );
       expect(escrows).toEqual({ refunded: 25, n: 25 });
       await t.daemon.expectLedgerConserved();
     } finally {
@@ -63,11 +75,25 @@ describe('batch settlement in the sweeps', () => {
     try {
       const paymentIds = await dueEscrows(t, 4);
       // Somebody refunds one escrow at the daemon behind the coordinator's back, under another key.
-      const [taken] = await query(t.databaseUrl, `SELECT escrow_id, escrow_address, amount::text, refund_address FROM job_payments WHERE payment_id = $1`, [paymentIds[0]]);
+      const [taken] = await query(
+        t.databaseUrl,
+        `SELECT escrow_id, escrow_address, amount::text, refund_address FROM job_payments WHERE payment_id = $1`,
+        [paymentIds[0]],
+      );
       const direct = await fetch(`${own.daemon.endpoint.url}/api/v1/refund`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${own.daemon.endpoint.token}`, 'content-type': 'application/json', 'idempotency-key': 'behind-the-back' },
-        body: JSON.stringify({ escrow_id: taken.escrow_id, address: taken.escrow_address, refund_address: taken.refund_address, amount: taken.amount, reason: 'manual' }),
+        headers: {
+          authorization: `Bearer ${own.daemon.endpoint.token}`,
+          'content-type': 'application/json',
+          'idempotency-key': 'behind-the-back',
+        },
+        body: JSON.stringify({
+          escrow_id: taken.escrow_id,
+          address: taken.escrow_address,
+          refund_address: taken.refund_address,
+          amount: taken.amount,
+          reason: 'manual',
+        }),
       });
       expect(direct.status).toBe(200);
       const directHash = ((await direct.json()) as { transaction_hash: string }).transaction_hash;
@@ -75,7 +101,10 @@ describe('batch settlement in the sweeps', () => {
       await expect(t.app.get(JobsService).expireDue()).resolves.toBe(4);
       expect(await batchCalls(t)).toBe(1);
       // The refused item: the daemon says the escrow was refunded, which is what was decided, so that refund is recorded.
-      await expect(getPayment(t.http, t.keys.client, paymentIds[0])).resolves.toMatchObject({ status: 'refunded', refund_transaction_hash: directHash });
+      await expect(getPayment(t.http, t.keys.client, paymentIds[0])).resolves.toMatchObject({
+        status: 'refunded',
+        refund_transaction_hash: directHash,
+      });
       for (const paymentId of paymentIds.slice(1)) {
         await expect(getPayment(t.http, t.keys.client, paymentId)).resolves.toMatchObject({ status: 'refunded' });
       }
@@ -86,7 +115,10 @@ describe('batch settlement in the sweeps', () => {
   });
 
   it('a daemon that cannot answer leaves the batch decided and leased; the re-drive settles it once the daemon is back', async () => {
-    const t = await startTestApp({ WALLET_DAEMON_BATCH_SIZE: '200', WALLET_DAEMON_RETRIES: '0' }, { daemon: own.daemon });
+    const t = await startTestApp(
+      { WALLET_DAEMON_BATCH_SIZE: '200', WALLET_DAEMON_RETRIES: '0' },
+      { daemon: own.daemon },
+    );
     try {
       const paymentIds = await dueEscrows(t, 5);
       await own.daemon.setFaults({ fail_rate: 1 });
@@ -106,11 +138,17 @@ describe('batch settlement in the sweeps', () => {
       );
       expect(waiting).toHaveLength(5);
       for (const row of waiting) {
-        expect(row).toMatchObject({ status: 'refunding', last_error: expect.stringContaining('escrow_refund'), leased: true });
+        expect(row).toMatchObject({
+          status: 'refunding',
+          last_error: expect.stringContaining('escrow_refund'),
+          leased: true,
+        });
         expect(Number(row.lease_ms)).toBeGreaterThan(0);
       }
 
-      await query(t.databaseUrl, `UPDATE job_payments SET next_attempt_at = now() WHERE payment_id = ANY($1::uuid[])`, [paymentIds]);
+      await query(t.databaseUrl, `UPDATE job_payments SET next_attempt_at = now() WHERE payment_id = ANY($1::uuid[])`, [
+        paymentIds,
+      ]);
       await expect(t.app.get(PaymentsService).redriveDue()).resolves.toBe(5);
       for (const paymentId of paymentIds) {
         await expect(getPayment(t.http, t.keys.client, paymentId)).resolves.toMatchObject({ status: 'refunded' });
@@ -139,7 +177,10 @@ describe('batch settlement in the sweeps', () => {
   it('a daemon without the settle-batch route (404) gets one call per escrow, from then on', async () => {
     const proxy = await withoutBatchRoute(own.daemon.endpoint.url);
     // (startTestApp's settings stay in process.env: every test here names its batch size.)
-    const t = await startTestApp({ WALLET_DAEMON_BATCH_SIZE: '200' }, { daemon: new WalletDaemonHelper({ url: proxy.url, token: own.daemon.endpoint.token }) });
+    const t = await startTestApp(
+      { WALLET_DAEMON_BATCH_SIZE: '200' },
+      { daemon: new WalletDaemonHelper({ url: proxy.url, token: own.daemon.endpoint.token }) },
+    );
     try {
       const first = await dueEscrows(t, 3);
       await expect(t.app.get(JobsService).expireDue()).resolves.toBe(3);
@@ -159,13 +200,17 @@ describe('batch settlement in the sweeps', () => {
 });
 
 /** An HTTP pass-through to the daemon that answers 404 for settle-batch, as a daemon without that route would. */
-async function withoutBatchRoute(target: string): Promise<{ url: string; batchCalls(): number; close(): Promise<void> }> {
+async function withoutBatchRoute(
+  target: string,
+): Promise<{ url: string; batchCalls(): number; close(): Promise<void> }> {
   let batchCalls = 0;
   const server: Server = createServer((req, res) => {
     if (req.url === '/api/v1/escrow/settle-batch') {
       batchCalls++;
       req.resume();
-      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 'NOT_FOUND', message: 'no such route' }));
+      res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ code: 'NOT_FOUND', message: 'no such route' }));
       return;
     }
     const upstream = httpRequest(`${target}${req.url}`, { method: req.method, headers: req.headers }, (answer) => {

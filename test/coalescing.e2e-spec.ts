@@ -3,7 +3,16 @@ import { Money } from '../src/common/money';
 import { startTestApp, TestApp } from './support/app';
 import { PrivateDaemon, startPrivateDaemon } from './support/daemon';
 import { DaemonProxy, startDaemonProxy } from './support/daemon-proxy';
-import { claimJob, createPaidJob, kinds, metricValue, paymentEvents, query, registerMiner, waitFor } from './support/flow';
+import {
+  claimJob,
+  createPaidJob,
+  kinds,
+  metricValue,
+  paymentEvents,
+  query,
+  registerMiner,
+  waitFor,
+} from './support/flow';
 import { spawnCoordinator, stopAllCoordinators } from './support/processes';
 
 // Coalescing (README "Batch operations"): concurrent single requests of one kind are
@@ -35,7 +44,8 @@ describe('coalesced single requests', () => {
 
   const daemonCalls = async (...calls: string[]) => {
     let total = 0;
-    for (const call of calls) total += await metricValue(t.http, 'wallet_daemon_request_duration_seconds_count', { call });
+    for (const call of calls)
+      total += await metricValue(t.http, 'wallet_daemon_request_duration_seconds_count', { call });
     return total;
   };
 
@@ -53,7 +63,14 @@ describe('coalesced single requests', () => {
     }));
     const answers = await Promise.all(
       asks.map((ask) =>
-        t.http.post('/v1/jobs').set('X-Api-Key', ask.key).send({ payload: { job_type: 'ai_inference' }, payment_amount: ask.amount, ...(ask.payer ? { payer_address: ask.payer } : {}) }),
+        t.http
+          .post('/v1/jobs')
+          .set('X-Api-Key', ask.key)
+          .send({
+            payload: { job_type: 'ai_inference' },
+            payment_amount: ask.amount,
+            ...(ask.payer ? { payer_address: ask.payer } : {}),
+          }),
       ),
     );
     await pd.daemon.resetFaults();
@@ -65,8 +82,17 @@ describe('coalesced single requests', () => {
     let held = new Money(0);
     for (const [i, answer] of answers.entries()) {
       expect(answer.status).toBe(201);
-      expect(answer.body).toMatchObject({ client_id: asks[i].owner, payment_amount: asks[i].amount, state: i === 17 ? 'failed' : 'queued', payment_status: i === 17 ? 'failed' : 'escrowed' });
-      const [row] = await query<{ client_id: string; amount: string; escrow_id: string | null }>(t.databaseUrl, `SELECT client_id, amount, escrow_id FROM job_payments WHERE job_id = $1`, [answer.body.job_id]);
+      expect(answer.body).toMatchObject({
+        client_id: asks[i].owner,
+        payment_amount: asks[i].amount,
+        state: i === 17 ? 'failed' : 'queued',
+        payment_status: i === 17 ? 'failed' : 'escrowed',
+      });
+      const [row] = await query<{ client_id: string; amount: string; escrow_id: string | null }>(
+        t.databaseUrl,
+        `SELECT client_id, amount, escrow_id FROM job_payments WHERE job_id = $1`,
+        [answer.body.job_id],
+      );
       expect([row.client_id, new Money(row.amount).eq(asks[i].amount)]).toEqual([asks[i].owner, true]);
       if (i !== 17) {
         expect(kinds(await pd.daemon.escrowTransfers(row.escrow_id!))).toEqual(['create']);
@@ -82,7 +108,8 @@ describe('coalesced single requests', () => {
     for (const job of jobs.slice(0, 8)) await claimJob(t.http, t.keys.miner, job.job_id);
     const callsBefore = await daemonCalls('escrow_release', 'escrow_refund', 'escrow_settle_batch');
     await pd.daemon.setFaults({ latency_ms: 1000 });
-    const settle = (paymentId: string, action: string) => t.http.post(`/v1/payments/${paymentId}/${action}`).set('X-Api-Key', t.keys.admin).send({});
+    const settle = (paymentId: string, action: string) =>
+      t.http.post(`/v1/payments/${paymentId}/${action}`).set('X-Api-Key', t.keys.admin).send({});
     const answers = await Promise.all([
       ...jobs.slice(0, 8).map((job) => settle(job.payment_id, 'release')),
       ...jobs.slice(8).map((job) => settle(job.payment_id, 'refund')),
@@ -91,14 +118,22 @@ describe('coalesced single requests', () => {
     ]);
     await pd.daemon.resetFaults();
 
-    expect(answers.slice(0, 8).map((a) => [a.status, a.body.status])).toEqual(jobs.slice(0, 8).map(() => [200, 'released']));
+    expect(answers.slice(0, 8).map((a) => [a.status, a.body.status])).toEqual(
+      jobs.slice(0, 8).map(() => [200, 'released']),
+    );
     const raced = [answers[15], answers[16]].map((a) => a.status).sort();
     expect(raced).toEqual([200, 409]);
-    expect([answers[15], answers[16]].find((a) => a.status === 409)!.body.code).toMatch(/^PAYMENT_(ALREADY_SETTLED|NO_PAYEE)$/);
-    expect(answers.slice(8, 15).map((a) => [a.status, a.body.status])).toEqual(jobs.slice(8, 15).map(() => [200, 'refunded']));
+    expect([answers[15], answers[16]].find((a) => a.status === 409)!.body.code).toMatch(
+      /^PAYMENT_(ALREADY_SETTLED|NO_PAYEE)$/,
+    );
+    expect(answers.slice(8, 15).map((a) => [a.status, a.body.status])).toEqual(
+      jobs.slice(8, 15).map(() => [200, 'refunded']),
+    );
     expect((await daemonCalls('escrow_release', 'escrow_refund', 'escrow_settle_batch')) - callsBefore).toBeLessThan(8);
     for (const job of jobs) {
-      const settled = (await paymentEvents(t.http, t.keys.admin, job.payment_id)).filter((e: { to: string }) => e.to === 'released' || e.to === 'refunded');
+      const settled = (await paymentEvents(t.http, t.keys.admin, job.payment_id)).filter(
+        (e: { to: string }) => e.to === 'released' || e.to === 'refunded',
+      );
       expect(settled).toHaveLength(1);
     }
   });
@@ -107,21 +142,39 @@ describe('coalesced single requests', () => {
     const proxy: DaemonProxy = await startDaemonProxy(pd.daemon.endpoint.url);
     // No other test in this file pays this amount: it tells this test's payments apart.
     const amount = '0.00047';
-    const ours = async () => query<{ payment_id: string; status: string; escrow_id: string | null }>(t.databaseUrl, `SELECT payment_id, status, escrow_id FROM job_payments WHERE amount = $1`, [amount]);
+    const ours = async () =>
+      query<{ payment_id: string; status: string; escrow_id: string | null }>(
+        t.databaseUrl,
+        `SELECT payment_id, status, escrow_id FROM job_payments WHERE amount = $1`,
+        [amount],
+      );
     try {
       const heldBefore = new Money((await pd.daemon.ledgerTotals()).held);
-      const a = await spawnCoordinator(t, { WALLET_DAEMON_URL: proxy.url, SWEEPS_ENABLED: 'false', WALLET_DAEMON_TIMEOUT_MS: '120000', WALLET_DAEMON_RETRIES: '0' });
+      const a = await spawnCoordinator(t, {
+        WALLET_DAEMON_URL: proxy.url,
+        SWEEPS_ENABLED: 'false',
+        WALLET_DAEMON_TIMEOUT_MS: '120000',
+        WALLET_DAEMON_RETRIES: '0',
+      });
       // The first create is slow, so the others queue behind it and go as one group; the daemon
       // applies the group's create-batch, and its answer never reaches the coordinator.
       await pd.daemon.setFaults({ latency_ms: 1000 });
       proxy.holdAnswers((call) => call.path === '/api/v1/escrow/create-batch');
       const inFlight = Array.from({ length: 20 }, () =>
-        request(a.url).post('/v1/jobs').set('X-Api-Key', t.keys.client).send({ payload: { job_type: 'ai_inference' }, payment_amount: amount }).then(
-          (r) => r.status,
-          () => 'killed',
-        ),
+        request(a.url)
+          .post('/v1/jobs')
+          .set('X-Api-Key', t.keys.client)
+          .send({ payload: { job_type: 'ai_inference' }, payment_amount: amount })
+          .then(
+            (r) => r.status,
+            () => 'killed',
+          ),
       );
-      await waitFor('a group\'s create-batch to be applied at the daemon', async () => proxy.calls.some((call) => call.path === '/api/v1/escrow/create-batch' && call.status === 200), 30_000);
+      await waitFor(
+        "a group's create-batch to be applied at the daemon",
+        async () => proxy.calls.some((call) => call.path === '/api/v1/escrow/create-batch' && call.status === 200),
+        30_000,
+      );
       await a.kill();
       await pd.daemon.resetFaults();
       const killed = (await Promise.all(inFlight)).filter((status) => status === 'killed').length;
@@ -134,10 +187,19 @@ describe('coalesced single requests', () => {
       await query(t.databaseUrl, `UPDATE job_payments SET next_attempt_at = now() WHERE status = 'pending'`);
       proxy.holdAnswers(undefined);
       const b = await spawnCoordinator(t, { WALLET_DAEMON_URL: proxy.url, REDRIVE_INTERVAL_MS: '100' });
-      await waitFor('the re-drive to escrow every payment', async () => (await ours()).every((p) => p.status === 'escrowed'), 60_000, 100);
+      await waitFor(
+        'the re-drive to escrow every payment',
+        async () => (await ours()).every((p) => p.status === 'escrowed'),
+        60_000,
+        100,
+      );
       const payments = await ours();
-      for (const payment of payments) expect(kinds(await pd.daemon.escrowTransfers(payment.escrow_id!))).toEqual(['create']);
-      expect({ count: payments.length, held: (await pd.daemon.ledgerTotals()).held }).toEqual({ count: payments.length, held: heldBefore.plus(new Money(amount).times(payments.length)).toFixed(8) });
+      for (const payment of payments)
+        expect(kinds(await pd.daemon.escrowTransfers(payment.escrow_id!))).toEqual(['create']);
+      expect({ count: payments.length, held: (await pd.daemon.ledgerTotals()).held }).toEqual({
+        count: payments.length,
+        held: heldBefore.plus(new Money(amount).times(payments.length)).toFixed(8),
+      });
       await b.stop();
     } finally {
       await proxy.close();

@@ -42,7 +42,11 @@ describe('escrow expiry', () => {
     const refundElsewhere = await t.daemon.newAddress();
 
     const byDefault = await createPaidJob(t.http, t.keys.client, { amount: '0.0012', escrow_timeout_seconds: 2 });
-    const toRefundAddress = await createPaidJob(t.http, t.keys.client, { amount: '0.0007', escrow_timeout_seconds: 2, refund_address: refundElsewhere });
+    const toRefundAddress = await createPaidJob(t.http, t.keys.client, {
+      amount: '0.0007',
+      escrow_timeout_seconds: 2,
+      refund_address: refundElsewhere,
+    });
     expect(byDefault.payment_status).toBe('escrowed');
     expect(toRefundAddress.payment_status).toBe('escrowed');
     // The job's deadline is pulled in to the escrow's expiry.
@@ -57,7 +61,10 @@ describe('escrow expiry', () => {
       expect(payment).toMatchObject({ status: 'refunded', settle_reason: 'escrow_expired', transaction_hash: null });
       expect(payment.refund_transaction_hash).toEqual(expect.any(String));
       expect(payment.refunded_at).toEqual(expect.any(String));
-      await expect(getJob(t.http, t.keys.client, job.job_id)).resolves.toMatchObject({ state: 'expired', payment_status: 'refunded' });
+      await expect(getJob(t.http, t.keys.client, job.job_id)).resolves.toMatchObject({
+        state: 'expired',
+        payment_status: 'refunded',
+      });
 
       const events = await paymentEvents(t.http, t.keys.client, job.payment_id);
       expect(events.map((e: { from: string | null; to: string }) => `${e.from}->${e.to}`)).toEqual([
@@ -82,8 +89,12 @@ describe('escrow expiry', () => {
     expect(new Money(await t.daemon.balance(refundElsewhere)).eq('0.0007')).toBe(true);
 
     await expect(metricValue(t.http, 'escrows_expired_total')).resolves.toBeGreaterThanOrEqual(2);
-    await expect(metricValue(t.http, 'payment_status_transitions_total', { from: 'escrowed', to: 'refunding' })).resolves.toBeGreaterThanOrEqual(2);
-    await expect(metricValue(t.http, 'payment_status_transitions_total', { from: 'refunding', to: 'refunded' })).resolves.toBeGreaterThanOrEqual(2);
+    await expect(
+      metricValue(t.http, 'payment_status_transitions_total', { from: 'escrowed', to: 'refunding' }),
+    ).resolves.toBeGreaterThanOrEqual(2);
+    await expect(
+      metricValue(t.http, 'payment_status_transitions_total', { from: 'refunding', to: 'refunded' }),
+    ).resolves.toBeGreaterThanOrEqual(2);
   });
 
   it('a result committed before the deadline is released, and the expiry sweep after the deadline does not refund it', async () => {
@@ -94,7 +105,10 @@ describe('escrow expiry', () => {
 
     // The deadline is ahead (on the database's clock) when the result commits…
     await moveDeadline(t.databaseUrl, job.job_id, 60_000, { escrow: true });
-    const result = await t.http.post(`/v1/miners/jobs/${job.job_id}/result`).set('X-Api-Key', t.keys.miner).send({ result: { text: 'done' } });
+    const result = await t.http
+      .post(`/v1/miners/jobs/${job.job_id}/result`)
+      .set('X-Api-Key', t.keys.miner)
+      .send({ result: { text: 'done' } });
     expect(result.status).toBe(200);
     expect(result.body).toMatchObject({ state: 'completed', payment_status: 'released' });
 
@@ -104,7 +118,10 @@ describe('escrow expiry', () => {
 
     const payment = await getPayment(t.http, t.keys.client, job.payment_id);
     expect(payment).toMatchObject({ status: 'released', refund_transaction_hash: null, payee_address: payout });
-    await expect(getJob(t.http, t.keys.client, job.job_id)).resolves.toMatchObject({ state: 'completed', payment_status: 'released' });
+    await expect(getJob(t.http, t.keys.client, job.job_id)).resolves.toMatchObject({
+      state: 'completed',
+      payment_status: 'released',
+    });
     expect(kinds(await t.daemon.escrowTransfers(payment.escrow_id))).toEqual(['create', 'release']);
     expect(new Money(await t.daemon.balance(payout)).eq(payoutBefore.plus('0.0011'))).toBe(true);
     const events = await paymentEvents(t.http, t.keys.client, job.payment_id);
@@ -122,16 +139,26 @@ describe('escrow expiry', () => {
     await moveDeadline(t.databaseUrl, job.job_id, -1_000, { escrow: true });
     // Past the deadline but before any sweep ran: the job is still `running`, the result is refused anyway.
     await expect(getJob(t.http, t.keys.client, job.job_id)).resolves.toMatchObject({ state: 'running' });
-    const late = await t.http.post(`/v1/miners/jobs/${job.job_id}/result`).set('X-Api-Key', t.keys.miner).send({ result: { text: 'late' } });
+    const late = await t.http
+      .post(`/v1/miners/jobs/${job.job_id}/result`)
+      .set('X-Api-Key', t.keys.miner)
+      .send({ result: { text: 'late' } });
     expect(late.status).toBe(409);
     expect(late.body.code).toBe('JOB_EXPIRED');
 
     await expireDue();
-    await expect(getPayment(t.http, t.keys.client, job.payment_id)).resolves.toMatchObject({ status: 'refunded', settle_reason: 'escrow_expired', transaction_hash: null });
+    await expect(getPayment(t.http, t.keys.client, job.payment_id)).resolves.toMatchObject({
+      status: 'refunded',
+      settle_reason: 'escrow_expired',
+      transaction_hash: null,
+    });
     await expect(getJob(t.http, t.keys.client, job.job_id)).resolves.toMatchObject({ state: 'expired', result: null });
 
     // After the sweep, still 409 and still nothing paid.
-    const later = await t.http.post(`/v1/miners/jobs/${job.job_id}/result`).set('X-Api-Key', t.keys.miner).send({ result: { text: 'later' } });
+    const later = await t.http
+      .post(`/v1/miners/jobs/${job.job_id}/result`)
+      .set('X-Api-Key', t.keys.miner)
+      .send({ result: { text: 'later' } });
     expect(later.status).toBe(409);
     expect(later.body.code).toBe('INVALID_JOB_TRANSITION');
 
@@ -164,9 +191,18 @@ describe('escrow expiry', () => {
     // spread over the 1.5 s after firing, while results and sweeps are still arriving (either may win, never both).
     const fireIn = 1_000;
     const offsets = jobs.map((_, i) =>
-      i < clearlyPast ? -3_600_000 : i >= runs - clearlyAhead ? 3_600_000 : fireIn + Math.round((1_500 * (i - clearlyPast)) / (runs - clearlyPast - clearlyAhead - 1)),
+      i < clearlyPast
+        ? -3_600_000
+        : i >= runs - clearlyAhead
+          ? 3_600_000
+          : fireIn + Math.round((1_500 * (i - clearlyPast)) / (runs - clearlyPast - clearlyAhead - 1)),
     );
-    const deadlines = await moveDeadlines(t.databaseUrl, jobs.map((j) => j.job_id), offsets, { escrow: true });
+    const deadlines = await moveDeadlines(
+      t.databaseUrl,
+      jobs.map((j) => j.job_id),
+      offsets,
+      { escrow: true },
+    );
     await waitForDatabaseTime(t.databaseUrl, deadlines[clearlyPast]);
 
     // All results at once, and expiry sweeps back to back until every result has its answer.
@@ -180,8 +216,16 @@ describe('escrow expiry', () => {
     })();
     const outcomes = await Promise.all(
       jobs.map(async (job, i) => {
-        const result = await t.http.post(`/v1/miners/jobs/${job.job_id}/result`).set('X-Api-Key', t.keys.miner).send({ result: { i } });
-        return { jobId: job.job_id, paymentId: job.payment_id, status: result.status, code: result.body.code as string | undefined };
+        const result = await t.http
+          .post(`/v1/miners/jobs/${job.job_id}/result`)
+          .set('X-Api-Key', t.keys.miner)
+          .send({ result: { i } });
+        return {
+          jobId: job.job_id,
+          paymentId: job.payment_id,
+          status: result.status,
+          code: result.body.code as string | undefined,
+        };
       }),
     ).finally(() => {
       answered = true;
@@ -197,10 +241,24 @@ describe('escrow expiry', () => {
       const transfers = kinds(await t.daemon.escrowTransfers(payment.escrow_id));
       const events = await paymentEvents(t.http, t.keys.client, outcome.paymentId);
       const decisions = events.filter((e: { from: string }) => e.from === 'escrowed').map((e: { to: string }) => e.to);
-      const seen = { result: outcome.status, code: outcome.code, job: job.state, payment: payment.status, transfers, decisions };
+      const seen = {
+        result: outcome.status,
+        code: outcome.code,
+        job: job.state,
+        payment: payment.status,
+        transfers,
+        decisions,
+      };
       if (outcome.status === 200) {
         released++;
-        expect(seen).toEqual({ result: 200, code: undefined, job: 'completed', payment: 'released', transfers: ['create', 'release'], decisions: ['releasing'] });
+        expect(seen).toEqual({
+          result: 200,
+          code: undefined,
+          job: 'completed',
+          payment: 'released',
+          transfers: ['create', 'release'],
+          decisions: ['releasing'],
+        });
       } else {
         expect(seen).toEqual({
           result: 409,

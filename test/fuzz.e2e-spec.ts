@@ -41,22 +41,61 @@ async function rowCounts(): Promise<Record<string, string>> {
 }
 
 const badAmount = fc.oneof(
-  fc.constantFrom('1e-3', '0x10', 'NaN', 'Infinity', '-1', '0', '0.000000001', '+1', ' 1', '01', '.5', '5.', '', '1000000', '0.00000001'),
+  fc.constantFrom(
+    '1e-3',
+    '0x10',
+    'NaN',
+    'Infinity',
+    '-1',
+    '0',
+    '0.000000001',
+    '+1',
+    ' 1',
+    '01',
+    '.5',
+    '5.',
+    '',
+    '1000000',
+    '0.00000001',
+  ),
   fc.constantFrom(0, -1, 1e-7, 1e21, 1000000, true, null, [], {}),
   fc.string({ maxLength: 30 }).filter((s) => !/^(0|[1-9][0-9]*)(\.[0-9]{1,8})?$/.test(s)),
 );
 const badAddress = fc.oneof(
-  fc.constantFrom('bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt081', 'bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kdv8f3t4', '1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa', '', 'x'.repeat(101)),
+  fc.constantFrom(
+    'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt081',
+    'bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kdv8f3t4',
+    '1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa',
+    '',
+    'x'.repeat(101),
+  ),
   fc.string({ maxLength: 60 }),
   fc.integer(),
 );
-const junk = fc.oneof(fc.string({ maxLength: 20 }), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(fc.integer(), { maxLength: 3 }));
+const junk = fc.oneof(
+  fc.string({ maxLength: 20 }),
+  fc.integer(),
+  fc.double(),
+  fc.boolean(),
+  fc.constant(null),
+  fc.array(fc.integer(), { maxLength: 3 }),
+);
 
 /** A valid body with exactly one thing made invalid. */
-function brokenBody(valid: Record<string, unknown>, fields: Record<string, fc.Arbitrary<unknown>>): fc.Arbitrary<unknown> {
+function brokenBody(
+  valid: Record<string, unknown>,
+  fields: Record<string, fc.Arbitrary<unknown>>,
+): fc.Arbitrary<unknown> {
   const broken = Object.entries(fields).map(([field, bad]) => bad.map((value) => ({ ...valid, [field]: value })));
-  const unknownField = fc.string({ minLength: 1, maxLength: 12 }).filter((k) => !(k in valid) && !k.startsWith('__')).map((k) => ({ ...valid, [k]: 1 }));
-  return fc.oneof(...broken, unknownField, fc.anything().filter((v) => typeof v !== 'object' || v === null || Array.isArray(v)));
+  const unknownField = fc
+    .string({ minLength: 1, maxLength: 12 })
+    .filter((k) => !(k in valid) && !k.startsWith('__'))
+    .map((k) => ({ ...valid, [k]: 1 }));
+  return fc.oneof(
+    ...broken,
+    unknownField,
+    fc.anything().filter((v) => typeof v !== 'object' || v === null || Array.isArray(v)),
+  );
 }
 
 describe('fuzzed POST routes', () => {
@@ -65,7 +104,10 @@ describe('fuzzed POST routes', () => {
     db = new Client({ connectionString: t.databaseUrl });
     await db.connect();
     // One real paid job, so routes that take ids have something to aim at.
-    const created = await t.http.post('/v1/jobs').set('X-Api-Key', t.keys.client).send({ payload: { p: 1 }, payment_amount: '0.001' });
+    const created = await t.http
+      .post('/v1/jobs')
+      .set('X-Api-Key', t.keys.client)
+      .send({ payload: { p: 1 }, payment_amount: '0.001' });
     expect(created.status).toBe(201);
     ids = { jobId: created.body.job_id, paymentId: created.body.payment_id };
   });
@@ -75,8 +117,18 @@ describe('fuzzed POST routes', () => {
     await t?.close();
   });
 
-  const validJob = { payload: { job_type: 'ai_inference' }, ttl_seconds: 60, payment_amount: '0.001', payment_currency: 'BTC' };
-  const routes: { name: string; key: 'client' | 'miner' | 'admin'; path: () => string; bodies: () => fc.Arbitrary<unknown> }[] = [
+  const validJob = {
+    payload: { job_type: 'ai_inference' },
+    ttl_seconds: 60,
+    payment_amount: '0.001',
+    payment_currency: 'BTC',
+  };
+  const routes: {
+    name: string;
+    key: 'client' | 'miner' | 'admin';
+    path: () => string;
+    bodies: () => fc.Arbitrary<unknown>;
+  }[] = [
     {
       name: 'POST /v1/jobs',
       key: 'client',
@@ -90,7 +142,11 @@ describe('fuzzed POST routes', () => {
           payer_address: badAddress,
           refund_address: badAddress,
           // Finite non-integers only: JSON turns ±Infinity and NaN into null, which means "not given".
-          escrow_timeout_seconds: fc.oneof(fc.integer({ max: 0 }), fc.integer({ min: 100_000_000 }), fc.double({ noNaN: true, noDefaultInfinity: true }).filter((x) => !Number.isInteger(x))),
+          escrow_timeout_seconds: fc.oneof(
+            fc.integer({ max: 0 }),
+            fc.integer({ min: 100_000_000 }),
+            fc.double({ noNaN: true, noDefaultInfinity: true }).filter((x) => !Number.isInteger(x)),
+          ),
           constraints: fc.oneof(fc.string(), fc.integer(), fc.array(fc.integer())),
         }),
     },
@@ -98,37 +154,63 @@ describe('fuzzed POST routes', () => {
       name: 'POST /v1/payments',
       key: 'client',
       path: () => '/v1/payments',
-      bodies: () => brokenBody({ job_id: ids.jobId, amount: '0.001' }, { job_id: fc.oneof(fc.string(), fc.uuid(), fc.integer()), amount: badAmount, currency: fc.constantFrom('XYZ', ''), payer_address: badAddress }),
+      bodies: () =>
+        brokenBody(
+          { job_id: ids.jobId, amount: '0.001' },
+          {
+            job_id: fc.oneof(fc.string(), fc.uuid(), fc.integer()),
+            amount: badAmount,
+            currency: fc.constantFrom('XYZ', ''),
+            payer_address: badAddress,
+          },
+        ),
     },
     {
       name: 'POST /v1/payments/:id/release',
       key: 'client',
       path: () => `/v1/payments/${ids.paymentId}/release`,
-      bodies: () => brokenBody({ job_id: ids.jobId, reason: 'done' }, { job_id: fc.oneof(fc.integer(), fc.string({ minLength: 101, maxLength: 120 })), reason: fc.oneof(fc.integer(), fc.string({ minLength: 501, maxLength: 600 })) }),
+      bodies: () =>
+        brokenBody(
+          { job_id: ids.jobId, reason: 'done' },
+          {
+            job_id: fc.oneof(fc.integer(), fc.string({ minLength: 101, maxLength: 120 })),
+            reason: fc.oneof(fc.integer(), fc.string({ minLength: 501, maxLength: 600 })),
+          },
+        ),
     },
     {
       name: 'POST /v1/payments/:id/refund',
       key: 'admin',
       path: () => `/v1/payments/${ids.paymentId}/refund`,
-      bodies: () => brokenBody({ reason: 'no' }, { job_id: fc.oneof(fc.integer(), fc.boolean()), reason: fc.oneof(fc.integer(), fc.array(fc.string())) }),
+      bodies: () =>
+        brokenBody(
+          { reason: 'no' },
+          { job_id: fc.oneof(fc.integer(), fc.boolean()), reason: fc.oneof(fc.integer(), fc.array(fc.string())) },
+        ),
     },
     {
       name: 'POST /v1/miners/register',
       key: 'miner',
       path: () => '/v1/miners/register',
-      bodies: () => brokenBody({ payout_address: 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080' }, { payout_address: badAddress }),
+      bodies: () =>
+        brokenBody({ payout_address: 'bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080' }, { payout_address: badAddress }),
     },
     {
       name: 'POST /v1/miners/jobs/:id/result',
       key: 'miner',
       path: () => `/v1/miners/jobs/${ids.jobId}/result`,
-      bodies: () => brokenBody({ result: { ok: true } }, { metrics: fc.oneof(fc.string(), fc.integer(), fc.array(fc.integer())) }),
+      bodies: () =>
+        brokenBody({ result: { ok: true } }, { metrics: fc.oneof(fc.string(), fc.integer(), fc.array(fc.integer())) }),
     },
     {
       name: 'POST /v1/miners/jobs/:id/fail',
       key: 'miner',
       path: () => `/v1/miners/jobs/${ids.jobId}/fail`,
-      bodies: () => brokenBody({ error: 'boom' }, { error: fc.oneof(fc.constant(''), fc.integer(), fc.string({ minLength: 2001, maxLength: 2100 })) }),
+      bodies: () =>
+        brokenBody(
+          { error: 'boom' },
+          { error: fc.oneof(fc.constant(''), fc.integer(), fc.string({ minLength: 2001, maxLength: 2100 })) },
+        ),
     },
     {
       name: 'POST /v1/jobs/:id/cancel (ids that do not exist)',
@@ -141,15 +223,27 @@ describe('fuzzed POST routes', () => {
   it.each(routes)('$name: bad bodies → 4xx, never 5xx, no row written', async (route) => {
     const before = await rowCounts();
     await fc.assert(
-      fc.asyncProperty(route.bodies(), fc.option(fc.stringMatching(/^[\x21-\x7e]{1,300}$/), { nil: undefined }), async (body, idempotencyKey) => {
-        const headers: Record<string, string> = { 'x-api-key': t.keys[route.key], 'content-type': 'application/json' };
-        if (idempotencyKey) headers['idempotency-key'] = idempotencyKey;
-        const response = await fastify().inject({ method: 'POST', url: route.path(), headers, payload: body === undefined ? undefined : JSON.stringify(body) });
-        expect(response.statusCode).toBeGreaterThanOrEqual(400);
-        expect(response.statusCode).toBeLessThan(500);
-        const error = response.json();
-        expect(Object.keys(error).sort()).toEqual(['code', 'details', 'message', 'request_id', 'status_code']);
-      }),
+      fc.asyncProperty(
+        route.bodies(),
+        fc.option(fc.stringMatching(/^[\x21-\x7e]{1,300}$/), { nil: undefined }),
+        async (body, idempotencyKey) => {
+          const headers: Record<string, string> = {
+            'x-api-key': t.keys[route.key],
+            'content-type': 'application/json',
+          };
+          if (idempotencyKey) headers['idempotency-key'] = idempotencyKey;
+          const response = await fastify().inject({
+            method: 'POST',
+            url: route.path(),
+            headers,
+            payload: body === undefined ? undefined : JSON.stringify(body),
+          });
+          expect(response.statusCode).toBeGreaterThanOrEqual(400);
+          expect(response.statusCode).toBeLessThan(500);
+          const error = response.json();
+          expect(Object.keys(error).sort()).toEqual(['code', 'details', 'message', 'request_id', 'status_code']);
+        },
+      ),
       { numRuns: RUNS_PER_ROUTE },
     );
     expect(await rowCounts()).toEqual(before);
@@ -157,15 +251,25 @@ describe('fuzzed POST routes', () => {
 
   it('bad headers on every POST route: wrong content type, oversized body, missing or wrong key → 4xx, no rows', async () => {
     const before = await rowCounts();
-    const contentTypes = fc.constantFrom('text/plain', 'application/xml', 'multipart/form-data; boundary=x', 'application/x-www-form-urlencoded');
+    const contentTypes = fc.constantFrom(
+      'text/plain',
+      'application/xml',
+      'multipart/form-data; boundary=x',
+      'application/x-www-form-urlencoded',
+    );
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(...routes), contentTypes, fc.constantFrom('none', 'wrong', 'ok'), async (route, contentType, keyKind) => {
-        const headers: Record<string, string> = { 'content-type': contentType };
-        if (keyKind === 'wrong') headers['x-api-key'] = 'not-a-key-at-all';
-        if (keyKind === 'ok') headers['x-api-key'] = t.keys[route.key];
-        const response = await fastify().inject({ method: 'POST', url: route.path(), headers, payload: 'payload=1' });
-        expect([401, 415]).toContain(response.statusCode);
-      }),
+      fc.asyncProperty(
+        fc.constantFrom(...routes),
+        contentTypes,
+        fc.constantFrom('none', 'wrong', 'ok'),
+        async (route, contentType, keyKind) => {
+          const headers: Record<string, string> = { 'content-type': contentType };
+          if (keyKind === 'wrong') headers['x-api-key'] = 'not-a-key-at-all';
+          if (keyKind === 'ok') headers['x-api-key'] = t.keys[route.key];
+          const response = await fastify().inject({ method: 'POST', url: route.path(), headers, payload: 'payload=1' });
+          expect([401, 415]).toContain(response.statusCode);
+        },
+      ),
       { numRuns: 1000 },
     );
     const huge = await fastify().inject({
@@ -196,7 +300,8 @@ const deepArray = (levels: number) => `${'['.repeat(levels)}${']'.repeat(levels)
 const deepMixed = (levels: number) => `${'[{"a":'.repeat(levels / 2)}1${'}]'.repeat(levels / 2)}`;
 const wideObject = (entries: number) => `{${Array.from({ length: entries }, (_, i) => `"k${i}":0`).join(',')}}`;
 const wideArray = (entries: number) => `[${'0,'.repeat(entries - 1)}0]`;
-const duplicateKeys = (key: string, entries: number) => `{${`${JSON.stringify(key)}:0,`.repeat(entries - 1)}${JSON.stringify(key)}:0}`;
+const duplicateKeys = (key: string, entries: number) =>
+  `{${`${JSON.stringify(key)}:0,`.repeat(entries - 1)}${JSON.stringify(key)}:0}`;
 const longString = (bytes: number) => JSON.stringify('x'.repeat(bytes));
 
 /** No field of any route is called this: an unknown field. */
@@ -211,7 +316,11 @@ interface Attack {
 const inField = (field: string, value: string) => `{${JSON.stringify(field)}:${value}}`;
 
 /** Bodies over the depth or entry limit, within the byte limit; each must be refused at parse time. */
-function overLimitAttacks(fields: string[], limits: { maxDepth: number; maxEntries: number }, bodyLimit: number): Attack[] {
+function overLimitAttacks(
+  fields: string[],
+  limits: { maxDepth: number; maxEntries: number },
+  bodyLimit: number,
+): Attack[] {
   const attacks: Attack[] = [];
   // One level past the limit, then the depths that overflowed the stack (from about 1,000).
   const depths = [limits.maxDepth, 1000, 2000, 10_000];
@@ -235,7 +344,8 @@ function overLimitAttacks(fields: string[], limits: { maxDepth: number; maxEntri
     attacks.push({ name: `${field}: one key ${over} times`, body: inField(field, duplicateKeys('a', over)) });
   }
   for (const attack of attacks) {
-    if (Buffer.byteLength(attack.body) >= bodyLimit) throw new Error(`${attack.name} is ${Buffer.byteLength(attack.body)} bytes, not within the body limit`);
+    if (Buffer.byteLength(attack.body) >= bodyLimit)
+      throw new Error(`${attack.name} is ${Buffer.byteLength(attack.body)} bytes, not within the body limit`);
   }
   return attacks;
 }
@@ -245,14 +355,19 @@ function overLimitAttacks(fields: string[], limits: { maxDepth: number; maxEntri
  * the attacked fields (so never a valid request that would write): they reach
  * transformation and validation, which must refuse them without a 5xx.
  */
-function withinLimitAttacks(fields: string[], limits: { maxDepth: number; maxEntries: number }, bodyLimit: number): Attack[] {
+function withinLimitAttacks(
+  fields: string[],
+  limits: { maxDepth: number; maxEntries: number },
+  bodyLimit: number,
+): Attack[] {
   const attacks: Attack[] = [];
   // The field's own level and the body's take two of the entries and levels.
   const entries = limits.maxEntries - 2;
   const levels = limits.maxDepth - 1;
   const long = bodyLimit - 1000;
   // As many repeats as the limits allow: entries, and bytes for long field names.
-  const repeats = (field: string) => Math.min(limits.maxEntries, Math.floor((bodyLimit - 100) / (JSON.stringify(field).length + 3)));
+  const repeats = (field: string) =>
+    Math.min(limits.maxEntries, Math.floor((bodyLimit - 100) / (JSON.stringify(field).length + 3)));
   attacks.push({ name: `body: ${limits.maxEntries} distinct keys`, body: wideObject(limits.maxEntries) });
   for (const field of [...fields, UNKNOWN_FIELD]) {
     attacks.push({ name: `${field}: string of ${long} bytes`, body: inField(field, longString(long)) });
@@ -260,10 +375,14 @@ function withinLimitAttacks(fields: string[], limits: { maxDepth: number; maxEnt
     attacks.push({ name: `${field}: ${levels} nested arrays`, body: inField(field, deepArray(levels)) });
     attacks.push({ name: `${field}: object of ${entries} keys`, body: inField(field, wideObject(entries)) });
     attacks.push({ name: `${field}: array of ${entries} elements`, body: inField(field, wideArray(entries)) });
-    attacks.push({ name: `${field}: one key ${repeats(field)} times at the top`, body: duplicateKeys(field, repeats(field)) });
+    attacks.push({
+      name: `${field}: one key ${repeats(field)} times at the top`,
+      body: duplicateKeys(field, repeats(field)),
+    });
   }
   for (const attack of attacks) {
-    if (Buffer.byteLength(attack.body) >= bodyLimit) throw new Error(`${attack.name} is ${Buffer.byteLength(attack.body)} bytes, not within the body limit`);
+    if (Buffer.byteLength(attack.body) >= bodyLimit)
+      throw new Error(`${attack.name} is ${Buffer.byteLength(attack.body)} bytes, not within the body limit`);
   }
   return attacks;
 }
@@ -272,7 +391,11 @@ function withinLimitAttacks(fields: string[], limits: { maxDepth: number; maxEnt
  * Rows in every table of `schema`, so a table added later is counted too; `where`
  * leaves out the rows a request may rightly leave in a table (see `rowCounts`).
  */
-async function everyTableCount(client: Client, schema: string, where: Record<string, string> = {}): Promise<Record<string, string>> {
+async function everyTableCount(
+  client: Client,
+  schema: string,
+  where: Record<string, string> = {},
+): Promise<Record<string, string>> {
   const { rows: tables } = await client.query<{ name: string }>(
     `SELECT table_name AS name FROM information_schema.tables WHERE table_schema = $1 AND table_type = 'BASE TABLE' ORDER BY 1`,
     [schema],
@@ -301,12 +424,19 @@ describe('structural attacks on every POST route of the coordinator', () => {
   let posts: { path: string; key?: string; fields: string[] }[];
 
   const inject = (path: string, key: string | undefined, body: string) =>
-    app.app.getHttpAdapter().getInstance().inject({
-      method: 'POST',
-      url: path,
-      headers: { 'content-type': 'application/json', 'idempotency-key': `structural-${randomUUID()}`, ...(key ? { 'x-api-key': key } : {}) },
-      payload: body,
-    });
+    app.app
+      .getHttpAdapter()
+      .getInstance()
+      .inject({
+        method: 'POST',
+        url: path,
+        headers: {
+          'content-type': 'application/json',
+          'idempotency-key': `structural-${randomUUID()}`,
+          ...(key ? { 'x-api-key': key } : {}),
+        },
+        payload: body,
+      });
 
   /** The job and payment the attacks aim at, as a client sees them. */
   async function paidState(): Promise<unknown> {
@@ -319,20 +449,30 @@ describe('structural attacks on every POST route of the coordinator', () => {
     app = await startTestApp();
     client = new Client({ connectionString: app.databaseUrl });
     await client.connect();
-    const created = await app.http.post('/v1/jobs').set('X-Api-Key', app.keys.client).send({ payload: { p: 1 }, payment_amount: '0.001' });
+    const created = await app.http
+      .post('/v1/jobs')
+      .set('X-Api-Key', app.keys.client)
+      .send({ payload: { p: 1 }, payment_amount: '0.001' });
     expect(created.status).toBe(201);
     paid = { job_id: created.body.job_id, payment_id: created.body.payment_id };
     const config = app.app.get<AppConfig>(APP_CONFIG);
     limits = { maxDepth: config.bodyMaxDepth, maxEntries: config.bodyMaxEntries };
     // Every POST route the app registers, with the fields its documented body has.
-    const document = (await app.http.get('/docs-json')).body as { paths: Record<string, { post?: { requestBody?: { content: Record<string, { schema: { $ref?: string } }> } } }>; components: { schemas: Record<string, { properties?: Record<string, unknown> }> } };
+    const document = (await app.http.get('/docs-json')).body as {
+      paths: Record<string, { post?: { requestBody?: { content: Record<string, { schema: { $ref?: string } }> } } }>;
+      components: { schemas: Record<string, { properties?: Record<string, unknown> }> };
+    };
     const keyOfRole = { client: app.keys.client, miner: app.keys.miner, admin: app.keys.admin };
     posts = registeredRoutes(app.app)
       .filter((route) => route.method === 'POST')
       .map((route) => {
         const ref = document.paths[route.path]?.post?.requestBody?.content['application/json']?.schema.$ref;
         const schema = ref ? document.components.schemas[ref.replace('#/components/schemas/', '')] : undefined;
-        return { path: route.path, key: route.roles[0] && keyOfRole[route.roles[0]], fields: Object.keys(schema?.properties ?? {}) };
+        return {
+          path: route.path,
+          key: route.roles[0] && keyOfRole[route.roles[0]],
+          fields: Object.keys(schema?.properties ?? {}),
+        };
       });
   });
 
@@ -357,8 +497,20 @@ describe('structural attacks on every POST route of the coordinator', () => {
       const path = route.path.replace('{job_id}', paid.job_id).replace('{payment_id}', paid.payment_id);
       for (const attack of overLimitAttacks(route.fields, limits, BODY_LIMIT_BYTES)) {
         const response = await inject(path, route.key, attack.body);
-        const seen = { route: route.path, attack: attack.name, status: response.statusCode, code: response.json().code, fields: Object.keys(response.json().details?.fields ?? {}) };
-        expect(seen).toEqual({ route: route.path, attack: attack.name, status: 400, code: 'VALIDATION_FAILED', fields: ['body'] });
+        const seen = {
+          route: route.path,
+          attack: attack.name,
+          status: response.statusCode,
+          code: response.json().code,
+          fields: Object.keys(response.json().details?.fields ?? {}),
+        };
+        expect(seen).toEqual({
+          route: route.path,
+          attack: attack.name,
+          status: 400,
+          code: 'VALIDATION_FAILED',
+          fields: ['body'],
+        });
         sent++;
       }
     }
@@ -377,7 +529,11 @@ describe('structural attacks on every POST route of the coordinator', () => {
         const response = await inject(path, route.key, attack.body);
         // /v1/miners/poll takes no body: a miner without a payout address has no paid job to claim (204).
         const expected = route.path === '/v1/miners/poll' ? '2xx' : '4xx';
-        expect({ route: route.path, attack: attack.name, answer: statusClass(response.statusCode) }).toEqual({ route: route.path, attack: attack.name, answer: expected });
+        expect({ route: route.path, attack: attack.name, answer: statusClass(response.statusCode) }).toEqual({
+          route: route.path,
+          attack: attack.name,
+          answer: expected,
+        });
       }
     }
     expect(await everyTableCount(client, 'public', REPLAYABLE_REFUSALS)).toEqual(before);
@@ -395,14 +551,21 @@ describe('structural attacks on every POST route of the coordinator', () => {
     ];
     for (const body of bodies) {
       const response = await inject('/v1/jobs', app.keys.client, body);
-      expect({ body, status: response.statusCode, code: response.json().code }).toEqual({ body, status: 400, code: 'VALIDATION_FAILED' });
+      expect({ body, status: response.statusCode, code: response.json().code }).toEqual({
+        body,
+        status: 400,
+        code: 'VALIDATION_FAILED',
+      });
     }
     expect(await everyTableCount(client, 'public')).toEqual(before);
   });
 
   it('is still healthy afterwards: ready, and a normal request works', async () => {
     expect((await app.http.get('/health/ready')).status).toBe(200);
-    const created = await app.http.post('/v1/jobs').set('X-Api-Key', app.keys.client).send({ payload: { after: 'attacks' }, constraints: { depth: { ok: [1, 2] } } });
+    const created = await app.http
+      .post('/v1/jobs')
+      .set('X-Api-Key', app.keys.client)
+      .send({ payload: { after: 'attacks' }, constraints: { depth: { ok: [1, 2] } } });
     expect(created.status).toBe(201);
   });
 });
@@ -430,10 +593,15 @@ describe('structural attacks on every POST route of the wallet daemon', () => {
   const post = (path: string, body: string) =>
     fetch(`${daemon.url}${path}`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${daemon.token}`, 'content-type': 'application/json', 'idempotency-key': `structural-${randomUUID()}` },
+      headers: {
+        authorization: `Bearer ${daemon.token}`,
+        'content-type': 'application/json',
+        'idempotency-key': `structural-${randomUUID()}`,
+      },
       body,
     });
-  const faults = async () => (await fetch(`${daemon.url}/api/v1/faults`, { headers: { authorization: `Bearer ${daemon.token}` } })).json();
+  const faults = async () =>
+    (await fetch(`${daemon.url}/api/v1/faults`, { headers: { authorization: `Bearer ${daemon.token}` } })).json();
 
   beforeAll(async () => {
     // A daemon of this file alone, on a database whose rows the test counts.
@@ -442,7 +610,14 @@ describe('structural attacks on every POST route of the wallet daemon', () => {
     await withClient(adminUrl, (admin) => createDatabase(admin, name));
     const databaseUrl = withDatabaseName(adminUrl, name);
     const token = randomBytes(16).toString('hex');
-    const spawned = await spawnWalletDaemon({ databaseUrl, token, port: 0, seed: TEST_WALLET_SEED, env: { LOG_LEVEL: 'error', WALLET_BODY_MAX_DEPTH: '', WALLET_BODY_MAX_ENTRIES: '' }, logFile: DAEMON_LOG_FILE });
+    const spawned = await spawnWalletDaemon({
+      databaseUrl,
+      token,
+      port: 0,
+      seed: TEST_WALLET_SEED,
+      env: { LOG_LEVEL: 'error', WALLET_BODY_MAX_DEPTH: '', WALLET_BODY_MAX_ENTRIES: '' },
+      logFile: DAEMON_LOG_FILE,
+    });
     daemon = { url: spawned.url, token, stop: spawned.stop };
     client = new Client({ connectionString: databaseUrl });
     await client.connect();
@@ -462,12 +637,20 @@ describe('structural attacks on every POST route of the wallet daemon', () => {
       // Inside a batch item, where each item's body is read on its own.
       if (path.endsWith('-batch')) {
         for (const levels of [DAEMON_LIMITS.maxDepth, 10_000]) {
-          attacks.push({ name: `items[0].reason: ${levels} nested objects`, body: `{"items":[{"action":"release","idempotency_key":"k","reason":${deepObject(levels)}}]}` });
+          attacks.push({
+            name: `items[0].reason: ${levels} nested objects`,
+            body: `{"items":[{"action":"release","idempotency_key":"k","reason":${deepObject(levels)}}]}`,
+          });
         }
       }
       for (const attack of attacks) {
         const response = await post(path, attack.body);
-        const seen = { path, attack: attack.name, status: response.status, code: ((await response.json()) as { code: string }).code };
+        const seen = {
+          path,
+          attack: attack.name,
+          status: response.status,
+          code: ((await response.json()) as { code: string }).code,
+        };
         expect(seen).toEqual({ path, attack: attack.name, status: 400, code: 'INVALID_REQUEST' });
         sent++;
       }
@@ -487,7 +670,11 @@ describe('structural attacks on every POST route of the wallet daemon', () => {
         // The faults route ignores unknown fields and takes a repeated `"fail_rate":0` as
         // fail_rate 0, as it is: 200 and nothing changed. Every other body is a bad request.
         const expected = path === '/api/v1/faults' ? expect.stringMatching(/^[24]xx$/) : '4xx';
-        expect({ path, attack: attack.name, answer: statusClass(response.status) }).toEqual({ path, attack: attack.name, answer: expected });
+        expect({ path, attack: attack.name, answer: statusClass(response.status) }).toEqual({
+          path,
+          attack: attack.name,
+          answer: expected,
+        });
       }
     }
     expect(await everyTableCount(client, 'wallet_daemon')).toEqual(before);
@@ -498,7 +685,11 @@ describe('structural attacks on every POST route of the wallet daemon', () => {
     const before = await everyTableCount(client, 'wallet_daemon');
     for (const body of ['{"__proto__":{"x":1},"currency":"BTC"}', '{"currency":"BTC","zz":[{"__proto__":{"x":1}}]}']) {
       const response = await post('/api/v1/addresses', body);
-      expect({ body, status: response.status, code: ((await response.json()) as { code: string }).code }).toEqual({ body, status: 400, code: 'INVALID_REQUEST' });
+      expect({ body, status: response.status, code: ((await response.json()) as { code: string }).code }).toEqual({
+        body,
+        status: 400,
+        code: 'INVALID_REQUEST',
+      });
     }
     expect(await everyTableCount(client, 'wallet_daemon')).toEqual(before);
   });

@@ -55,20 +55,33 @@ describe('Idempotency-Key across a crash of the instance running the request', (
   });
 
   const db = (text: string, params: unknown[] = []) => query(t.databaseUrl, text, params);
-  const keyRow = async (key: string) => (await db(`SELECT claim_token, recovery, status_code FROM idempotency_keys WHERE key = $1`, [key]))[0];
+  const keyRow = async (key: string) =>
+    (await db(`SELECT claim_token, recovery, status_code FROM idempotency_keys WHERE key = $1`, [key]))[0];
   /** "The lease has passed", without waiting for it. */
-  const endLease = (key: string) => db(`UPDATE idempotency_keys SET locked_until = now() - interval '1 millisecond' WHERE key = $1`, [key]);
+  const endLease = (key: string) =>
+    db(`UPDATE idempotency_keys SET locked_until = now() - interval '1 millisecond' WHERE key = $1`, [key]);
   /** Some coordinator backend of this database is waiting for a lock the test holds. */
   const blockedOnLock = () =>
-    waitFor('the dying instance to wait on the test\'s lock', async () => {
-      const rows = await db(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'coordinator' AND wait_event_type = 'Lock'`);
-      return rows.length > 0;
-    }, 30_000, 20);
+    waitFor(
+      "the dying instance to wait on the test's lock",
+      async () => {
+        const rows = await db(
+          `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'coordinator' AND wait_event_type = 'Lock'`,
+        );
+        return rows.length > 0;
+      },
+      30_000,
+      20,
+    );
   const count = async (text: string, params: unknown[] = []) => Number((await db(text, params))[0].n);
   const heldAtDaemon = async () => new Money((await pd.daemon.ledgerTotals()).held);
 
   const post = (url: string, path: string, key: string, apiKey: string, body: unknown) =>
-    request(url).post(path).set('X-Api-Key', apiKey).set('Idempotency-Key', key).send(body as object);
+    request(url)
+      .post(path)
+      .set('X-Api-Key', apiKey)
+      .set('Idempotency-Key', key)
+      .send(body as object);
 
   /** A request to the dying instance: its answer never comes. */
   const doomed = (url: string, path: string, key: string, apiKey: string, body: unknown) =>
@@ -85,7 +98,9 @@ describe('Idempotency-Key across a crash of the instance running the request', (
   async function killWhileHeld(a: CoordinatorProcess, inFlight: Promise<unknown>, locker: Client): Promise<void> {
     await a.kill();
     await expect(inFlight).resolves.toEqual({ error: expect.any(String) });
-    await db(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND application_name = 'coordinator'`);
+    await db(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND application_name = 'coordinator'`,
+    );
     await locker.query('ROLLBACK');
   }
 
@@ -110,79 +125,102 @@ describe('Idempotency-Key across a crash of the instance running the request', (
     return { fields: Object.keys(body).sort(), ...same };
   };
 
-  describe.each<CreatePoint>(['after the claim', 'after the job commit', 'after the daemon hold', 'before the answer'])('paid POST /v1/jobs, killed %s', (point) => {
-    it('a retry on another instance answers with one job, one payment, one hold: as an uninterrupted call would', async () => {
-      const key = `crash-create-${point.replace(/ /g, '-')}`;
-      const amount = '0.00123';
-      const body = { payload: { job_type: 'ai_inference', parameters: { prompt: point } }, payment_amount: amount };
-      const jobsBefore = await count(`SELECT count(*) AS n FROM job`);
-      const heldBefore = await heldAtDaemon();
-      const a = await spawnCoordinator(t, { ...LONG_LEASE, ...NO_BACKGROUND, WALLET_DAEMON_URL: proxy.url });
-      const since = proxy.calls.length;
-      const creates = () => proxy.calls.slice(since).filter((call) => call.path === '/api/v1/escrow/create');
-      const locker = new Client({ connectionString: t.databaseUrl });
-      await locker.connect();
-      try {
-        if (point === 'after the claim') {
-          // The job insert waits for this lock: the claim is committed, nothing else.
-          await locker.query('BEGIN');
-          await locker.query('LOCK TABLE job IN SHARE MODE');
-        }
-        // The escrow call never reaches the daemon, or the daemon's answer never comes back.
-        if (point === 'after the job commit') proxy.holdRequests((call) => call.path === '/api/v1/escrow/create');
-        if (point === 'after the daemon hold' || point === 'before the answer') proxy.holdAnswers((call) => call.path === '/api/v1/escrow/create');
-        const inFlight = doomed(a.url, '/v1/jobs', key, t.keys.client, body);
-
-        if (point === 'after the claim') {
-          await waitFor('the claim', async () => (await keyRow(key)) !== undefined);
-          await blockedOnLock();
-        } else if (point === 'after the job commit') {
-          await waitFor('the job commit', async () => (await keyRow(key))?.recovery?.job_id);
-          await waitFor('the escrow call to be on its way', async () => creates().length > 0);
-        } else {
-          await waitFor('the daemon to hold the escrow', async () => creates().find((call) => call.status !== undefined && call.status < 300));
-          if (point === 'before the answer') {
-            // The answer is stored under the key last: keep the key's row, let everything else finish.
+  describe.each<CreatePoint>(['after the claim', 'after the job commit', 'after the daemon hold', 'before the answer'])(
+    'paid POST /v1/jobs, killed %s',
+    (point) => {
+      it('a retry on another instance answers with one job, one payment, one hold: as an uninterrupted call would', async () => {
+        const key = `crash-create-${point.replace(/ /g, '-')}`;
+        const amount = '0.00123';
+        const body = { payload: { job_type: 'ai_inference', parameters: { prompt: point } }, payment_amount: amount };
+        const jobsBefore = await count(`SELECT count(*) AS n FROM job`);
+        const heldBefore = await heldAtDaemon();
+        const a = await spawnCoordinator(t, { ...LONG_LEASE, ...NO_BACKGROUND, WALLET_DAEMON_URL: proxy.url });
+        const since = proxy.calls.length;
+        const creates = () => proxy.calls.slice(since).filter((call) => call.path === '/api/v1/escrow/create');
+        const locker = new Client({ connectionString: t.databaseUrl });
+        await locker.connect();
+        try {
+          if (point === 'after the claim') {
+            // The job insert waits for this lock: the claim is committed, nothing else.
             await locker.query('BEGIN');
-            await locker.query(`SELECT 1 FROM idempotency_keys WHERE key = $1 FOR UPDATE`, [key]);
-            proxy.deliverHeld();
-            const jobId = (await keyRow(key)).recovery.job_id;
-            await waitFor('the escrow to be recorded', async () => (await count(`SELECT count(*) AS n FROM job_payments WHERE job_id = $1 AND status = 'escrowed'`, [jobId])) === 1);
-            await blockedOnLock();
+            await locker.query('LOCK TABLE job IN SHARE MODE');
           }
+          // The escrow call never reaches the daemon, or the daemon's answer never comes back.
+          if (point === 'after the job commit') proxy.holdRequests((call) => call.path === '/api/v1/escrow/create');
+          if (point === 'after the daemon hold' || point === 'before the answer')
+            proxy.holdAnswers((call) => call.path === '/api/v1/escrow/create');
+          const inFlight = doomed(a.url, '/v1/jobs', key, t.keys.client, body);
+
+          if (point === 'after the claim') {
+            await waitFor('the claim', async () => (await keyRow(key)) !== undefined);
+            await blockedOnLock();
+          } else if (point === 'after the job commit') {
+            await waitFor('the job commit', async () => (await keyRow(key))?.recovery?.job_id);
+            await waitFor('the escrow call to be on its way', async () => creates().length > 0);
+          } else {
+            await waitFor('the daemon to hold the escrow', async () =>
+              creates().find((call) => call.status !== undefined && call.status < 300),
+            );
+            if (point === 'before the answer') {
+              // The answer is stored under the key last: keep the key's row, let everything else finish.
+              await locker.query('BEGIN');
+              await locker.query(`SELECT 1 FROM idempotency_keys WHERE key = $1 FOR UPDATE`, [key]);
+              proxy.deliverHeld();
+              const jobId = (await keyRow(key)).recovery.job_id;
+              await waitFor(
+                'the escrow to be recorded',
+                async () =>
+                  (await count(`SELECT count(*) AS n FROM job_payments WHERE job_id = $1 AND status = 'escrowed'`, [
+                    jobId,
+                  ])) === 1,
+              );
+              await blockedOnLock();
+            }
+          }
+          await killWhileHeld(a, inFlight, locker);
+        } finally {
+          await locker.end();
+          proxy.holdAnswers(undefined);
+          proxy.holdRequests(undefined);
         }
-        await killWhileHeld(a, inFlight, locker);
-      } finally {
-        await locker.end();
-        proxy.holdAnswers(undefined);
-        proxy.holdRequests(undefined);
-      }
-      const committed = await keyRow(key);
-      expect(committed.status_code).toBeNull();
-      expect(committed.recovery === null).toBe(point === 'after the claim');
+        const committed = await keyRow(key);
+        expect(committed.status_code).toBeNull();
+        expect(committed.recovery === null).toBe(point === 'after the claim');
 
-      const answer = await retryOnB('/v1/jobs', key, t.keys.client, body);
-      const control = await post(b.url, '/v1/jobs', `${key}-uninterrupted`, t.keys.client, body);
-      expect(answer.status).toBe(201);
-      expect(comparable(answer.body)).toEqual(comparable(control.body));
-      expect(answer.body).toMatchObject({ state: 'queued', payment_status: 'escrowed', payment_amount: '0.00123000' });
-      if (committed.recovery) expect(answer.body.job_id).toBe(committed.recovery.job_id);
+        const answer = await retryOnB('/v1/jobs', key, t.keys.client, body);
+        const control = await post(b.url, '/v1/jobs', `${key}-uninterrupted`, t.keys.client, body);
+        expect(answer.status).toBe(201);
+        expect(comparable(answer.body)).toEqual(comparable(control.body));
+        expect(answer.body).toMatchObject({
+          state: 'queued',
+          payment_status: 'escrowed',
+          payment_amount: '0.00123000',
+        });
+        if (committed.recovery) expect(answer.body.job_id).toBe(committed.recovery.job_id);
 
-      // One job and one payment for the key (plus the control's), one hold each at the daemon.
-      expect(await count(`SELECT count(*) AS n FROM job`)).toBe(jobsBefore + 2);
-      const payments = await db(`SELECT status, escrow_id FROM job_payments WHERE job_id = $1`, [answer.body.job_id]);
-      expect(payments.map((p) => p.status)).toEqual(['escrowed']);
-      expect(kinds(await pd.daemon.escrowTransfers(payments[0].escrow_id))).toEqual(['create']);
-      expect((await heldAtDaemon()).eq(heldBefore.plus(amount).plus(amount))).toBe(true);
-    });
-  });
+        // One job and one payment for the key (plus the control's), one hold each at the daemon.
+        expect(await count(`SELECT count(*) AS n FROM job`)).toBe(jobsBefore + 2);
+        const payments = await db(`SELECT status, escrow_id FROM job_payments WHERE job_id = $1`, [answer.body.job_id]);
+        expect(payments.map((p) => p.status)).toEqual(['escrowed']);
+        expect(kinds(await pd.daemon.escrowTransfers(payments[0].escrow_id))).toEqual(['create']);
+        expect((await heldAtDaemon()).eq(heldBefore.plus(amount).plus(amount))).toBe(true);
+      });
+    },
+  );
 
   /**
    * A release, as a single call or as a batch of two (SPEC "Batch operations": one decision,
    * one daemon settle-batch call, one recording for the whole set).
    */
   describe.each<[ReleasePoint, 'single' | 'batch']>(
-    (['after the claim', 'after the decision commit', 'after the daemon settled', 'before the answer'] as ReleasePoint[]).flatMap((point) => [
+    (
+      [
+        'after the claim',
+        'after the decision commit',
+        'after the daemon settled',
+        'before the answer',
+      ] as ReleasePoint[]
+    ).flatMap((point) => [
       [point, 'single'],
       [point, 'batch'],
     ]),
@@ -197,7 +235,10 @@ describe('Idempotency-Key across a crash of the instance running the request', (
       }
       const ids = jobs.map((job) => job.payment_id);
       const path = via === 'single' ? `/v1/payments/${ids[0]}/release` : '/v1/payments/batch';
-      const body = via === 'single' ? { reason: 'work accepted' } : { items: ids.map((payment_id) => ({ payment_id, action: 'release', reason: 'work accepted' })) };
+      const body =
+        via === 'single'
+          ? { reason: 'work accepted' }
+          : { items: ids.map((payment_id) => ({ payment_id, action: 'release', reason: 'work accepted' })) };
       const daemonRoute = via === 'single' ? '/api/v1/escrow/release' : '/api/v1/escrow/settle-batch';
       const key = `crash-release-${via}-${point.replace(/ /g, '-')}`;
       const payoutBefore = new Money(await pd.daemon.balance(payout));
@@ -206,16 +247,22 @@ describe('Idempotency-Key across a crash of the instance running the request', (
       const settles = () => proxy.calls.slice(since).filter((call) => call.path === daemonRoute);
       const locker = new Client({ connectionString: t.databaseUrl });
       await locker.connect();
-      const statuses = async () => (await db(`SELECT status FROM job_payments WHERE payment_id = ANY($1::uuid[])`, [ids])).map((row) => row.status);
+      const statuses = async () =>
+        (await db(`SELECT status FROM job_payments WHERE payment_id = ANY($1::uuid[])`, [ids])).map(
+          (row) => row.status,
+        );
       const all = (status: string) => async () => (await statuses()).every((s) => s === status);
       try {
         if (point === 'after the claim') {
           // The decision locks the jobs first; it waits here with only the claim committed.
           await locker.query('BEGIN');
-          await locker.query(`SELECT 1 FROM job WHERE job_id = ANY($1::uuid[]) FOR UPDATE`, [jobs.map((job) => job.job_id)]);
+          await locker.query(`SELECT 1 FROM job WHERE job_id = ANY($1::uuid[]) FOR UPDATE`, [
+            jobs.map((job) => job.job_id),
+          ]);
         }
         if (point === 'after the decision commit') proxy.holdRequests((call) => call.path === daemonRoute);
-        if (point === 'after the daemon settled' || point === 'before the answer') proxy.holdAnswers((call) => call.path === daemonRoute);
+        if (point === 'after the daemon settled' || point === 'before the answer')
+          proxy.holdAnswers((call) => call.path === daemonRoute);
         const inFlight = doomed(a.url, path, key, t.keys.client, body);
 
         if (point === 'after the claim') {
@@ -225,7 +272,9 @@ describe('Idempotency-Key across a crash of the instance running the request', (
           await waitFor('the decision', all('releasing'));
           await waitFor('the settle call to be on its way', async () => settles().length > 0);
         } else {
-          await waitFor('the daemon to settle', async () => settles().find((call) => call.status !== undefined && call.status < 300));
+          await waitFor('the daemon to settle', async () =>
+            settles().find((call) => call.status !== undefined && call.status < 300),
+          );
           if (point === 'before the answer') {
             await locker.query('BEGIN');
             await locker.query(`SELECT 1 FROM idempotency_keys WHERE key = $1 FOR UPDATE`, [key]);
@@ -240,13 +289,29 @@ describe('Idempotency-Key across a crash of the instance running the request', (
         proxy.holdAnswers(undefined);
         proxy.holdRequests(undefined);
       }
-      const expected = { 'after the claim': 'escrowed', 'after the decision commit': 'releasing', 'after the daemon settled': 'releasing', 'before the answer': 'released' }[point];
+      const expected = {
+        'after the claim': 'escrowed',
+        'after the decision commit': 'releasing',
+        'after the daemon settled': 'releasing',
+        'before the answer': 'released',
+      }[point];
       expect(await statuses()).toEqual(ids.map(() => expected));
 
       const answer = await retryOnB(path, key, t.keys.client, body);
       expect(answer.status).toBe(200);
-      const payments = via === 'single' ? [answer.body] : answer.body.items.map((item: { status_code: number; payment: unknown }) => (expect(item.status_code).toBe(200), item.payment));
-      expect(payments.map((p: { payment_id: string; status: string; payee_address: string }) => [p.payment_id, p.status, p.payee_address])).toEqual(ids.map((id) => [id, 'released', payout]));
+      const payments =
+        via === 'single'
+          ? [answer.body]
+          : answer.body.items.map(
+              (item: { status_code: number; payment: unknown }) => (expect(item.status_code).toBe(200), item.payment),
+            );
+      expect(
+        payments.map((p: { payment_id: string; status: string; payee_address: string }) => [
+          p.payment_id,
+          p.status,
+          p.payee_address,
+        ]),
+      ).toEqual(ids.map((id) => [id, 'released', payout]));
 
       // Released once each: one event, one transfer at the daemon, the miner paid each amount once.
       for (const id of ids) {
@@ -255,7 +320,9 @@ describe('Idempotency-Key across a crash of the instance running the request', (
         const escrowId = (await db(`SELECT escrow_id FROM job_payments WHERE payment_id = $1`, [id]))[0].escrow_id;
         expect(kinds(await pd.daemon.escrowTransfers(escrowId))).toEqual(['create', 'release']);
       }
-      expect(new Money(await pd.daemon.balance(payout)).eq(payoutBefore.plus(new Money(amount).times(ids.length)))).toBe(true);
+      expect(
+        new Money(await pd.daemon.balance(payout)).eq(payoutBefore.plus(new Money(amount).times(ids.length))),
+      ).toBe(true);
     });
   });
 
@@ -267,9 +334,14 @@ describe('Idempotency-Key across a crash of the instance running the request', (
    */
   describe('every POST route resumes from its recovery point, never repeating its work', () => {
     const forgetAnswer = (key: string) =>
-      db(`UPDATE idempotency_keys SET status_code = NULL, response_body = NULL, completed_at = NULL, locked_until = now() - interval '1 millisecond' WHERE key = $1`, [key]);
+      db(
+        `UPDATE idempotency_keys SET status_code = NULL, response_body = NULL, completed_at = NULL, locked_until = now() - interval '1 millisecond' WHERE key = $1`,
+        [key],
+      );
     const releasedOrRefunded = async (paymentId: string) =>
-      (await paymentEvents(t.http, t.keys.client, paymentId)).filter((e: { to: string }) => e.to === 'released' || e.to === 'refunded').length;
+      (await paymentEvents(t.http, t.keys.client, paymentId)).filter(
+        (e: { to: string }) => e.to === 'released' || e.to === 'refunded',
+      ).length;
 
     async function firstThenResumed(who: 'client' | 'miner', path: string, key: string, body: object) {
       const send = () => t.http.post(path).set('X-Api-Key', t.keys[who]).set('Idempotency-Key', key).send(body);
@@ -277,7 +349,10 @@ describe('Idempotency-Key across a crash of the instance running the request', (
       expect((await keyRow(key)).recovery).not.toBeNull();
       await forgetAnswer(key);
       const resumed = await send();
-      expect({ status: resumed.status, replayed: resumed.headers['idempotent-replayed'] }).toEqual({ status: first.status, replayed: undefined });
+      expect({ status: resumed.status, replayed: resumed.headers['idempotent-replayed'] }).toEqual({
+        status: first.status,
+        replayed: undefined,
+      });
       return { first, resumed };
     }
 
@@ -299,7 +374,12 @@ describe('Idempotency-Key across a crash of the instance running the request', (
     ])('POST /v1/miners/jobs/{id}%s: the job as reported, its payment settled once', async (suffix, body, settled) => {
       const job = await createPaidJob(t.http, t.keys.client);
       await claimJob(t.http, t.keys.miner, job.job_id);
-      const { first, resumed } = await firstThenResumed('miner', `/v1/miners/jobs/${job.job_id}${suffix}`, `resume${suffix}`, body);
+      const { first, resumed } = await firstThenResumed(
+        'miner',
+        `/v1/miners/jobs/${job.job_id}${suffix}`,
+        `resume${suffix}`,
+        body,
+      );
       expect(first.body.payment_status).toBe(settled);
       expect(resumed.body).toEqual(first.body);
       expect(await releasedOrRefunded(job.payment_id)).toBe(1);
@@ -315,7 +395,12 @@ describe('Idempotency-Key across a crash of the instance running the request', (
 
     it('POST /v1/payments/{id}/refund: the refunded payment, refunded once', async () => {
       const job = await createPaidJob(t.http, t.keys.client);
-      const { first, resumed } = await firstThenResumed('client', `/v1/payments/${job.payment_id}/refund`, 'resume-refund', { reason: 'no longer needed' });
+      const { first, resumed } = await firstThenResumed(
+        'client',
+        `/v1/payments/${job.payment_id}/refund`,
+        'resume-refund',
+        { reason: 'no longer needed' },
+      );
       expect(first.body.status).toBe('refunded');
       expect(resumed.body).toEqual(first.body);
       expect(await releasedOrRefunded(job.payment_id)).toBe(1);
@@ -333,7 +418,9 @@ describe('Idempotency-Key across a crash of the instance running the request', (
       // The same answer; only a refused item's request_id names the request that answered.
       const withoutRequestIds = (body: { items: { error?: { request_id?: string } }[] }) => ({
         ...body,
-        items: body.items.map((item) => (item.error ? { ...item, error: { ...item.error, request_id: undefined } } : item)),
+        items: body.items.map((item) =>
+          item.error ? { ...item, error: { ...item.error, request_id: undefined } } : item,
+        ),
       });
       expect(withoutRequestIds(resumed.body)).toEqual(withoutRequestIds(first.body));
       expect(await count(`SELECT count(*) AS n FROM job`)).toBe(jobsBefore + 2);
@@ -342,9 +429,15 @@ describe('Idempotency-Key across a crash of the instance running the request', (
     });
 
     it('POST /v1/payments: the same payment, one row, one hold', async () => {
-      const unpaid = await t.http.post('/v1/jobs').set('X-Api-Key', t.keys.client).send({ payload: { job_type: 'ai_inference' } });
+      const unpaid = await t.http
+        .post('/v1/jobs')
+        .set('X-Api-Key', t.keys.client)
+        .send({ payload: { job_type: 'ai_inference' } });
       expect(unpaid.status).toBe(201);
-      const { first, resumed } = await firstThenResumed('client', '/v1/payments', 'resume-payment', { job_id: unpaid.body.job_id, amount: '0.00042' });
+      const { first, resumed } = await firstThenResumed('client', '/v1/payments', 'resume-payment', {
+        job_id: unpaid.body.job_id,
+        amount: '0.00042',
+      });
       expect(first.body.status).toBe('escrowed');
       expect(resumed.body).toEqual(first.body);
       const rows = await db(`SELECT escrow_id FROM job_payments WHERE job_id = $1`, [unpaid.body.job_id]);
@@ -363,7 +456,12 @@ describe('Idempotency-Key across a crash of the instance running the request', (
       await locker.query('BEGIN');
       await locker.query('LOCK TABLE job IN SHARE MODE');
       // The first attempt (the in-process app) is alive but stuck before its first write.
-      const firstDone = t.http.post('/v1/jobs').set('X-Api-Key', t.keys.client).set('Idempotency-Key', key).send(body).then((r) => r);
+      const firstDone = t.http
+        .post('/v1/jobs')
+        .set('X-Api-Key', t.keys.client)
+        .set('Idempotency-Key', key)
+        .send(body)
+        .then((r) => r);
       await waitFor('the first claim', async () => (await keyRow(key)) !== undefined);
       await blockedOnLock();
       const firstToken = (await keyRow(key)).claim_token;
@@ -373,7 +471,11 @@ describe('Idempotency-Key across a crash of the instance running the request', (
       await waitFor('the takeover', async () => (await keyRow(key)).claim_token !== firstToken);
       await locker.query('COMMIT');
       const [firstAnswer, retryAnswer] = await Promise.all([firstDone, retry]);
-      expect({ first: firstAnswer.status, code: firstAnswer.body.code, retry: retryAnswer.status }).toEqual({ first: 409, code: 'IDEMPOTENCY_IN_PROGRESS', retry: 201 });
+      expect({ first: firstAnswer.status, code: firstAnswer.body.code, retry: retryAnswer.status }).toEqual({
+        first: 409,
+        code: 'IDEMPOTENCY_IN_PROGRESS',
+        retry: 201,
+      });
       expect(await count(`SELECT count(*) AS n FROM job`)).toBe(jobsBefore + 1);
       const replay = await post(b.url, '/v1/jobs', key, t.keys.client, body);
       expect({ status: replay.status, job: replay.body.job_id }).toEqual({ status: 201, job: retryAnswer.body.job_id });
@@ -385,7 +487,11 @@ describe('Idempotency-Key across a crash of the instance running the request', (
   it('with a real lease: a retry after the lease has run out takes over on its own (409 IDEMPOTENCY_IN_PROGRESS only until then)', async () => {
     const key = 'crash-real-lease';
     const body = { payload: { job_type: 'ai_inference', parameters: { prompt: 'lease' } }, payment_amount: '0.00055' };
-    const a = await spawnCoordinator(t, { ...NO_BACKGROUND, IDEMPOTENCY_LEASE_MS: '1500', WALLET_DAEMON_URL: proxy.url });
+    const a = await spawnCoordinator(t, {
+      ...NO_BACKGROUND,
+      IDEMPOTENCY_LEASE_MS: '1500',
+      WALLET_DAEMON_URL: proxy.url,
+    });
     proxy.holdRequests((call) => call.path === '/api/v1/escrow/create');
     const inFlight = doomed(a.url, '/v1/jobs', key, t.keys.client, body);
     await waitFor('the job commit', async () => (await keyRow(key))?.recovery?.job_id);
@@ -394,11 +500,16 @@ describe('Idempotency-Key across a crash of the instance running the request', (
     proxy.holdRequests(undefined);
 
     const answers: { status: number; code?: string }[] = [];
-    const answer = await waitFor('a retry to be answered', async () => {
-      const response = await post(b.url, '/v1/jobs', key, t.keys.client, body);
-      answers.push({ status: response.status, code: response.body.code });
-      return response.status === 201 ? response : undefined;
-    }, 30_000, 100);
+    const answer = await waitFor(
+      'a retry to be answered',
+      async () => {
+        const response = await post(b.url, '/v1/jobs', key, t.keys.client, body);
+        answers.push({ status: response.status, code: response.body.code });
+        return response.status === 201 ? response : undefined;
+      },
+      30_000,
+      100,
+    );
     expect(answers.slice(0, -1).every((a) => a.status === 409 && a.code === 'IDEMPOTENCY_IN_PROGRESS')).toBe(true);
     expect(answer.body).toMatchObject({ job_id: (await keyRow(key)).recovery.job_id, payment_status: 'escrowed' });
   });

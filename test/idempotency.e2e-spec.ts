@@ -30,7 +30,8 @@ describe('Idempotency-Key', () => {
 
   const post = (path: string, key: string, body: object, who: KeyName = 'client') =>
     t.http.post(path).set('X-Api-Key', t.keys[who]).set('Idempotency-Key', key).send(body);
-  const count = async (sql: string, params: unknown[] = []) => Number((await query<{ n: string }>(t.databaseUrl, sql, params))[0].n);
+  const count = async (sql: string, params: unknown[] = []) =>
+    Number((await query<{ n: string }>(t.databaseUrl, sql, params))[0].n);
   const jobCount = () => count(`SELECT count(*) AS n FROM job`);
   const clientBalance = async () => new Money(await pd.daemon.balance(t.clientWallet));
   const paidJob = (amount: string, tag: string) => ({
@@ -39,7 +40,13 @@ describe('Idempotency-Key', () => {
   });
 
   function expectErrorShape(body: Record<string, unknown>, status: number, code: string): void {
-    expect(body).toEqual({ status_code: status, code, message: expect.any(String), details: expect.any(Object), request_id: expect.any(String) });
+    expect(body).toEqual({
+      status_code: status,
+      code,
+      message: expect.any(String),
+      details: expect.any(Object),
+      request_id: expect.any(String),
+    });
   }
 
   it('a replay returns the first status and body with Idempotent-Replayed: true and writes nothing more', async () => {
@@ -110,8 +117,13 @@ describe('Idempotency-Key', () => {
     const others = responses.filter((r) => r !== ran[0]);
     for (const r of others) {
       const inProgress = r.status === 409 && r.body.code === 'IDEMPOTENCY_IN_PROGRESS';
-      const replayed = r.status === 201 && r.headers['idempotent-replayed'] === 'true' && r.body.job_id === winner.job_id;
-      expect({ status: r.status, code: r.body.code, inProgressOrReplay: inProgress || replayed }).toEqual({ status: r.status, code: r.body.code, inProgressOrReplay: true });
+      const replayed =
+        r.status === 201 && r.headers['idempotent-replayed'] === 'true' && r.body.job_id === winner.job_id;
+      expect({ status: r.status, code: r.body.code, inProgressOrReplay: inProgress || replayed }).toEqual({
+        status: r.status,
+        code: r.body.code,
+        inProgressOrReplay: true,
+      });
     }
     expect(others.filter((r) => r.status === 409).length).toBeGreaterThanOrEqual(1);
 
@@ -135,9 +147,16 @@ describe('Idempotency-Key', () => {
     expect(first.status).toBe(409);
     expectErrorShape(first.body, 409, 'PAYMENT_NO_PAYEE');
 
-    await expect(claimJob(t.http, t.keys.miner, job.job_id)).resolves.toMatchObject({ job_id: job.job_id, state: 'running' });
+    await expect(claimJob(t.http, t.keys.miner, job.job_id)).resolves.toMatchObject({
+      job_id: job.job_id,
+      state: 'running',
+    });
     const replay = await post(`/v1/payments/${job.payment_id}/release`, 'release-early', { reason: 'done' });
-    expect({ status: replay.status, replayed: replay.headers['idempotent-replayed'], body: replay.body }).toEqual({ status: 409, replayed: 'true', body: first.body });
+    expect({ status: replay.status, replayed: replay.headers['idempotent-replayed'], body: replay.body }).toEqual({
+      status: 409,
+      replayed: 'true',
+      body: first.body,
+    });
     const payment = (await t.http.get(`/v1/payments/${job.payment_id}`).set('X-Api-Key', t.keys.client)).body;
     expect(payment.status).toBe('escrowed');
 
@@ -167,7 +186,10 @@ describe('Idempotency-Key', () => {
     expect(cancel.body.state).toBe('canceled');
 
     // Another method (GET): the key plays no part.
-    const read = await t.http.get(`/v1/jobs/${mine.body.job_id}`).set('X-Api-Key', t.keys.client).set('Idempotency-Key', key);
+    const read = await t.http
+      .get(`/v1/jobs/${mine.body.job_id}`)
+      .set('X-Api-Key', t.keys.client)
+      .set('Idempotency-Key', key);
     expect(read.status).toBe(200);
     expect(read.headers['idempotent-replayed']).toBeUndefined();
     expect(read.body.state).toBe('canceled');
@@ -213,10 +235,15 @@ describe('Idempotency-Key', () => {
     const fresh = await post('/v1/jobs', 'purge-fresh', { payload: { purge: 2 } });
     expect([old.status, fresh.status]).toEqual([201, 201]);
 
-    const shortLived = await count(`SELECT count(*) AS n FROM idempotency_keys WHERE expires_at < created_at + interval '7 days'`);
+    const shortLived = await count(
+      `SELECT count(*) AS n FROM idempotency_keys WHERE expires_at < created_at + interval '7 days'`,
+    );
     expect(shortLived).toBe(0);
 
-    await query(t.databaseUrl, `UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key = 'purge-old'`);
+    await query(
+      t.databaseUrl,
+      `UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key = 'purge-old'`,
+    );
     const before = await count(`SELECT count(*) AS n FROM idempotency_keys`);
     await expect(t.app.get(IdempotencyService).purgeExpired()).resolves.toBe(1);
     expect(await count(`SELECT count(*) AS n FROM idempotency_keys`)).toBe(before - 1);

@@ -28,7 +28,9 @@ describe('e2e infrastructure', () => {
 
       await withClient(first, (client) => client.query('CREATE TABLE only_in_first (id int)'));
       const seenInSecond = await withClient(second, async (client) => {
-        const { rowCount } = await client.query(`SELECT 1 FROM information_schema.tables WHERE table_name = 'only_in_first'`);
+        const { rowCount } = await client.query(
+          `SELECT 1 FROM information_schema.tables WHERE table_name = 'only_in_first'`,
+        );
         return rowCount;
       });
       expect(seenInSecond).toBe(0);

@@ -32,7 +32,11 @@ describe('jobs: lifecycle', () => {
 
   it('client creates a job: 201 JobView, snake_case, ISO timestamps, queued, no payment', async () => {
     const before = Date.now();
-    const response = await api.createJobRaw('client', { payload: PAYLOAD, constraints: { gpu: 'a100' }, ttl_seconds: 600 });
+    const response = await api.createJobRaw('client', {
+      payload: PAYLOAD,
+      constraints: { gpu: 'a100' },
+      ttl_seconds: 600,
+    });
 
     expect(response.status).toBe(201);
     const job = response.body;
@@ -88,19 +92,30 @@ describe('jobs: lifecycle', () => {
       assigned_miner_id: app().principals.miner,
     });
     expect(polled.body.started_at).toMatch(ISO_UTC);
-    await expect(api.jobView('client', created.job_id)).resolves.toMatchObject({ state: 'running', assigned_miner_id: app().principals.miner });
+    await expect(api.jobView('client', created.job_id)).resolves.toMatchObject({
+      state: 'running',
+      assigned_miner_id: app().principals.miner,
+    });
 
     const result = { text: 'Hi there!', tokens: [1, 2, 3], nested: { ok: true } };
     const completed = await api.complete('miner', created.job_id, result, { duration_ms: 1200 });
     expect(completed.status).toBe(200);
     expectJobView(completed.body);
-    expect(completed.body).toMatchObject({ job_id: created.job_id, state: 'completed', result, error: null, assigned_miner_id: app().principals.miner });
+    expect(completed.body).toMatchObject({
+      job_id: created.job_id,
+      state: 'completed',
+      result,
+      error: null,
+      assigned_miner_id: app().principals.miner,
+    });
     expect(completed.body.completed_at).toMatch(ISO_UTC);
 
     const final = await api.jobView('client', created.job_id);
     expect(final).toMatchObject({ state: 'completed', result });
     await expect(api.jobView('admin', created.job_id)).resolves.toEqual(final);
-    const [row] = await query(app(), `SELECT state, result, assigned_miner_id FROM job WHERE job_id = $1`, [created.job_id]);
+    const [row] = await query(app(), `SELECT state, result, assigned_miner_id FROM job WHERE job_id = $1`, [
+      created.job_id,
+    ]);
     expect(row).toEqual({ state: 'completed', result, assigned_miner_id: app().principals.miner });
   });
 
@@ -110,9 +125,17 @@ describe('jobs: lifecycle', () => {
 
     const failed = await api.fail('miner', created.job_id, 'CUDA out of memory');
     expect(failed.status).toBe(200);
-    expect(failed.body).toMatchObject({ job_id: created.job_id, state: 'failed', error: 'CUDA out of memory', result: null });
+    expect(failed.body).toMatchObject({
+      job_id: created.job_id,
+      state: 'failed',
+      error: 'CUDA out of memory',
+      result: null,
+    });
 
-    await expect(api.jobView('client', created.job_id)).resolves.toMatchObject({ state: 'failed', error: 'CUDA out of memory' });
+    await expect(api.jobView('client', created.job_id)).resolves.toMatchObject({
+      state: 'failed',
+      error: 'CUDA out of memory',
+    });
   });
 
   it('the owner cancels a queued job; it is never handed out', async () => {
@@ -142,7 +165,11 @@ describe('jobs: lifecycle', () => {
     const created = await api.createJob('client');
     const canceled = await api.cancel('admin', created.job_id);
     expect(canceled.status).toBe(200);
-    expect(canceled.body).toMatchObject({ job_id: created.job_id, state: 'canceled', client_id: app().principals.client });
+    expect(canceled.body).toMatchObject({
+      job_id: created.job_id,
+      state: 'canceled',
+      client_id: app().principals.client,
+    });
   });
 
   it('another client can neither read nor cancel the job (404, not 403)', async () => {
@@ -186,7 +213,12 @@ describe('jobs: illegal transitions are 409 with a stable code; final states nev
     const failed = expectError(await api.fail('miner', created.job_id), 409);
     expect(failed.code).toBe(completed.code);
 
-    await expect(api.jobView('client', created.job_id)).resolves.toMatchObject({ state: 'queued', result: null, error: null, assigned_miner_id: null });
+    await expect(api.jobView('client', created.job_id)).resolves.toMatchObject({
+      state: 'queued',
+      result: null,
+      error: null,
+      assigned_miner_id: null,
+    });
   });
 
   it('completing twice → 409 INVALID_JOB_TRANSITION; the first result stays', async () => {
@@ -219,15 +251,18 @@ describe('jobs: illegal transitions are 409 with a stable code; final states nev
     await expect(api.jobView('client', job.job_id)).resolves.toEqual(before);
   });
 
-  it.each(['client', 'admin'] as const)('canceling a completed job as %s → 409 INVALID_JOB_TRANSITION; still completed', async (who) => {
-    const job = await runningJob();
-    expect((await api.complete('miner', job.job_id)).status).toBe(200);
-    const before = await api.jobView('client', job.job_id);
+  it.each(['client', 'admin'] as const)(
+    'canceling a completed job as %s → 409 INVALID_JOB_TRANSITION; still completed',
+    async (who) => {
+      const job = await runningJob();
+      expect((await api.complete('miner', job.job_id)).status).toBe(200);
+      const before = await api.jobView('client', job.job_id);
 
-    const refused = expectError(await api.cancel(who, job.job_id), 409, 'INVALID_JOB_TRANSITION');
-    expect(refused.details).toMatchObject({ state: 'completed' });
-    await expect(api.jobView('client', job.job_id)).resolves.toEqual(before);
-  });
+      const refused = expectError(await api.cancel(who, job.job_id), 409, 'INVALID_JOB_TRANSITION');
+      expect(refused.details).toMatchObject({ state: 'completed' });
+      await expect(api.jobView('client', job.job_id)).resolves.toEqual(before);
+    },
+  );
 
   it('canceling a failed job → 409 INVALID_JOB_TRANSITION', async () => {
     const job = await runningJob();
@@ -252,7 +287,12 @@ describe('jobs: illegal transitions are 409 with a stable code; final states nev
 
     expectError(await api.complete('miner2', job.job_id, { stolen: true }), 409, 'JOB_NOT_ASSIGNED');
     expectError(await api.fail('miner2', job.job_id, 'sabotage'), 409, 'JOB_NOT_ASSIGNED');
-    await expect(api.jobView('client', job.job_id)).resolves.toMatchObject({ state: 'running', result: null, error: null, assigned_miner_id: app().principals.miner });
+    await expect(api.jobView('client', job.job_id)).resolves.toMatchObject({
+      state: 'running',
+      result: null,
+      error: null,
+      assigned_miner_id: app().principals.miner,
+    });
 
     const done = await api.complete('miner', job.job_id, { mine: true });
     expect(done.status).toBe(200);
@@ -270,11 +310,23 @@ describe('jobs: illegal transitions are 409 with a stable code; final states nev
 
   it('a report without its result or error → 400 naming the field; the job stays running', async () => {
     const job = await runningJob();
-    const noResult = expectError(await api.post('miner', `/v1/miners/jobs/${job.job_id}/result`, { metrics: {} }), 400, 'VALIDATION_FAILED');
+    const noResult = expectError(
+      await api.post('miner', `/v1/miners/jobs/${job.job_id}/result`, { metrics: {} }),
+      400,
+      'VALIDATION_FAILED',
+    );
     expect(Object.keys(noResult.details.fields)).toContain('result');
-    const noError = expectError(await api.post('miner', `/v1/miners/jobs/${job.job_id}/fail`, {}), 400, 'VALIDATION_FAILED');
+    const noError = expectError(
+      await api.post('miner', `/v1/miners/jobs/${job.job_id}/fail`, {}),
+      400,
+      'VALIDATION_FAILED',
+    );
     expect(Object.keys(noError.details.fields)).toContain('error');
-    await expect(api.jobView('client', job.job_id)).resolves.toMatchObject({ state: 'running', result: null, error: null });
+    await expect(api.jobView('client', job.job_id)).resolves.toMatchObject({
+      state: 'running',
+      result: null,
+      error: null,
+    });
     expect((await api.complete('miner', job.job_id)).status).toBe(200);
   });
 
@@ -308,7 +360,9 @@ describe('jobs: concurrent polls', () => {
     expect(statuses.filter((s) => s === 200)).toHaveLength(10);
     expect(statuses.filter((s) => s === 204)).toHaveLength(10);
 
-    const handedOut = responses.flatMap((r, i) => (r.status === 200 ? [{ job_id: r.body.job_id as string, miner: app().principals[pollers[i]], body: r.body }] : []));
+    const handedOut = responses.flatMap((r, i) =>
+      r.status === 200 ? [{ job_id: r.body.job_id as string, miner: app().principals[pollers[i]], body: r.body }] : [],
+    );
     const ids = handedOut.map((h) => h.job_id);
     expect(new Set(ids).size).toBe(10);
     expect([...ids].sort()).toEqual(created.map((j) => j.job_id).sort());
@@ -321,7 +375,9 @@ describe('jobs: concurrent polls', () => {
     );
     expect(rows).toHaveLength(10);
     expect(rows).toEqual(
-      expect.arrayContaining(handedOut.map((h) => ({ job_id: h.job_id, state: 'running', assigned_miner_id: h.miner }))),
+      expect.arrayContaining(
+        handedOut.map((h) => ({ job_id: h.job_id, state: 'running', assigned_miner_id: h.miner })),
+      ),
     );
   });
 });
@@ -365,10 +421,18 @@ describe('jobs: TTL expiry', () => {
     expect(['JOB_EXPIRED', 'INVALID_JOB_TRANSITION']).toContain(late.code);
     const lateFailure = expectError(await api.fail('miner', created.job_id, 'late'), 409);
     expect(['JOB_EXPIRED', 'INVALID_JOB_TRANSITION']).toContain(lateFailure.code);
-    await expect(api.jobView('client', created.job_id)).resolves.toMatchObject({ state: 'running', result: null, payment_status: 'escrowed' });
+    await expect(api.jobView('client', created.job_id)).resolves.toMatchObject({
+      state: 'running',
+      result: null,
+      payment_status: 'escrowed',
+    });
 
     await expect(expireDue()).resolves.toBeGreaterThanOrEqual(1);
-    await expect(api.jobView('client', created.job_id)).resolves.toMatchObject({ state: 'expired', result: null, payment_status: 'refunded' });
+    await expect(api.jobView('client', created.job_id)).resolves.toMatchObject({
+      state: 'expired',
+      result: null,
+      payment_status: 'refunded',
+    });
     expect((await api.complete('miner', created.job_id, { late: true })).status).toBe(409);
     await expect(api.jobView('client', created.job_id)).resolves.toMatchObject({ state: 'expired', result: null });
 
@@ -557,7 +621,11 @@ describe('jobs: list', () => {
     { name: 'limit -5', query: { limit: -5 }, field: 'limit' },
     { name: 'limit "ten"', query: { limit: 'ten' }, field: 'limit' },
     { name: 'a garbage cursor', query: { cursor: 'not-a-cursor!!' }, field: 'cursor' },
-    { name: 'a base64 cursor of something else', query: { cursor: Buffer.from('hello world').toString('base64url') }, field: 'cursor' },
+    {
+      name: 'a base64 cursor of something else',
+      query: { cursor: Buffer.from('hello world').toString('base64url') },
+      field: 'cursor',
+    },
     { name: 'an unknown query parameter', query: { sort: 'asc' }, field: 'sort' },
   ])('$name → 400 VALIDATION_FAILED naming $field', async ({ query, field }) => {
     const error = expectError(await api.list('client', query), 400, 'VALIDATION_FAILED');
@@ -655,13 +723,21 @@ describe('jobs: Idempotency-Key on POST /v1/jobs', () => {
     expect(second.body).toEqual(first.body);
 
     await expect(counts()).resolves.toEqual({ ...before, job: before.job + 1 });
-    await expect(api.list('client', { limit: 100 }).then((r) => r.body.items.map((j: Body) => j.job_id))).resolves.toEqual([first.body.job_id]);
+    await expect(
+      api.list('client', { limit: 100 }).then((r) => r.body.items.map((j: Body) => j.job_id)),
+    ).resolves.toEqual([first.body.job_id]);
   });
 
   it('the same body with its keys in another order is the same request (replayed)', async () => {
-    const first = await api.createJobRaw('client', { ttl_seconds: 300, payload: { b: 2, a: 1 } }, { 'Idempotency-Key': 'order-1' });
+    const first = await api.createJobRaw(
+      'client',
+      { ttl_seconds: 300, payload: { b: 2, a: 1 } },
+      { 'Idempotency-Key': 'order-1' },
+    );
     expect(first.status).toBe(201);
-    const second = await api.createJobRaw('client', '{"payload": {"a": 1, "b": 2}, "ttl_seconds": 300}', { 'Idempotency-Key': 'order-1' });
+    const second = await api.createJobRaw('client', '{"payload": {"a": 1, "b": 2}, "ttl_seconds": 300}', {
+      'Idempotency-Key': 'order-1',
+    });
     expect(second.status).toBe(201);
     expect(second.headers['idempotent-replayed']).toBe('true');
     expect(second.body.job_id).toBe(first.body.job_id);
@@ -701,7 +777,11 @@ describe('jobs: Idempotency-Key on POST /v1/jobs', () => {
     const body = { payload: PAYLOAD, payment_amount: '0.001' };
     const first = await api.createJobRaw('client', body, { 'Idempotency-Key': 'paid-1' });
     expect(first.status).toBe(201);
-    expect(first.body).toMatchObject({ payment_status: 'escrowed', payment_amount: '0.00100000', payment_currency: 'BTC' });
+    expect(first.body).toMatchObject({
+      payment_status: 'escrowed',
+      payment_amount: '0.00100000',
+      payment_currency: 'BTC',
+    });
 
     const second = await api.createJobRaw('client', body, { 'Idempotency-Key': 'paid-1' });
     expect(second.status).toBe(201);
@@ -712,7 +792,9 @@ describe('jobs: Idempotency-Key on POST /v1/jobs', () => {
     // At the daemon: the client's wallet (this app's alone) paid for exactly one hold, and that escrow holds it.
     const payment = expectStatus(await api.get('client', `/v1/payments/${first.body.payment_id}`), 200, 'GET payment');
     const transfers = await escrowTransfers(payment.escrow_id);
-    expect(transfers.map((x) => ({ kind: x.kind, amount: x.amount }))).toEqual([{ kind: 'create', amount: '0.00100000' }]);
+    expect(transfers.map((x) => ({ kind: x.kind, amount: x.amount }))).toEqual([
+      { kind: 'create', amount: '0.00100000' },
+    ]);
     expect(new Money(await balance(app().clientWallet)).eq(walletBefore.minus('0.001'))).toBe(true);
   });
 

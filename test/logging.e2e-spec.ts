@@ -42,9 +42,15 @@ describe('logs', () => {
       body: JSON.stringify({ payload: { prompt: 'hi' }, payment_amount: '0.001' }),
     });
     expect(created.status).toBe(201);
-    expect((await fetch(`${coordinator.url}/v1/jobs`, { headers: { 'x-api-key': 'wrong-key-value-123' } })).status).toBe(401);
+    expect(
+      (await fetch(`${coordinator.url}/v1/jobs`, { headers: { 'x-api-key': 'wrong-key-value-123' } })).status,
+    ).toBe(401);
     // Logging is asynchronous: wait (bounded) until the line of the last request, the 401, is out.
-    const logged401 = async () => coordinator.outputTail().split('\n').some((line) => line.includes('"statusCode":401'));
+    const logged401 = async () =>
+      coordinator
+        .outputTail()
+        .split('\n')
+        .some((line) => line.includes('"statusCode":401'));
     await waitFor('the 401 request to be logged', logged401, 30_000);
 
     const output = coordinator.outputTail();
@@ -53,7 +59,12 @@ describe('logs', () => {
     for (const line of lines) expect(() => JSON.parse(line)).not.toThrow();
     expect(output).toContain(requestId);
     expect(output).toContain('[redacted]');
-    for (const secret of [...Object.values(keys), 'should-not-appear-anywhere', 'wrong-key-value-123', sharedDaemon().endpoint.token]) {
+    for (const secret of [
+      ...Object.values(keys),
+      'should-not-appear-anywhere',
+      'wrong-key-value-123',
+      sharedDaemon().endpoint.token,
+    ]) {
       expect(output).not.toContain(secret);
     }
   });

@@ -55,7 +55,10 @@ describe('money rules (e2e)', () => {
     await waitFor(
       `deadlines of ${jobIds.length} job(s) passed on the database clock`,
       async () => {
-        const [{ due }] = await api.query<{ due: boolean }>(`SELECT bool_and(expires_at < now()) AS due FROM job WHERE job_id = ANY($1::uuid[])`, [jobIds]);
+        const [{ due }] = await api.query<{ due: boolean }>(
+          `SELECT bool_and(expires_at < now()) AS due FROM job WHERE job_id = ANY($1::uuid[])`,
+          [jobIds],
+        );
         return due;
       },
       30_000,
@@ -79,11 +82,18 @@ describe('money rules (e2e)', () => {
       expectStatus(await api.fail('miner', failed.job_id), 200, 'fail');
 
       // Two due escrows: the sweep settles them in one settle-batch call.
-      const due = [await api.paidJob('client', { escrow_timeout_seconds: 2 }), await api.paidJob('client', { escrow_timeout_seconds: 2 })];
+      const due = [
+        await api.paidJob('client', { escrow_timeout_seconds: 2 }),
+        await api.paidJob('client', { escrow_timeout_seconds: 2 }),
+      ];
       await waitUntilDue(due.map((j) => j.job_id));
-      const batchesBefore = await metricValue(t.http, 'wallet_daemon_request_duration_seconds_count', { call: 'escrow_settle_batch' });
+      const batchesBefore = await metricValue(t.http, 'wallet_daemon_request_duration_seconds_count', {
+        call: 'escrow_settle_batch',
+      });
       await expect(expireDue()).resolves.toBe(2);
-      expect(await metricValue(t.http, 'wallet_daemon_request_duration_seconds_count', { call: 'escrow_settle_batch' })).toBe(batchesBefore + 1);
+      expect(
+        await metricValue(t.http, 'wallet_daemon_request_duration_seconds_count', { call: 'escrow_settle_batch' }),
+      ).toBe(batchesBefore + 1);
 
       const refunded = [refundedByRoute, canceled, failed, ...due];
       for (const job of [released, ...refunded]) {
@@ -136,27 +146,51 @@ describe('money rules (e2e)', () => {
       });
       const result = await answered;
       await pd.daemon.resetFaults();
-      return { result, elapsedMs: Date.now() - started, inFlightSamples, longTransactions: [...longTransactions.values()] };
+      return {
+        result,
+        elapsedMs: Date.now() - started,
+        inFlightSamples,
+        longTransactions: [...longTransactions.values()],
+      };
     }
 
     it('none while the daemon holds an escrow creation, a release, a refund and a sweep settle-batch for 2 s each', async () => {
       await api.registerFreshMiner('miner');
 
-      const create = await sampleDuring(() => api.postJob('client', { payload: PAYLOAD, payment_amount: '0.001' }), `EXISTS (SELECT 1 FROM job_payments WHERE status = 'pending')`, []);
+      const create = await sampleDuring(
+        () => api.postJob('client', { payload: PAYLOAD, payment_amount: '0.001' }),
+        `EXISTS (SELECT 1 FROM job_payments WHERE status = 'pending')`,
+        [],
+      );
       const created = expectStatus(create.result, 201, 'POST /v1/jobs');
       expect(created.payment_status).toBe('escrowed');
 
       await api.pollFor(created.job_id);
-      const release = await sampleDuring(() => api.result('miner', created.job_id), `EXISTS (SELECT 1 FROM job_payments WHERE payment_id = $1 AND status = 'releasing')`, [created.payment_id]);
+      const release = await sampleDuring(
+        () => api.result('miner', created.job_id),
+        `EXISTS (SELECT 1 FROM job_payments WHERE payment_id = $1 AND status = 'releasing')`,
+        [created.payment_id],
+      );
       expectStatus(release.result, 200, 'result');
 
       const toCancel = await api.paidJob('client');
-      const refund = await sampleDuring(() => api.cancel('client', toCancel.job_id), `EXISTS (SELECT 1 FROM job_payments WHERE payment_id = $1 AND status = 'refunding')`, [toCancel.payment_id]);
+      const refund = await sampleDuring(
+        () => api.cancel('client', toCancel.job_id),
+        `EXISTS (SELECT 1 FROM job_payments WHERE payment_id = $1 AND status = 'refunding')`,
+        [toCancel.payment_id],
+      );
       expectStatus(refund.result, 200, 'cancel');
 
-      const due = [await api.paidJob('client', { escrow_timeout_seconds: 2 }), await api.paidJob('client', { escrow_timeout_seconds: 2 })];
+      const due = [
+        await api.paidJob('client', { escrow_timeout_seconds: 2 }),
+        await api.paidJob('client', { escrow_timeout_seconds: 2 }),
+      ];
       await waitUntilDue(due.map((j) => j.job_id));
-      const sweep = await sampleDuring(() => expireDue(), `EXISTS (SELECT 1 FROM job_payments WHERE payment_id = ANY($1::uuid[]) AND status = 'refunding')`, [due.map((j) => j.payment_id)]);
+      const sweep = await sampleDuring(
+        () => expireDue(),
+        `EXISTS (SELECT 1 FROM job_payments WHERE payment_id = ANY($1::uuid[]) AND status = 'refunding')`,
+        [due.map((j) => j.payment_id)],
+      );
       expect(sweep.result).toBe(2);
 
       for (const [name, run] of Object.entries({ create, release, refund, sweep })) {
@@ -176,10 +210,18 @@ describe('money rules (e2e)', () => {
       const aitbcPayer = await pd.daemon.fundedAddress('100', 'AITBC');
       const btcPayout = await api.registerFreshMiner('miner');
       const aitbcPayout = await pd.daemon.newAddress('AITBC');
-      expectStatus(await t.http.post('/v1/miners/register').set('X-Api-Key', t.keys.miner2).send({ payout_address: aitbcPayout }), 200, 'register miner2');
+      expectStatus(
+        await t.http.post('/v1/miners/register').set('X-Api-Key', t.keys.miner2).send({ payout_address: aitbcPayout }),
+        200,
+        'register miner2',
+      );
 
       // The AITBC job is older, so it would be handed out first if the currency were ignored.
-      const aitbcJob = await api.paidJob('client', { payment_amount: '12.5', payment_currency: 'AITBC', payer_address: aitbcPayer });
+      const aitbcJob = await api.paidJob('client', {
+        payment_amount: '12.5',
+        payment_currency: 'AITBC',
+        payer_address: aitbcPayer,
+      });
       expect(aitbcJob).toMatchObject({ payment_status: 'escrowed', payment_currency: 'AITBC' });
       const btcJob = await api.paidJob('client');
 
@@ -192,7 +234,11 @@ describe('money rules (e2e)', () => {
 
       expectStatus(await api.result('miner2', aitbcJob.job_id), 200, 'AITBC result');
       expectStatus(await api.result('miner', btcJob.job_id), 200, 'BTC result');
-      expect(await api.payment(aitbcJob.payment_id)).toMatchObject({ status: 'released', payee_address: aitbcPayout, amount: '12.50000000' });
+      expect(await api.payment(aitbcJob.payment_id)).toMatchObject({
+        status: 'released',
+        payee_address: aitbcPayout,
+        amount: '12.50000000',
+      });
       expect(await pd.daemon.balance(aitbcPayout, 'AITBC')).toBe('12.50000000');
       expect(await pd.daemon.balance(aitbcPayer, 'AITBC')).toBe('87.50000000');
       expect(await pd.daemon.balance(btcPayout, 'BTC')).toBe('0.00100000');
@@ -231,7 +277,11 @@ describe('money rules (e2e)', () => {
     it('POST /v1/payments on a queued job pulls its deadline in to the escrow expiry', async () => {
       const job = await api.unpaidJob('client');
       expect(Date.parse(job.expires_at) - Date.parse(job.requested_at)).toBe(900_000);
-      const paid = expectStatus(await api.postPayment('client', { job_id: job.job_id, amount: '0.001', escrow_timeout_seconds: 3 }), 201, 'POST /v1/payments');
+      const paid = expectStatus(
+        await api.postPayment('client', { job_id: job.job_id, amount: '0.001', escrow_timeout_seconds: 3 }),
+        201,
+        'POST /v1/payments',
+      );
       const after = await api.job(job.job_id);
       expect(after.expires_at).toBe(paid.expires_at);
       expect(Date.parse(after.expires_at)).toBeLessThan(Date.parse(job.expires_at));
@@ -246,12 +296,25 @@ describe('money rules (e2e)', () => {
     it('escrows the amount at the daemon; the job is then dispatched and its completion pays the miner', async () => {
       const clientBefore = await api.balance(t.clientWallet);
       const job = await api.unpaidJob('client');
-      const paid = expectStatus(await api.postPayment('client', { job_id: job.job_id, amount: '0.00250000' }), 201, 'POST /v1/payments');
-      expect(paid).toMatchObject({ job_id: job.job_id, status: 'escrowed', amount: '0.00250000', escrow_id: expect.any(String) });
+      const paid = expectStatus(
+        await api.postPayment('client', { job_id: job.job_id, amount: '0.00250000' }),
+        201,
+        'POST /v1/payments',
+      );
+      expect(paid).toMatchObject({
+        job_id: job.job_id,
+        status: 'escrowed',
+        amount: '0.00250000',
+        escrow_id: expect.any(String),
+      });
       // Held at the daemon: one create transfer, the client's balance down by exactly the amount.
       expect(kinds(await pd.daemon.escrowTransfers(paid.escrow_id))).toEqual(['create']);
       expect(diff(await api.balance(t.clientWallet), clientBefore)).toBe('0.00250000');
-      expect(await api.job(job.job_id)).toMatchObject({ payment_id: paid.payment_id, payment_status: 'escrowed', payment_amount: '0.00250000' });
+      expect(await api.job(job.job_id)).toMatchObject({
+        payment_id: paid.payment_id,
+        payment_status: 'escrowed',
+        payment_amount: '0.00250000',
+      });
 
       const payout = await api.registerFreshMiner('miner');
       const dispatched = await api.pollFor(job.job_id);
@@ -271,9 +334,16 @@ describe('money rules (e2e)', () => {
         `SELECT event_id::text, to_status FROM payment_events WHERE payment_id = $1 ORDER BY event_id LIMIT 1`,
         [job.payment_id],
       );
-      await expect(api.query(`UPDATE payment_events SET to_status = 'released' WHERE event_id = $1`, [event.event_id])).rejects.toThrow(/append-only/);
-      await expect(api.query(`DELETE FROM payment_events WHERE event_id = $1`, [event.event_id])).rejects.toThrow(/append-only/);
-      const events = await api.query<{ event_id: string; to_status: string }>(`SELECT event_id::text, to_status FROM payment_events WHERE event_id = $1`, [event.event_id]);
+      await expect(
+        api.query(`UPDATE payment_events SET to_status = 'released' WHERE event_id = $1`, [event.event_id]),
+      ).rejects.toThrow(/append-only/);
+      await expect(api.query(`DELETE FROM payment_events WHERE event_id = $1`, [event.event_id])).rejects.toThrow(
+        /append-only/,
+      );
+      const events = await api.query<{ event_id: string; to_status: string }>(
+        `SELECT event_id::text, to_status FROM payment_events WHERE event_id = $1`,
+        [event.event_id],
+      );
       expect(events).toEqual([event]);
     });
 
@@ -282,16 +352,25 @@ describe('money rules (e2e)', () => {
       const job = await api.unpaidJob('client');
       const abortsBefore = await aborts();
       const responses = await Promise.all(
-        Array.from({ length: 10 }, () => api.postPayment('client', { job_id: job.job_id, amount: '0.001', payer_address: payer })),
+        Array.from({ length: 10 }, () =>
+          api.postPayment('client', { job_id: job.job_id, amount: '0.001', payer_address: payer }),
+        ),
       );
       const statuses = responses.map((r) => r.status).sort();
       expect(statuses).toEqual([201, ...Array(9).fill(409)]);
       for (const loser of responses.filter((r) => r.status === 409)) expect(loser.body.code).toBe('JOB_ALREADY_PAID');
       const winner = responses.find((r) => r.status === 201) as Response;
 
-      const payments = await api.query<{ payment_id: string; status: string }>(`SELECT payment_id, status FROM job_payments WHERE job_id = $1`, [job.job_id]);
+      const payments = await api.query<{ payment_id: string; status: string }>(
+        `SELECT payment_id, status FROM job_payments WHERE job_id = $1`,
+        [job.job_id],
+      );
       expect(payments).toEqual([{ payment_id: winner.body.payment_id, status: 'escrowed' }]);
-      const [{ holds }] = await query<{ holds: number }>(pd.databaseUrl, `SELECT count(*)::int AS holds FROM wallet_daemon.escrows WHERE payer = $1`, [payer]);
+      const [{ holds }] = await query<{ holds: number }>(
+        pd.databaseUrl,
+        `SELECT count(*)::int AS holds FROM wallet_daemon.escrows WHERE payer = $1`,
+        [payer],
+      );
       expect(holds).toBe(1);
       expect(await pd.daemon.balance(payer)).toBe('0.99900000');
       expect(await aborts()).toBe(abortsBefore);
@@ -308,7 +387,9 @@ describe('money rules (e2e)', () => {
           [job.payment_id],
         ),
       ).rejects.toThrow(/job_payments_one_live_per_job/);
-      const [{ n }] = await api.query<{ n: number }>(`SELECT count(*)::int AS n FROM job_payments WHERE job_id = $1`, [job.job_id]);
+      const [{ n }] = await api.query<{ n: number }>(`SELECT count(*)::int AS n FROM job_payments WHERE job_id = $1`, [
+        job.job_id,
+      ]);
       expect(n).toBe(1);
     });
 
@@ -320,26 +401,41 @@ describe('money rules (e2e)', () => {
       expect((await api.payment(job.payment_id)).status).toBe('released');
 
       await expect(
-        api.query(`UPDATE job_payments SET status = 'refunded', refund_transaction_hash = 'forged', refunded_at = now() WHERE payment_id = $1`, [job.payment_id]),
+        api.query(
+          `UPDATE job_payments SET status = 'refunded', refund_transaction_hash = 'forged', refunded_at = now() WHERE payment_id = $1`,
+          [job.payment_id],
+        ),
       ).rejects.toThrow(/job_payments_one_settlement/);
-      await expect(api.query(`UPDATE payment_escrows SET is_refunded = true, refunded_at = now() WHERE payment_id = $1`, [job.payment_id])).rejects.toThrow(
-        /payment_escrows_never_both/,
-      );
+      await expect(
+        api.query(`UPDATE payment_escrows SET is_refunded = true, refunded_at = now() WHERE payment_id = $1`, [
+          job.payment_id,
+        ]),
+      ).rejects.toThrow(/payment_escrows_never_both/);
       expect(await api.payment(job.payment_id)).toMatchObject({ status: 'released', refund_transaction_hash: null });
-      const [escrow] = await api.query(`SELECT is_released, is_refunded FROM payment_escrows WHERE payment_id = $1`, [job.payment_id]);
+      const [escrow] = await api.query(`SELECT is_released, is_refunded FROM payment_escrows WHERE payment_id = $1`, [
+        job.payment_id,
+      ]);
       expect(escrow).toEqual({ is_released: true, is_refunded: false });
     });
 
     it('the other CHECKs: amount > 0, a known status, a payee before releasing, a transaction hash once released', async () => {
       // Escrowed and not dispatched: no payee yet.
       const job = await api.paidJob('client');
-      const attempt = (set: string) => api.query(`UPDATE job_payments SET ${set} WHERE payment_id = $1`, [job.payment_id]);
+      const attempt = (set: string) =>
+        api.query(`UPDATE job_payments SET ${set} WHERE payment_id = $1`, [job.payment_id]);
       await expect(attempt(`amount = 0`)).rejects.toThrow(/job_payments_amount_positive/);
       await expect(attempt(`amount = -0.001`)).rejects.toThrow(/job_payments_amount_positive/);
       await expect(attempt(`status = 'paid'`)).rejects.toThrow(/job_payments_status_check/);
       await expect(attempt(`status = 'releasing'`)).rejects.toThrow(/job_payments_release_has_payee/);
-      await expect(attempt(`status = 'released', payee_address = payer_address`)).rejects.toThrow(/job_payments_released_has_tx/);
-      expect(await api.payment(job.payment_id)).toMatchObject({ status: 'escrowed', amount: '0.00100000', payee_address: null, transaction_hash: null });
+      await expect(attempt(`status = 'released', payee_address = payer_address`)).rejects.toThrow(
+        /job_payments_released_has_tx/,
+      );
+      expect(await api.payment(job.payment_id)).toMatchObject({
+        status: 'escrowed',
+        amount: '0.00100000',
+        payee_address: null,
+        transaction_hash: null,
+      });
     });
   });
 
@@ -349,8 +445,11 @@ describe('money rules (e2e)', () => {
       const seen = await withClient(t.databaseUrl, async (client) => {
         await client.query('BEGIN');
         try {
-          await client.query(`UPDATE job_payments SET status = 'refunding', updated_at = now() WHERE payment_id = $1`, [job.payment_id]);
-          return (await client.query(`SELECT payment_status FROM job WHERE job_id = $1`, [job.job_id])).rows[0].payment_status;
+          await client.query(`UPDATE job_payments SET status = 'refunding', updated_at = now() WHERE payment_id = $1`, [
+            job.payment_id,
+          ]);
+          return (await client.query(`SELECT payment_status FROM job WHERE job_id = $1`, [job.job_id])).rows[0]
+            .payment_status;
         } finally {
           await client.query('ROLLBACK');
         }
@@ -411,7 +510,9 @@ describe('money rules (e2e)', () => {
 
       // One side ran twice; both committed in the end.
       expect(attempts.a + attempts.b).toBe(3);
-      expect(await metricValue(t.http, 'db_transaction_aborts_total', { reason: 'deadlock_detected' })).toBe(before + 1);
+      expect(await metricValue(t.http, 'db_transaction_aborts_total', { reason: 'deadlock_detected' })).toBe(
+        before + 1,
+      );
     });
   });
 });

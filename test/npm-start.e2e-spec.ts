@@ -71,15 +71,25 @@ describe('npm start', () => {
     const walletDb = await embeddedServerUrl(databaseDir, 'wallet_daemon');
     const coordinatorDb = await embeddedServerUrl(databaseDir, 'coordinator');
 
-    expect(await tablesInSchema(walletDb, 'wallet_daemon')).toEqual(['accounts', 'entries', 'escrows', 'idempotency_keys', 'transfers']);
+    expect(await tablesInSchema(walletDb, 'wallet_daemon')).toEqual([
+      'accounts',
+      'entries',
+      'escrows',
+      'idempotency_keys',
+      'transfers',
+    ]);
     // The running daemon writes there: it funded the demo client's wallet at boot.
     const funded = await withClient(walletDb, (client) =>
-      client.query(`SELECT 1 FROM wallet_daemon.accounts WHERE address = $1 AND currency = 'BTC' AND balance >= 1`, [DEMO_CLIENT_WALLET]),
+      client.query(`SELECT 1 FROM wallet_daemon.accounts WHERE address = $1 AND currency = 'BTC' AND balance >= 1`, [
+        DEMO_CLIENT_WALLET,
+      ]),
     );
     expect(funded.rowCount).toBe(1);
 
     expect(await tablesInSchema(coordinatorDb, 'wallet_daemon')).toEqual([]);
-    expect(await tablesInSchema(coordinatorDb, 'public')).toEqual(expect.arrayContaining(['job', 'job_payments', 'payment_escrows']));
+    expect(await tablesInSchema(coordinatorDb, 'public')).toEqual(
+      expect.arrayContaining(['job', 'job_payments', 'payment_escrows']),
+    );
   });
 });
 
@@ -107,7 +117,9 @@ describe('npm start with DATA_DIR inside a directory the embedded server’s use
       (failure: Error) => failure,
     );
     expect(error?.message).toContain('exited before it was ready (code 1');
-    expect(error?.message).toContain(`configuration error: DATA_DIR (${dataDir}): the embedded PostgreSQL runs as user ${serverUser}`);
+    expect(error?.message).toContain(
+      `configuration error: DATA_DIR (${dataDir}): the embedded PostgreSQL runs as user ${serverUser}`,
+    );
     expect(error?.message).toContain(`cannot enter ${parent}. Fix: put DATA_DIR where ${serverUser} can reach it`);
     expect(error?.message).toContain(`chmod o+x ${parent}`);
     expect(error?.message).toContain('set DATABASE_URL');

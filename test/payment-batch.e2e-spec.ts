@@ -37,16 +37,23 @@ describe('POST /v1/payments/batch', () => {
   };
   const single = (key: 'client' | 'client2' | 'admin', paymentId: string, action: string, body: object = {}) =>
     t.http.post(`/v1/payments/${paymentId}/${action}`).set('X-Api-Key', t.keys[key]).send(body);
-  const statusOf = async (paymentId: string) => (await query<{ status: string }>(t.databaseUrl, `SELECT status FROM job_payments WHERE payment_id = $1`, [paymentId]))[0]?.status;
+  const statusOf = async (paymentId: string) =>
+    (
+      await query<{ status: string }>(t.databaseUrl, `SELECT status FROM job_payments WHERE payment_id = $1`, [
+        paymentId,
+      ])
+    )[0]?.status;
   const settlements = async (paymentId: string) =>
-    (await paymentEvents(t.http, t.keys.admin, paymentId)).filter((e: { to: string }) => e.to === 'released' || e.to === 'refunded').length;
+    (await paymentEvents(t.http, t.keys.admin, paymentId)).filter(
+      (e: { to: string }) => e.to === 'released' || e.to === 'refunded',
+    ).length;
   const running = async (amount = '0.001') => {
     const job = await createPaidJob(t.http, t.keys.client, { amount });
     await claimJob(t.http, t.keys.miner, job.job_id);
     return job;
   };
 
-  it('a mixed batch: each item gets its single call\'s answer in request order, the good ones settle, the refused ones change nothing', async () => {
+  it("a mixed batch: each item gets its single call's answer in request order, the good ones settle, the refused ones change nothing", async () => {
     // Dispatched first: a poll hands out the oldest queued job, and the jobs below must stay queued.
     const toRelease = await running('0.0011');
     const runningRefund = await running();
@@ -77,7 +84,13 @@ describe('POST /v1/payments/batch', () => {
     const response = await batch('client', items);
     expect(response.status).toBe(200);
     const answer = response.body;
-    expect(answer.items.map((i: { index: number; status_code: number; code?: string; error?: { code: string } }) => [i.index, i.status_code, i.error?.code ?? null])).toEqual([
+    expect(
+      answer.items.map((i: { index: number; status_code: number; code?: string; error?: { code: string } }) => [
+        i.index,
+        i.status_code,
+        i.error?.code ?? null,
+      ]),
+    ).toEqual([
       [0, 200, null],
       [1, 200, null],
       [2, 409, 'PAYMENT_NO_PAYEE'],
@@ -92,8 +105,16 @@ describe('POST /v1/payments/batch', () => {
       [11, 400, 'VALIDATION_FAILED'],
     ]);
     expect({ succeeded: answer.succeeded, failed: answer.failed }).toEqual({ succeeded: 2, failed: 10 });
-    expect(answer.items[0]).toMatchObject({ payment_id: toRelease.payment_id, action: 'release', payment: { status: 'released', payee_address: payout, settle_reason: 'work accepted' } });
-    expect(answer.items[1]).toMatchObject({ payment_id: toRefund.payment_id, action: 'refund', payment: { status: 'refunded', settle_reason: 'refund_requested' } });
+    expect(answer.items[0]).toMatchObject({
+      payment_id: toRelease.payment_id,
+      action: 'release',
+      payment: { status: 'released', payee_address: payout, settle_reason: 'work accepted' },
+    });
+    expect(answer.items[1]).toMatchObject({
+      payment_id: toRefund.payment_id,
+      action: 'refund',
+      payment: { status: 'refunded', settle_reason: 'refund_requested' },
+    });
 
     // The single calls give the very same refusals (nothing about them changed in between).
     const singles = await Promise.all(
@@ -103,16 +124,33 @@ describe('POST /v1/payments/batch', () => {
         return [index, response.status, response.body.code];
       }),
     );
-    expect(singles).toEqual(answer.items.filter((i: { index: number }) => [2, 3, 4, 5, 6, 7, 8].includes(i.index)).map((i: { index: number; status_code: number; error: { code: string } }) => [i.index, i.status_code, i.error.code]));
+    expect(singles).toEqual(
+      answer.items
+        .filter((i: { index: number }) => [2, 3, 4, 5, 6, 7, 8].includes(i.index))
+        .map((i: { index: number; status_code: number; error: { code: string } }) => [
+          i.index,
+          i.status_code,
+          i.error.code,
+        ]),
+    );
     // The same error shape, request id included.
-    expect(Object.keys(answer.items[2].error).sort()).toEqual(['code', 'details', 'message', 'request_id', 'status_code']);
+    expect(Object.keys(answer.items[2].error).sort()).toEqual([
+      'code',
+      'details',
+      'message',
+      'request_id',
+      'status_code',
+    ]);
 
     // Money: the miner got the release once, the client the refund once; the refused ones are still escrowed.
     expect(new Money(await pd.daemon.balance(payout)).eq(payoutBefore.plus('0.0011'))).toBe(true);
     expect(new Money(await pd.daemon.balance(t.clientWallet)).eq(clientBefore.plus('0.0012'))).toBe(true);
-    for (const job of [noPayee, othersJob, runningRefund, wrongJob, wrongAmount]) expect(await statusOf(job.payment_id)).toBe('escrowed');
+    for (const job of [noPayee, othersJob, runningRefund, wrongJob, wrongAmount])
+      expect(await statusOf(job.payment_id)).toBe('escrowed');
     // A refund of a queued job cancels it, as the single refund does.
-    expect((await query(t.databaseUrl, `SELECT state FROM job WHERE job_id = $1`, [toRefund.job_id]))[0].state).toBe('canceled');
+    expect((await query(t.databaseUrl, `SELECT state FROM job WHERE job_id = $1`, [toRefund.job_id]))[0].state).toBe(
+      'canceled',
+    );
   });
 
   it.each([
@@ -145,44 +183,79 @@ describe('POST /v1/payments/batch', () => {
     // 500 escrowed payments, made 100 at a time by POST /v1/jobs/batch.
     const jobs: { job_id: string; payment_id: string }[] = [];
     for (let i = 0; i < 5; i++) {
-      const created = await t.http.post('/v1/jobs/batch').set('X-Api-Key', t.keys.client).send({ items: Array.from({ length: 100 }, () => ({ payload: { job_type: 'ai_inference' }, payment_amount: '0.00001' })) });
+      const created = await t.http
+        .post('/v1/jobs/batch')
+        .set('X-Api-Key', t.keys.client)
+        .send({
+          items: Array.from({ length: 100 }, () => ({
+            payload: { job_type: 'ai_inference' },
+            payment_amount: '0.00001',
+          })),
+        });
       expect(created.body.succeeded).toBe(100);
-      jobs.push(...created.body.items.map((item: { job: { job_id: string; payment_id: string; payment_status: string } }) => (expect(item.job.payment_status).toBe('escrowed'), item.job)));
+      jobs.push(
+        ...created.body.items.map(
+          (item: { job: { job_id: string; payment_id: string; payment_status: string } }) => (
+            expect(item.job.payment_status).toBe('escrowed'),
+            item.job
+          ),
+        ),
+      );
     }
     const clientBefore = new Money(await pd.daemon.balance(t.clientWallet));
-    const calls = () => metricValue(t.http, 'wallet_daemon_request_duration_seconds_count', { call: 'escrow_settle_batch' });
+    const calls = () =>
+      metricValue(t.http, 'wallet_daemon_request_duration_seconds_count', { call: 'escrow_settle_batch' });
     const callsBefore = await calls();
     const items = jobs.map((job) => ({ payment_id: job.payment_id, action: 'refund', reason: 'batch of 500' }));
     const response = await batch('client', items, 'batch-500');
     expect(response.status).toBe(200);
     expect({ succeeded: response.body.succeeded, failed: response.body.failed }).toEqual({ succeeded: 500, failed: 0 });
-    expect(response.body.items.every((i: { payment: { status: string } }, index: number) => i.payment.status === 'refunded' && response.body.items[index].payment_id === jobs[index].payment_id)).toBe(true);
+    expect(
+      response.body.items.every(
+        (i: { payment: { status: string } }, index: number) =>
+          i.payment.status === 'refunded' && response.body.items[index].payment_id === jobs[index].payment_id,
+      ),
+    ).toBe(true);
     // WALLET_DAEMON_BATCH_SIZE is 200 by default: 500 settlements are three daemon calls.
     expect((await calls()) - callsBefore).toBe(3);
-    expect(new Money(await pd.daemon.balance(t.clientWallet)).eq(clientBefore.plus(new Money('0.00001').times(500)))).toBe(true);
+    expect(
+      new Money(await pd.daemon.balance(t.clientWallet)).eq(clientBefore.plus(new Money('0.00001').times(500))),
+    ).toBe(true);
 
     const replay = await batch('client', items, 'batch-500');
-    expect({ status: replay.status, replayed: replay.headers['idempotent-replayed'] }).toEqual({ status: 200, replayed: 'true' });
+    expect({ status: replay.status, replayed: replay.headers['idempotent-replayed'] }).toEqual({
+      status: 200,
+      replayed: 'true',
+    });
     expect(replay.body).toEqual(response.body);
-    const [{ n }] = await query<{ n: string }>(t.databaseUrl, `SELECT count(*) AS n FROM payment_events WHERE payment_id = ANY($1::uuid[]) AND to_status = 'refunded'`, [jobs.map((j) => j.payment_id)]);
+    const [{ n }] = await query<{ n: string }>(
+      t.databaseUrl,
+      `SELECT count(*) AS n FROM payment_events WHERE payment_id = ANY($1::uuid[]) AND to_status = 'refunded'`,
+      [jobs.map((j) => j.payment_id)],
+    );
     expect(Number(n)).toBe(500);
   });
 
-  it('an admin settles any client\'s payments in one batch; a miner may not call it', async () => {
+  it("an admin settles any client's payments in one batch; a miner may not call it", async () => {
     const mine = await running();
     const theirs = await createPaidJob(t.http, t.keys.client2);
     const response = await batch('admin', [
       { payment_id: mine.payment_id, action: 'refund', reason: 'dispute resolved for the client' },
       { payment_id: theirs.payment_id, action: 'refund' },
     ]);
-    expect(response.body.items.map((i: { status_code: number; payment: { status: string } }) => [i.status_code, i.payment.status])).toEqual([
+    expect(
+      response.body.items.map((i: { status_code: number; payment: { status: string } }) => [
+        i.status_code,
+        i.payment.status,
+      ]),
+    ).toEqual([
       [200, 'refunded'],
       [200, 'refunded'],
     ]);
     expect((await batch('miner', [{ payment_id: theirs.payment_id, action: 'refund' }])).status).toBe(403);
   });
 
-  it('batches, single calls, miners\' results and the expiry sweep racing over the same payments: each settles exactly once, no deadlock', async () => {
+  it("batches, single calls, miners' results and the expiry sweep racing over the same payments: each settles exactly once, no deadlock", async () => {
     const jobs = [];
     for (let i = 0; i < 24; i++) jobs.push(await running('0.00002'));
     const aborts = () => metricValue(t.http, 'db_transaction_aborts_total');
@@ -190,28 +263,58 @@ describe('POST /v1/payments/batch', () => {
     const clientBefore = new Money(await pd.daemon.balance(t.clientWallet));
     const payoutBefore = new Money(await pd.daemon.balance(payout));
     // A third of them past their deadline, so the sweep competes for those.
-    await moveDeadlines(t.databaseUrl, jobs.slice(0, 8).map((j) => j.job_id), jobs.slice(0, 8).map(() => -1000), { escrow: true });
+    await moveDeadlines(
+      t.databaseUrl,
+      jobs.slice(0, 8).map((j) => j.job_id),
+      jobs.slice(0, 8).map(() => -1000),
+      { escrow: true },
+    );
 
     const ids = jobs.map((j) => j.payment_id);
     const half = (from: number) => ids.slice(from, from + 12).map((payment_id) => ({ payment_id, action: 'refund' }));
     const answers = await Promise.all([
       batch('admin', half(0)),
-      batch('admin', ids.map((payment_id) => ({ payment_id, action: 'release' }))),
+      batch(
+        'admin',
+        ids.map((payment_id) => ({ payment_id, action: 'release' })),
+      ),
       batch('admin', half(12)),
-      ...jobs.map((job, i) => (i % 2 ? single('admin', job.payment_id, 'refund') : t.http.post(`/v1/miners/jobs/${job.job_id}/result`).set('X-Api-Key', t.keys.miner).send({ result: { ok: i } }))),
+      ...jobs.map((job, i) =>
+        i % 2
+          ? single('admin', job.payment_id, 'refund')
+          : t.http
+              .post(`/v1/miners/jobs/${job.job_id}/result`)
+              .set('X-Api-Key', t.keys.miner)
+              .send({ result: { ok: i } }),
+      ),
       t.app.get(JobsService).expireDue(),
     ]);
     for (const answer of answers.slice(0, 3)) expect((answer as { status: number }).status).toBe(200);
     // Whatever is still decided (a sweep's settlement in flight) is finished by the re-drive.
-    await t.app.get(PaymentsService).settleMany(await query(t.databaseUrl, `SELECT * FROM job_payments WHERE payment_id = ANY($1::uuid[]) AND status IN ('releasing','refunding')`, [ids]));
+    await t.app
+      .get(PaymentsService)
+      .settleMany(
+        await query(
+          t.databaseUrl,
+          `SELECT * FROM job_payments WHERE payment_id = ANY($1::uuid[]) AND status IN ('releasing','refunding')`,
+          [ids],
+        ),
+      );
 
     let released = new Money(0);
     let refunded = new Money(0);
     for (const job of jobs) {
       expect(await settlements(job.payment_id)).toBe(1);
-      const [row] = await query<{ status: string; escrow_id: string }>(t.databaseUrl, `SELECT status, escrow_id FROM job_payments WHERE payment_id = $1`, [job.payment_id]);
+      const [row] = await query<{ status: string; escrow_id: string }>(
+        t.databaseUrl,
+        `SELECT status, escrow_id FROM job_payments WHERE payment_id = $1`,
+        [job.payment_id],
+      );
       expect(['released', 'refunded']).toContain(row.status);
-      expect(kinds(await pd.daemon.escrowTransfers(row.escrow_id))).toEqual(['create', row.status === 'released' ? 'release' : 'refund']);
+      expect(kinds(await pd.daemon.escrowTransfers(row.escrow_id))).toEqual([
+        'create',
+        row.status === 'released' ? 'release' : 'refund',
+      ]);
       if (row.status === 'released') released = released.plus('0.00002');
       else refunded = refunded.plus('0.00002');
     }

@@ -23,7 +23,10 @@ describe('payment failures (e2e)', () => {
 
   beforeAll(async () => {
     priv = await startPrivateDaemon();
-    t = await startApp({ SETTLEMENT_LEASE_MS: '100', WALLET_DAEMON_RETRIES: '1', WALLET_DAEMON_TIMEOUT_MS: '2000' }, { daemon: priv.daemon });
+    t = await startApp(
+      { SETTLEMENT_LEASE_MS: '100', WALLET_DAEMON_RETRIES: '1', WALLET_DAEMON_TIMEOUT_MS: '2000' },
+      { daemon: priv.daemon },
+    );
     api = new Api(t);
   });
   afterAll(async () => {
@@ -40,14 +43,23 @@ describe('payment failures (e2e)', () => {
     const emptyPayer = await priv.daemon.newAddress('BTC');
     const client2Before = await api.balance(t.client2Wallet);
 
-    const response = await api.postJob('client2', { payload: PAYLOAD, payment_amount: '0.001', payer_address: emptyPayer });
+    const response = await api.postJob('client2', {
+      payload: PAYLOAD,
+      payment_amount: '0.001',
+      payer_address: emptyPayer,
+    });
     expect(response.status).toBe(201);
     const job = response.body;
     expect(job).toMatchObject({ state: 'failed', payment_status: 'failed', payment_amount: '0.00100000' });
     expect(job.error).toMatch(/insufficient/i);
 
     const payment = await api.payment(job.payment_id, 'client2');
-    expect(payment).toMatchObject({ status: 'failed', escrow_id: null, payer_address: emptyPayer, failure_reason: expect.stringMatching(/insufficient/i) });
+    expect(payment).toMatchObject({
+      status: 'failed',
+      escrow_id: null,
+      payer_address: emptyPayer,
+      failure_reason: expect.stringMatching(/insufficient/i),
+    });
     expect(await api.job(job.job_id, 'client2')).toMatchObject({ state: 'failed', payment_status: 'failed' });
 
     await api.registerFreshMiner('miner');
@@ -95,7 +107,10 @@ describe('payment failures (e2e)', () => {
 
   it('daemon unreachable at create (closed port): pending until a coordinator that reaches the daemon re-drives it', async () => {
     // Same database and wallets as `t`, but its daemon URL points at a closed port.
-    const cut = await startApp({ WALLET_DAEMON_URL: 'http://127.0.0.1:1', WALLET_DAEMON_RETRIES: '0', SETTLEMENT_LEASE_MS: '100' }, { sameAs: t });
+    const cut = await startApp(
+      { WALLET_DAEMON_URL: 'http://127.0.0.1:1', WALLET_DAEMON_RETRIES: '0', SETTLEMENT_LEASE_MS: '100' },
+      { sameAs: t },
+    );
     try {
       const cutApi = new Api(cut);
       const before = await api.balance(t.clientWallet);
@@ -133,7 +148,11 @@ describe('payment failures (e2e)', () => {
     await priv.daemon.resetFaults();
     await sleep(150);
     const refunded = await api.redriveUntil(job.payment_id, 'refunded');
-    expect(refunded).toMatchObject({ escrow_id: expect.any(String), refund_transaction_hash: expect.any(String), transaction_hash: null });
+    expect(refunded).toMatchObject({
+      escrow_id: expect.any(String),
+      refund_transaction_hash: expect.any(String),
+      transaction_hash: null,
+    });
     expect((await priv.daemon.escrowTransfers(refunded.escrow_id)).map((x) => x.kind)).toEqual(['create', 'refund']);
     expect(await api.balance(t.clientWallet)).toBe(before);
     expect(await api.job(job.job_id)).toMatchObject({ state: 'canceled', payment_status: 'refunded' });
@@ -142,7 +161,9 @@ describe('payment failures (e2e)', () => {
   it('daemon down past the deadline: the job and its payment end failed, and nothing stays charged once the daemon is back', async () => {
     const before = await api.balance(t.clientWallet);
     await priv.daemon.setFaults({ fail_rate: 1 });
-    const job = expectCreated(await api.postJob('client', { payload: PAYLOAD, ttl_seconds: 1, payment_amount: '0.00066' }));
+    const job = expectCreated(
+      await api.postJob('client', { payload: PAYLOAD, ttl_seconds: 1, payment_amount: '0.00066' }),
+    );
     expect(job).toMatchObject({ state: 'queued', payment_status: 'pending' });
 
     await sleep(1200);
@@ -182,7 +203,10 @@ describe('payment failures (e2e)', () => {
     const payout = await api.registerFreshMiner('miner');
     await api.pollFor(job.job_id);
     // Same database and wallets as `t`, but its daemon URL points at a closed port: nothing answers at all.
-    const cut = await startApp({ WALLET_DAEMON_URL: 'http://127.0.0.1:1', WALLET_DAEMON_RETRIES: '0', SETTLEMENT_LEASE_MS: '100' }, { sameAs: t });
+    const cut = await startApp(
+      { WALLET_DAEMON_URL: 'http://127.0.0.1:1', WALLET_DAEMON_RETRIES: '0', SETTLEMENT_LEASE_MS: '100' },
+      { sameAs: t },
+    );
     try {
       const cutApi = new Api(cut);
       const result = await cutApi.result('miner', job.job_id, { text: 'done' });
@@ -190,7 +214,9 @@ describe('payment failures (e2e)', () => {
       expect(result.body).toMatchObject({ state: 'completed', payment_status: 'releasing' });
       expect(await cutApi.payment(job.payment_id)).toMatchObject({ status: 'releasing', transaction_hash: null });
       // The release call never got an answer: the connection was refused.
-      await expect(metricValue(cut.http, 'wallet_daemon_errors_total', { call: 'escrow_release', kind: 'ECONNREFUSED' })).resolves.toBeGreaterThanOrEqual(1);
+      await expect(
+        metricValue(cut.http, 'wallet_daemon_errors_total', { call: 'escrow_release', kind: 'ECONNREFUSED' }),
+      ).resolves.toBeGreaterThanOrEqual(1);
 
       // While the daemon cannot be reached: re-drives, the deadline sweep and refund attempts change nothing.
       for (let i = 0; i < 3; i++) {
@@ -219,10 +245,17 @@ describe('payment failures (e2e)', () => {
       await sleep(150);
       await t.app.get(PaymentsService).redriveDue();
     }
-    expect(await api.payment(job.payment_id)).toMatchObject({ status: 'released', transaction_hash: released.transaction_hash });
+    expect(await api.payment(job.payment_id)).toMatchObject({
+      status: 'released',
+      transaction_hash: released.transaction_hash,
+    });
     const transfers = await priv.daemon.escrowTransfers(released.escrow_id);
     expect(transfers.map((x) => x.kind)).toEqual(['create', 'release']);
-    expect(transfers[1]).toMatchObject({ to: payout, amount: '0.00420000', transaction_hash: released.transaction_hash });
+    expect(transfers[1]).toMatchObject({
+      to: payout,
+      amount: '0.00420000',
+      transaction_hash: released.transaction_hash,
+    });
     expect(await api.balance(payout)).toBe('0.00420000');
     expect(await api.job(job.job_id)).toMatchObject({ state: 'completed', payment_status: 'released' });
     expect(await api.receipt(job.payment_id)).toMatchObject({ status: 'released', verified: true });

@@ -5,7 +5,19 @@ import { PaymentsService } from '../src/payments/payments.service';
 import { verifyReceipt } from '../src/receipts/receipt-signer';
 import type { TestApp } from './support/app';
 import { metricValue } from './support/flow';
-import { Api, Body, diff, Dec, expectStatus, inBatches, PAYLOAD, sat8, SEED_JOB_JSON, startApp, sum } from './support/payments';
+import {
+  Api,
+  Body,
+  diff,
+  Dec,
+  expectStatus,
+  inBatches,
+  PAYLOAD,
+  sat8,
+  SEED_JOB_JSON,
+  startApp,
+  sum,
+} from './support/payments';
 
 /**
  * Payments over HTTP against the whole app, a real PostgreSQL and the real local wallet
@@ -103,7 +115,11 @@ describe('payments (e2e)', () => {
     it('releases exactly 0.00100000 to the miner that completed it, and nothing more leaves the client', () => {
       expect(seen.polled.job_id).toBe(seen.created.job_id);
       expect(seen.resultStatus).toBe(200);
-      expect(seen.completed).toMatchObject({ state: 'completed', payment_status: 'released', assigned_miner_id: t.principals.miner });
+      expect(seen.completed).toMatchObject({
+        state: 'completed',
+        payment_status: 'released',
+        assigned_miner_id: t.principals.miner,
+      });
       expect(seen.job).toMatchObject({ state: 'completed', payment_status: 'released' });
       expect(seen.payment).toMatchObject({
         status: 'released',
@@ -117,7 +133,11 @@ describe('payments (e2e)', () => {
       expect(diff(seen.clientAfter, seen.clientBefore)).toBe('0.00100000');
       // One hold and one release at the daemon; the release is the payment's transaction.
       expect(seen.transfers.map((x: Body) => x.kind)).toEqual(['create', 'release']);
-      expect(seen.transfers[1]).toMatchObject({ amount: '0.00100000', to: seen.payout, transaction_hash: seen.payment.transaction_hash });
+      expect(seen.transfers[1]).toMatchObject({
+        amount: '0.00100000',
+        to: seen.payout,
+        transaction_hash: seen.payment.transaction_hash,
+      });
     });
 
     it('signs a verified receipt that verifyReceipt accepts with the published key', () => {
@@ -145,7 +165,12 @@ describe('payments (e2e)', () => {
     it('verifies with plain node:crypto and canonicalize, as a user would', () => {
       const { signature, ...facts } = seen.receipt;
       const pem = seen.keys.find((k: Body) => k.key_id === signature.key_id).public_key_pem;
-      const ok = verify(null, Buffer.from(canonicalize(facts) as string), createPublicKey(pem), Buffer.from(signature.sig, 'base64url'));
+      const ok = verify(
+        null,
+        Buffer.from(canonicalize(facts) as string),
+        createPublicKey(pem),
+        Buffer.from(signature.sig, 'base64url'),
+      );
       expect(ok).toBe(true);
     });
 
@@ -153,7 +178,12 @@ describe('payments (e2e)', () => {
       const { signature, ...facts } = seen.receipt;
       const pem = seen.keys.find((k: Body) => k.key_id === signature.key_id).public_key_pem;
       const userCheck = (r: Record<string, unknown>) =>
-        verify(null, Buffer.from(canonicalize(r) as string), createPublicKey(pem), Buffer.from(signature.sig, 'base64url'));
+        verify(
+          null,
+          Buffer.from(canonicalize(r) as string),
+          createPublicKey(pem),
+          Buffer.from(signature.sig, 'base64url'),
+        );
       const fields = Object.keys(facts);
       expect(fields.length).toBeGreaterThanOrEqual(15);
       for (const field of fields) {
@@ -192,11 +222,20 @@ describe('payments (e2e)', () => {
       expect(failed.status).toBe(200);
       expect(failed.body).toMatchObject({ state: 'failed', error: 'CUDA out of memory', payment_status: 'refunded' });
       const payment = await api.payment(job.payment_id);
-      expect(payment).toMatchObject({ status: 'refunded', refund_transaction_hash: expect.any(String), transaction_hash: null, refunded_at: expect.any(String) });
+      expect(payment).toMatchObject({
+        status: 'refunded',
+        refund_transaction_hash: expect.any(String),
+        transaction_hash: null,
+        refunded_at: expect.any(String),
+      });
       expect(await api.balance(t.clientWallet)).toBe(before);
       const transfers = await t.daemon.escrowTransfers(payment.escrow_id);
       expect(transfers.map((x) => x.kind)).toEqual(['create', 'refund']);
-      expect(transfers[1]).toMatchObject({ to: t.clientWallet, amount: '0.00234567', transaction_hash: payment.refund_transaction_hash });
+      expect(transfers[1]).toMatchObject({
+        to: t.clientWallet,
+        amount: '0.00234567',
+        transaction_hash: payment.refund_transaction_hash,
+      });
     });
 
     it('refunds to a separate refund address when the client cancels a queued paid job', async () => {
@@ -207,7 +246,10 @@ describe('payments (e2e)', () => {
       const canceled = await api.cancel('client', job.job_id);
       expect(canceled.status).toBe(200);
       expect(canceled.body).toMatchObject({ state: 'canceled', payment_status: 'refunded' });
-      expect(await api.payment(job.payment_id, 'client')).toMatchObject({ status: 'refunded', refund_address: refundAddress });
+      expect(await api.payment(job.payment_id, 'client')).toMatchObject({
+        status: 'refunded',
+        refund_address: refundAddress,
+      });
       expect(await api.balance(refundAddress)).toBe('0.00050000');
       expect(diff(await api.balance(t.clientWallet), before)).toBe('0.00050000');
     });
@@ -217,7 +259,11 @@ describe('payments (e2e)', () => {
       const job = await api.paidJob('client');
       const refunded = await api.refund('client', job.payment_id, { reason: 'changed my mind' });
       expect(refunded.status).toBe(200);
-      expect(refunded.body).toMatchObject({ status: 'refunded', payment_id: job.payment_id, refund_transaction_hash: expect.any(String) });
+      expect(refunded.body).toMatchObject({
+        status: 'refunded',
+        payment_id: job.payment_id,
+        refund_transaction_hash: expect.any(String),
+      });
       expect(await api.job(job.job_id, 'client')).toMatchObject({ state: 'canceled', payment_status: 'refunded' });
       expect(await api.balance(t.clientWallet)).toBe(before);
       // Nothing is left for a miner.
@@ -229,29 +275,52 @@ describe('payments (e2e)', () => {
       const payout = await api.registerFreshMiner('miner');
       await api.pollFor(job.job_id);
 
-      const released = await api.release('client', job.payment_id, `{"job_id": "${job.job_id}", "reason": "Job completed successfully"}`);
+      const released = await api.release(
+        'client',
+        job.payment_id,
+        `{"job_id": "${job.job_id}", "reason": "Job completed successfully"}`,
+      );
       expect(released.status).toBe(200);
-      expect(released.body).toMatchObject({ status: 'released', payee_address: payout, miner_id: t.principals.miner, transaction_hash: expect.any(String) });
+      expect(released.body).toMatchObject({
+        status: 'released',
+        payee_address: payout,
+        miner_id: t.principals.miner,
+        transaction_hash: expect.any(String),
+      });
       expect(await api.balance(payout)).toBe('0.00100000');
       expect(await api.job(job.job_id)).toMatchObject({ payment_status: 'released' });
       const events = await api.events(job.payment_id);
-      expect(events.find((e) => e.to === 'releasing')).toMatchObject({ actor: t.principals.client, reason: 'Job completed successfully' });
+      expect(events.find((e) => e.to === 'releasing')).toMatchObject({
+        actor: t.principals.client,
+        reason: 'Job completed successfully',
+      });
     });
 
-    it("answers 409 PAYMENT_JOB_MISMATCH to the seed's literal job id \"abc123\" and moves nothing", async () => {
+    it('answers 409 PAYMENT_JOB_MISMATCH to the seed\'s literal job id "abc123" and moves nothing', async () => {
       const job = await api.paidJob('client');
       await api.registerFreshMiner('miner');
       await api.pollFor(job.job_id);
 
-      const response = await api.release('client', job.payment_id, '{"job_id": "abc123", "reason": "Job completed successfully"}');
+      const response = await api.release(
+        'client',
+        job.payment_id,
+        '{"job_id": "abc123", "reason": "Job completed successfully"}',
+      );
       expect(response.status).toBe(409);
-      expect(response.body).toMatchObject({ status_code: 409, code: 'PAYMENT_JOB_MISMATCH', request_id: expect.any(String) });
+      expect(response.body).toMatchObject({
+        status_code: 409,
+        code: 'PAYMENT_JOB_MISMATCH',
+        request_id: expect.any(String),
+      });
       expect(await api.payment(job.payment_id)).toMatchObject({ status: 'escrowed' });
     });
 
     it('answers 404 (never 500) for the payment of the seed\'s job id "abc123"', async () => {
       const response = await api.jobPaymentRaw('client', 'abc123');
-      expect({ status: response.status, code: response.body?.code }).toEqual({ status: 404, code: expect.stringMatching(/^(JOB|PAYMENT)_NOT_FOUND$/) });
+      expect({ status: response.status, code: response.body?.code }).toEqual({
+        status: 404,
+        code: expect.stringMatching(/^(JOB|PAYMENT)_NOT_FOUND$/),
+      });
       const payment = await api.getPaymentRaw('client', 'abc123');
       expect({ status: payment.status, code: payment.body?.code }).toEqual({ status: 404, code: 'PAYMENT_NOT_FOUND' });
     });
@@ -296,8 +365,18 @@ describe('payments (e2e)', () => {
 
       const created = await api.postPayment('client', { job_id: job.job_id, amount: '0.00300000' });
       expect(created.status).toBe(201);
-      expect(created.body).toMatchObject({ job_id: job.job_id, status: 'escrowed', amount: '0.00300000', currency: 'BTC', payer_address: t.clientWallet });
-      expect(await api.job(job.job_id, 'client')).toMatchObject({ payment_id: created.body.payment_id, payment_status: 'escrowed', payment_amount: '0.00300000' });
+      expect(created.body).toMatchObject({
+        job_id: job.job_id,
+        status: 'escrowed',
+        amount: '0.00300000',
+        currency: 'BTC',
+        payer_address: t.clientWallet,
+      });
+      expect(await api.job(job.job_id, 'client')).toMatchObject({
+        payment_id: created.body.payment_id,
+        payment_status: 'escrowed',
+        payment_amount: '0.00300000',
+      });
       expect(diff(await api.balance(t.clientWallet), before)).toBe('0.00300000');
 
       const second = await api.postPayment('client', { job_id: job.job_id, amount: '0.001' });
@@ -344,7 +423,10 @@ describe('payments (e2e)', () => {
       const inFlight = outcome === 'released' ? 'releasing' : 'refunding';
       for (const loser of responses.filter((r) => r !== winners[0])) {
         expect(loser.status).toBe(409);
-        expect(loser.body).toMatchObject({ code: 'PAYMENT_ALREADY_SETTLED', details: { status: expect.stringMatching(new RegExp(`^(${inFlight}|${outcome})$`)) } });
+        expect(loser.body).toMatchObject({
+          code: 'PAYMENT_ALREADY_SETTLED',
+          details: { status: expect.stringMatching(new RegExp(`^(${inFlight}|${outcome})$`)) },
+        });
       }
 
       const payment = await api.payment(job.payment_id);
@@ -378,7 +460,10 @@ describe('payments (e2e)', () => {
         const job = await api.paidJob('client', { payment_amount: amount });
         await api.pollFor(job.job_id);
 
-        const [result, cancel] = await Promise.all([api.result('miner', job.job_id, { round }), api.cancel('client', job.job_id)]);
+        const [result, cancel] = await Promise.all([
+          api.result('miner', job.job_id, { round }),
+          api.cancel('client', job.job_id),
+        ]);
         const statuses = [result.status, cancel.status].sort();
         expect({ round, statuses }).toEqual({ round, statuses: [200, 409] });
 
@@ -386,11 +471,19 @@ describe('payments (e2e)', () => {
         const payment = await api.payment(job.payment_id);
         const transfers = await t.daemon.escrowTransfers(payment.escrow_id);
         if (result.status === 200) {
-          expect({ round, job: finalJob.state, payment: payment.status }).toEqual({ round, job: 'completed', payment: 'released' });
+          expect({ round, job: finalJob.state, payment: payment.status }).toEqual({
+            round,
+            job: 'completed',
+            payment: 'released',
+          });
           expect(transfers.map((x) => x.kind)).toEqual(['create', 'release']);
           paidToMiner = paidToMiner.plus(amount);
         } else {
-          expect({ round, job: finalJob.state, payment: payment.status }).toEqual({ round, job: 'canceled', payment: 'refunded' });
+          expect({ round, job: finalJob.state, payment: payment.status }).toEqual({
+            round,
+            job: 'canceled',
+            payment: 'refunded',
+          });
           expect(transfers.map((x) => x.kind)).toEqual(['create', 'refund']);
         }
         expect(finalJob.payment_status).toBe(payment.status);
@@ -416,9 +509,10 @@ describe('payments (e2e)', () => {
         expect((await api.payment(job.payment_id)).amount).toBe('0.12345678');
       }
       expect(shortString.payment_amount).toBe('0.50000000');
-      const stored = await api.query<{ amount: string }>(`SELECT amount::text AS amount FROM job_payments WHERE payment_id = ANY($1::uuid[]) ORDER BY amount`, [
-        [asString.payment_id, asNumber.payment_id],
-      ]);
+      const stored = await api.query<{ amount: string }>(
+        `SELECT amount::text AS amount FROM job_payments WHERE payment_id = ANY($1::uuid[]) ORDER BY amount`,
+        [[asString.payment_id, asNumber.payment_id]],
+      );
       expect(stored.map((r) => r.amount)).toEqual(['0.12345678', '0.12345678']);
       expect(diff(await api.balance(t.clientWallet), before)).toBe('0.74691356');
     });
@@ -437,7 +531,10 @@ describe('payments (e2e)', () => {
       const [{ n: jobsBefore }] = await api.query<{ n: string }>(`SELECT count(*)::text AS n FROM job`);
       const response = await api.postJob('client', { payload: PAYLOAD, payment_amount: amount });
       expect(response.status).toBe(400);
-      expect(response.body).toMatchObject({ status_code: 400, details: { fields: { payment_amount: expect.any(Array) } } });
+      expect(response.body).toMatchObject({
+        status_code: 400,
+        details: { fields: { payment_amount: expect.any(Array) } },
+      });
       const [{ n: jobsAfter }] = await api.query<{ n: string }>(`SELECT count(*)::text AS n FROM job`);
       expect(jobsAfter).toBe(jobsBefore);
     });
@@ -454,13 +551,20 @@ describe('payments (e2e)', () => {
         const wallets = [own.clientWallet, ...extra];
         const before = await Promise.all(wallets.map((w) => ownApi.balance(w)));
         // Small distinct amounts with all 8 decimals in play; every third sent as a JSON number.
-        const amounts = Array.from({ length: 1000 }, (_, i) => sat8(new Dec('0.00001').plus(new Dec(i + 1).times('0.00000777'))));
+        const amounts = Array.from({ length: 1000 }, (_, i) =>
+          sat8(new Dec('0.00001').plus(new Dec(i + 1).times('0.00000777'))),
+        );
         const created = await inBatches(amounts, 20, async (amount, i) => {
-          const body: Record<string, unknown> = { payload: { n: i }, payment_amount: i % 3 === 0 ? Number(amount) : amount };
+          const body: Record<string, unknown> = {
+            payload: { n: i },
+            payment_amount: i % 3 === 0 ? Number(amount) : amount,
+          };
           if (i % 10 !== 0) body.payer_address = wallets[i % 10];
           return expectStatus(await ownApi.postJob('client', body), 201, `POST /v1/jobs #${i}`);
         });
-        const wrong = created.filter((job, i) => job.payment_status !== 'escrowed' || job.payment_amount !== amounts[i]);
+        const wrong = created.filter(
+          (job, i) => job.payment_status !== 'escrowed' || job.payment_amount !== amounts[i],
+        );
         expect(wrong).toEqual([]);
 
         const expected = sat8(sum(amounts));
@@ -470,7 +574,10 @@ describe('payments (e2e)', () => {
         let cursor: string | null = null;
         do {
           const page: Body = expectStatus(
-            await own.http.get('/v1/jobs').query({ limit: 100, ...(cursor ? { cursor } : {}) }).set('X-Api-Key', own.keys.client),
+            await own.http
+              .get('/v1/jobs')
+              .query({ limit: 100, ...(cursor ? { cursor } : {}) })
+              .set('X-Api-Key', own.keys.client),
             200,
             'GET /v1/jobs',
           );
@@ -502,7 +609,11 @@ describe('payments (e2e)', () => {
     it('prepareTerms rejects a bad amount with a DomainError before anything is written', () => {
       const payments = t.app.get(PaymentsService);
       const client = { role: 'client' as const, id: t.principals.client, walletAddress: t.clientWallet };
-      expect(payments.prepareTerms(client, { amount: '0.001' })).toMatchObject({ amount: '0.00100000', payerAddress: t.clientWallet, refundAddress: t.clientWallet });
+      expect(payments.prepareTerms(client, { amount: '0.001' })).toMatchObject({
+        amount: '0.00100000',
+        payerAddress: t.clientWallet,
+        refundAddress: t.clientWallet,
+      });
       for (const amount of ['0.000000001', '-1', '0', 'NaN', 1e-7, '1e-3', null, undefined, { value: 1 }]) {
         let thrown: unknown;
         try {
@@ -511,17 +622,24 @@ describe('payments (e2e)', () => {
           thrown = error;
         }
         expect(thrown).toBeInstanceOf(DomainError);
-        expect({ amount, code: (thrown as DomainError).code, status: (thrown as DomainError).status }).toEqual({ amount, code: 'INVALID_AMOUNT', status: 400 });
+        expect({ amount, code: (thrown as DomainError).code, status: (thrown as DomainError).status }).toEqual({
+          amount,
+          code: 'INVALID_AMOUNT',
+          status: 400,
+        });
       }
     });
 
-    it('get() hides another principal\'s payment as PAYMENT_NOT_FOUND', async () => {
+    it("get() hides another principal's payment as PAYMENT_NOT_FOUND", async () => {
       const payments = t.app.get(PaymentsService);
       const job = await api.paidJob('client');
       const owner = { role: 'client' as const, id: t.principals.client };
       const other = { role: 'client' as const, id: t.principals.client2 };
       const miner = { role: 'miner' as const, id: t.principals.miner };
-      await expect(payments.get(owner, job.payment_id)).resolves.toMatchObject({ payment_id: job.payment_id, status: 'escrowed' });
+      await expect(payments.get(owner, job.payment_id)).resolves.toMatchObject({
+        payment_id: job.payment_id,
+        status: 'escrowed',
+      });
       await expect(payments.get(other, job.payment_id)).rejects.toMatchObject({ code: 'PAYMENT_NOT_FOUND' });
       await expect(payments.get(miner, job.payment_id)).rejects.toMatchObject({ code: 'PAYMENT_NOT_FOUND' });
       await expect(payments.get(other, job.payment_id)).rejects.toBeInstanceOf(DomainError);

@@ -55,7 +55,9 @@ describe('recovery', () => {
   }
 
   const statusOf = async (databaseUrl: string, paymentId: string): Promise<string> =>
-    (await query<{ status: string }>(databaseUrl, `SELECT status FROM job_payments WHERE payment_id = $1`, [paymentId]))[0].status;
+    (
+      await query<{ status: string }>(databaseUrl, `SELECT status FROM job_payments WHERE payment_id = $1`, [paymentId])
+    )[0].status;
 
   describe('wallet daemon down (in-process app, no client retries, 200 ms lease)', () => {
     let t: TestApp;
@@ -88,14 +90,24 @@ describe('recovery', () => {
 
       const created = await createPaidJob(t.http, t.keys.client, { amount: amounts.create });
       expect(created).toMatchObject({ state: 'queued', payment_status: 'pending' });
-      const result = await t.http.post(`/v1/miners/jobs/${toRelease.job_id}/result`).set('X-Api-Key', t.keys.miner).send({ result: { ok: true } });
+      const result = await t.http
+        .post(`/v1/miners/jobs/${toRelease.job_id}/result`)
+        .set('X-Api-Key', t.keys.miner)
+        .send({ result: { ok: true } });
       expect(result.status).toBe(200);
       expect(result.body).toMatchObject({ state: 'completed', payment_status: 'releasing' });
-      const refund = await t.http.post(`/v1/payments/${toRefund.payment_id}/refund`).set('X-Api-Key', t.keys.client).send({ reason: 'changed my mind' });
+      const refund = await t.http
+        .post(`/v1/payments/${toRefund.payment_id}/refund`)
+        .set('X-Api-Key', t.keys.client)
+        .send({ reason: 'changed my mind' });
       expect(refund.status).toBe(200);
       expect(refund.body.status).toBe('refunding');
 
-      const ids = { create: created.payment_id as string, release: toRelease.payment_id as string, refund: toRefund.payment_id as string };
+      const ids = {
+        create: created.payment_id as string,
+        release: toRelease.payment_id as string,
+        refund: toRefund.payment_id as string,
+      };
       const statuses = async () => ({
         create: await statusOf(t.databaseUrl, ids.create),
         release: await statusOf(t.databaseUrl, ids.release),
@@ -145,12 +157,20 @@ describe('recovery', () => {
       const expected = { create: ['create', 'refund'], release: ['create', 'release'], refund: ['create', 'refund'] };
       for (const phase of ['create', 'release', 'refund'] as const) {
         const payment = await getPayment(t.http, t.keys.client, ids[phase]);
-        expect({ phase, transfers: kinds(await daemon.escrowTransfers(payment.escrow_id)) }).toEqual({ phase, transfers: expected[phase] });
+        expect({ phase, transfers: kinds(await daemon.escrowTransfers(payment.escrow_id)) }).toEqual({
+          phase,
+          transfers: expected[phase],
+        });
         const events = await paymentEvents(t.http, t.keys.client, ids[phase]);
         const arrivals = events.map((e: { to: string }) => e.to);
         expect({ phase, arrivals }).toEqual({
           phase,
-          arrivals: ['pending', 'escrowed', phase === 'release' ? 'releasing' : 'refunding', phase === 'release' ? 'released' : 'refunded'],
+          arrivals: [
+            'pending',
+            'escrowed',
+            phase === 'release' ? 'releasing' : 'refunding',
+            phase === 'release' ? 'released' : 'refunded',
+          ],
         });
       }
       expect(new Money(await daemon.balance(payout)).eq(payoutBefore.plus(amounts.release))).toBe(true);
@@ -162,13 +182,19 @@ describe('recovery', () => {
     it('503s during create, release and refund: pending/releasing/refunding until the daemon is back, then each completes exactly once', async () => {
       await outage({ fail_rate: 1 });
 
-      await expect(metricValue(t.http, 'settlement_failures_total', { kind: 'release' })).resolves.toBeGreaterThanOrEqual(1);
-      await expect(metricValue(t.http, 'settlement_failures_total', { kind: 'refund' })).resolves.toBeGreaterThanOrEqual(1);
+      await expect(
+        metricValue(t.http, 'settlement_failures_total', { kind: 'release' }),
+      ).resolves.toBeGreaterThanOrEqual(1);
+      await expect(
+        metricValue(t.http, 'settlement_failures_total', { kind: 'refund' }),
+      ).resolves.toBeGreaterThanOrEqual(1);
       for (const status of ['pending', 'releasing', 'refunding']) {
         await expect(metricValue(t.http, 'settlement_retries_total', { status })).resolves.toBeGreaterThanOrEqual(1);
       }
       for (const call of ['escrow_create', 'escrow_release', 'escrow_refund']) {
-        await expect(metricValue(t.http, 'wallet_daemon_errors_total', { call, kind: 'http_503' })).resolves.toBeGreaterThanOrEqual(1);
+        await expect(
+          metricValue(t.http, 'wallet_daemon_errors_total', { call, kind: 'http_503' }),
+        ).resolves.toBeGreaterThanOrEqual(1);
       }
     });
 
@@ -198,7 +224,9 @@ describe('recovery', () => {
       }
       const after = await getPayment(t.http, t.keys.client, job.payment_id);
       const events = await paymentEvents(t.http, t.keys.client, job.payment_id);
-      const transfers = after.escrow_id ? (await daemon.escrowTransfers(after.escrow_id)).map((x: { kind: string }) => x.kind).sort() : [];
+      const transfers = after.escrow_id
+        ? (await daemon.escrowTransfers(after.escrow_id)).map((x: { kind: string }) => x.kind).sort()
+        : [];
 
       expect({
         jobWhileDown: { state: jobWhileDown.state, error: jobWhileDown.error },
@@ -217,7 +245,11 @@ describe('recovery', () => {
         paymentAfterDaemonBack: 'failed',
         lateHoldRefunded: true,
         transfers: ['create', 'refund'],
-        arrivals: ['pending:payment_created', 'failed:escrow_not_confirmed_before_deadline', 'failed:late_escrow_refunded'],
+        arrivals: [
+          'pending:payment_created',
+          'failed:escrow_not_confirmed_before_deadline',
+          'failed:late_escrow_refunded',
+        ],
         clientBalanceUnchanged: true,
         creationFailureCounted: true,
       });
@@ -257,10 +289,21 @@ describe('recovery', () => {
           (response) => ({ status: response.status }),
           (error: Error) => ({ error: error.message }),
         );
-      const applied = await waitFor('the daemon to answer the release', async () => releases().find((call) => call.status !== undefined), 30_000, 20);
+      const applied = await waitFor(
+        'the daemon to answer the release',
+        async () => releases().find((call) => call.status !== undefined),
+        30_000,
+        20,
+      );
       expect(applied).toMatchObject({ status: 200, delivered: false });
       const appliedHash = (JSON.parse(applied.answer!) as { transaction_hash: string }).transaction_hash;
-      const escrowId = (await query<{ escrow_id: string }>(identity.databaseUrl, `SELECT escrow_id FROM job_payments WHERE payment_id = $1`, [created.payment_id]))[0].escrow_id;
+      const escrowId = (
+        await query<{ escrow_id: string }>(
+          identity.databaseUrl,
+          `SELECT escrow_id FROM job_payments WHERE payment_id = $1`,
+          [created.payment_id],
+        )
+      )[0].escrow_id;
       // At the daemon the money has moved; the coordinator has only decided.
       const atDaemon = await daemon.escrowTransfers(escrowId);
       expect(kinds(atDaemon)).toEqual(['create', 'release']);
@@ -273,8 +316,17 @@ describe('recovery', () => {
       expect(await statusOf(identity.databaseUrl, created.payment_id)).toBe('releasing');
 
       proxy.holdAnswers(undefined);
-      const second = await spawnCoordinator(identity, { WALLET_DAEMON_URL: proxy.url, REDRIVE_INTERVAL_MS: '200', SETTLEMENT_LEASE_MS: '1000' });
-      await waitFor('the restarted coordinator to complete the release', async () => (await statusOf(identity.databaseUrl, created.payment_id)) === 'released', 30_000, 100);
+      const second = await spawnCoordinator(identity, {
+        WALLET_DAEMON_URL: proxy.url,
+        REDRIVE_INTERVAL_MS: '200',
+        SETTLEMENT_LEASE_MS: '1000',
+      });
+      await waitFor(
+        'the restarted coordinator to complete the release',
+        async () => (await statusOf(identity.databaseUrl, created.payment_id)) === 'released',
+        30_000,
+        100,
+      );
 
       // The re-drive sent the release again under the same key; the daemon replayed its answer instead of paying twice.
       const [original, ...repeats] = releases();
@@ -285,13 +337,23 @@ describe('recovery', () => {
       }
       const http2 = request(second.url);
       const payment = await getPayment(http2, identity.keys.client, created.payment_id);
-      expect(payment).toMatchObject({ status: 'released', payee_address: payout, transaction_hash: appliedHash, refund_transaction_hash: null });
+      expect(payment).toMatchObject({
+        status: 'released',
+        payee_address: payout,
+        transaction_hash: appliedHash,
+        refund_transaction_hash: null,
+      });
       expect(kinds(await daemon.escrowTransfers(escrowId))).toEqual(['create', 'release']);
       const events = await paymentEvents(http2, identity.keys.client, created.payment_id);
       expect(events.filter((e: { to: string }) => e.to === 'released')).toHaveLength(1);
-      await expect(getJob(http2, identity.keys.client, created.job_id)).resolves.toMatchObject({ state: 'completed', payment_status: 'released' });
+      await expect(getJob(http2, identity.keys.client, created.job_id)).resolves.toMatchObject({
+        state: 'completed',
+        payment_status: 'released',
+      });
       // It was the restarted instance's re-drive that finished the job.
-      await expect(metricValue(http2, 'settlement_retries_total', { status: 'releasing' })).resolves.toBeGreaterThanOrEqual(1);
+      await expect(
+        metricValue(http2, 'settlement_retries_total', { status: 'releasing' }),
+      ).resolves.toBeGreaterThanOrEqual(1);
 
       expect(new Money(await daemon.balance(payout)).eq(amount)).toBe(true);
       expect(new Money(await daemon.balance(identity.clientWallet)).eq(clientBefore.minus(amount))).toBe(true);
@@ -306,7 +368,13 @@ describe('recovery', () => {
     const amount = '0.001';
     // The creating app never sweeps; the three processes do.
     const creator = await startApp({ WALLET_DAEMON_RETRIES: '3', SETTLEMENT_LEASE_MS: '30000' });
-    const env = { JOB_SWEEP_INTERVAL_MS: '200', ESCROW_SWEEP_INTERVAL_MS: '200', REDRIVE_INTERVAL_MS: '200', SETTLEMENT_LEASE_MS: '1000', DB_POOL_SIZE: '5' };
+    const env = {
+      JOB_SWEEP_INTERVAL_MS: '200',
+      ESCROW_SWEEP_INTERVAL_MS: '200',
+      REDRIVE_INTERVAL_MS: '200',
+      SETTLEMENT_LEASE_MS: '1000',
+      DB_POOL_SIZE: '5',
+    };
     const instances = await Promise.all([1, 2, 3].map(() => spawnCoordinator(creator, env)));
     const clientBefore = new Money(await daemon.balance(creator.clientWallet));
 
@@ -316,7 +384,9 @@ describe('recovery', () => {
       createPaidJob(creator.http, creator.keys.client, { amount, escrow_timeout_seconds: 2 }),
     );
     expect(jobs.filter((job) => job.payment_status === 'escrowed')).toHaveLength(total);
-    expect(new Money(await daemon.balance(creator.clientWallet)).eq(clientBefore.minus(new Money(amount).times(total)))).toBe(true);
+    expect(
+      new Money(await daemon.balance(creator.clientWallet)).eq(clientBefore.minus(new Money(amount).times(total))),
+    ).toBe(true);
     await sleepUntil(Math.max(...jobs.map((job) => Date.parse(job.expires_at))) + 100);
 
     const started = Date.now();
@@ -325,7 +395,10 @@ describe('recovery', () => {
     await waitFor(
       `all ${total} payments refunded`,
       async () => {
-        const counts = await query<{ status: string; n: string }>(creator.databaseUrl, `SELECT status, count(*) AS n FROM job_payments GROUP BY 1 ORDER BY 1`);
+        const counts = await query<{ status: string; n: string }>(
+          creator.databaseUrl,
+          `SELECT status, count(*) AS n FROM job_payments GROUP BY 1 ORDER BY 1`,
+        );
         progress = counts.map((c) => `${c.status} ${c.n}`).join(', ');
         return counts.length === 1 && counts[0].status === 'refunded' && Number(counts[0].n) === total;
       },
@@ -341,7 +414,9 @@ describe('recovery', () => {
       `SELECT j.state, p.status, p.settle_reason, count(*) AS n FROM job j JOIN job_payments p USING (job_id)
         GROUP BY 1, 2, 3`,
     );
-    expect(states).toEqual([{ state: 'expired', status: 'refunded', settle_reason: 'escrow_expired', n: String(total) }]);
+    expect(states).toEqual([
+      { state: 'expired', status: 'refunded', settle_reason: 'escrow_expired', n: String(total) },
+    ]);
 
     // None twice, by the coordinator's audit trail…
     const events = await query<{ payment_id: string; refunding: string; refunded: string }>(
@@ -355,17 +430,24 @@ describe('recovery', () => {
     // …and by the daemon's ledger: one hold and one refund per escrow.
     const escrows = await query<{ escrow_id: string }>(creator.databaseUrl, `SELECT escrow_id FROM job_payments`);
     const wrong = (
-      await mapConcurrent(escrows, 25, async ({ escrow_id }) => ({ escrow_id, transfers: kinds(await daemon.escrowTransfers(escrow_id)) }))
+      await mapConcurrent(escrows, 25, async ({ escrow_id }) => ({
+        escrow_id,
+        transfers: kinds(await daemon.escrowTransfers(escrow_id)),
+      }))
     ).filter((e) => e.transfers.join() !== 'create,refund');
     expect(wrong).toEqual([]);
     expect(new Money(await daemon.balance(creator.clientWallet)).eq(clientBefore)).toBe(true);
 
     // Each expiry was decided by exactly one instance.
     const expiredBy = await Promise.all(
-      instances.map(async (instance) => sumSamples((await request(instance.url).get('/metrics')).text, 'escrows_expired_total')),
+      instances.map(async (instance) =>
+        sumSamples((await request(instance.url).get('/metrics')).text, 'escrows_expired_total'),
+      ),
     );
     expect(expiredBy.reduce((a, b) => a + b, 0)).toBe(total);
-    process.stdout.write(`[recovery] ${total} overdue escrows refunded in ${seconds.toFixed(1)} s; expiries decided per instance: ${expiredBy.join(', ')}\n`);
+    process.stdout.write(
+      `[recovery] ${total} overdue escrows refunded in ${seconds.toFixed(1)} s; expiries decided per instance: ${expiredBy.join(', ')}\n`,
+    );
     // The instances' sweeps and re-drives locked the same rows at once: PostgreSQL never had to abort one.
     const abortsBy = await Promise.all(
       instances.map(async (instance) => {

@@ -47,26 +47,44 @@ describe('wallet daemon create-batch', () => {
     await own.daemon.expectLedgerConserved('BTC');
     await own.daemon.expectLedgerConserved('AITBC');
     // Nothing held for a refused item: no hold account without its escrow.
-    expect(await daemonRows(`SELECT a.address FROM wallet_daemon.accounts a
-                             WHERE a.kind = 'escrow' AND NOT EXISTS (SELECT 1 FROM wallet_daemon.escrows e WHERE e.currency = a.currency AND e.address = a.address)`)).toEqual([]);
+    expect(
+      await daemonRows(`SELECT a.address FROM wallet_daemon.accounts a
+                             WHERE a.kind = 'escrow' AND NOT EXISTS (SELECT 1 FROM wallet_daemon.escrows e WHERE e.currency = a.currency AND e.address = a.address)`),
+    ).toEqual([]);
   });
 
   const daemonRows = (text: string, params: unknown[] = []) => query(own.databaseUrl, text, params);
   const escrowsOf = async (paymentIds: string[]) =>
-    (await daemonRows(`SELECT payment_id FROM wallet_daemon.escrows WHERE payment_id = ANY($1::text[])`, [paymentIds])).map((r) => r.payment_id);
+    (
+      await daemonRows(`SELECT payment_id FROM wallet_daemon.escrows WHERE payment_id = ANY($1::text[])`, [paymentIds])
+    ).map((r) => r.payment_id);
 
   async function post(path: string, body: unknown, key?: string): Promise<Answer> {
     const response = await fetch(`${own.daemon.endpoint.url}${path}`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${own.daemon.endpoint.token}`, 'content-type': 'application/json', ...(key ? { 'idempotency-key': key } : {}) },
+      headers: {
+        authorization: `Bearer ${own.daemon.endpoint.token}`,
+        'content-type': 'application/json',
+        ...(key ? { 'idempotency-key': key } : {}),
+      },
       body: JSON.stringify(body),
     });
-    return { status: response.status, body: await response.json(), replayed: response.headers.get('idempotent-replayed') === 'true' };
+    return {
+      status: response.status,
+      body: await response.json(),
+      replayed: response.headers.get('idempotent-replayed') === 'true',
+    };
   }
 
   const createBatch = (items: unknown[]) => post('/api/v1/escrow/create-batch', { items });
   const createSingle = (body: CreateBody, key: string) => post('/api/v1/escrow/create', body, key);
-  const createBody = (payer: string, amount: string, currency = 'BTC'): CreateBody => ({ payment_id: randomUUID(), amount, currency, payer, timeout_seconds: 3600 });
+  const createBody = (payer: string, amount: string, currency = 'BTC'): CreateBody => ({
+    payment_id: randomUUID(),
+    amount,
+    currency,
+    payer,
+    timeout_seconds: 3600,
+  });
   const item = (body: CreateBody, key = `${body.payment_id}:create`) => ({ idempotency_key: key, ...body });
   const held = async (currency = 'BTC') => new Decimal((await own.daemon.ledgerTotals(currency)).held);
 
@@ -86,7 +104,9 @@ describe('wallet daemon create-batch', () => {
     const { status, body } = await createBatch(bodies.map((b) => item(b)));
 
     expect(status).toBe(200);
-    expect(body.results.map((r: any) => [r.idempotency_key, r.status, r.body.code ?? r.body.state, r.replayed])).toEqual([
+    expect(
+      body.results.map((r: any) => [r.idempotency_key, r.status, r.body.code ?? r.body.state, r.replayed]),
+    ).toEqual([
       [`${bodies[0].payment_id}:create`, 201, 'held', false],
       [`${bodies[1].payment_id}:create`, 402, 'INSUFFICIENT_FUNDS', false],
       [`${bodies[2].payment_id}:create`, 201, 'held', false],
@@ -96,20 +116,37 @@ describe('wallet daemon create-batch', () => {
     ]);
     for (const i of [0, 2, 5]) {
       const answer = body.results[i].body;
-      expect(answer).toMatchObject({ payment_id: bodies[i].payment_id, amount: new Decimal(bodies[i].amount).toFixed(8), currency: bodies[i].currency });
+      expect(answer).toMatchObject({
+        payment_id: bodies[i].payment_id,
+        amount: new Decimal(bodies[i].amount).toFixed(8),
+        currency: bodies[i].currency,
+      });
       const transfers = await own.daemon.escrowTransfers(answer.escrow_id);
-      expect(transfers).toEqual([expect.objectContaining({ kind: 'create', transaction_hash: answer.transaction_hash, from: bodies[i].payer, to: answer.address })]);
+      expect(transfers).toEqual([
+        expect.objectContaining({
+          kind: 'create',
+          transaction_hash: answer.transaction_hash,
+          from: bodies[i].payer,
+          to: answer.address,
+        }),
+      ]);
       expect(await own.daemon.balance(answer.address, bodies[i].currency)).toBe(answer.amount);
     }
     expect(await own.daemon.balance(payer)).toBe('0.20000000');
     expect(await own.daemon.balance(aitbcPayer, 'AITBC')).toBe('0.80000000');
     expect((await held()).minus(heldBefore).toFixed(8)).toBe('0.80000000');
-    expect((await escrowsOf(bodies.map((b) => b.payment_id))).sort()).toEqual([bodies[0], bodies[2], bodies[5]].map((b) => b.payment_id).sort());
+    expect((await escrowsOf(bodies.map((b) => b.payment_id))).sort()).toEqual(
+      [bodies[0], bodies[2], bodies[5]].map((b) => b.payment_id).sort(),
+    );
 
     // A refused item's key was given back: once the payer can pay, the same item is held.
     await own.daemon.faucet(payer, '0.6');
     const { body: retried } = await createBatch([item(bodies[1])]);
-    expect(retried.results[0]).toMatchObject({ status: 201, replayed: false, body: { payment_id: bodies[1].payment_id, state: 'held' } });
+    expect(retried.results[0]).toMatchObject({
+      status: 201,
+      replayed: false,
+      body: { payment_id: bodies[1].payment_id, state: 'held' },
+    });
   });
 
   it('is the very same create as the single call with that key: either way replays the other, one hold', async () => {
@@ -119,7 +156,12 @@ describe('wallet daemon create-batch', () => {
     const single = await createSingle(singleFirst, `${singleFirst.payment_id}:create`);
     expect(single.status).toBe(201);
     const { body } = await createBatch([item(singleFirst), item(batchFirst)]);
-    expect(body.results[0]).toEqual({ idempotency_key: `${singleFirst.payment_id}:create`, status: 201, body: single.body, replayed: true });
+    expect(body.results[0]).toEqual({
+      idempotency_key: `${singleFirst.payment_id}:create`,
+      status: 201,
+      body: single.body,
+      replayed: true,
+    });
     expect(body.results[1]).toMatchObject({ status: 201, replayed: false });
 
     const replay = await createSingle(batchFirst, `${batchFirst.payment_id}:create`);
@@ -142,7 +184,12 @@ describe('wallet daemon create-batch', () => {
     const single = await createSingle(changed, key);
     expect(single.status).toBe(409);
     expect(single.body.code).toBe('IDEMPOTENCY_KEY_REUSED');
-    expect(body.results[0]).toEqual({ idempotency_key: key, status: single.status, body: single.body, replayed: false });
+    expect(body.results[0]).toEqual({
+      idempotency_key: key,
+      status: single.status,
+      body: single.body,
+      replayed: false,
+    });
     expect(body.results[1]).toMatchObject({ status: 201 });
     expect(await own.daemon.balance(payer)).toBe('0.80000000');
 
@@ -177,11 +224,18 @@ describe('wallet daemon create-batch', () => {
   it('holds once per key when batches with the same keys race, in different orders', async () => {
     const payer = await own.daemon.fundedAddress('1');
     const bodies = Array.from({ length: 20 }, () => createBody(payer, '0.01'));
-    const orders = [bodies, [...bodies].reverse(), [...bodies.slice(10), ...bodies.slice(0, 10)], bodies.filter((_, i) => i % 2 === 0)];
-    const answers = (await Promise.all(orders.map((order) => createBatch(order.map((b) => item(b)))))).flatMap(({ status, body }) => {
-      expect(status).toBe(200);
-      return body.results;
-    });
+    const orders = [
+      bodies,
+      [...bodies].reverse(),
+      [...bodies.slice(10), ...bodies.slice(0, 10)],
+      bodies.filter((_, i) => i % 2 === 0),
+    ];
+    const answers = (await Promise.all(orders.map((order) => createBatch(order.map((b) => item(b)))))).flatMap(
+      ({ status, body }) => {
+        expect(status).toBe(200);
+        return body.results;
+      },
+    );
 
     for (const b of bodies) {
       const mine = answers.filter((a) => a.idempotency_key === `${b.payment_id}:create`);
@@ -200,7 +254,11 @@ describe('wallet daemon create-batch', () => {
     const { status, body } = await createBatch(bodies.map((b) => item(b)));
 
     expect(status).toBe(200);
-    expect(body.results.slice(0, 499).every((r: any, i: number) => r.status === 201 && r.body.payment_id === bodies[i].payment_id)).toBe(true);
+    expect(
+      body.results
+        .slice(0, 499)
+        .every((r: any, i: number) => r.status === 201 && r.body.payment_id === bodies[i].payment_id),
+    ).toBe(true);
     expect(body.results[499]).toMatchObject({ status: 402, body: { code: 'INSUFFICIENT_FUNDS' } });
     const addresses = new Set(body.results.slice(0, 499).map((r: any) => r.body.address));
     expect(addresses.size).toBe(499);
@@ -224,7 +282,10 @@ describe('wallet daemon create-batch', () => {
       Promise.all(batches.map((bodies) => createBatch(bodies.map((b) => item(b))))),
       mapConcurrent(singles, 8, (b) => createSingle(b, `${b.payment_id}:create`)),
     ]);
-    const statuses = [...batchAnswers.flatMap(({ body }) => body.results.map((r: any) => r.status)), ...singleAnswers.map((a) => a.status)];
+    const statuses = [
+      ...batchAnswers.flatMap(({ body }) => body.results.map((r: any) => r.status)),
+      ...singleAnswers.map((a) => a.status),
+    ];
 
     expect(statuses.filter((s) => s !== 201 && s !== 402)).toEqual([]);
     expect(statuses.filter((s) => s === 201)).toHaveLength(100);
@@ -264,12 +325,22 @@ describe('wallet daemon create-batch', () => {
     });
 
     const payment = (payer: string, amount: string) =>
-      ({ payment_id: randomUUID(), amount, currency: 'BTC', payer_address: payer, escrow_timeout_seconds: 600 }) as unknown as JobPayment;
+      ({
+        payment_id: randomUUID(),
+        amount,
+        currency: 'BTC',
+        payer_address: payer,
+        escrow_timeout_seconds: 600,
+      }) as unknown as JobPayment;
 
     it('holds each payment with its <payment_id>:create key, answering per payment; a repeat or the single hold gets the same holds', async () => {
       const escrow = t.app.get(EscrowService);
       const unfunded = await own.daemon.newAddress();
-      const payments = [payment(t.clientWallet, '0.01000000'), payment(unfunded, '0.01000000'), payment(t.clientWallet, '0.02000000')];
+      const payments = [
+        payment(t.clientWallet, '0.01000000'),
+        payment(unfunded, '0.01000000'),
+        payment(t.clientWallet, '0.02000000'),
+      ];
       const before = await own.daemon.balance(t.clientWallet);
 
       const outcomes = await escrow.holdBatch(payments);
@@ -279,7 +350,14 @@ describe('wallet daemon create-batch', () => {
       for (const i of [0, 2]) {
         const { hold } = outcomes[i] as { hold: { escrow_id: string; address: string; transaction_hash: string } };
         const transfers = await own.daemon.escrowTransfers(hold.escrow_id);
-        expect(transfers).toEqual([expect.objectContaining({ kind: 'create', transaction_hash: hold.transaction_hash, to: hold.address, amount: payments[i].amount })]);
+        expect(transfers).toEqual([
+          expect.objectContaining({
+            kind: 'create',
+            transaction_hash: hold.transaction_hash,
+            to: hold.address,
+            amount: payments[i].amount,
+          }),
+        ]);
       }
       expect(new Decimal(before).minus(await own.daemon.balance(t.clientWallet)).toFixed(8)).toBe('0.03000000');
 
@@ -291,11 +369,16 @@ describe('wallet daemon create-batch', () => {
     it('rejects the whole call with the 404 of a daemon without the route, so the caller can fall back', async () => {
       const server: Server = createServer((req, res) => {
         req.resume();
-        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 'NOT_FOUND', message: 'no such route' }));
+        res
+          .writeHead(404, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ code: 'NOT_FOUND', message: 'no such route' }));
       });
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
       try {
-        const config = { ...t.app.get<AppConfig>(APP_CONFIG), walletDaemonUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+        const config = {
+          ...t.app.get<AppConfig>(APP_CONFIG),
+          walletDaemonUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        };
         const escrow = new EscrowService(new HttpWalletDaemonClient(config, t.app.get(MetricsService)));
         const error = await escrow.holdBatch([payment(t.clientWallet, '0.01')]).catch((e: unknown) => e);
         expect(error).toBeInstanceOf(WalletDaemonRejected);

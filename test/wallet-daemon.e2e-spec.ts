@@ -310,7 +310,11 @@ describe('local wallet daemon (HTTP)', () => {
       expect(await balanceOf(escrow.address)).toBe('0.00000000');
       expect(await balanceOf(escrow.payer)).toBe('0.75000000');
       const view = await get(`/api/v1/escrow/${escrow.escrowId}`);
-      expect(view.body).toMatchObject({ state: 'released', transaction_hash: body.transaction_hash, payee: escrow.payee });
+      expect(view.body).toMatchObject({
+        state: 'released',
+        transaction_hash: body.transaction_hash,
+        payee: escrow.payee,
+      });
       expect(view.body.settled_at).toEqual(expect.any(String));
       expect((await transfersOf(escrow.escrowId)).map((t) => t.kind)).toEqual(['create', 'release']);
     });
@@ -364,7 +368,10 @@ describe('local wallet daemon (HTTP)', () => {
 
     it('rejects a payee that is not an address of the escrow currency', async () => {
       const escrow = await heldEscrow();
-      const { status } = await post('/api/v1/escrow/release', { ...releaseBody(escrow), payee: await newAddress('AITBC') });
+      const { status } = await post('/api/v1/escrow/release', {
+        ...releaseBody(escrow),
+        payee: await newAddress('AITBC'),
+      });
       expect(status).toBe(400);
       expect(await escrowState(escrow.escrowId)).toBe('held');
     });
@@ -419,12 +426,24 @@ describe('local wallet daemon (HTTP)', () => {
 
   describe('settle-batch', () => {
     const settleBatch = (items: unknown[]) => post('/api/v1/escrow/settle-batch', { items });
-    const releaseItem = (e: EscrowFixture, key = `${e.paymentId}:settle`) => ({ action: 'release', idempotency_key: key, ...releaseBody(e) });
-    const refundItem = (e: EscrowFixture, key = `${e.paymentId}:settle`) => ({ action: 'refund', idempotency_key: key, ...refundBody(e) });
+    const releaseItem = (e: EscrowFixture, key = `${e.paymentId}:settle`) => ({
+      action: 'release',
+      idempotency_key: key,
+      ...releaseBody(e),
+    });
+    const refundItem = (e: EscrowFixture, key = `${e.paymentId}:settle`) => ({
+      action: 'refund',
+      idempotency_key: key,
+      ...refundBody(e),
+    });
 
     it('settles releases and refunds in one call, answering each item in request order', async () => {
       const escrows = [await heldEscrow('0.1'), await heldEscrow('0.2'), await heldEscrow('0.3', 'AITBC')];
-      const { status, body } = await settleBatch([releaseItem(escrows[0]), refundItem(escrows[1]), releaseItem(escrows[2])]);
+      const { status, body } = await settleBatch([
+        releaseItem(escrows[0]),
+        refundItem(escrows[1]),
+        releaseItem(escrows[2]),
+      ]);
       expect(status).toBe(200);
       expect(body.results.map((r: any) => [r.idempotency_key, r.status, r.body.state, r.replayed])).toEqual([
         [`${escrows[0].paymentId}:settle`, 200, 'released', false],
@@ -445,7 +464,11 @@ describe('local wallet daemon (HTTP)', () => {
       const [single, batched] = [await heldEscrow(), await heldEscrow()];
       const first = await post('/api/v1/escrow/release', releaseBody(single), `${single.paymentId}:settle`);
       const { body } = await settleBatch([releaseItem(single), refundItem(batched)]);
-      expect(body.results[0]).toMatchObject({ status: 200, replayed: true, body: { transaction_hash: first.body.transaction_hash } });
+      expect(body.results[0]).toMatchObject({
+        status: 200,
+        replayed: true,
+        body: { transaction_hash: first.body.transaction_hash },
+      });
 
       const replay = await post('/api/v1/refund', refundBody(batched), `${batched.paymentId}:settle`);
       expect(replay.status).toBe(200);
@@ -459,7 +482,12 @@ describe('local wallet daemon (HTTP)', () => {
     });
 
     it('answers a failing item with its own error and still commits the others; the failed ones move nothing', async () => {
-      const [good, settled, mismatched, badPayee] = [await heldEscrow(), await heldEscrow(), await heldEscrow(), await heldEscrow()];
+      const [good, settled, mismatched, badPayee] = [
+        await heldEscrow(),
+        await heldEscrow(),
+        await heldEscrow(),
+        await heldEscrow(),
+      ];
       expect((await post('/api/v1/refund', refundBody(settled))).status).toBe(200);
       const unknown = { ...good, escrowId: randomUUID(), paymentId: randomUUID() };
       const { status, body } = await settleBatch([
@@ -509,7 +537,11 @@ describe('local wallet daemon (HTTP)', () => {
     it('settles 200 escrows paying the same two addresses in one call, each with its own transfer', async () => {
       const payee = await newAddress();
       const refundAddress = await newAddress();
-      const escrows = (await Promise.all(Array.from({ length: 200 }, () => heldEscrow('0.001')))).map((e) => ({ ...e, payee, refundAddress }));
+      const escrows = (await Promise.all(Array.from({ length: 200 }, () => heldEscrow('0.001')))).map((e) => ({
+        ...e,
+        payee,
+        refundAddress,
+      }));
       const { status, body } = await settleBatch(escrows.map((e, i) => (i % 2 === 0 ? releaseItem(e) : refundItem(e))));
       expect(status).toBe(200);
       expect(body.results.every((r: any) => r.status === 200)).toBe(true);
@@ -523,7 +555,11 @@ describe('local wallet daemon (HTTP)', () => {
       const escrows = await Promise.all(Array.from({ length: 5 }, () => heldEscrow()));
       const batches = await Promise.all(
         Array.from({ length: 6 }, (_, b) =>
-          settleBatch(escrows.map((e) => (b % 2 === 0 ? releaseItem(e, `${e.paymentId}:r${b}`) : refundItem(e, `${e.paymentId}:f${b}`)))),
+          settleBatch(
+            escrows.map((e) =>
+              b % 2 === 0 ? releaseItem(e, `${e.paymentId}:r${b}`) : refundItem(e, `${e.paymentId}:f${b}`),
+            ),
+          ),
         ),
       );
       for (const [i, escrow] of escrows.entries()) {

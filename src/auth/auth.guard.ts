@@ -48,7 +48,8 @@ export class ApiKeyGuard implements CanActivate {
     if (!principal) throw new DomainError('UNAUTHORIZED', 'Missing or unknown X-Api-Key');
     const roles = this.reflector.getAllAndOverride<Role[]>(ROLES_KEY, targets) ?? [];
     // Fail closed: a route that forgot @Roles is reachable by nobody.
-    if (!roles.includes(principal.role)) throw new DomainError('FORBIDDEN', `Role ${principal.role} may not call this route`);
+    if (!roles.includes(principal.role))
+      throw new DomainError('FORBIDDEN', `Role ${principal.role} may not call this route`);
     request.principal = principal;
     return true;
   }

@@ -21,7 +21,11 @@ import { RateLimitGuard } from './rate-limit.guard';
     }),
   ],
   providers: [
-    { provide: ApiKeyRegistry, inject: [APP_CONFIG], useFactory: (config: AppConfig) => new ApiKeyRegistry(config.apiKeys) },
+    {
+      provide: ApiKeyRegistry,
+      inject: [APP_CONFIG],
+      useFactory: (config: AppConfig) => new ApiKeyRegistry(config.apiKeys),
+    },
     { provide: APP_GUARD, useClass: RateLimitGuard },
     { provide: APP_GUARD, useClass: ApiKeyGuard },
   ],

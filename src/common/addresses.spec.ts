@@ -104,7 +104,9 @@ describe('isValidAddress — AITBC', () => {
 
   it('rejects other witness versions and program sizes', () => {
     expect(isValidAddress('aitbc1pw508d6qejxtdg4y5r3zarvary0c5xw7kn5ln0h', 'aitbc', '')).toBe(false);
-    expect(isValidAddress('aitbc1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqsa54pd', 'aitbc', '')).toBe(false);
+    expect(isValidAddress('aitbc1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqsa54pd', 'aitbc', '')).toBe(
+      false,
+    );
   });
 
   it('does not mix up formats', () => {

@@ -15,7 +15,9 @@ import { flattenValidationErrors } from './validation';
 export function validateItem<T extends object>(type: new () => T, raw: unknown): T | DomainError {
   const instance = plainToInstance(type, raw);
   const errors = validateSync(instance, { whitelist: true, forbidNonWhitelisted: true });
-  return errors.length ? validationError('Request validation failed', { fields: flattenValidationErrors(errors) }) : instance;
+  return errors.length
+    ? validationError('Request validation failed', { fields: flattenValidationErrors(errors) })
+    : instance;
 }
 
 /** A repeated value of `field` across the items makes the whole envelope invalid. */
@@ -24,7 +26,10 @@ export function assertDistinct(items: Record<string, unknown>[], field: string):
   for (const item of items) {
     const value = item[field];
     if (value === undefined) continue;
-    if (seen.has(value)) throw validationError(`each ${field} may appear at most once in a batch`, { fields: { items: [`${field} ${String(value)} is repeated`] } });
+    if (seen.has(value))
+      throw validationError(`each ${field} may appear at most once in a batch`, {
+        fields: { items: [`${field} ${String(value)} is repeated`] },
+      });
     seen.add(value);
   }
 }
@@ -49,7 +54,9 @@ export function inPlace<T, O>(checked: (T | DomainError)[], outcomes: O[]): (O |
 }
 
 /** The batch answer: items in request order and the counts. */
-export function batchAnswer<T extends { status_code: number }>(items: T[]): { items: T[]; succeeded: number; failed: number } {
+export function batchAnswer<T extends { status_code: number }>(
+  items: T[],
+): { items: T[]; succeeded: number; failed: number } {
   const succeeded = items.filter((item) => item.status_code < 300).length;
   return { items, succeeded, failed: items.length - succeeded };
 }

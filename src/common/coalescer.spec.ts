@@ -21,7 +21,12 @@ function doubling(maxGroup: number) {
       return ns.map((n): ItemOutcome<number> => (n < 0 ? { error: new Error(`negative ${n}`) } : { value: n * 2 }));
     },
   });
-  return { coalescer, calls, open: () => release(), close: () => (gate = new Promise<void>((resolve) => (release = resolve))) };
+  return {
+    coalescer,
+    calls,
+    open: () => release(),
+    close: () => (gate = new Promise<void>((resolve) => (release = resolve))),
+  };
 }
 
 describe('Coalescer', () => {
@@ -76,7 +81,9 @@ describe('Coalescer', () => {
       one: async (n) => (seen.push(requestContext.getStore()), n),
       many: async (ns) => (seen.push(requestContext.getStore()), ns.map((n) => ({ value: n }))),
     });
-    await requestContext.run('request-1', () => Promise.all([coalescer.submit(1), coalescer.submit(2), coalescer.submit(3)]));
+    await requestContext.run('request-1', () =>
+      Promise.all([coalescer.submit(1), coalescer.submit(2), coalescer.submit(3)]),
+    );
     expect(seen).toEqual(['request-1', undefined]);
   });
 

@@ -16,8 +16,7 @@ export interface CurrencyConfig {
   network: string;
 }
 
-export const DEFAULT_CURRENCIES =
-  'BTC:8:0.00000546:1000:btc:regtest,AITBC:8:0.00000001:1000000000:aitbc:mainnet';
+export const DEFAULT_CURRENCIES = 'BTC:8:0.00000546:1000:btc:regtest,AITBC:8:0.00000001:1000000000:aitbc:mainnet';
 
 const ENV_NAME = 'CURRENCIES';
 const CODE = /^[A-Z][A-Z0-9]{1,9}$/;
@@ -40,8 +39,7 @@ export function parseCurrencies(raw: string | undefined): Map<string, CurrencyCo
 
   for (const rawEntry of source.split(',')) {
     const entry = rawEntry.trim();
-    const invalid = (problem: string) =>
-      new Error(`${ENV_NAME}: invalid entry "${entry}": ${problem}`);
+    const invalid = (problem: string) => new Error(`${ENV_NAME}: invalid entry "${entry}": ${problem}`);
 
     const parts = entry.split(':');
     if (parts.length !== 6) throw invalid(FORMAT_HINT);

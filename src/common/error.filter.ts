@@ -57,6 +57,12 @@ export class GlobalErrorFilter implements ExceptionFilter {
   }
 }
 
-function body(status: number, code: string, message: string, details: Record<string, unknown> | undefined, requestId: string): ErrorBody {
+function body(
+  status: number,
+  code: string,
+  message: string,
+  details: Record<string, unknown> | undefined,
+  requestId: string,
+): ErrorBody {
   return { status_code: status, code, message, details: details ?? {}, request_id: requestId };
 }

@@ -25,8 +25,16 @@ describe('jsonShapeProblem', () => {
         const depth = depthOf(value);
         const entries = entriesOf(value);
         expect(jsonShapeProblem(text, { maxDepth: depth, maxEntries: entries })).toBeUndefined();
-        if (depth > 0) expect(jsonShapeProblem(text, { maxDepth: depth - 1, maxEntries: entries })).toEqual({ limit: 'depth', max: depth - 1 });
-        if (entries > 0) expect(jsonShapeProblem(text, { maxDepth: depth, maxEntries: entries - 1 })).toEqual({ limit: 'entries', max: entries - 1 });
+        if (depth > 0)
+          expect(jsonShapeProblem(text, { maxDepth: depth - 1, maxEntries: entries })).toEqual({
+            limit: 'depth',
+            max: depth - 1,
+          });
+        if (entries > 0)
+          expect(jsonShapeProblem(text, { maxDepth: depth, maxEntries: entries - 1 })).toEqual({
+            limit: 'entries',
+            max: entries - 1,
+          });
       }),
       { numRuns: 2000 },
     );
@@ -34,7 +42,9 @@ describe('jsonShapeProblem', () => {
 
   it('refuses U+0000 in any string, key or value (PostgreSQL cannot store it), but not an escaped backslash before "u0000"', () => {
     const limits = { maxDepth: 4, maxEntries: 10 };
-    expect(jsonShapeProblem(JSON.stringify({ payload: { prompt: 'a\u0000b' } }), limits)).toEqual({ limit: 'unstorable' });
+    expect(jsonShapeProblem(JSON.stringify({ payload: { prompt: 'a\u0000b' } }), limits)).toEqual({
+      limit: 'unstorable',
+    });
     expect(jsonShapeProblem(JSON.stringify({ ['k\u0000']: 1 }), limits)).toEqual({ limit: 'unstorable' });
     expect(jsonShapeProblem(JSON.stringify({ text: '\\u0000' }), limits)).toBeUndefined();
     expect(jsonShapeProblem(JSON.stringify({ text: 'u0000 \\ \u0001' }), limits)).toBeUndefined();
@@ -57,14 +67,20 @@ describe('jsonShapeProblem', () => {
 
   it('stops at the first level past the limit, at any nesting (no recursion: 1,000,000 levels)', () => {
     expect(jsonShapeProblem(nested(1_000_000), { maxDepth: 32, maxEntries: 100 })).toEqual({ limit: 'depth', max: 32 });
-    expect(jsonShapeProblem(`{"a":${nested(1_000_000, '{"a":', '}')}}`, { maxDepth: 32, maxEntries: 100 })).toEqual({ limit: 'depth', max: 32 });
+    expect(jsonShapeProblem(`{"a":${nested(1_000_000, '{"a":', '}')}}`, { maxDepth: 32, maxEntries: 100 })).toEqual({
+      limit: 'depth',
+      max: 32,
+    });
     expect(jsonShapeProblem(nested(32), { maxDepth: 32, maxEntries: 100 })).toBeUndefined();
   });
 
   it('counts duplicate keys and the elements of wide arrays', () => {
     const duplicates = `{${Array.from({ length: 101 }, () => '"a":1').join(',')}}`;
     expect(jsonShapeProblem(duplicates, { maxDepth: 2, maxEntries: 100 })).toEqual({ limit: 'entries', max: 100 });
-    expect(jsonShapeProblem(`[${'0,'.repeat(100)}0]`, { maxDepth: 2, maxEntries: 100 })).toEqual({ limit: 'entries', max: 100 });
+    expect(jsonShapeProblem(`[${'0,'.repeat(100)}0]`, { maxDepth: 2, maxEntries: 100 })).toEqual({
+      limit: 'entries',
+      max: 100,
+    });
     expect(jsonShapeProblem(`[${'0,'.repeat(99)}0]`, { maxDepth: 2, maxEntries: 100 })).toBeUndefined();
   });
 

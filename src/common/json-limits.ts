@@ -11,7 +11,8 @@ export interface JsonShapeLimits {
   maxEntries: number;
 }
 
-export type JsonShapeProblem = { limit: 'depth'; max: number } | { limit: 'entries'; max: number } | { limit: 'unstorable' };
+export type JsonShapeProblem =
+  { limit: 'depth'; max: number } | { limit: 'entries'; max: number } | { limit: 'unstorable' };
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -24,7 +25,8 @@ const CLOSE_ARRAY = 0x5d;
 
 const U = 0x75;
 /** The code unit of the four hex digits at `at` (NaN when they are not hex: the parser rejects those). */
-const hexUnit = (text: string, at: number) => (/^[0-9a-fA-F]{4}$/.test(text.slice(at, at + 4)) ? parseInt(text.slice(at, at + 4), 16) : NaN);
+const hexUnit = (text: string, at: number) =>
+  /^[0-9a-fA-F]{4}$/.test(text.slice(at, at + 4)) ? parseInt(text.slice(at, at + 4), 16) : NaN;
 const isHighSurrogate = (unit: number) => unit >= 0xd800 && unit <= 0xdbff;
 const isLowSurrogate = (unit: number) => unit >= 0xdc00 && unit <= 0xdfff;
 
@@ -56,13 +58,17 @@ export function jsonShapeProblem(text: string, limits: JsonShapeLimits): JsonSha
         const unit = hexUnit(text, i + 2);
         if (unit === 0 || isLowSurrogate(unit)) return { limit: 'unstorable' };
         if (isHighSurrogate(unit)) {
-          if (text.charCodeAt(i + 6) !== BACKSLASH || text.charCodeAt(i + 7) !== U || !isLowSurrogate(hexUnit(text, i + 8))) return { limit: 'unstorable' };
+          if (
+            text.charCodeAt(i + 6) !== BACKSLASH ||
+            text.charCodeAt(i + 7) !== U ||
+            !isLowSurrogate(hexUnit(text, i + 8))
+          )
+            return { limit: 'unstorable' };
           i += 11;
         } else {
           i += 5;
         }
-      }
-      else if (c === QUOTE) inString = false;
+      } else if (c === QUOTE) inString = false;
       continue;
     }
     if (isWhitespace(c)) continue;
@@ -100,7 +106,8 @@ export function jsonShapeProblem(text: string, limits: JsonShapeLimits): JsonSha
 
 /** The problem in words, for a 400's message. */
 export function describeJsonShapeProblem(problem: JsonShapeProblem): string {
-  if (problem.limit === 'unstorable') return 'must not contain U+0000 (\\u0000) or an unpaired surrogate (\\uD800–\\uDFFF) in any string';
+  if (problem.limit === 'unstorable')
+    return 'must not contain U+0000 (\\u0000) or an unpaired surrogate (\\uD800–\\uDFFF) in any string';
   return problem.limit === 'depth'
     ? `must be nested at most ${problem.max} levels deep`
     : `must have at most ${problem.max} object members and array elements in all`;

@@ -19,11 +19,7 @@ export const Money = Decimal.clone({
 export const DB_AMOUNT_SCALE = 8;
 
 export type AmountErrorReason =
-  | 'not_a_decimal'
-  | 'too_many_decimals'
-  | 'not_positive'
-  | 'below_minimum'
-  | 'above_maximum';
+  'not_a_decimal' | 'too_many_decimals' | 'not_positive' | 'below_minimum' | 'above_maximum';
 
 /** A rejected input amount; `reason` is stable and meant for error details. */
 export class AmountError extends Error {
@@ -174,9 +170,7 @@ export const amountTransformer: ValueTransformer = {
       const decimal = toMoney(value as Decimal | string);
       // Postgres would round extra decimals silently; refuse instead.
       if (decimal.decimalPlaces() > DB_AMOUNT_SCALE) {
-        throw new RangeError(
-          `amountTransformer: ${decimal.toFixed()} has more than ${DB_AMOUNT_SCALE} decimal places`,
-        );
+        throw new RangeError(`amountTransformer: ${decimal.toFixed()} has more than ${DB_AMOUNT_SCALE} decimal places`);
       }
       return decimal.toFixed();
     }

@@ -18,6 +18,7 @@ export function createValidationPipe(): ValidationPipe {
     whitelist: true,
     forbidNonWhitelisted: true,
     transform: true,
-    exceptionFactory: (errors) => validationError('Request validation failed', { fields: flattenValidationErrors(errors) }),
+    exceptionFactory: (errors) =>
+      validationError('Request validation failed', { fields: flattenValidationErrors(errors) }),
   });
 }

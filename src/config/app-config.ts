@@ -86,7 +86,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
   const currencies = wrap(() => parseCurrencies(env.CURRENCIES ?? DEFAULT_CURRENCIES));
   const defaultCurrency = env.DEFAULT_CURRENCY ?? [...currencies.keys()][0];
   if (!currencies.has(defaultCurrency)) {
-    throw new ConfigError(`DEFAULT_CURRENCY: "${defaultCurrency}" is not one of CURRENCIES (${[...currencies.keys()].join(', ')})`);
+    throw new ConfigError(
+      `DEFAULT_CURRENCY: "${defaultCurrency}" is not one of CURRENCIES (${[...currencies.keys()].join(', ')})`,
+    );
   }
 
   const walletDaemonUrl = optionalUrl(env, 'WALLET_DAEMON_URL');
@@ -94,11 +96,24 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
     throw new ConfigError('WALLET_DAEMON_TOKEN: required when WALLET_DAEMON_URL is set');
   }
   if (production && !walletDaemonUrl) throw new ConfigError('WALLET_DAEMON_URL: required when NODE_ENV=production');
-  if (production && !env.RECEIPT_SIGNING_KEY) throw new ConfigError('RECEIPT_SIGNING_KEY: required when NODE_ENV=production');
+  if (production && !env.RECEIPT_SIGNING_KEY)
+    throw new ConfigError('RECEIPT_SIGNING_KEY: required when NODE_ENV=production');
 
   const escrowMinTimeoutSeconds = int(env, 'ESCROW_MIN_TIMEOUT_SECONDS', 60, 1, 86_400);
-  const escrowMaxTimeoutSeconds = int(env, 'ESCROW_MAX_TIMEOUT_SECONDS', 30 * 86_400, escrowMinTimeoutSeconds, 365 * 86_400);
-  const escrowTimeoutSeconds = int(env, 'ESCROW_TIMEOUT_SECONDS', 3600, escrowMinTimeoutSeconds, escrowMaxTimeoutSeconds);
+  const escrowMaxTimeoutSeconds = int(
+    env,
+    'ESCROW_MAX_TIMEOUT_SECONDS',
+    30 * 86_400,
+    escrowMinTimeoutSeconds,
+    365 * 86_400,
+  );
+  const escrowTimeoutSeconds = int(
+    env,
+    'ESCROW_TIMEOUT_SECONDS',
+    3600,
+    escrowMinTimeoutSeconds,
+    escrowMaxTimeoutSeconds,
+  );
   const jobTtlMaxSeconds = int(env, 'JOB_TTL_MAX_SECONDS', 7 * 86_400, 1, 365 * 86_400);
 
   return {
@@ -136,7 +151,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
       .map((s) => s.replace(/\\n/g, '\n').trim())
       .filter(Boolean),
     rateLimitPerMinute: int(env, 'RATE_LIMIT_PER_MINUTE', 1200, 0, 10_000_000),
-    corsOrigins: (env.CORS_ORIGINS ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    corsOrigins: (env.CORS_ORIGINS ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
     bodyMaxDepth: int(env, 'BODY_MAX_DEPTH', 32, MIN_BODY_MAX_DEPTH, MAX_BODY_MAX_DEPTH),
     bodyMaxEntries: int(env, 'BODY_MAX_ENTRIES', 10_000, 100, 1_000_000),
     logLevel: oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),

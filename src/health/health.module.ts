@@ -1,6 +1,12 @@
 import { Controller, Get, Module } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
-import { HealthCheck, HealthCheckService, HealthIndicatorService, TerminusModule, TypeOrmHealthIndicator } from '@nestjs/terminus';
+import {
+  HealthCheck,
+  HealthCheckService,
+  HealthIndicatorService,
+  TerminusModule,
+  TypeOrmHealthIndicator,
+} from '@nestjs/terminus';
 import { Public } from '../auth/auth.guard';
 import { WalletDaemonClient } from '../wallet-daemon-client/wallet-daemon.client';
 import { WalletDaemonModule } from '../wallet-daemon-client/wallet-daemon.module';

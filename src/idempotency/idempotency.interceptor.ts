@@ -30,18 +30,34 @@ export class IdempotencyInterceptor implements NestInterceptor {
     const key = request.headers['idempotency-key'];
     if (request.method !== 'POST' || key === undefined || !request.principal) return next.handle();
     if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) {
-      return throwError(() => new DomainError('VALIDATION_FAILED', `Idempotency-Key must be 1..${MAX_KEY_LENGTH} characters`, { fields: { 'Idempotency-Key': ['1..255 characters'] } }));
+      return throwError(
+        () =>
+          new DomainError('VALIDATION_FAILED', `Idempotency-Key must be 1..${MAX_KEY_LENGTH} characters`, {
+            fields: { 'Idempotency-Key': ['1..255 characters'] },
+          }),
+      );
     }
-    const scope: Scope = { principalId: request.principal.id, method: request.method, path: request.url.split('?')[0], key };
+    const scope: Scope = {
+      principalId: request.principal.id,
+      method: request.method,
+      path: request.url.split('?')[0],
+      key,
+    };
     const hash = this.idempotency.fingerprint(request.body);
 
     return from(this.idempotency.claim(scope, hash)).pipe(
       mergeMap((claim) => {
         switch (claim.kind) {
           case 'reused':
-            throw new DomainError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used with a different request body');
+            throw new DomainError(
+              'IDEMPOTENCY_KEY_REUSED',
+              'This Idempotency-Key was used with a different request body',
+            );
           case 'in_progress':
-            throw new DomainError('IDEMPOTENCY_IN_PROGRESS', 'A request with this Idempotency-Key is still being processed');
+            throw new DomainError(
+              'IDEMPOTENCY_IN_PROGRESS',
+              'A request with this Idempotency-Key is still being processed',
+            );
           case 'replay':
             reply.header('idempotent-replayed', 'true');
             reply.status(claim.status);
@@ -55,7 +71,9 @@ export class IdempotencyInterceptor implements NestInterceptor {
                 await this.idempotency.complete(scope, held.token, reply.statusCode, body);
                 return body;
               }),
-              catchError((error) => from(this.remember(held, error, String(request.id))).pipe(mergeMap(() => throwError(() => error)))),
+              catchError((error) =>
+                from(this.remember(held, error, String(request.id))).pipe(mergeMap(() => throwError(() => error))),
+              ),
             );
           }
         }
@@ -71,7 +89,8 @@ export class IdempotencyInterceptor implements NestInterceptor {
    */
   private async remember(held: HeldClaim, error: unknown, requestId: string): Promise<void> {
     const body = this.errors.toBody(error, requestId);
-    if (REPLAYED_ERROR_STATUSES.has(body.status_code)) await this.idempotency.complete(held.scope, held.token, body.status_code, body);
+    if (REPLAYED_ERROR_STATUSES.has(body.status_code))
+      await this.idempotency.complete(held.scope, held.token, body.status_code, body);
     else await this.idempotency.release(held.scope, held.token);
   }
 }

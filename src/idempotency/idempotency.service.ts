@@ -66,7 +66,11 @@ export class IdempotencyService {
       this.metrics.idempotencyTakeovers.inc({ resumed: taken.recovery ? 'true' : 'false' });
       return { kind: 'claimed', token, resumeFrom: taken.recovery };
     }
-    const existing = await this.tx.sql.one<{ request_hash: string; status_code: number | null; response_body: unknown }>(
+    const existing = await this.tx.sql.one<{
+      request_hash: string;
+      status_code: number | null;
+      response_body: unknown;
+    }>(
       `SELECT request_hash, status_code, response_body FROM idempotency_keys
         WHERE principal_id = $1 AND method = $2 AND path = $3 AND key = $4`,
       key,

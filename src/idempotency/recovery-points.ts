@@ -59,7 +59,8 @@ export class RecoveryPoints {
         RETURNING 1 AS recorded`,
       [principalId, method, path, key, claim.token, JSON.stringify(point)],
     );
-    if (!recorded) throw new DomainError('IDEMPOTENCY_IN_PROGRESS', 'A retry with this Idempotency-Key took the request over');
+    if (!recorded)
+      throw new DomainError('IDEMPOTENCY_IN_PROGRESS', 'A retry with this Idempotency-Key took the request over');
   }
 
   /**

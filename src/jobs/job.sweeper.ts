@@ -26,7 +26,9 @@ export class JobSweeper implements OnApplicationBootstrap, OnModuleDestroy {
   onApplicationBootstrap(): void {
     if (!this.config.sweepsEnabled) return;
     // One sweep covers job TTLs and escrow expiry (see JobsService.expireDue), at the shorter interval.
-    this.every('deadlines', Math.min(this.config.jobSweepIntervalMs, this.config.escrowSweepIntervalMs), () => this.jobs.expireDue());
+    this.every('deadlines', Math.min(this.config.jobSweepIntervalMs, this.config.escrowSweepIntervalMs), () =>
+      this.jobs.expireDue(),
+    );
     this.every('redrive', this.config.redriveIntervalMs, () => this.payments.redriveDue());
     this.every('backlog-metrics', 5000, () => this.payments.observeBacklog());
     this.every('idempotency-keys', 3_600_000, () => this.idempotency.purgeExpired());

@@ -1,5 +1,12 @@
 import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query, Req, Res } from '@nestjs/common';
-import { ApiCreatedResponse, ApiNoContentResponse, ApiOkResponse, ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import {
+  ApiCreatedResponse,
+  ApiNoContentResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiSecurity,
+  ApiTags,
+} from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Principal } from '../auth/api-keys';
 import { CurrentPrincipal, Roles } from '../auth/auth.guard';
@@ -7,7 +14,19 @@ import { batchAnswer, inPlace, itemError, validateItem } from '../common/batch';
 import { DomainError } from '../common/errors';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
-import { CreateJobDto, JobBatchDto, JobBatchItemView, JobBatchView, JobFailureDto, JobPage, JobResultDto, JobView, ListJobsQuery, MinerView, RegisterMinerDto } from './dto/job.dto';
+import {
+  CreateJobDto,
+  JobBatchDto,
+  JobBatchItemView,
+  JobBatchView,
+  JobFailureDto,
+  JobPage,
+  JobResultDto,
+  JobView,
+  ListJobsQuery,
+  MinerView,
+  RegisterMinerDto,
+} from './dto/job.dto';
 import { toJobView, toMinerView } from './job.view';
 import type { Job } from './job.entity';
 import { JobsService } from './jobs.service';
@@ -39,12 +58,17 @@ export class JobsController {
       'a failing item never fails its neighbours. A malformed envelope (not an array, 0 or more than 100 items) is a 400 with nothing done.',
   })
   @ApiOkResponse({ type: JobBatchView })
-  async batch(@CurrentPrincipal() principal: Principal, @Body() body: JobBatchDto, @Req() request: FastifyRequest): Promise<JobBatchView> {
+  async batch(
+    @CurrentPrincipal() principal: Principal,
+    @Body() body: JobBatchDto,
+    @Req() request: FastifyRequest,
+  ): Promise<JobBatchView> {
     const checked = body.items.map((raw) => validateItem(CreateJobDto, raw));
     const valid = checked.filter((item): item is CreateJobDto => !(item instanceof DomainError));
     const outcomes = inPlace(checked, await this.jobs.createMany(principal, valid));
     const items = outcomes.map((outcome, index): JobBatchItemView => {
-      if (outcome.error === undefined) return { index, status_code: 201, job: toJobView(this.config, (outcome as { value: Job }).value) };
+      if (outcome.error === undefined)
+        return { index, status_code: 201, job: toJobView(this.config, (outcome as { value: Job }).value) };
       const error = itemError(outcome.error, String(request.id));
       return { index, status_code: error.status_code, error };
     });
@@ -101,7 +125,10 @@ export class MinersController {
   @ApiOperation({ summary: 'Claim the oldest dispatchable job (204 when there is none)' })
   @ApiOkResponse({ type: JobView })
   @ApiNoContentResponse({ description: 'No job to hand out' })
-  async poll(@CurrentPrincipal() principal: Principal, @Res({ passthrough: true }) reply: FastifyReply): Promise<JobView | undefined> {
+  async poll(
+    @CurrentPrincipal() principal: Principal,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<JobView | undefined> {
     const job = await this.jobs.poll(principal);
     if (!job) {
       reply.status(204);
@@ -115,7 +142,11 @@ export class MinersController {
   @Roles('miner')
   @ApiOperation({ summary: 'Report a result: running → completed; the escrow is released to this miner' })
   @ApiOkResponse({ type: JobView })
-  async result(@CurrentPrincipal() principal: Principal, @Param('job_id') jobId: string, @Body() body: JobResultDto): Promise<JobView> {
+  async result(
+    @CurrentPrincipal() principal: Principal,
+    @Param('job_id') jobId: string,
+    @Body() body: JobResultDto,
+  ): Promise<JobView> {
     return toJobView(this.config, await this.jobs.complete(principal, jobId, body.result, body.metrics));
   }
 
@@ -124,7 +155,11 @@ export class MinersController {
   @Roles('miner')
   @ApiOperation({ summary: 'Report a failure: running → failed; the escrow is refunded' })
   @ApiOkResponse({ type: JobView })
-  async fail(@CurrentPrincipal() principal: Principal, @Param('job_id') jobId: string, @Body() body: JobFailureDto): Promise<JobView> {
+  async fail(
+    @CurrentPrincipal() principal: Principal,
+    @Param('job_id') jobId: string,
+    @Body() body: JobFailureDto,
+  ): Promise<JobView> {
     return toJobView(this.config, await this.jobs.fail(principal, jobId, body.error));
   }
 }

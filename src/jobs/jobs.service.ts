@@ -95,7 +95,10 @@ export class JobsService {
     };
     const terms = job.terms;
     if (!terms) {
-      return (await this.recovery.firstWrite((sql) => sql.one<Job>(insertJob.text, insertJob.params), (row) => ({ job_id: row!.job_id }))) as Job;
+      return (await this.recovery.firstWrite(
+        (sql) => sql.one<Job>(insertJob.text, insertJob.params),
+        (row) => ({ job_id: row!.job_id }),
+      )) as Job;
     }
     // Job and payment in one statement, the escrow after its commit, then the job as it now stands.
     const payment = await this.recovery.firstWrite(
@@ -129,16 +132,26 @@ export class JobsService {
         throw error;
       }
     });
-    const fresh = prepared.filter((p): p is { jobId: string; principal: Principal; job: PreparedJob } => 'job' in p && p.job !== undefined);
+    const fresh = prepared.filter(
+      (p): p is { jobId: string; principal: Principal; job: PreparedJob } => 'job' in p && p.job !== undefined,
+    );
     if (fresh.length > 0) {
       await this.tx.run(async (sql) => {
         await sql.rows(
           `INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
            SELECT job_id, client_id, 'queued', payload, constraints, ttl, now(), now() + ttl * interval '1 second', now()
              FROM unnest($1::uuid[], $2::jsonb[], $3::jsonb[], $4::int[], $5::varchar[]) AS i(job_id, payload, constraints, ttl, client_id)`,
-          [fresh.map((p) => p.jobId), fresh.map((p) => p.job.payload), fresh.map((p) => p.job.constraints), fresh.map((p) => p.job.ttl), fresh.map((p) => p.principal.id)],
+          [
+            fresh.map((p) => p.jobId),
+            fresh.map((p) => p.job.payload),
+            fresh.map((p) => p.job.constraints),
+            fresh.map((p) => p.job.ttl),
+            fresh.map((p) => p.principal.id),
+          ],
         );
-        const paid = fresh.filter((p) => p.job.terms).map((p) => ({ jobId: p.jobId, clientId: p.principal.id, terms: p.job.terms as PaymentTerms }));
+        const paid = fresh
+          .filter((p) => p.job.terms)
+          .map((p) => ({ jobId: p.jobId, clientId: p.principal.id, terms: p.job.terms as PaymentTerms }));
         await this.payments.createPendingMany(sql, paid);
         await this.recovery.record(sql, { job_ids: prepared.map((p) => ('jobId' in p ? p.jobId : '')).join(',') });
       });
@@ -146,16 +159,25 @@ export class JobsService {
     const jobIds = prepared.flatMap((p) => ('jobId' in p && p.jobId ? [p.jobId] : []));
     let byId: Map<string, Job>;
     try {
-      const payments = jobIds.length ? await this.tx.sql.rows<JobPayment>(`SELECT * FROM job_payments WHERE job_id = ANY($1::uuid[]) AND status = 'pending'`, [jobIds]) : [];
+      const payments = jobIds.length
+        ? await this.tx.sql.rows<JobPayment>(
+            `SELECT * FROM job_payments WHERE job_id = ANY($1::uuid[]) AND status = 'pending'`,
+            [jobIds],
+          )
+        : [];
       await this.payments.escrowMany(payments);
-      const jobs = jobIds.length ? await this.tx.sql.rows<Job>(`SELECT * FROM job WHERE job_id = ANY($1::uuid[])`, [jobIds]) : [];
+      const jobs = jobIds.length
+        ? await this.tx.sql.rows<Job>(`SELECT * FROM job WHERE job_id = ANY($1::uuid[])`, [jobIds])
+        : [];
       byId = new Map(jobs.map((job) => [job.job_id, job]));
     } catch (error) {
       // The jobs are committed: an error now is each created item's answer (as a single
       // create's would be, its payment left to the re-drive), never a reason to create again.
       return prepared.map((p) => ('error' in p && p.error ? { error: p.error } : { error }));
     }
-    return prepared.map((p) => ('error' in p && p.error ? { error: p.error } : { value: byId.get((p as { jobId: string }).jobId) as Job }));
+    return prepared.map((p) =>
+      'error' in p && p.error ? { error: p.error } : { value: byId.get((p as { jobId: string }).jobId) as Job },
+    );
   }
 
   /** Validates one create completely before anything is written (throws a 400-class DomainError). */
@@ -164,20 +186,32 @@ export class JobsService {
     checkJsonLimits('constraints', input.constraints ?? {});
     const ttl = input.ttl_seconds ?? this.config.jobTtlDefaultSeconds;
     if (ttl > this.config.jobTtlMaxSeconds) {
-      throw validationError('ttl_seconds is too large', { fields: { ttl_seconds: [`must be at most ${this.config.jobTtlMaxSeconds}`] } });
+      throw validationError('ttl_seconds is too large', {
+        fields: { ttl_seconds: [`must be at most ${this.config.jobTtlMaxSeconds}`] },
+      });
     }
     const paid = input.payment_amount !== undefined;
-    if (!paid && (input.payment_currency ?? input.payer_address ?? input.refund_address ?? input.escrow_timeout_seconds) !== undefined) {
-      throw validationError('payment fields need payment_amount', { fields: { payment_amount: ['required when other payment fields are given'] } });
+    if (
+      !paid &&
+      (input.payment_currency ?? input.payer_address ?? input.refund_address ?? input.escrow_timeout_seconds) !==
+        undefined
+    ) {
+      throw validationError('payment fields need payment_amount', {
+        fields: { payment_amount: ['required when other payment fields are given'] },
+      });
     }
     const terms = paid
-      ? this.payments.prepareTerms(principal, {
-          amount: input.payment_amount,
-          currency: input.payment_currency,
-          payer_address: input.payer_address,
-          refund_address: input.refund_address,
-          escrow_timeout_seconds: input.escrow_timeout_seconds,
-        }, 'payment_')
+      ? this.payments.prepareTerms(
+          principal,
+          {
+            amount: input.payment_amount,
+            currency: input.payment_currency,
+            payer_address: input.payer_address,
+            refund_address: input.refund_address,
+            escrow_timeout_seconds: input.escrow_timeout_seconds,
+          },
+          'payment_',
+        )
       : undefined;
     return { payload: JSON.stringify(input.payload), constraints: JSON.stringify(input.constraints ?? {}), ttl, terms };
   }
@@ -250,7 +284,9 @@ export class JobsService {
   // ---------------------------------------------------------------- miners
 
   async registerMiner(principal: Principal, payoutAddress: string): Promise<Miner> {
-    const valid = [...this.config.currencies.values()].some((c) => isValidAddress(payoutAddress, c.addressFormat, c.network));
+    const valid = [...this.config.currencies.values()].some((c) =>
+      isValidAddress(payoutAddress, c.addressFormat, c.network),
+    );
     if (!valid) {
       throw new DomainError('INVALID_ADDRESS', 'payout_address is not a valid address of any supported currency', {
         fields: { payout_address: ['not a valid address'] },
@@ -275,7 +311,9 @@ export class JobsService {
     if (resumed) return this.load(resumed.job_id);
     const miner = await this.tx.sql.one<Miner>(`SELECT * FROM miner WHERE miner_id = $1`, [principal.id]);
     if (!miner) return this.dispatch(principal.id, [], null);
-    const payable = [...this.config.currencies.values()].filter((c) => isValidAddress(miner.payout_address, c.addressFormat, c.network)).map((c) => c.code);
+    const payable = [...this.config.currencies.values()]
+      .filter((c) => isValidAddress(miner.payout_address, c.addressFormat, c.network))
+      .map((c) => c.code);
     return this.dispatch(principal.id, payable, miner.payout_address);
   }
 
@@ -285,10 +323,18 @@ export class JobsService {
    * again), so a concurrent re-registration can never leave a stale payee.
    */
   private async dispatch(minerId: string, payable: string[], payoutAddress: string | null): Promise<Job | undefined> {
-    return this.recovery.firstWrite((sql) => this.claimJob(sql, minerId, payable, payoutAddress), (job) => (job ? { job_id: job.job_id } : undefined));
+    return this.recovery.firstWrite(
+      (sql) => this.claimJob(sql, minerId, payable, payoutAddress),
+      (job) => (job ? { job_id: job.job_id } : undefined),
+    );
   }
 
-  private claimJob(sql: Sql, minerId: string, payable: string[], payoutAddress: string | null): Promise<Job | undefined> {
+  private claimJob(
+    sql: Sql,
+    minerId: string,
+    payable: string[],
+    payoutAddress: string | null,
+  ): Promise<Job | undefined> {
     return sql.one<Job>(
       `WITH job_row AS (
          UPDATE job SET state = 'running', assigned_miner_id = $1, started_at = now(), updated_at = now()
@@ -306,7 +352,12 @@ export class JobsService {
   }
 
   /** Assigned miner: running → completed; the escrow is released to the miner. */
-  async complete(principal: Principal, jobId: string, result: unknown, metrics?: Record<string, unknown>): Promise<Job> {
+  async complete(
+    principal: Principal,
+    jobId: string,
+    result: unknown,
+    metrics?: Record<string, unknown>,
+  ): Promise<Job> {
     return this.report(principal, jobId, 'completed', { result, metrics });
   }
 
@@ -315,7 +366,12 @@ export class JobsService {
     return this.report(principal, jobId, 'failed', { error });
   }
 
-  private async report(principal: Principal, jobId: string, to: 'completed' | 'failed', data: { result?: unknown; metrics?: Record<string, unknown>; error?: string }): Promise<Job> {
+  private async report(
+    principal: Principal,
+    jobId: string,
+    to: 'completed' | 'failed',
+    data: { result?: unknown; metrics?: Record<string, unknown>; error?: string },
+  ): Promise<Job> {
     if (!isUuid(jobId)) throw notFound('job', jobId);
     if (this.recovery.resumeFrom()) return this.resumeDecided(jobId);
     const decided = await this.tx.run(async (sql) => {
@@ -323,9 +379,21 @@ export class JobsService {
       const job = await sql.one<Job>(
         `UPDATE job SET state = $3, result = $4, metrics = $5, error = $6, finished_at = now(), updated_at = now()
           WHERE job_id = $1 AND state = 'running' AND assigned_miner_id = $2 AND expires_at > now() RETURNING *`,
-        [jobId, principal.id, to, data.result === undefined ? null : JSON.stringify(data.result), data.metrics ? JSON.stringify(data.metrics) : null, data.error ?? null],
+        [
+          jobId,
+          principal.id,
+          to,
+          data.result === undefined ? null : JSON.stringify(data.result),
+          data.metrics ? JSON.stringify(data.metrics) : null,
+          data.error ?? null,
+        ],
       );
-      if (!job) throw minerReportRefused(jobId, principal.id, await sql.one<Job>(`SELECT * FROM job WHERE job_id = $1`, [jobId]));
+      if (!job)
+        throw minerReportRefused(
+          jobId,
+          principal.id,
+          await sql.one<Job>(`SELECT * FROM job WHERE job_id = $1`, [jobId]),
+        );
       await this.recovery.record(sql, { job_id: job.job_id });
       return to === 'completed'
         ? this.decidePayment(sql, job, 'releasing', principal.id, 'job_completed', true)
@@ -340,13 +408,23 @@ export class JobsService {
    * payment is decided; one that somebody else already settled makes the whole job
    * transition fail (409), except a completion after an admin already paid the miner.
    */
-  private async decidePayment(sql: Sql, job: Job, to: 'releasing' | 'refunding', actor: string, reason: string, paidIsFine: boolean): Promise<JobPayment | undefined> {
+  private async decidePayment(
+    sql: Sql,
+    job: Job,
+    to: 'releasing' | 'refunding',
+    actor: string,
+    reason: string,
+    paidIsFine: boolean,
+  ): Promise<JobPayment | undefined> {
     if (!job.payment_id) return undefined;
     // job.payment_status mirrors the payment and is exact under the job's row lock.
     // Not escrowed yet: the re-drive worker escrows it and, seeing the job ended, refunds it.
     if (job.payment_status === 'pending' || job.payment_status === 'failed') return undefined;
     if (job.payment_status === 'escrowed') {
-      const moved = await this.payments.decide(sql, { payment_id: job.payment_id, job_id: job.job_id }, to, { actor, reason });
+      const moved = await this.payments.decide(sql, { payment_id: job.payment_id, job_id: job.job_id }, to, {
+        actor,
+        reason,
+      });
       if (moved) return moved;
     }
     const now = (await this.payments.findForJob(sql, job.job_id)) as JobPayment;
@@ -418,12 +496,17 @@ function canSee(principal: Principal, job: Job): boolean {
   return principal.role === 'admin' || (principal.role === 'client' && job.client_id === principal.id);
 }
 
-
 /** Payload and constraints: bounded size and nesting, so one request cannot exhaust the service. */
 function checkJsonLimits(field: string, value: unknown): void {
   const bytes = Buffer.byteLength(JSON.stringify(value ?? null));
-  if (bytes > MAX_PAYLOAD_BYTES) throw validationError(`${field} is too large`, { fields: { [field]: [`must be at most ${MAX_PAYLOAD_BYTES} bytes of JSON`] } });
-  if (depth(value) > MAX_PAYLOAD_DEPTH) throw validationError(`${field} is nested too deeply`, { fields: { [field]: [`must be at most ${MAX_PAYLOAD_DEPTH} levels deep`] } });
+  if (bytes > MAX_PAYLOAD_BYTES)
+    throw validationError(`${field} is too large`, {
+      fields: { [field]: [`must be at most ${MAX_PAYLOAD_BYTES} bytes of JSON`] },
+    });
+  if (depth(value) > MAX_PAYLOAD_DEPTH)
+    throw validationError(`${field} is nested too deeply`, {
+      fields: { [field]: [`must be at most ${MAX_PAYLOAD_DEPTH} levels deep`] },
+    });
 }
 
 function depth(value: unknown): number {

@@ -1,6 +1,14 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
 
-export const PAYMENT_STATUSES = ['pending', 'escrowed', 'releasing', 'released', 'refunding', 'refunded', 'failed'] as const;
+export const PAYMENT_STATUSES = [
+  'pending',
+  'escrowed',
+  'releasing',
+  'released',
+  'refunding',
+  'refunded',
+  'failed',
+] as const;
 export type PaymentStatus = (typeof PAYMENT_STATUSES)[number];
 
 /**

@@ -25,7 +25,10 @@ export const LIVE_JOB_STATES = ['queued', 'running'];
 export class PaymentJobs {
   /** Locks the job row (job before payment, always) and returns its facts. */
   lockJob(sql: Sql, jobId: string): Promise<JobFacts | undefined> {
-    return sql.one<JobFacts>(`SELECT job_id, client_id, state, assigned_miner_id FROM job WHERE job_id = $1 FOR UPDATE`, [jobId]);
+    return sql.one<JobFacts>(
+      `SELECT job_id, client_id, state, assigned_miner_id FROM job WHERE job_id = $1 FOR UPDATE`,
+      [jobId],
+    );
   }
 
   /** Refunds were decided from the payment side: their jobs still live are canceled (or expired). */
@@ -34,7 +37,11 @@ export class PaymentJobs {
       `UPDATE job SET state = $2, error = 'payment refunded: ' || r.reason, finished_at = now(), updated_at = now()
          FROM unnest($1::uuid[], $3::text[]) AS r(job_id, reason)
         WHERE job.job_id = r.job_id AND state IN ('queued','running')`,
-      [payments.map((p) => p.job_id), cause === 'escrow_expired' ? 'expired' : 'canceled', payments.map((p) => p.settle_reason ?? cause)],
+      [
+        payments.map((p) => p.job_id),
+        cause === 'escrow_expired' ? 'expired' : 'canceled',
+        payments.map((p) => p.settle_reason ?? cause),
+      ],
     );
   }
 

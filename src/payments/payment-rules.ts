@@ -51,20 +51,35 @@ export function canSeePayment(principal: Principal, payment: Pick<JobPayment, 'c
  * (others' payments are 404, never 403), the job named, the amount, the payment's status,
  * then what the action itself needs.
  */
-export function settlementRefusal(principal: Principal, ask: SettleAsk, payment: JobPayment | undefined, jobState: string | undefined): DomainError | undefined {
+export function settlementRefusal(
+  principal: Principal,
+  ask: SettleAsk,
+  payment: JobPayment | undefined,
+  jobState: string | undefined,
+): DomainError | undefined {
   if (!payment || !canSeePayment(principal, payment)) return notFound('payment', ask.payment_id);
   if (ask.job_id !== undefined && ask.job_id !== payment.job_id) {
-    return new DomainError('PAYMENT_JOB_MISMATCH', `Payment ${payment.payment_id} does not belong to job ${ask.job_id}`, { payment_job_id: payment.job_id });
+    return new DomainError(
+      'PAYMENT_JOB_MISMATCH',
+      `Payment ${payment.payment_id} does not belong to job ${ask.job_id}`,
+      { payment_job_id: payment.job_id },
+    );
   }
   if (ask.amount !== undefined && !sameAmount(ask.amount, payment.amount)) {
-    return validationError(`A payment settles whole: amount must be ${payment.amount}`, { fields: { amount: [`must equal the payment's amount ${payment.amount}`] } });
+    return validationError(`A payment settles whole: amount must be ${payment.amount}`, {
+      fields: { amount: [`must equal the payment's amount ${payment.amount}`] },
+    });
   }
   if (payment.status !== 'escrowed') return cannotSettle(payment.payment_id, payment.status);
   if (ask.action === 'release' && !payment.payee_address) {
     return new DomainError('PAYMENT_NO_PAYEE', `Payment ${payment.payment_id} has no assigned miner to pay yet`);
   }
   if (ask.action === 'refund' && principal.role !== 'admin' && jobState !== undefined && WORK_STARTED.has(jobState)) {
-    return new DomainError('REFUND_NOT_ALLOWED', `Job ${payment.job_id} is ${jobState}; only an admin can refund it now`, { job_state: jobState });
+    return new DomainError(
+      'REFUND_NOT_ALLOWED',
+      `Job ${payment.job_id} is ${jobState}; only an admin can refund it now`,
+      { job_state: jobState },
+    );
   }
   return undefined;
 }

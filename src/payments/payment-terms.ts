@@ -30,7 +30,12 @@ export interface PaymentTerms {
  * escrow timeout within the operator's bounds. `fieldPrefix` names fields as the
  * caller's body does (`payment_` on POST /v1/jobs).
  */
-export function preparePaymentTerms(config: AppConfig, principal: Principal, request: PaymentRequest, fieldPrefix = ''): PaymentTerms {
+export function preparePaymentTerms(
+  config: AppConfig,
+  principal: Principal,
+  request: PaymentRequest,
+  fieldPrefix = '',
+): PaymentTerms {
   const currencyField = `${fieldPrefix}currency`;
   const code = request.currency ?? config.defaultCurrency;
   const currency = config.currencies.get(code);
@@ -55,9 +60,13 @@ export function preparePaymentTerms(config: AppConfig, principal: Principal, req
 
   const payerAddress = request.payer_address ?? principal.walletAddress;
   if (!payerAddress) {
-    throw new DomainError('PAYER_ADDRESS_REQUIRED', 'payer_address is required: no wallet address is configured for this client', {
-      fields: { payer_address: ['required'] },
-    });
+    throw new DomainError(
+      'PAYER_ADDRESS_REQUIRED',
+      'payer_address is required: no wallet address is configured for this client',
+      {
+        fields: { payer_address: ['required'] },
+      },
+    );
   }
   const refundAddress = request.refund_address ?? payerAddress;
   for (const [field, address] of [
@@ -73,9 +82,17 @@ export function preparePaymentTerms(config: AppConfig, principal: Principal, req
 
   const escrowTimeoutSeconds = request.escrow_timeout_seconds ?? config.escrowTimeoutSeconds;
   if (escrowTimeoutSeconds < config.escrowMinTimeoutSeconds || escrowTimeoutSeconds > config.escrowMaxTimeoutSeconds) {
-    throw new DomainError('ESCROW_TIMEOUT_OUT_OF_RANGE', `escrow_timeout_seconds must be within ${config.escrowMinTimeoutSeconds}..${config.escrowMaxTimeoutSeconds}`, {
-      fields: { escrow_timeout_seconds: [`must be within ${config.escrowMinTimeoutSeconds}..${config.escrowMaxTimeoutSeconds}`] },
-    });
+    throw new DomainError(
+      'ESCROW_TIMEOUT_OUT_OF_RANGE',
+      `escrow_timeout_seconds must be within ${config.escrowMinTimeoutSeconds}..${config.escrowMaxTimeoutSeconds}`,
+      {
+        fields: {
+          escrow_timeout_seconds: [
+            `must be within ${config.escrowMinTimeoutSeconds}..${config.escrowMaxTimeoutSeconds}`,
+          ],
+        },
+      },
+    );
   }
   return { amount, currency, payerAddress, refundAddress, escrowTimeoutSeconds };
 }

@@ -32,5 +32,12 @@ export function toPaymentView(config: AppConfig, p: JobPayment): PaymentView {
 }
 
 export function toEventView(e: PaymentEvent): PaymentEventView {
-  return { from: e.from_status, to: e.to_status, reason: e.reason, actor: e.actor, details: e.details, at: iso(e.created_at) as string };
+  return {
+    from: e.from_status,
+    to: e.to_status,
+    reason: e.reason,
+    actor: e.actor,
+    details: e.details,
+    at: iso(e.created_at) as string,
+  };
 }

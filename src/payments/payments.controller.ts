@@ -7,7 +7,16 @@ import { DomainError } from '../common/errors';
 import { CurrentPrincipal, Roles } from '../auth/auth.guard';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
-import { CreatePaymentDto, PaymentBatchDto, PaymentBatchItemDto, PaymentBatchItemView, PaymentBatchView, PaymentEventsView, PaymentView, SettlePaymentDto } from './dto/payment.dto';
+import {
+  CreatePaymentDto,
+  PaymentBatchDto,
+  PaymentBatchItemDto,
+  PaymentBatchItemView,
+  PaymentBatchView,
+  PaymentEventsView,
+  PaymentView,
+  SettlePaymentDto,
+} from './dto/payment.dto';
 import type { JobPayment } from './job-payment.entity';
 import type { SettleAsk } from './payment-rules';
 import { toEventView, toPaymentView } from './payment.view';
@@ -40,15 +49,28 @@ export class PaymentsController {
       'a failing item never fails its neighbours. A malformed envelope (not an array, 0 or more than 500 items, a repeated payment_id) is a 400 with nothing done.',
   })
   @ApiOkResponse({ type: PaymentBatchView })
-  async batch(@CurrentPrincipal() principal: Principal, @Body() body: PaymentBatchDto, @Req() request: FastifyRequest): Promise<PaymentBatchView> {
+  async batch(
+    @CurrentPrincipal() principal: Principal,
+    @Body() body: PaymentBatchDto,
+    @Req() request: FastifyRequest,
+  ): Promise<PaymentBatchView> {
     assertDistinct(body.items, 'payment_id');
     const checked = body.items.map((raw) => validateItem(PaymentBatchItemDto, raw));
     const asks = checked.filter((item): item is PaymentBatchItemDto => !(item instanceof DomainError));
     const outcomes = inPlace(checked, await this.payments.settleRequested(principal, asks as SettleAsk[]));
     const items = outcomes.map((outcome, index): PaymentBatchItemView => {
       const raw = body.items[index];
-      const head = { index, payment_id: typeof raw.payment_id === 'string' ? raw.payment_id : null, action: typeof raw.action === 'string' ? raw.action : null };
-      if (outcome.error === undefined) return { ...head, status_code: 200, payment: toPaymentView(this.config, (outcome as { payment: JobPayment }).payment) };
+      const head = {
+        index,
+        payment_id: typeof raw.payment_id === 'string' ? raw.payment_id : null,
+        action: typeof raw.action === 'string' ? raw.action : null,
+      };
+      if (outcome.error === undefined)
+        return {
+          ...head,
+          status_code: 200,
+          payment: toPaymentView(this.config, (outcome as { payment: JobPayment }).payment),
+        };
       const error = itemError(outcome.error, String(request.id));
       return { ...head, status_code: error.status_code, error };
     });
@@ -74,7 +96,11 @@ export class PaymentsController {
   @Roles('client', 'admin')
   @ApiOperation({ summary: "Release the escrow to the assigned miner's payout address" })
   @ApiOkResponse({ type: PaymentView })
-  async release(@CurrentPrincipal() principal: Principal, @Param('payment_id') paymentId: string, @Body() body: SettlePaymentDto): Promise<PaymentView> {
+  async release(
+    @CurrentPrincipal() principal: Principal,
+    @Param('payment_id') paymentId: string,
+    @Body() body: SettlePaymentDto,
+  ): Promise<PaymentView> {
     return toPaymentView(this.config, await this.payments.release(principal, paymentId, body ?? {}));
   }
 
@@ -83,7 +109,11 @@ export class PaymentsController {
   @Roles('client', 'admin')
   @ApiOperation({ summary: 'Refund the escrow to the refund address (clients: only before the job runs)' })
   @ApiOkResponse({ type: PaymentView })
-  async refund(@CurrentPrincipal() principal: Principal, @Param('payment_id') paymentId: string, @Body() body: SettlePaymentDto): Promise<PaymentView> {
+  async refund(
+    @CurrentPrincipal() principal: Principal,
+    @Param('payment_id') paymentId: string,
+    @Body() body: SettlePaymentDto,
+  ): Promise<PaymentView> {
     return toPaymentView(this.config, await this.payments.refund(principal, paymentId, body ?? {}));
   }
 
@@ -91,7 +121,10 @@ export class PaymentsController {
   @Roles('client', 'admin')
   @ApiOperation({ summary: "The payment's audit trail, oldest first" })
   @ApiOkResponse({ type: PaymentEventsView })
-  async events(@CurrentPrincipal() principal: Principal, @Param('payment_id') paymentId: string): Promise<PaymentEventsView> {
+  async events(
+    @CurrentPrincipal() principal: Principal,
+    @Param('payment_id') paymentId: string,
+  ): Promise<PaymentEventsView> {
     return { items: (await this.payments.events(principal, paymentId)).map(toEventView) };
   }
 }

@@ -10,7 +10,11 @@ import { Sql, Transactions } from '../database/transactions';
 import { EscrowService, recordHoldSql, recordSettlementSql } from '../escrow/escrow.service';
 import { RecoveryPoints } from '../idempotency/recovery-points';
 import { MetricsService } from '../metrics/metrics.service';
-import { EscrowHold, WalletDaemonRejected, WalletDaemonUnavailable } from '../wallet-daemon-client/wallet-daemon.client';
+import {
+  EscrowHold,
+  WalletDaemonRejected,
+  WalletDaemonUnavailable,
+} from '../wallet-daemon-client/wallet-daemon.client';
 import { JobFacts, LIVE_JOB_STATES, PaymentJobs, RefundCause, lockedJobCte } from './payment-jobs.repository';
 import { JobPayment, PaymentEvent, PaymentStatus } from './job-payment.entity';
 import { cannotSettle } from './payment.errors';
@@ -43,7 +47,6 @@ interface Actor {
   details?: Record<string, unknown>;
 }
 
-
 /**
  * The one place where money rules live. Each status change is a compare-and-set UPDATE
  * whose row count decides, logged as an append-only event in the same statement. A
@@ -71,13 +74,13 @@ export class PaymentsService {
     this.settlements = new Coalescer<CallerAsk, JobPayment>({
       maxGroup: config.coalesceMaxGroup,
       one: async (ask) => settledOrThrow(await this.settleSet([ask])),
-      many: async (asks) => (await this.settleSet(asks)).map((o) => (o.error ? { error: o.error } : { value: o.payment })),
+      many: async (asks) =>
+        (await this.settleSet(asks)).map((o) => (o.error ? { error: o.error } : { value: o.payment })),
     });
   }
 
   /** Concurrent single releases and refunds, carried out together (README "Batch operations", coalescing). */
   private readonly settlements: Coalescer<CallerAsk, JobPayment>;
-
 
   // ---------------------------------------------------------------- creation
 
@@ -91,7 +94,13 @@ export class PaymentsService {
    * then calls `escrowPayment` after its commit. The row is leased to that caller
    * for a while, after which the re-drive worker takes over if it never finished.
    */
-  async createPending(sql: Sql, jobId: string, clientId: string, terms: PaymentTerms, actor: string): Promise<JobPayment> {
+  async createPending(
+    sql: Sql,
+    jobId: string,
+    clientId: string,
+    terms: PaymentTerms,
+    actor: string,
+  ): Promise<JobPayment> {
     return this.insertPending(sql, { text: `SELECT $1::uuid AS job_id`, params: [jobId] }, clientId, terms, actor);
   }
 
@@ -99,12 +108,24 @@ export class PaymentsService {
    * Inserts a new job (the caller's `INSERT INTO job … RETURNING *`) and its `pending`
    * payment in one statement: one round trip, one commit. Then `escrowPayment`, as above.
    */
-  async createPendingWithJob(jobInsert: { text: string; params: unknown[] }, clientId: string, terms: PaymentTerms, actor: string, sql: Sql = this.tx.sql): Promise<JobPayment> {
+  async createPendingWithJob(
+    jobInsert: { text: string; params: unknown[] },
+    clientId: string,
+    terms: PaymentTerms,
+    actor: string,
+    sql: Sql = this.tx.sql,
+  ): Promise<JobPayment> {
     return this.insertPending(sql, jobInsert, clientId, terms, actor);
   }
 
   /** The payment insert and its event over `job_row`, whatever statement yields that row. */
-  private async insertPending(sql: Sql, job: { text: string; params: unknown[] }, clientId: string, terms: PaymentTerms, actor: string): Promise<JobPayment> {
+  private async insertPending(
+    sql: Sql,
+    job: { text: string; params: unknown[] },
+    clientId: string,
+    terms: PaymentTerms,
+    actor: string,
+  ): Promise<JobPayment> {
     const params = [...job.params];
     const param = (value: unknown) => `$${params.push(value)}`;
     const timeout = param(terms.escrowTimeoutSeconds);
@@ -132,7 +153,10 @@ export class PaymentsService {
    * Inserts the `pending` payments of many new jobs (already inserted in the caller's
    * transaction) in one statement, with their events. Then `escrowMany`, after the commit.
    */
-  async createPendingMany(sql: Sql, items: { jobId: string; clientId: string; terms: PaymentTerms }[]): Promise<JobPayment[]> {
+  async createPendingMany(
+    sql: Sql,
+    items: { jobId: string; clientId: string; terms: PaymentTerms }[],
+  ): Promise<JobPayment[]> {
     if (items.length === 0) return [];
     const created = await sql.rows<JobPayment>(
       `WITH input AS (
@@ -160,7 +184,9 @@ export class PaymentsService {
         this.config.settlementLeaseMs,
       ],
     );
-    sql.afterCommit(() => created.forEach((p) => this.logTransition(p.payment_id, null, 'pending', 'payment_created', p.client_id)));
+    sql.afterCommit(() =>
+      created.forEach((p) => this.logTransition(p.payment_id, null, 'pending', 'payment_created', p.client_id)),
+    );
     return created;
   }
 
@@ -182,22 +208,31 @@ export class PaymentsService {
       alone: (payment) => this.escrowPayment(payment),
     });
     if (!outcomes) return;
-    const recorded = await this.recordHolds(pending.flatMap((payment, i) => {
-      const outcome = outcomes[i];
-      return 'hold' in outcome ? [{ payment, hold: outcome.hold }] : [];
-    }));
-    await runWithConcurrency(pending.map((payment, i) => ({ payment, error: outcomes[i].error })), 8, async ({ payment, error }) => {
-      if (error instanceof WalletDaemonRejected) await this.failEscrow(payment, error);
-      else if (error) await this.postpone(payment, error, 'escrow_create');
-      else if (!recorded.has(payment.payment_id)) await this.escrowPayment(payment);
-    });
+    const recorded = await this.recordHolds(
+      pending.flatMap((payment, i) => {
+        const outcome = outcomes[i];
+        return 'hold' in outcome ? [{ payment, hold: outcome.hold }] : [];
+      }),
+    );
+    await runWithConcurrency(
+      pending.map((payment, i) => ({ payment, error: outcomes[i].error })),
+      8,
+      async ({ payment, error }) => {
+        if (error instanceof WalletDaemonRejected) await this.failEscrow(payment, error);
+        else if (error) await this.postpone(payment, error, 'escrow_create');
+        else if (!recorded.has(payment.payment_id)) await this.escrowPayment(payment);
+      },
+    );
   }
 
   /** pending → escrowed for many holds of live jobs, with events and escrow records: jobs locked in one order, one statement. */
   private async recordHolds(held: { payment: JobPayment; hold: EscrowHold }[]): Promise<Set<string>> {
     if (held.length === 0) return new Set();
     const moved = await this.tx.run(async (sql) => {
-      await sql.rows(`SELECT 1 FROM job WHERE job_id = ANY($1::uuid[]) AND state IN ('queued','running') ORDER BY job_id FOR UPDATE`, [held.map((h) => h.payment.job_id)]);
+      await sql.rows(
+        `SELECT 1 FROM job WHERE job_id = ANY($1::uuid[]) AND state IN ('queued','running') ORDER BY job_id FOR UPDATE`,
+        [held.map((h) => h.payment.job_id)],
+      );
       return sql.rows<{ payment_id: string }>(
         `WITH input AS (SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::varchar[]) AS i(payment_id, escrow_id, escrow_address, tx_hash)),
          moved AS (
@@ -211,10 +246,16 @@ export class PaymentsService {
                     SELECT payment_id, 'pending', 'escrowed', 'escrow_created', 'system', jsonb_build_object('create_transaction_hash', tx_hash) FROM moved),
          hold_record AS (${recordHoldSql(`(SELECT payment_id, escrow_id, amount, currency, escrow_address, tx_hash AS create_transaction_hash FROM moved)`)})
          SELECT payment_id FROM moved`,
-        [held.map((h) => h.payment.payment_id), held.map((h) => h.hold.escrow_id), held.map((h) => h.hold.address), held.map((h) => h.hold.transaction_hash)],
+        [
+          held.map((h) => h.payment.payment_id),
+          held.map((h) => h.hold.escrow_id),
+          held.map((h) => h.hold.address),
+          held.map((h) => h.hold.transaction_hash),
+        ],
       );
     });
-    for (const { payment_id } of moved) this.logTransition(payment_id, 'pending', 'escrowed', 'escrow_created', 'system');
+    for (const { payment_id } of moved)
+      this.logTransition(payment_id, 'pending', 'escrowed', 'escrow_created', 'system');
     return new Set(moved.map((m) => m.payment_id));
   }
 
@@ -231,7 +272,10 @@ export class PaymentsService {
       if (live) throw new DomainError('JOB_ALREADY_PAID', `Job ${job.job_id} already has a payment`);
       // Only before dispatch: paying for work already handed out would not be "escrow first".
       if (job.state !== 'queued') {
-        throw new DomainError('INVALID_JOB_TRANSITION', `Job ${job.job_id} is ${job.state}; payments can be added only while queued`);
+        throw new DomainError(
+          'INVALID_JOB_TRANSITION',
+          `Job ${job.job_id} is ${job.state}; payments can be added only while queued`,
+        );
       }
       const created = await this.createPending(sql, job.job_id, principal.id, terms, principal.id);
       await this.recovery.record(sql, { payment_id: created.payment_id });
@@ -252,7 +296,11 @@ export class PaymentsService {
         next_attempt_at: null,
         last_error: null,
       };
-      const actor: Actor = { actor: 'system', reason: 'escrow_created', details: { create_transaction_hash: hold.transaction_hash } };
+      const actor: Actor = {
+        actor: 'system',
+        reason: 'escrow_created',
+        details: { create_transaction_hash: hold.transaction_hash },
+      };
       // The usual case in one statement: the job is still live, so the escrow simply stands.
       const fast = await this.move(this.tx.sql, payment, 'pending', 'escrowed', escrowed, actor, {
         lockJob: true,
@@ -265,16 +313,20 @@ export class PaymentsService {
       if (fast) return fast;
       // Otherwise (the job ended meanwhile, or somebody else recorded the hold): escrow and
       // decide the refund in one transaction, so no crash can leave a hold on an ended job.
-      return await this.tx.run(async (sql) => {
-        const job = await this.jobs.lockJob(sql, payment.job_id);
-        const moved = await this.move(sql, payment, 'pending', 'escrowed', escrowed, actor);
-        if (!moved) return this.reload(sql, payment.payment_id);
-        await this.escrow.recordHold(sql, moved, hold);
-        if (job && !LIVE_JOB_STATES.includes(job.state)) {
-          return (await this.decide(sql, moved, 'refunding', { actor: 'system', reason: `job_${job.state}` })) ?? moved;
-        }
-        return moved;
-      }).then((p) => this.settleIfDecided(p));
+      return await this.tx
+        .run(async (sql) => {
+          const job = await this.jobs.lockJob(sql, payment.job_id);
+          const moved = await this.move(sql, payment, 'pending', 'escrowed', escrowed, actor);
+          if (!moved) return this.reload(sql, payment.payment_id);
+          await this.escrow.recordHold(sql, moved, hold);
+          if (job && !LIVE_JOB_STATES.includes(job.state)) {
+            return (
+              (await this.decide(sql, moved, 'refunding', { actor: 'system', reason: `job_${job.state}` })) ?? moved
+            );
+          }
+          return moved;
+        })
+        .then((p) => this.settleIfDecided(p));
     } catch (error) {
       if (error instanceof WalletDaemonRejected) return this.failEscrow(payment, error);
       if (error instanceof WalletDaemonUnavailable) return this.postpone(payment, error, 'escrow_create');
@@ -287,7 +339,14 @@ export class PaymentsService {
     this.metrics.escrowCreationFailures.inc({ reason: error.insufficientFunds ? 'insufficient_funds' : 'rejected' });
     return this.tx.run(async (sql) => {
       await this.jobs.lockJob(sql, payment.job_id);
-      const failed = await this.move(sql, payment, 'pending', 'failed', { failure_reason: reason, next_attempt_at: null, last_error: error.message }, { actor: 'system', reason });
+      const failed = await this.move(
+        sql,
+        payment,
+        'pending',
+        'failed',
+        { failure_reason: reason, next_attempt_at: null, last_error: error.message },
+        { actor: 'system', reason },
+      );
       if (!failed) return this.reload(sql, payment.payment_id);
       await this.jobs.failLiveJob(sql, failed, `payment could not be escrowed: ${reason}`);
       return failed;
@@ -310,21 +369,41 @@ export class PaymentsService {
    * transaction (which holds the job lock). Returns undefined when the payment is not
    * escrowed any more, i.e. somebody else decided first.
    */
-  async decide(sql: Sql, payment: PaymentRef, to: 'releasing' | 'refunding', actor: Actor, options?: MoveOptions): Promise<JobPayment | undefined> {
-    return this.move(sql, payment, 'escrowed', to, {
-      settle_reason: actor.reason ?? null,
-      settled_by: actor.actor,
-      next_attempt_at: LEASE_END,
-    }, actor, options);
+  async decide(
+    sql: Sql,
+    payment: PaymentRef,
+    to: 'releasing' | 'refunding',
+    actor: Actor,
+    options?: MoveOptions,
+  ): Promise<JobPayment | undefined> {
+    return this.move(
+      sql,
+      payment,
+      'escrowed',
+      to,
+      {
+        settle_reason: actor.reason ?? null,
+        settled_by: actor.actor,
+        next_attempt_at: LEASE_END,
+      },
+      actor,
+      options,
+    );
   }
 
   /** The job's payment, read inside the caller's transaction (after the job lock). */
   async findForJob(sql: Sql, jobId: string): Promise<JobPayment | undefined> {
-    return sql.one<JobPayment>(`SELECT * FROM job_payments WHERE job_id = $1 ORDER BY created_at DESC LIMIT 1`, [jobId]);
+    return sql.one<JobPayment>(`SELECT * FROM job_payments WHERE job_id = $1 ORDER BY created_at DESC LIMIT 1`, [
+      jobId,
+    ]);
   }
 
   /** Route: release to the assigned miner's payout address (owner or admin). */
-  async release(principal: Principal, paymentId: string, body: { job_id?: string; reason?: string }): Promise<JobPayment> {
+  async release(
+    principal: Principal,
+    paymentId: string,
+    body: { job_id?: string; reason?: string },
+  ): Promise<JobPayment> {
     return this.settleOne({ principal, payment_id: paymentId, action: 'release', ...body });
   }
 
@@ -332,7 +411,11 @@ export class PaymentsService {
    * Route: refund to the refund address. A client may refund only before its job runs;
    * an admin any time before release. A job still live is canceled with it.
    */
-  async refund(principal: Principal, paymentId: string, body: { job_id?: string; reason?: string }): Promise<JobPayment> {
+  async refund(
+    principal: Principal,
+    paymentId: string,
+    body: { job_id?: string; reason?: string },
+  ): Promise<JobPayment> {
     return this.settleOne({ principal, payment_id: paymentId, action: 'refund', ...body });
   }
 
@@ -348,12 +431,18 @@ export class PaymentsService {
 
   /** Internal callers: release many payments, each with exactly the single call's outcome. */
   releaseMany(principal: Principal, asks: Omit<SettleAsk, 'action'>[]): Promise<SettleOutcome[]> {
-    return this.settleRequested(principal, asks.map((ask) => ({ ...ask, action: 'release' as const })));
+    return this.settleRequested(
+      principal,
+      asks.map((ask) => ({ ...ask, action: 'release' as const })),
+    );
   }
 
   /** Internal callers: refund many payments, each with exactly the single call's outcome. */
   refundMany(principal: Principal, asks: Omit<SettleAsk, 'action'>[]): Promise<SettleOutcome[]> {
-    return this.settleRequested(principal, asks.map((ask) => ({ ...ask, action: 'refund' as const })));
+    return this.settleRequested(
+      principal,
+      asks.map((ask) => ({ ...ask, action: 'refund' as const })),
+    );
   }
 
   /**
@@ -393,11 +482,18 @@ export class PaymentsService {
           if (payment) byId.set(payment.payment_id, { ...payment, status: DECIDED_STATUS[ask.action] });
         }
       });
-      const moved = accepted.length === 0 ? [] : await this.decideMany(sql, accepted.map(({ ask }) => ask));
+      const moved =
+        accepted.length === 0
+          ? []
+          : await this.decideMany(
+              sql,
+              accepted.map(({ ask }) => ask),
+            );
       const movedIds = new Set(moved.map((p) => p.payment_id));
       // Under the job locks nothing else moves an escrowed payment; kept as a guard all the same.
       for (const { ask, index } of accepted) {
-        if (!movedIds.has(ask.payment_id)) refusals.set(index, cannotSettle(ask.payment_id, (await this.reload(sql, ask.payment_id)).status));
+        if (!movedIds.has(ask.payment_id))
+          refusals.set(index, cannotSettle(ask.payment_id, (await this.reload(sql, ask.payment_id)).status));
       }
       const refunds = moved.filter((p) => p.status === 'refunding');
       if (refunds.length > 0) await this.jobs.endLiveJobs(sql, refunds, 'refund_requested');
@@ -409,7 +505,12 @@ export class PaymentsService {
     try {
       if (decided.length === 1) await this.settle(decided[0]);
       else await this.settleMany(decided);
-      const final = decided.length === 0 ? [] : await this.tx.sql.rows<JobPayment>(`SELECT * FROM job_payments WHERE payment_id = ANY($1::uuid[])`, [decided.map((p) => p.payment_id)]);
+      const final =
+        decided.length === 0
+          ? []
+          : await this.tx.sql.rows<JobPayment>(`SELECT * FROM job_payments WHERE payment_id = ANY($1::uuid[])`, [
+              decided.map((p) => p.payment_id),
+            ]);
       finalById = new Map(final.map((p) => [p.payment_id, p]));
     } catch (error) {
       // The decisions are committed (the re-drive carries them on): an error now is each
@@ -442,7 +543,11 @@ export class PaymentsService {
         this.config.settlementLeaseMs,
       ],
     );
-    sql.afterCommit(() => moved.forEach((p) => this.logTransition(p.payment_id, 'escrowed', p.status, p.settle_reason, p.settled_by ?? 'unknown')));
+    sql.afterCommit(() =>
+      moved.forEach((p) =>
+        this.logTransition(p.payment_id, 'escrowed', p.status, p.settle_reason, p.settled_by ?? 'unknown'),
+      ),
+    );
     return moved;
   }
 
@@ -503,31 +608,47 @@ export class PaymentsService {
       hold = await this.escrow.hold(payment);
     } catch (error) {
       if (error instanceof WalletDaemonRejected) {
-        await this.tx.sql.rows(`UPDATE job_payments SET next_attempt_at = NULL, updated_at = now() WHERE payment_id = $1 AND status = 'failed'`, [payment.payment_id]);
+        await this.tx.sql.rows(
+          `UPDATE job_payments SET next_attempt_at = NULL, updated_at = now() WHERE payment_id = $1 AND status = 'failed'`,
+          [payment.payment_id],
+        );
         return this.reload(this.tx.sql, payment.payment_id);
       }
       if (error instanceof WalletDaemonUnavailable) return this.postpone(payment, error, 'escrow_create');
       throw error;
     }
     let transactionHash: string;
-    const withHold = { ...payment, escrow_id: hold.escrow_id, escrow_address: hold.address, settle_reason: 'late_escrow_refunded' };
+    const withHold = {
+      ...payment,
+      escrow_id: hold.escrow_id,
+      escrow_address: hold.address,
+      settle_reason: 'late_escrow_refunded',
+    };
     try {
       transactionHash = await this.escrow.settle(withHold);
     } catch (error) {
-      if (error instanceof WalletDaemonUnavailable || error instanceof WalletDaemonRejected) return this.postpone(payment, error, 'escrow_refund');
+      if (error instanceof WalletDaemonUnavailable || error instanceof WalletDaemonRejected)
+        return this.postpone(payment, error, 'escrow_refund');
       throw error;
     }
     return this.tx.run(async (sql) => {
       await this.jobs.lockJob(sql, payment.job_id);
-      const done = await this.move(sql, payment, 'failed', 'failed', {
-        escrow_id: hold.escrow_id,
-        escrow_address: hold.address,
-        refund_transaction_hash: transactionHash,
-        refunded_at: NOW,
-        verified_at: NOW,
-        next_attempt_at: null,
-        last_error: null,
-      }, { actor: 'wallet-daemon', reason: 'late_escrow_refunded', details: { transaction_hash: transactionHash } });
+      const done = await this.move(
+        sql,
+        payment,
+        'failed',
+        'failed',
+        {
+          escrow_id: hold.escrow_id,
+          escrow_address: hold.address,
+          refund_transaction_hash: transactionHash,
+          refunded_at: NOW,
+          verified_at: NOW,
+          next_attempt_at: null,
+          last_error: null,
+        },
+        { actor: 'wallet-daemon', reason: 'late_escrow_refunded', details: { transaction_hash: transactionHash } },
+      );
       if (!done) return this.reload(sql, payment.payment_id);
       await this.escrow.recordHold(sql, done, hold);
       await this.escrow.recordSettlement(sql, payment.payment_id, 'refunded');
@@ -582,10 +703,14 @@ export class PaymentsService {
       return outcome.error ? [] : [{ payment, transactionHash: outcome.transactionHash }];
     });
     await this.recordSettlements(settled);
-    await runWithConcurrency(batch.map((payment, i) => ({ payment, error: outcomes[i].error })), 8, async ({ payment, error }) => {
-      if (error instanceof WalletDaemonRejected) await this.reconcile(payment, error);
-      else if (error) await this.settlementUnavailable(payment, error);
-    });
+    await runWithConcurrency(
+      batch.map((payment, i) => ({ payment, error: outcomes[i].error })),
+      8,
+      async ({ payment, error }) => {
+        if (error instanceof WalletDaemonRejected) await this.reconcile(payment, error);
+        else if (error) await this.settlementUnavailable(payment, error);
+      },
+    );
   }
 
   /**
@@ -598,7 +723,11 @@ export class PaymentsService {
   private async daemonBatch<O>(
     payments: JobPayment[],
     call: () => Promise<O[]>,
-    fallback: { route: 'create-batch' | 'settle-batch'; unavailable: (payment: JobPayment, error: WalletDaemonUnavailable) => Promise<unknown>; alone: (payment: JobPayment) => Promise<unknown> },
+    fallback: {
+      route: 'create-batch' | 'settle-batch';
+      unavailable: (payment: JobPayment, error: WalletDaemonUnavailable) => Promise<unknown>;
+      alone: (payment: JobPayment) => Promise<unknown>;
+    },
   ): Promise<O[] | undefined> {
     try {
       return await call();
@@ -626,8 +755,15 @@ export class PaymentsService {
   private async recordSettlements(settled: { payment: JobPayment; transactionHash: string }[]): Promise<void> {
     if (settled.length === 0) return;
     const moved = await this.tx.run(async (sql) => {
-      await sql.rows(`SELECT 1 FROM job WHERE job_id = ANY($1::uuid[]) ORDER BY job_id FOR UPDATE`, [settled.map((s) => s.payment.job_id)]);
-      return sql.rows<{ payment_id: string; from_status: PaymentStatus; status: PaymentStatus; settle_reason: string | null }>(
+      await sql.rows(`SELECT 1 FROM job WHERE job_id = ANY($1::uuid[]) ORDER BY job_id FOR UPDATE`, [
+        settled.map((s) => s.payment.job_id),
+      ]);
+      return sql.rows<{
+        payment_id: string;
+        from_status: PaymentStatus;
+        status: PaymentStatus;
+        settle_reason: string | null;
+      }>(
         `WITH input AS (SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[]) AS i(payment_id, from_status, tx_hash)),
          moved AS (
            UPDATE job_payments p SET
@@ -644,7 +780,11 @@ export class PaymentsService {
          released AS (${recordSettlementSql(`(SELECT payment_id FROM moved WHERE status = 'released')`, 'released')}),
          refunded AS (${recordSettlementSql(`(SELECT payment_id FROM moved WHERE status = 'refunded')`, 'refunded')})
          SELECT payment_id, from_status, status, settle_reason FROM moved`,
-        [settled.map((s) => s.payment.payment_id), settled.map((s) => s.payment.status), settled.map((s) => s.transactionHash)],
+        [
+          settled.map((s) => s.payment.payment_id),
+          settled.map((s) => s.payment.status),
+          settled.map((s) => s.transactionHash),
+        ],
       );
     });
     for (const m of moved) this.logTransition(m.payment_id, m.from_status, m.status, m.settle_reason, 'wallet-daemon');
@@ -659,16 +799,24 @@ export class PaymentsService {
   /** Records a settlement the daemon carried out: one statement (job lock, status, event, escrow record). */
   private async recordSettlement(payment: JobPayment, transactionHash: string): Promise<JobPayment> {
     const outcome = payment.status === 'releasing' ? 'released' : 'refunded';
-    const done = await this.move(this.tx.sql, payment, payment.status, outcome, {
-      [outcome === 'released' ? 'transaction_hash' : 'refund_transaction_hash']: transactionHash,
-      [outcome === 'released' ? 'released_at' : 'refunded_at']: NOW,
-      verified_at: NOW,
-      next_attempt_at: null,
-      last_error: null,
-    }, { actor: 'wallet-daemon', reason: payment.settle_reason, details: { transaction_hash: transactionHash } }, {
-      lockJob: true,
-      also: () => [`escrow_record AS (${recordSettlementSql('moved', outcome)})`],
-    });
+    const done = await this.move(
+      this.tx.sql,
+      payment,
+      payment.status,
+      outcome,
+      {
+        [outcome === 'released' ? 'transaction_hash' : 'refund_transaction_hash']: transactionHash,
+        [outcome === 'released' ? 'released_at' : 'refunded_at']: NOW,
+        verified_at: NOW,
+        next_attempt_at: null,
+        last_error: null,
+      },
+      { actor: 'wallet-daemon', reason: payment.settle_reason, details: { transaction_hash: transactionHash } },
+      {
+        lockJob: true,
+        also: () => [`escrow_record AS (${recordSettlementSql('moved', outcome)})`],
+      },
+    );
     return done ?? this.reload(this.tx.sql, payment.payment_id);
   }
 
@@ -681,18 +829,25 @@ export class PaymentsService {
     const expected = payment.status === 'releasing' ? 'released' : 'refunded';
     try {
       const state = await this.escrow.inspect(payment);
-      if (state.state === expected && state.transaction_hash) return this.recordSettlement(payment, state.transaction_hash);
+      if (state.state === expected && state.transaction_hash)
+        return this.recordSettlement(payment, state.transaction_hash);
     } catch {
       // fall through: still unknown
     }
-    this.logger.error({ payment_id: payment.payment_id, status: payment.status, daemon_code: error.code }, 'settlement refused by wallet daemon; left for an operator');
+    this.logger.error(
+      { payment_id: payment.payment_id, status: payment.status, daemon_code: error.code },
+      'settlement refused by wallet daemon; left for an operator',
+    );
     this.metrics.settlementFailures.inc({ kind: expected === 'released' ? 'release' : 'refund' });
     return this.postpone(payment, error, 'reconcile');
   }
 
   /** Keeps decided work for the re-drive worker, with exponential backoff and jitter. */
   private async postpone(payment: JobPayment, error: Error, call: string): Promise<JobPayment> {
-    this.logger.warn({ payment_id: payment.payment_id, status: payment.status, call, error: error.message }, 'wallet daemon call failed; will retry');
+    this.logger.warn(
+      { payment_id: payment.payment_id, status: payment.status, call, error: error.message },
+      'wallet daemon call failed; will retry',
+    );
     const row = await this.tx.sql.one<JobPayment>(
       `UPDATE job_payments SET last_error = $2, updated_at = now(),
               next_attempt_at = now() + LEAST(60, 0.5 * power(2, LEAST(attempts, 10))) * (0.5 + random() / 2) * interval '1 second'
@@ -727,7 +882,9 @@ export class PaymentsService {
     const decided = claimed.filter((p) => p.status === 'releasing' || p.status === 'refunding');
     const others = claimed.filter((p) => !decided.includes(p));
     await Promise.all([
-      this.settleMany(decided).catch((error) => this.logger.error({ err: error, payments: decided.length }, 're-drive of settlements failed')),
+      this.settleMany(decided).catch((error) =>
+        this.logger.error({ err: error, payments: decided.length }, 're-drive of settlements failed'),
+      ),
       runWithConcurrency(others, 8, async (payment) => {
         try {
           await this.redrive(payment);
@@ -765,7 +922,12 @@ export class PaymentsService {
         return this.refundLateHold(payment);
       default:
         // Nothing owed to the daemon any more (a stale attempt): stop re-driving it.
-        return this.tx.sql.rows(`UPDATE job_payments SET next_attempt_at = NULL WHERE payment_id = $1 AND status = $2`, [payment.payment_id, payment.status]).then(() => payment);
+        return this.tx.sql
+          .rows(`UPDATE job_payments SET next_attempt_at = NULL WHERE payment_id = $1 AND status = $2`, [
+            payment.payment_id,
+            payment.status,
+          ])
+          .then(() => payment);
     }
   }
 
@@ -777,25 +939,31 @@ export class PaymentsService {
 
   async getForJob(principal: Principal, jobId: string): Promise<JobPayment> {
     const payment = isUuid(jobId) ? await this.findForJob(this.tx.sql, jobId) : undefined;
-    if (!payment || !canSeePayment(principal, payment)) throw new DomainError('PAYMENT_NOT_FOUND', `Job ${jobId} has no payment`);
+    if (!payment || !canSeePayment(principal, payment))
+      throw new DomainError('PAYMENT_NOT_FOUND', `Job ${jobId} has no payment`);
     return payment;
   }
 
   async events(principal: Principal, paymentId: string): Promise<PaymentEvent[]> {
     await this.getOwned(principal, paymentId);
-    return this.tx.sql.rows<PaymentEvent>(`SELECT * FROM payment_events WHERE payment_id = $1 ORDER BY event_id`, [paymentId]);
+    return this.tx.sql.rows<PaymentEvent>(`SELECT * FROM payment_events WHERE payment_id = $1 ORDER BY event_id`, [
+      paymentId,
+    ]);
   }
 
   /** Reads a payment the principal may see; others' payments are 404, never 403. */
   private async getOwned(principal: Principal, paymentId: string, jobId?: string): Promise<JobPayment> {
-    const payment = isUuid(paymentId) ? await this.tx.sql.one<JobPayment>(`SELECT * FROM job_payments WHERE payment_id = $1`, [paymentId]) : undefined;
+    const payment = isUuid(paymentId)
+      ? await this.tx.sql.one<JobPayment>(`SELECT * FROM job_payments WHERE payment_id = $1`, [paymentId])
+      : undefined;
     if (!payment || !canSeePayment(principal, payment)) throw notFound('payment', paymentId);
     if (jobId !== undefined && jobId !== payment.job_id) {
-      throw new DomainError('PAYMENT_JOB_MISMATCH', `Payment ${paymentId} does not belong to job ${jobId}`, { payment_job_id: payment.job_id });
+      throw new DomainError('PAYMENT_JOB_MISMATCH', `Payment ${paymentId} does not belong to job ${jobId}`, {
+        payment_job_id: payment.job_id,
+      });
     }
     return payment;
   }
-
 
   private async reload(sql: Sql, paymentId: string): Promise<JobPayment> {
     return (await sql.one<JobPayment>(`SELECT * FROM job_payments WHERE payment_id = $1`, [paymentId])) as JobPayment;
@@ -809,11 +977,23 @@ export class PaymentsService {
    * `options.onlyIf` did not hold). With `lockJob` the statement locks the payment's job
    * first and is a whole transaction on its own: one round trip, one commit.
    */
-  private async move(sql: Sql, payment: PaymentRef, from: PaymentStatus, to: PaymentStatus, set: Record<string, ColumnValue>, actor: Actor, options: MoveOptions = {}): Promise<MovedPayment | undefined> {
+  private async move(
+    sql: Sql,
+    payment: PaymentRef,
+    from: PaymentStatus,
+    to: PaymentStatus,
+    set: Record<string, ColumnValue>,
+    actor: Actor,
+    options: MoveOptions = {},
+  ): Promise<MovedPayment | undefined> {
     const params: unknown[] = [payment.payment_id, from, to];
     const param = (value: unknown) => `$${params.push(value)}`;
     const sqlValue = (value: ColumnValue) =>
-      value === NOW ? 'now()' : value === LEASE_END ? `now() + ${param(this.config.settlementLeaseMs)}::int * interval '1 millisecond'` : param(value);
+      value === NOW
+        ? 'now()'
+        : value === LEASE_END
+          ? `now() + ${param(this.config.settlementLeaseMs)}::int * interval '1 millisecond'`
+          : param(value);
     const assignments = Object.entries(set).map(([column, value]) => `, ${column} = ${sqlValue(value)}`);
     const conditions = [
       ...(options.lockJob ? ['EXISTS (SELECT 1 FROM locked_job)'] : []),
@@ -837,7 +1017,13 @@ export class PaymentsService {
     return row;
   }
 
-  private logTransition(paymentId: string, from: PaymentStatus | null, to: PaymentStatus, reason: string | null, actor: string): void {
+  private logTransition(
+    paymentId: string,
+    from: PaymentStatus | null,
+    to: PaymentStatus,
+    reason: string | null,
+    actor: string,
+  ): void {
     this.metrics.paymentTransitions.inc({ from: from ?? 'none', to });
     this.logger.log({ payment_id: paymentId, from, to, reason, actor }, 'payment status changed');
   }

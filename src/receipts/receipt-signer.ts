@@ -159,9 +159,7 @@ function parsePublicKey(pem: string): KeyObject {
     throw new Error('RECEIPT_PREVIOUS_PUBLIC_KEYS: not a valid PEM public key');
   }
   if (key.asymmetricKeyType !== 'ed25519') {
-    throw new Error(
-      `RECEIPT_PREVIOUS_PUBLIC_KEYS: expected an Ed25519 key, got ${key.asymmetricKeyType}`,
-    );
+    throw new Error(`RECEIPT_PREVIOUS_PUBLIC_KEYS: expected an Ed25519 key, got ${key.asymmetricKeyType}`);
   }
   return key;
 }

@@ -49,11 +49,17 @@ export class HttpWalletDaemonClient extends WalletDaemonClient {
     return this.call('escrow_create', 'post', '/api/v1/escrow/create', request, idempotencyKey);
   }
 
-  releaseEscrow(request: SettleRequest & { payee: string }, idempotencyKey: string): Promise<{ transaction_hash: string }> {
+  releaseEscrow(
+    request: SettleRequest & { payee: string },
+    idempotencyKey: string,
+  ): Promise<{ transaction_hash: string }> {
     return this.call('escrow_release', 'post', '/api/v1/escrow/release', request, idempotencyKey);
   }
 
-  refundEscrow(request: SettleRequest & { refund_address: string }, idempotencyKey: string): Promise<{ transaction_hash: string }> {
+  refundEscrow(
+    request: SettleRequest & { refund_address: string },
+    idempotencyKey: string,
+  ): Promise<{ transaction_hash: string }> {
     return this.call('escrow_refund', 'post', '/api/v1/refund', request, idempotencyKey);
   }
 
@@ -74,16 +80,31 @@ export class HttpWalletDaemonClient extends WalletDaemonClient {
   }
 
   /** A batch route: every item carries its own idempotency key, so the batch itself is safe to retry. */
-  private async batch<R extends BatchItemResult<unknown>>(name: string, url: string, items: Array<{ idempotency_key: string }>): Promise<R[]> {
+  private async batch<R extends BatchItemResult<unknown>>(
+    name: string,
+    url: string,
+    items: Array<{ idempotency_key: string }>,
+  ): Promise<R[]> {
     const results = (await this.call<{ results?: R[] } | undefined>(name, 'post', url, { items }))?.results;
     // Anything but one result per item, in order, leaves every item's outcome unknown: retry later.
-    if (!Array.isArray(results) || results.length !== items.length || results.some((r, i) => r?.idempotency_key !== items[i].idempotency_key)) {
+    if (
+      !Array.isArray(results) ||
+      results.length !== items.length ||
+      results.some((r, i) => r?.idempotency_key !== items[i].idempotency_key)
+    ) {
       throw new WalletDaemonUnavailable(`wallet daemon ${url} answered without one result per item`);
     }
     return results;
   }
 
-  private async call<T>(name: string, method: 'get' | 'post', url: string, data?: unknown, idempotencyKey?: string, retries = this.retries): Promise<T> {
+  private async call<T>(
+    name: string,
+    method: 'get' | 'post',
+    url: string,
+    data?: unknown,
+    idempotencyKey?: string,
+    retries = this.retries,
+  ): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       const started = process.hrtime.bigint();
       let outcome = 'ok';
@@ -99,7 +120,11 @@ export class HttpWalletDaemonClient extends WalletDaemonClient {
         if (response.status < 500) {
           outcome = 'rejected';
           this.metrics.walletDaemonErrors.inc({ call: name, kind: `http_${response.status}` });
-          throw new WalletDaemonRejected(response.status, body.code ?? 'REJECTED', body.message ?? `wallet daemon answered ${response.status}`);
+          throw new WalletDaemonRejected(
+            response.status,
+            body.code ?? 'REJECTED',
+            body.message ?? `wallet daemon answered ${response.status}`,
+          );
         }
         outcome = 'unavailable';
         this.metrics.walletDaemonErrors.inc({ call: name, kind: `http_${response.status}` });

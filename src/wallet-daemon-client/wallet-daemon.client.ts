@@ -39,9 +39,8 @@ export interface EscrowState {
  * idempotency key, so a retry either way replays it.
  */
 export type SettleBatchItem = SettleRequest & { idempotency_key: string } & (
-  | { action: 'release'; payee: string }
-  | { action: 'refund'; refund_address: string }
-);
+    { action: 'release'; payee: string } | { action: 'refund'; refund_address: string }
+  );
 
 /**
  * One item of `POST /api/v1/escrow/create-batch` (SPEC "Batch operations"): exactly the
@@ -62,8 +61,14 @@ export type CreateBatchResult = BatchItemResult<EscrowHold>;
 
 export abstract class WalletDaemonClient {
   abstract createEscrow(request: CreateEscrowRequest, idempotencyKey: string): Promise<EscrowHold>;
-  abstract releaseEscrow(request: SettleRequest & { payee: string }, idempotencyKey: string): Promise<{ transaction_hash: string }>;
-  abstract refundEscrow(request: SettleRequest & { refund_address: string }, idempotencyKey: string): Promise<{ transaction_hash: string }>;
+  abstract releaseEscrow(
+    request: SettleRequest & { payee: string },
+    idempotencyKey: string,
+  ): Promise<{ transaction_hash: string }>;
+  abstract refundEscrow(
+    request: SettleRequest & { refund_address: string },
+    idempotencyKey: string,
+  ): Promise<{ transaction_hash: string }>;
   /** Many settlements in one call and one daemon commit; throws WalletDaemonRejected 404/405 where the daemon lacks the route. */
   abstract settleEscrows(items: SettleBatchItem[]): Promise<SettleBatchResult[]>;
   /** Many creates in one call and one daemon commit; throws WalletDaemonRejected 404/405 where the daemon lacks the route. */

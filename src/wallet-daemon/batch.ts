@@ -1,5 +1,11 @@
 import { WalletDaemonError } from './errors';
-import { claimIdempotencyKeys, releaseIdempotencyKeys, requestFingerprint, StoredResponse, storeIdempotentResponses } from './idempotency';
+import {
+  claimIdempotencyKeys,
+  releaseIdempotencyKeys,
+  requestFingerprint,
+  StoredResponse,
+  storeIdempotentResponses,
+} from './idempotency';
 import { Account, accountKey, AccountRef, Db } from './ledger';
 import { BatchItem } from './requests';
 
@@ -55,7 +61,11 @@ export class BatchRun<T extends PendingItem> {
     if (pending.length === 0) return pending;
     const claims = await claimIdempotencyKeys(
       this.db,
-      pending.map(({ index, key, route }) => ({ key, route, fingerprint: requestFingerprint(route, this.items[index].body) })),
+      pending.map(({ index, key, route }) => ({
+        key,
+        route,
+        fingerprint: requestFingerprint(route, this.items[index].body),
+      })),
     );
     return pending.filter((p) => {
       const claim = claims.get(p.key);
@@ -89,14 +99,23 @@ export class BatchRun<T extends PendingItem> {
 
   /** Stores the done items' answers with the work, gives back failed items' keys, and answers all in request order. */
   async finish(done: Array<{ item: T; response: StoredResponse }>): Promise<BatchItemResult[]> {
-    if (done.length > 0) await storeIdempotentResponses(this.db, done.map(({ item, response }) => ({ key: item.key, response })));
+    if (done.length > 0)
+      await storeIdempotentResponses(
+        this.db,
+        done.map(({ item, response }) => ({ key: item.key, response })),
+      );
     await releaseIdempotencyKeys(this.db, this.failedKeys);
     for (const { item, response } of done) this.answer(item.index, response);
     return this.results;
   }
 
   private answer(index: number, response: StoredResponse, replayed = false): void {
-    this.results[index] = { idempotency_key: this.items[index].idempotencyKey, status: response.statusCode, body: response.body, replayed };
+    this.results[index] = {
+      idempotency_key: this.items[index].idempotencyKey,
+      status: response.statusCode,
+      body: response.body,
+      replayed,
+    };
   }
 
   private answerError(index: number, error: unknown): void {

@@ -40,12 +40,21 @@ interface Creating extends PendingItem {
  * item's key is given back and nothing is held for it. Keys and payments must be
  * distinct within the batch (the caller runs batches with repeats one item at a time).
  */
-export async function createDistinctBatch(db: Db, wallet: WalletService, items: BatchItem[]): Promise<BatchItemResult[]> {
+export async function createDistinctBatch(
+  db: Db,
+  wallet: WalletService,
+  items: BatchItem[],
+): Promise<BatchItemResult[]> {
   const run = new BatchRun<Creating>(db, items);
 
   // 1. Fields, before any key is claimed; 2. keys: claimed, or answered from what they already stored.
   let creating = await run.claimKeys(
-    run.parse((item, index) => ({ index, key: item.idempotencyKey, route: CREATE_ROUTE, request: parseCreateEscrow(item.body, wallet.currencies) })),
+    run.parse((item, index) => ({
+      index,
+      key: item.idempotencyKey,
+      route: CREATE_ROUTE,
+      request: parseCreateEscrow(item.body, wallet.currencies),
+    })),
   );
   if (creating.length === 0) return run.finish([]);
 
@@ -63,7 +72,10 @@ export async function createDistinctBatch(db: Db, wallet: WalletService, items: 
 
   // 5. Fresh HD addresses, their hold accounts and the escrow rows: written before the
   //    payers are locked, as the single create writes its escrow before the debit.
-  const addresses = await wallet.deriveNextAddresses(db, creating.map((c) => c.request.currency));
+  const addresses = await wallet.deriveNextAddresses(
+    db,
+    creating.map((c) => c.request.currency),
+  );
   const holdRefs = creating.map((c, i): AccountRef => ({ currency: c.request.currency.code, address: addresses[i] }));
   const holds = await insertAccounts(db, 'escrow', holdRefs);
   const escrows = await insertEscrows(
@@ -104,7 +116,13 @@ export async function createDistinctBatch(db: Db, wallet: WalletService, items: 
       const escrow = c.escrow as EscrowRow;
       const amount = c.request.amount;
       return {
-        transfer: { transactionHash: escrow.create_transaction_hash, kind: 'create', currency: escrow.currency, amount, escrowId: escrow.escrow_id },
+        transfer: {
+          transactionHash: escrow.create_transaction_hash,
+          kind: 'create',
+          currency: escrow.currency,
+          amount,
+          escrowId: escrow.escrow_id,
+        },
         legs: [
           { account: c.payer as Account, amount: amount.neg() },
           { account: c.hold as Account, amount },

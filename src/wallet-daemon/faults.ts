@@ -30,7 +30,10 @@ export function faultSettingsError(patch: Partial<Record<keyof FaultSettings, un
     }
   }
   const latency = patch.latency_ms;
-  if (latency !== undefined && !(Number.isInteger(latency) && (latency as number) >= 0 && (latency as number) <= MAX_LATENCY_MS)) {
+  if (
+    latency !== undefined &&
+    !(Number.isInteger(latency) && (latency as number) >= 0 && (latency as number) <= MAX_LATENCY_MS)
+  ) {
     return `latency_ms must be an integer between 0 and ${MAX_LATENCY_MS}`;
   }
   return null;

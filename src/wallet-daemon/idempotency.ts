@@ -106,7 +106,10 @@ export interface KeyRequest {
  * Claims every key it can; answers, per key, `claimed` or the stored answer to replay.
  * A key bound to a different request is IDEMPOTENCY_KEY_REUSED, as for a single claim.
  */
-export async function claimIdempotencyKeys(db: Db, requests: KeyRequest[]): Promise<Map<string, KeyClaim | WalletDaemonError>> {
+export async function claimIdempotencyKeys(
+  db: Db,
+  requests: KeyRequest[],
+): Promise<Map<string, KeyClaim | WalletDaemonError>> {
   // Key order, so two batches sharing keys wait on each other instead of deadlocking.
   requests = [...requests].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const { rows: inserted } = await db.query<{ idempotency_key: string }>(
@@ -116,11 +119,19 @@ export async function claimIdempotencyKeys(db: Db, requests: KeyRequest[]): Prom
      RETURNING idempotency_key`,
     [requests.map((r) => r.key), requests.map((r) => r.route), requests.map((r) => r.fingerprint)],
   );
-  const claims = new Map<string, KeyClaim | WalletDaemonError>(inserted.map((row) => [row.idempotency_key, { kind: 'claimed' }]));
+  const claims = new Map<string, KeyClaim | WalletDaemonError>(
+    inserted.map((row) => [row.idempotency_key, { kind: 'claimed' }]),
+  );
   const taken = requests.filter((r) => !claims.has(r.key));
   if (taken.length === 0) return claims;
 
-  const { rows } = await db.query<{ idempotency_key: string; route: string; fingerprint: string; status_code: number; response_body: unknown }>(
+  const { rows } = await db.query<{
+    idempotency_key: string;
+    route: string;
+    fingerprint: string;
+    status_code: number;
+    response_body: unknown;
+  }>(
     `SELECT idempotency_key, route, fingerprint, status_code, response_body FROM wallet_daemon.idempotency_keys
      WHERE idempotency_key = ANY($1::text[])`,
     [taken.map((r) => r.key)],
@@ -133,20 +144,30 @@ export async function claimIdempotencyKeys(db: Db, requests: KeyRequest[]): Prom
       request.key,
       row.fingerprint === request.fingerprint
         ? { kind: 'replay', response: { statusCode: row.status_code, body: row.response_body } }
-        : new WalletDaemonError('IDEMPOTENCY_KEY_REUSED', `Idempotency-Key was already used for a different request (${row.route})`),
+        : new WalletDaemonError(
+            'IDEMPOTENCY_KEY_REUSED',
+            `Idempotency-Key was already used for a different request (${row.route})`,
+          ),
     );
   }
   return claims;
 }
 
 /** Records the answers of claimed keys, in the same transaction as the work. */
-export async function storeIdempotentResponses(db: Db, answers: Array<{ key: string; response: StoredResponse }>): Promise<void> {
+export async function storeIdempotentResponses(
+  db: Db,
+  answers: Array<{ key: string; response: StoredResponse }>,
+): Promise<void> {
   if (answers.length === 0) return;
   await db.query(
     `UPDATE wallet_daemon.idempotency_keys k SET status_code = a.status_code, response_body = a.body::json
      FROM unnest($1::text[], $2::integer[], $3::text[]) AS a(key, status_code, body)
      WHERE k.idempotency_key = a.key`,
-    [answers.map((a) => a.key), answers.map((a) => a.response.statusCode), answers.map((a) => JSON.stringify(a.response.body))],
+    [
+      answers.map((a) => a.key),
+      answers.map((a) => a.response.statusCode),
+      answers.map((a) => JSON.stringify(a.response.body)),
+    ],
   );
 }
 

@@ -88,7 +88,10 @@ export function newTransactionHash(content: object): string {
 /** `count` unused HD address indexes of the currency, each handed out once (a sequence, so no row lock is held). */
 export async function nextAddressIndexes(db: Db, currency: CurrencyCode, count: number): Promise<number[]> {
   const sequence = currency === 'BTC' ? 'wallet_daemon.hd_index_btc' : 'wallet_daemon.hd_index_aitbc';
-  const { rows } = await db.query<{ index: string }>(`SELECT nextval('${sequence}') AS index FROM generate_series(1, $1::integer)`, [count]);
+  const { rows } = await db.query<{ index: string }>(
+    `SELECT nextval('${sequence}') AS index FROM generate_series(1, $1::integer)`,
+    [count],
+  );
   return rows.map((row) => Number(row.index));
 }
 
@@ -169,7 +172,10 @@ export async function postTransfer(db: Db, transfer: TransferInput, legs: Leg[])
 
 /** 402: `ref` cannot pay `amount`. */
 export function insufficientFunds(ref: AccountRef, amount: Decimal): WalletDaemonError {
-  return new WalletDaemonError('INSUFFICIENT_FUNDS', `balance of ${ref.address} is below ${formatAmount(amount)} ${ref.currency}`);
+  return new WalletDaemonError(
+    'INSUFFICIENT_FUNDS',
+    `balance of ${ref.address} is below ${formatAmount(amount)} ${ref.currency}`,
+  );
 }
 
 /** Double entry: a transfer's legs sum to zero (the database re-checks at commit). */
@@ -232,7 +238,10 @@ export async function insertEscrows(db: Db, escrows: NewEscrow[]): Promise<Escro
 export async function discardNewEscrows(db: Db, escrowIds: string[], holdAccountIds: string[]): Promise<void> {
   if (escrowIds.length === 0) return;
   await db.query(`DELETE FROM wallet_daemon.escrows WHERE escrow_id = ANY($1::uuid[]) AND state = 'held'`, [escrowIds]);
-  await db.query(`DELETE FROM wallet_daemon.accounts WHERE account_id = ANY($1::bigint[]) AND kind = 'escrow' AND balance = 0`, [holdAccountIds]);
+  await db.query(
+    `DELETE FROM wallet_daemon.accounts WHERE account_id = ANY($1::bigint[]) AND kind = 'escrow' AND balance = 0`,
+    [holdAccountIds],
+  );
 }
 
 export async function findEscrow(db: Db, escrowId: string): Promise<EscrowRow | null> {
@@ -320,7 +329,9 @@ export interface AccountRef {
 }
 
 export async function findEscrows(db: Db, escrowIds: string[]): Promise<Map<string, EscrowRow>> {
-  const { rows } = await db.query<EscrowRow>(`SELECT * FROM wallet_daemon.escrows WHERE escrow_id = ANY($1::uuid[])`, [escrowIds]);
+  const { rows } = await db.query<EscrowRow>(`SELECT * FROM wallet_daemon.escrows WHERE escrow_id = ANY($1::uuid[])`, [
+    escrowIds,
+  ]);
   return new Map(rows.map((row) => [row.escrow_id, row]));
 }
 
@@ -409,12 +420,21 @@ export async function postTransfers(db: Db, transfers: Array<{ transfer: Transfe
   await db.query(
     `INSERT INTO wallet_daemon.transfers (transaction_hash, kind, currency, amount, escrow_id)
      SELECT * FROM unnest($1::char(64)[], $2::text[], $3::text[], $4::numeric[], $5::uuid[])`,
-    [column((t) => t.transactionHash), column((t) => t.kind), column((t) => t.currency), column((t) => formatAmount(t.amount)), column((t) => t.escrowId)],
+    [
+      column((t) => t.transactionHash),
+      column((t) => t.kind),
+      column((t) => t.currency),
+      column((t) => formatAmount(t.amount)),
+      column((t) => t.escrowId),
+    ],
   );
 
-  const entries = transfers.flatMap(({ transfer, legs }) => legs.map((leg) => ({ hash: transfer.transactionHash, leg })));
+  const entries = transfers.flatMap(({ transfer, legs }) =>
+    legs.map((leg) => ({ hash: transfer.transactionHash, leg })),
+  );
   const deltas = new Map<string, Decimal>();
-  for (const { leg } of entries) deltas.set(leg.account.accountId, (deltas.get(leg.account.accountId) ?? new Decimal(0)).plus(leg.amount));
+  for (const { leg } of entries)
+    deltas.set(leg.account.accountId, (deltas.get(leg.account.accountId) ?? new Decimal(0)).plus(leg.amount));
   const accountIds = [...deltas.keys()].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : BigInt(a) > BigInt(b) ? 1 : 0));
   await lockAccounts(db, accountIds);
   const { rowCount } = await db.query(
@@ -427,6 +447,10 @@ export async function postTransfers(db: Db, transfers: Array<{ transfer: Transfe
   await db.query(
     `INSERT INTO wallet_daemon.entries (transaction_hash, account_id, amount)
      SELECT * FROM unnest($1::char(64)[], $2::bigint[], $3::numeric[])`,
-    [entries.map((e) => e.hash), entries.map((e) => e.leg.account.accountId), entries.map((e) => formatAmount(e.leg.amount))],
+    [
+      entries.map((e) => e.hash),
+      entries.map((e) => e.leg.account.accountId),
+      entries.map((e) => formatAmount(e.leg.amount)),
+    ],
   );
 }

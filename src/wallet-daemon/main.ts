@@ -13,7 +13,12 @@ async function main(): Promise<void> {
   const daemon = await buildWalletDaemon(config);
   await daemon.app.listen({ host: WALLET_DAEMON_HOST, port: config.port });
   const { port } = daemon.app.server.address() as AddressInfo;
-  printLine(process.stdout, { level: 30, listening: true, url: `http://${WALLET_DAEMON_HOST}:${port}`, msg: 'wallet daemon listening' });
+  printLine(process.stdout, {
+    level: 30,
+    listening: true,
+    url: `http://${WALLET_DAEMON_HOST}:${port}`,
+    msg: 'wallet daemon listening',
+  });
 
   let stopping = false;
   const stop = (reason: string) => {
@@ -37,7 +42,10 @@ async function main(): Promise<void> {
 }
 
 main().catch((error) => {
-  const message = error instanceof WalletDaemonConfigError ? error.message : `wallet daemon failed to start: ${error?.message ?? error}`;
+  const message =
+    error instanceof WalletDaemonConfigError
+      ? error.message
+      : `wallet daemon failed to start: ${error?.message ?? error}`;
   printLine(process.stderr, { level: 60, msg: message });
   process.exit(1);
 });

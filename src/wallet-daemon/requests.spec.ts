@@ -66,9 +66,12 @@ describe('parseRelease', () => {
 
 describe('parseFaucet', () => {
   it('validates the address against the currency', () => {
-    expect(parseFaucet({ currency: 'AITBC', address: 'aitbc1qw508d6qejxtdg4y5r3zarvary0c5xw7kdkc587', amount: '5' }, currencies).address).toBe(
-      'aitbc1qw508d6qejxtdg4y5r3zarvary0c5xw7kdkc587',
-    );
+    expect(
+      parseFaucet(
+        { currency: 'AITBC', address: 'aitbc1qw508d6qejxtdg4y5r3zarvary0c5xw7kdkc587', amount: '5' },
+        currencies,
+      ).address,
+    ).toBe('aitbc1qw508d6qejxtdg4y5r3zarvary0c5xw7kdkc587');
     expect(() => parseFaucet({ currency: 'AITBC', address: PAYER, amount: '5' }, currencies)).toThrow(invalid);
   });
 });

@@ -65,7 +65,8 @@ function parseSettlement(fields: Body, recipientField: 'payee' | 'refund_address
     recipient: stringField(fields, recipientField, MAX_ADDRESS_LENGTH),
     expectedAddress: fields.address === undefined ? undefined : stringField(fields, 'address', MAX_ADDRESS_LENGTH),
     expectedAmount: fields.amount === undefined ? undefined : amountField(fields, 'amount'),
-    reason: fields.reason === undefined || fields.reason === null ? null : stringField(fields, 'reason', MAX_REASON_LENGTH),
+    reason:
+      fields.reason === undefined || fields.reason === null ? null : stringField(fields, 'reason', MAX_REASON_LENGTH),
   };
 }
 
@@ -96,7 +97,11 @@ export interface BatchSettlement extends BatchItem {
 }
 
 /** What a batch item stands for: its outcome, the single call's route, and that call's parsed body (or 400/404). */
-export function parseBatchSettlement(item: BatchSettlement): { outcome: 'released' | 'refunded'; route: string; request: SettleEscrowRequest } {
+export function parseBatchSettlement(item: BatchSettlement): {
+  outcome: 'released' | 'refunded';
+  route: string;
+  request: SettleEscrowRequest;
+} {
   const release = item.action === 'release';
   return {
     outcome: release ? 'released' : 'refunded',
@@ -109,7 +114,8 @@ export function parseBatchSettlement(item: BatchSettlement): { outcome: 'release
 export function parseSettleBatch(body: unknown): BatchSettlement[] {
   return parseBatch(body, 'settlements', (fields, index) => {
     const { action, ...rest } = fields;
-    if (action !== 'release' && action !== 'refund') throw invalidRequest(`items[${index}].action must be release or refund`);
+    if (action !== 'release' && action !== 'refund')
+      throw invalidRequest(`items[${index}].action must be release or refund`);
     return { action, ...batchItem(rest, index) };
   });
 }

@@ -52,11 +52,19 @@ function registerHealth(app: FastifyInstance, pool: Pool): void {
 
 function registerEscrowRoutes(app: FastifyInstance, deps: WalletRouteDeps): void {
   const { service, currencies } = deps;
-  idempotentPost(app, deps, CREATE_ROUTE, (body) => parseCreateEscrow(body, currencies), (db, input) => service.createEscrow(db, input));
+  idempotentPost(
+    app,
+    deps,
+    CREATE_ROUTE,
+    (body) => parseCreateEscrow(body, currencies),
+    (db, input) => service.createEscrow(db, input),
+  );
   idempotentPost(app, deps, SETTLEMENT_ROUTES.release, parseRelease, (db, input) =>
     service.settleEscrow(db, 'released', input),
   );
-  idempotentPost(app, deps, SETTLEMENT_ROUTES.refund, parseRefund, (db, input) => service.settleEscrow(db, 'refunded', input));
+  idempotentPost(app, deps, SETTLEMENT_ROUTES.refund, parseRefund, (db, input) =>
+    service.settleEscrow(db, 'refunded', input),
+  );
   // Each item carries its own Idempotency-Key (the single call's), so a batch needs none.
   app.post('/api/v1/escrow/settle-batch', async (request, reply) =>
     ok(deps, request, reply, { results: await service.settleBatch(parseSettleBatch(request.body)) }),
@@ -72,11 +80,19 @@ function registerEscrowRoutes(app: FastifyInstance, deps: WalletRouteDeps): void
 /** Faucet, fresh addresses and ledger inspection: for development and tests. */
 function registerDevelopmentRoutes(app: FastifyInstance, deps: WalletRouteDeps): void {
   const { service, currencies } = deps;
-  idempotentPost(app, deps, '/api/v1/addresses', (body) => parseNewAddress(body, currencies), (db, currency) =>
-    service.newAddress(db, currency),
+  idempotentPost(
+    app,
+    deps,
+    '/api/v1/addresses',
+    (body) => parseNewAddress(body, currencies),
+    (db, currency) => service.newAddress(db, currency),
   );
-  idempotentPost(app, deps, '/api/v1/faucet', (body) => parseFaucet(body, currencies), (db, input) =>
-    service.faucet(db, input),
+  idempotentPost(
+    app,
+    deps,
+    '/api/v1/faucet',
+    (body) => parseFaucet(body, currencies),
+    (db, input) => service.faucet(db, input),
   );
 
   app.get<{ Params: { address: string }; Querystring: { currency?: string } }>(

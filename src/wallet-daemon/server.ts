@@ -119,7 +119,10 @@ function installFaults(app: FastifyInstance, faults: FaultInjector, droppedAnswe
 
 function installErrorHandling(app: FastifyInstance, droppedAnswers: DroppedAnswers): void {
   app.setNotFoundHandler(async (request, reply) => {
-    const body: WalletErrorBody = { code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` };
+    const body: WalletErrorBody = {
+      code: 'NOT_FOUND',
+      message: `no route ${request.method} ${request.url.split('?')[0]}`,
+    };
     return reply.code(404).send(body);
   });
 

@@ -37,7 +37,11 @@ interface Settling extends PendingItem {
  * single call's would be. Keys and escrows must be distinct within the batch (the
  * caller settles batches with repeats one item at a time).
  */
-export async function settleDistinctBatch(db: Db, wallet: WalletService, items: BatchSettlement[]): Promise<BatchItemResult[]> {
+export async function settleDistinctBatch(
+  db: Db,
+  wallet: WalletService,
+  items: BatchSettlement[],
+): Promise<BatchItemResult[]> {
   const run = new BatchRun<Settling>(db, items);
 
   // 1. Fields, before any key is claimed; 2. keys: claimed, or answered from what they already stored.
@@ -47,7 +51,10 @@ export async function settleDistinctBatch(db: Db, wallet: WalletService, items: 
   if (settling.length === 0) return run.finish([]);
 
   // 3. The escrows and the request's checks against them.
-  const escrows = await findEscrows(db, settling.map((s) => s.request.escrowId));
+  const escrows = await findEscrows(
+    db,
+    settling.map((s) => s.request.escrowId),
+  );
   settling = run.keep(settling, (s) => {
     const escrow = escrows.get(s.request.escrowId);
     if (!escrow) throw escrowNotFound(s.request.escrowId);
@@ -56,8 +63,13 @@ export async function settleDistinctBatch(db: Db, wallet: WalletService, items: 
   });
 
   // 4. Recipient accounts (created on first use), which must be wallet addresses.
-  const recipients = await ensureAddressAccounts(db, settling.map((s) => s.recipient as AccountRef));
-  settling = run.keep(settling, (s) => assertSpendable(accountOf(recipients, s.recipient as AccountRef), s.recipientField as string));
+  const recipients = await ensureAddressAccounts(
+    db,
+    settling.map((s) => s.recipient as AccountRef),
+  );
+  settling = run.keep(settling, (s) =>
+    assertSpendable(accountOf(recipients, s.recipient as AccountRef), s.recipientField as string),
+  );
 
   // 5. The compare-and-set for all of them; whoever is not held any more is refused.
   for (const s of settling) {
@@ -79,7 +91,10 @@ export async function settleDistinctBatch(db: Db, wallet: WalletService, items: 
   );
   const notHeld = settling.filter((s) => !settled.has(s.request.escrowId));
   if (notHeld.length > 0) {
-    const now = await findEscrows(db, notHeld.map((s) => s.request.escrowId));
+    const now = await findEscrows(
+      db,
+      notHeld.map((s) => s.request.escrowId),
+    );
     for (const s of notHeld) {
       const state = now.get(s.request.escrowId)?.state ?? 'settled';
       run.refuse(s, new WalletDaemonError('ESCROW_NOT_HELD', `escrow ${s.request.escrowId} is already ${state}`));
@@ -88,7 +103,10 @@ export async function settleDistinctBatch(db: Db, wallet: WalletService, items: 
   settling = settling.filter((s) => settled.has(s.request.escrowId));
 
   // 6. The money: each whole hold to its recipient.
-  const holds = await findAccounts(db, settling.map((s) => ({ currency: (s.escrow as EscrowRow).currency, address: (s.escrow as EscrowRow).address })));
+  const holds = await findAccounts(
+    db,
+    settling.map((s) => ({ currency: (s.escrow as EscrowRow).currency, address: (s.escrow as EscrowRow).address })),
+  );
   await postTransfers(
     db,
     settling.map((s) => {
@@ -112,7 +130,13 @@ export async function settleDistinctBatch(db: Db, wallet: WalletService, items: 
 
   // 7. Answers stored with the work; failed items' keys given back.
   return run.finish(
-    settling.map((s) => ({ item: s, response: settledAnswer(settled.get(s.request.escrowId) as EscrowRow, s.recipientField as 'payee' | 'refund_address') })),
+    settling.map((s) => ({
+      item: s,
+      response: settledAnswer(
+        settled.get(s.request.escrowId) as EscrowRow,
+        s.recipientField as 'payee' | 'refund_address',
+      ),
+    })),
   );
 }
 

@@ -26,7 +26,14 @@ describe('spawnWalletDaemon', () => {
        setInterval(() => {}, 1000);`,
     );
     // A grace far above any machine's load: the stop must come from the SIGTERM handler, never the SIGKILL fallback.
-    const daemon = await spawnWalletDaemon({ ...options, entry, port: 0, logFile, env: { EXTRA: 'yes' }, stopGraceMs: 60_000 });
+    const daemon = await spawnWalletDaemon({
+      ...options,
+      entry,
+      port: 0,
+      logFile,
+      env: { EXTRA: 'yes' },
+      stopGraceMs: 60_000,
+    });
     expect(daemon.url).toBe('http://127.0.0.1:1234');
     await daemon.stop();
     expect(daemon.child.exitCode).toBe(0);

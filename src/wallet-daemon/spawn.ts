@@ -47,7 +47,10 @@ const STDERR_TAIL_CHARS = 8_000;
  * sources (Jest, ts-node) it is `<repo>/dist/src/wallet-daemon/main.js`.
  */
 export function resolveWalletDaemonEntry(): string {
-  const candidates = [join(__dirname, 'main.js'), resolve(__dirname, '..', '..', 'dist', 'src', 'wallet-daemon', 'main.js')];
+  const candidates = [
+    join(__dirname, 'main.js'),
+    resolve(__dirname, '..', '..', 'dist', 'src', 'wallet-daemon', 'main.js'),
+  ];
   const found = candidates.find((candidate) => existsSync(candidate));
   if (!found) {
     throw new Error(`wallet daemon is not built (looked for ${candidates.join(', ')}); run \`npx nest build\` first`);

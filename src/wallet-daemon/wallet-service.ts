@@ -5,12 +5,7 @@ import { formatAmount } from './amounts';
 import { Currency, CurrencyCode, CurrencyRegistry } from './currencies';
 import { escrowNotFound, invalidRequest, WalletDaemonError } from './errors';
 import { HdWallet } from './hd-wallet';
-import {
-  claimIdempotencyKey,
-  requestFingerprint,
-  StoredResponse,
-  storeIdempotentResponse,
-} from './idempotency';
+import { claimIdempotencyKey, requestFingerprint, StoredResponse, storeIdempotentResponse } from './idempotency';
 import {
   Account,
   claimSettlement,
@@ -84,7 +79,9 @@ export class WalletService {
     }
     return this.runItemByItem(items, (db, item) => {
       const { outcome, route, request } = parseBatchSettlement(item);
-      return runOncePerKey(db, route, item.idempotencyKey, item.body, (inner) => this.settleEscrow(inner, outcome, request));
+      return runOncePerKey(db, route, item.idempotencyKey, item.body, (inner) =>
+        this.settleEscrow(inner, outcome, request),
+      );
     });
   }
 
@@ -100,7 +97,9 @@ export class WalletService {
     }
     return this.runItemByItem(items, (db, item) => {
       const request = parseCreateEscrow(item.body, this.currencies);
-      return runOncePerKey(db, CREATE_ROUTE, item.idempotencyKey, item.body, (inner) => this.createEscrow(inner, request));
+      return runOncePerKey(db, CREATE_ROUTE, item.idempotencyKey, item.body, (inner) =>
+        this.createEscrow(inner, request),
+      );
     });
   }
 
@@ -109,7 +108,10 @@ export class WalletService {
    * time in request order, each under a savepoint, so each sees the ones before it; an
    * item's WalletDaemonError rolls back that item alone.
    */
-  private runItemByItem<T extends BatchItem>(items: T[], runItem: (db: Db, item: T) => Promise<WalletResponse>): Promise<BatchItemResult[]> {
+  private runItemByItem<T extends BatchItem>(
+    items: T[],
+    runItem: (db: Db, item: T) => Promise<WalletResponse>,
+  ): Promise<BatchItemResult[]> {
     return withTransaction(this.pool, async (db) => {
       const results: BatchItemResult[] = [];
       for (const item of items) {
@@ -117,11 +119,21 @@ export class WalletService {
         try {
           const response = await runItem(db, item);
           await db.query('RELEASE SAVEPOINT batch_item');
-          results.push({ idempotency_key: item.idempotencyKey, status: response.statusCode, body: response.body, replayed: response.replayed });
+          results.push({
+            idempotency_key: item.idempotencyKey,
+            status: response.statusCode,
+            body: response.body,
+            replayed: response.replayed,
+          });
         } catch (error) {
           if (!(error instanceof WalletDaemonError)) throw error;
           await db.query('ROLLBACK TO SAVEPOINT batch_item');
-          results.push({ idempotency_key: item.idempotencyKey, status: error.status, body: error.toBody(), replayed: false });
+          results.push({
+            idempotency_key: item.idempotencyKey,
+            status: error.status,
+            body: error.toBody(),
+            replayed: false,
+          });
         }
       }
       return results;
@@ -186,14 +198,13 @@ export class WalletService {
   }
 
   /** Moves the whole hold to the payee (release) or back to a refund address (refund). */
-  async settleEscrow(
-    db: Db,
-    outcome: 'released' | 'refunded',
-    request: SettleEscrowRequest,
-  ): Promise<StoredResponse> {
+  async settleEscrow(db: Db, outcome: 'released' | 'refunded', request: SettleEscrowRequest): Promise<StoredResponse> {
     const escrow = await this.escrowOrNotFound(db, request.escrowId);
     const { currency, recipientField, recipientAddress } = this.checkSettlement(escrow, outcome, request);
-    const recipient = assertSpendable(await ensureAccount(db, 'address', currency.code, recipientAddress), recipientField);
+    const recipient = assertSpendable(
+      await ensureAccount(db, 'address', currency.code, recipientAddress),
+      recipientField,
+    );
 
     const transactionHash = newTransactionHash({ kind: outcome, escrowId: escrow.escrow_id, to: recipient.address });
     // The compare-and-set decides the one settlement; a loser moves no money.
@@ -206,7 +217,10 @@ export class WalletService {
     });
     if (!settled) {
       const current = await findEscrow(db, escrow.escrow_id);
-      throw new WalletDaemonError('ESCROW_NOT_HELD', `escrow ${escrow.escrow_id} is already ${current?.state ?? 'settled'}`);
+      throw new WalletDaemonError(
+        'ESCROW_NOT_HELD',
+        `escrow ${escrow.escrow_id} is already ${current?.state ?? 'settled'}`,
+      );
     }
     const hold = await findAccount(db, currency.code, escrow.address);
     if (!hold) throw new Error(`escrow ${escrow.escrow_id} has no hold account`);
@@ -285,7 +299,9 @@ export class WalletService {
     for (const { code } of currencies) counts.set(code, (counts.get(code) ?? 0) + 1);
     const indexes = new Map<CurrencyCode, number[]>();
     for (const [code, count] of counts) indexes.set(code, await nextAddressIndexes(db, code, count));
-    return currencies.map((currency) => this.wallet.addressAt(currency, (indexes.get(currency.code) as number[]).shift() as number));
+    return currencies.map((currency) =>
+      this.wallet.addressAt(currency, (indexes.get(currency.code) as number[]).shift() as number),
+    );
   }
 
   /**

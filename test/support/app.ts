@@ -117,5 +117,11 @@ export async function startTestApp(env: Record<string, string> = {}, options: Te
 
 function newKeys(): Record<KeyName, string> {
   const secret = (name: KeyName) => `${name}-${randomBytes(12).toString('hex')}`;
-  return { client: secret('client'), client2: secret('client2'), miner: secret('miner'), miner2: secret('miner2'), admin: secret('admin') };
+  return {
+    client: secret('client'),
+    client2: secret('client2'),
+    miner: secret('miner'),
+    miner2: secret('miner2'),
+    admin: secret('admin'),
+  };
 }

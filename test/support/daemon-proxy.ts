@@ -45,13 +45,20 @@ export async function startDaemonProxy(target: string): Promise<DaemonProxy> {
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
       const key = req.headers['idempotency-key'];
-      const call: ProxiedCall = { method: req.method ?? 'GET', path: req.url ?? '', idempotencyKey: typeof key === 'string' ? key : undefined, delivered: false };
+      const call: ProxiedCall = {
+        method: req.method ?? 'GET',
+        path: req.url ?? '',
+        idempotencyKey: typeof key === 'string' ? key : undefined,
+        delivered: false,
+      };
       calls.push(call);
       if (swallow?.(call)) return;
       if (missing?.(call)) {
         call.status = 404;
         call.delivered = true;
-        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 'NOT_FOUND', message: 'no such route' }));
+        res
+          .writeHead(404, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ code: 'NOT_FOUND', message: 'no such route' }));
         return;
       }
       const upstream = httpRequest(`${target}${req.url}`, { method: req.method, headers: req.headers }, (answer) => {

@@ -55,7 +55,11 @@ export class WalletDaemonHelper {
     return address;
   }
 
-  async faucet(address: string, amount: string, currency = 'BTC'): Promise<{ transaction_hash: string; balance: string }> {
+  async faucet(
+    address: string,
+    amount: string,
+    currency = 'BTC',
+  ): Promise<{ transaction_hash: string; balance: string }> {
     return this.call('POST', '/api/v1/faucet', { address, amount, currency });
   }
 
@@ -68,7 +72,10 @@ export class WalletDaemonHelper {
 
   async balance(address: string, currency = 'BTC'): Promise<string> {
     const query = new URLSearchParams({ currency });
-    const { balance } = await this.call<{ balance: string }>('GET', `/api/v1/accounts/${encodeURIComponent(address)}?${query}`);
+    const { balance } = await this.call<{ balance: string }>(
+      'GET',
+      `/api/v1/accounts/${encodeURIComponent(address)}?${query}`,
+    );
     return balance;
   }
 
@@ -77,7 +84,10 @@ export class WalletDaemonHelper {
   }
 
   async escrowTransfers(escrowId: string): Promise<DaemonTransfer[]> {
-    const { items } = await this.call<{ items: DaemonTransfer[] }>('GET', `/api/v1/ledger/escrows/${encodeURIComponent(escrowId)}/transfers`);
+    const { items } = await this.call<{ items: DaemonTransfer[] }>(
+      'GET',
+      `/api/v1/ledger/escrows/${encodeURIComponent(escrowId)}/transfers`,
+    );
     return items;
   }
 
@@ -157,7 +167,8 @@ export async function startPrivateDaemon(): Promise<PrivateDaemon> {
 
 // Shortcuts on the shared daemon, for the common case.
 export const newAddress = (currency = 'BTC') => sharedDaemon().newAddress(currency);
-export const faucet = (address: string, amount: string, currency = 'BTC') => sharedDaemon().faucet(address, amount, currency);
+export const faucet = (address: string, amount: string, currency = 'BTC') =>
+  sharedDaemon().faucet(address, amount, currency);
 export const balance = (address: string, currency = 'BTC') => sharedDaemon().balance(address, currency);
 export const ledgerTotals = (currency = 'BTC') => sharedDaemon().ledgerTotals(currency);
 export const escrowTransfers = (escrowId: string) => sharedDaemon().escrowTransfers(escrowId);

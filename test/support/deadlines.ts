@@ -21,7 +21,12 @@ export interface MoveDeadlineOptions {
  * Sets the deadline of each job to the database's `now()` plus `offsetMs[i]` (negative:
  * already past), in one statement; returns the new deadlines in input order (ISO).
  */
-export async function moveDeadlines(databaseUrl: string, jobIds: string[], offsetMs: number[], options: MoveDeadlineOptions = {}): Promise<string[]> {
+export async function moveDeadlines(
+  databaseUrl: string,
+  jobIds: string[],
+  offsetMs: number[],
+  options: MoveDeadlineOptions = {},
+): Promise<string[]> {
   if (jobIds.length !== offsetMs.length) throw new Error('moveDeadlines: one offset per job');
   const rows = await withClient(databaseUrl, async (client) => {
     const { rows } = await client.query<{ job_id: string; expires_at: Date }>(
@@ -46,7 +51,12 @@ export async function moveDeadlines(databaseUrl: string, jobIds: string[], offse
 }
 
 /** One job's deadline to `offsetMs` from the database's now; returns it (ISO). */
-export async function moveDeadline(databaseUrl: string, jobId: string, offsetMs: number, options: MoveDeadlineOptions = {}): Promise<string> {
+export async function moveDeadline(
+  databaseUrl: string,
+  jobId: string,
+  offsetMs: number,
+  options: MoveDeadlineOptions = {},
+): Promise<string> {
   return (await moveDeadlines(databaseUrl, [jobId], [offsetMs], options))[0];
 }
 

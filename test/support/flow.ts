@@ -24,14 +24,23 @@ export async function createPaidJob(http: Http, clientKey: string, options: Paid
   const { idempotencyKey, amount = '0.001', ...rest } = options;
   let call = http.post('/v1/jobs').set('X-Api-Key', clientKey);
   if (idempotencyKey) call = call.set('Idempotency-Key', idempotencyKey);
-  const response = await call.send({ payload: { job_type: 'ai_inference', parameters: { prompt: 'hi' } }, payment_amount: amount, ...rest });
-  if (response.status !== 201) throw new Error(`POST /v1/jobs answered ${response.status}: ${JSON.stringify(response.body)}`);
+  const response = await call.send({
+    payload: { job_type: 'ai_inference', parameters: { prompt: 'hi' } },
+    payment_amount: amount,
+    ...rest,
+  });
+  if (response.status !== 201)
+    throw new Error(`POST /v1/jobs answered ${response.status}: ${JSON.stringify(response.body)}`);
   return response.body;
 }
 
 export async function registerMiner(http: Http, minerKey: string, payoutAddress: string): Promise<void> {
-  const response = await http.post('/v1/miners/register').set('X-Api-Key', minerKey).send({ payout_address: payoutAddress });
-  if (response.status !== 200) throw new Error(`register answered ${response.status}: ${JSON.stringify(response.body)}`);
+  const response = await http
+    .post('/v1/miners/register')
+    .set('X-Api-Key', minerKey)
+    .send({ payout_address: payoutAddress });
+  if (response.status !== 200)
+    throw new Error(`register answered ${response.status}: ${JSON.stringify(response.body)}`);
 }
 
 /** Claims the oldest dispatchable job; expects one (200). */
@@ -52,7 +61,8 @@ export async function claimJob(http: Http, minerKey: string, jobId: string): Pro
 
 export async function getPayment(http: Http, key: string, paymentId: string): Promise<Body> {
   const response = await http.get(`/v1/payments/${paymentId}`).set('X-Api-Key', key);
-  if (response.status !== 200) throw new Error(`GET payment answered ${response.status}: ${JSON.stringify(response.body)}`);
+  if (response.status !== 200)
+    throw new Error(`GET payment answered ${response.status}: ${JSON.stringify(response.body)}`);
   return response.body;
 }
 
@@ -64,7 +74,8 @@ export async function getJob(http: Http, key: string, jobId: string): Promise<Bo
 
 export async function paymentEvents(http: Http, key: string, paymentId: string): Promise<Body[]> {
   const response = await http.get(`/v1/payments/${paymentId}/events`).set('X-Api-Key', key);
-  if (response.status !== 200) throw new Error(`GET events answered ${response.status}: ${JSON.stringify(response.body)}`);
+  if (response.status !== 200)
+    throw new Error(`GET events answered ${response.status}: ${JSON.stringify(response.body)}`);
   return response.body.items;
 }
 
@@ -84,14 +95,20 @@ export function sumSamples(exposition: string, name: string, labels: Record<stri
     const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
     if (!match || match[1] !== name) continue;
     const present: Record<string, string> = {};
-    for (const [, key, value] of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) present[key] = value;
+    for (const [, key, value] of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g))
+      present[key] = value;
     if (Object.entries(labels).every(([key, value]) => present[key] === value)) sum += Number(match[3]);
   }
   return sum;
 }
 
 /** Polls `probe` until it returns something other than undefined/false; fails with `what` on timeout. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 10_000, intervalMs = 50): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false>,
+  timeoutMs = 10_000,
+  intervalMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -101,7 +118,10 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     } catch (error) {
       last = error;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`,
+      );
     await sleep(intervalMs);
   }
 }
@@ -112,12 +132,20 @@ export async function sleepUntil(epochMs: number): Promise<void> {
 }
 
 /** One SQL query on a test database (its own connection). */
-export async function query<T = Record<string, any>>(databaseUrl: string, text: string, params: unknown[] = []): Promise<T[]> {
+export async function query<T = Record<string, any>>(
+  databaseUrl: string,
+  text: string,
+  params: unknown[] = [],
+): Promise<T[]> {
   return withClient(databaseUrl, async (client) => (await client.query(text, params)).rows as T[]);
 }
 
 /** Runs `work` over `items`, at most `limit` at a time; results in input order. */
-export async function mapConcurrent<T, R>(items: T[], limit: number, work: (item: T, index: number) => Promise<R>): Promise<R[]> {
+export async function mapConcurrent<T, R>(
+  items: T[],
+  limit: number,
+  work: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const results: R[] = new Array(items.length);
   let next = 0;
   await Promise.all(

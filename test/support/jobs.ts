@@ -21,8 +21,22 @@ export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 
 /** Fields every `JobView` carries (SPEC "Jobs"). */
 export const JOB_VIEW_FIELDS = [
-  'job_id', 'client_id', 'state', 'payload', 'constraints', 'ttl_seconds', 'requested_at', 'expires_at',
-  'assigned_miner_id', 'result', 'error', 'payment_id', 'payment_status', 'payment_amount', 'payment_currency', 'completed_at',
+  'job_id',
+  'client_id',
+  'state',
+  'payload',
+  'constraints',
+  'ttl_seconds',
+  'requested_at',
+  'expires_at',
+  'assigned_miner_id',
+  'result',
+  'error',
+  'payment_id',
+  'payment_status',
+  'payment_amount',
+  'payment_currency',
+  'completed_at',
 ] as const;
 
 /**
@@ -54,7 +68,12 @@ export function useTestApp(env: Record<string, string> = {}): () => TestApp {
 export class JobsApi {
   constructor(readonly t: TestApp) {}
 
-  post(who: KeyName, path: string, body: object | string = {}, headers: Record<string, string> = {}): Promise<Response> {
+  post(
+    who: KeyName,
+    path: string,
+    body: object | string = {},
+    headers: Record<string, string> = {},
+  ): Promise<Response> {
     let call = this.t.http.post(path).set('X-Api-Key', this.t.keys[who]).set('Content-Type', 'application/json');
     for (const [name, value] of Object.entries(headers)) call = call.set(name, value);
     return call.send(typeof body === 'string' ? body : JSON.stringify(body));

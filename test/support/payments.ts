@@ -22,7 +22,8 @@ export type Dec = Decimal;
 export const sat8 = (value: Decimal.Value): string => new Dec(value).toFixed(8);
 /** `after - before` as an 8-decimal string. */
 export const diff = (before: string, after: string): string => sat8(new Dec(after).minus(before));
-export const sum = (values: readonly Decimal.Value[]): Decimal => values.reduce<Decimal>((s, v) => s.plus(v), new Dec(0));
+export const sum = (values: readonly Decimal.Value[]): Decimal =>
+  values.reduce<Decimal>((s, v) => s.plus(v), new Dec(0));
 
 /**
  * startTestApp() copies its env onto process.env; restore it afterwards so a setting one
@@ -74,7 +75,10 @@ export class Api {
     return this.t.http.get(`/v1/jobs/${jobId}/payment`).set('X-Api-Key', this.key(who));
   }
   release(who: KeyName, paymentId: string, body: object | string = {}): Promise<Response> {
-    const call = this.t.http.post(`/v1/payments/${paymentId}/release`).set('X-Api-Key', this.key(who)).set('Content-Type', 'application/json');
+    const call = this.t.http
+      .post(`/v1/payments/${paymentId}/release`)
+      .set('X-Api-Key', this.key(who))
+      .set('Content-Type', 'application/json');
     return call.send(typeof body === 'string' ? body : JSON.stringify(body));
   }
   refund(who: KeyName, paymentId: string, body: object = {}): Promise<Response> {
@@ -127,7 +131,10 @@ export class Api {
   /** Registers a fresh payout address at the daemon for the miner and returns it. */
   async registerFreshMiner(who: KeyName = 'miner'): Promise<string> {
     const address = await this.t.daemon.newAddress('BTC');
-    const response = await this.t.http.post('/v1/miners/register').set('X-Api-Key', this.key(who)).send({ payout_address: address });
+    const response = await this.t.http
+      .post('/v1/miners/register')
+      .set('X-Api-Key', this.key(who))
+      .send({ payout_address: address });
     expectStatus(response, 200, 'POST /v1/miners/register');
     return address;
   }
@@ -135,7 +142,8 @@ export class Api {
   /** Polls and expects to be handed exactly this job. */
   async pollFor(jobId: string, who: KeyName = 'miner'): Promise<Body> {
     const job = expectStatus(await this.pollRaw(who), 200, 'POST /v1/miners/poll');
-    if (job.job_id !== jobId) throw new Error(`poll handed out job ${job.job_id}, expected ${jobId} (a leftover from an earlier test?)`);
+    if (job.job_id !== jobId)
+      throw new Error(`poll handed out job ${job.job_id}, expected ${jobId} (a leftover from an earlier test?)`);
     return job;
   }
 
@@ -166,7 +174,10 @@ export class Api {
       await payments.redriveDue();
       const payment = await this.payment(paymentId);
       if (payment.status === status) return payment;
-      if (Date.now() > deadline) throw new Error(`payment ${paymentId} is still ${payment.status} after ${timeoutMs} ms of re-drives, expected ${status}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `payment ${paymentId} is still ${payment.status} after ${timeoutMs} ms of re-drives, expected ${status}`,
+        );
       await sleep(100);
     }
   }
@@ -180,7 +191,11 @@ export function expectStatus(response: Response, status: number, what: string): 
 }
 
 /** Runs `work` over `items`, at most `size` at a time. */
-export async function inBatches<T, R>(items: readonly T[], size: number, work: (item: T, index: number) => Promise<R>): Promise<R[]> {
+export async function inBatches<T, R>(
+  items: readonly T[],
+  size: number,
+  work: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const results: R[] = [];
   for (let start = 0; start < items.length; start += size) {
     const batch = items.slice(start, start + size);

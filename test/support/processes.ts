@@ -82,7 +82,10 @@ function installExitHook(): void {
  * Spawns `node dist/src/main.js` with only the environment given here (nothing leaks in
  * from the test worker's own env) and resolves once `/health/ready` answers 200.
  */
-export async function spawnCoordinator(identity: CoordinatorIdentity, env: Record<string, string> = {}): Promise<CoordinatorProcess> {
+export async function spawnCoordinator(
+  identity: CoordinatorIdentity,
+  env: Record<string, string> = {},
+): Promise<CoordinatorProcess> {
   return spawnMain({
     DATABASE_URL: identity.databaseUrl,
     WALLET_DAEMON_URL: identity.daemon.endpoint.url,

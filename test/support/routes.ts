@@ -27,8 +27,13 @@ export function registeredRoutes(app: INestApplication): RegisteredRoute[] {
         const sub = Reflect.getMetadata(PATH_METADATA, handler);
         const method = Reflect.getMetadata(METHOD_METADATA, handler) as RequestMethod | undefined;
         if (sub === undefined || method === undefined) continue;
-        const path = `/${[base, String(sub)].map((p) => p.replace(/^\/+|\/+$/g, '')).filter(Boolean).join('/')}`.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
-        const roles = (Reflect.getMetadata(ROLES_KEY, handler) ?? Reflect.getMetadata(ROLES_KEY, controller) ?? []) as Role[];
+        const path = `/${[base, String(sub)]
+          .map((p) => p.replace(/^\/+|\/+$/g, ''))
+          .filter(Boolean)
+          .join('/')}`.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
+        const roles = (Reflect.getMetadata(ROLES_KEY, handler) ??
+          Reflect.getMetadata(ROLES_KEY, controller) ??
+          []) as Role[];
         routes.push({ method: RequestMethod[method], path, roles });
       }
     }

@@ -92,12 +92,16 @@ export class Initial1764000000000 implements MigrationInterface {
         CONSTRAINT job_payments_one_settlement CHECK (transaction_hash IS NULL OR refund_transaction_hash IS NULL)
       )`);
     // At most one live payment per job (a failed one may be replaced).
-    await q.query(`CREATE UNIQUE INDEX job_payments_one_live_per_job ON job_payments (job_id) WHERE status <> 'failed'`);
+    await q.query(
+      `CREATE UNIQUE INDEX job_payments_one_live_per_job ON job_payments (job_id) WHERE status <> 'failed'`,
+    );
     await q.query(`CREATE INDEX job_payments_client_idx ON job_payments (client_id, payment_id DESC)`);
     // A job's payment, newest first (the partial unique index above skips failed rows, so it cannot serve this).
     await q.query(`CREATE INDEX job_payments_job_idx ON job_payments (job_id, created_at DESC)`);
     // The re-drive worker's queue: only rows still waiting on the daemon carry a next attempt.
-    await q.query(`CREATE INDEX job_payments_redrive_idx ON job_payments (next_attempt_at) WHERE next_attempt_at IS NOT NULL`);
+    await q.query(
+      `CREATE INDEX job_payments_redrive_idx ON job_payments (next_attempt_at) WHERE next_attempt_at IS NOT NULL`,
+    );
 
     await q.query(`
       CREATE TABLE payment_escrows (

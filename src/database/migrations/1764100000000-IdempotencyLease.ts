@@ -18,6 +18,8 @@ export class IdempotencyLease1764100000000 implements MigrationInterface {
   }
 
   async down(q: QueryRunner): Promise<void> {
-    await q.query(`ALTER TABLE idempotency_keys DROP COLUMN claim_token, DROP COLUMN locked_until, DROP COLUMN recovery`);
+    await q.query(
+      `ALTER TABLE idempotency_keys DROP COLUMN claim_token, DROP COLUMN locked_until, DROP COLUMN recovery`,
+    );
   }
 }

@@ -1,6 +1,20 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
-import { ArrayMaxSize, ArrayMinSize, IsArray, IsDefined, IsIn, IsInt, IsObject, IsOptional, IsString, Length, Max, Min, MaxLength } from 'class-validator';
+import {
+  ArrayMaxSize,
+  ArrayMinSize,
+  IsArray,
+  IsDefined,
+  IsIn,
+  IsInt,
+  IsObject,
+  IsOptional,
+  IsString,
+  Length,
+  Max,
+  Min,
+  MaxLength,
+} from 'class-validator';
 import { JOB_STATES } from '../job.entity';
 import { PAYMENT_STATUSES } from '../../payments/job-payment.entity';
 import { BatchItemErrorView } from '../../payments/dto/payment.dto';
@@ -107,7 +121,8 @@ export class JobView {
   @ApiProperty({ example: '0193a5b0-7c1e-7d2a-9c4b-2f1e8d7a6b5c' }) job_id: string;
   @ApiProperty({ example: 'demo-client' }) client_id: string;
   @ApiProperty({ enum: JOB_STATES, example: 'queued' }) state: string;
-  @ApiProperty({ example: { job_type: 'ai_inference', parameters: { model: 'gpt-4', prompt: 'Hello' } } }) payload: Record<string, unknown>;
+  @ApiProperty({ example: { job_type: 'ai_inference', parameters: { model: 'gpt-4', prompt: 'Hello' } } })
+  payload: Record<string, unknown>;
   @ApiProperty({ example: {} }) constraints: Record<string, unknown>;
   @ApiProperty({ example: 900 }) ttl_seconds: number;
   @ApiProperty({ example: '2026-11-23T12:00:00.000Z' }) requested_at: string;
@@ -118,7 +133,8 @@ export class JobView {
   @ApiProperty({ nullable: true, example: null }) result: unknown;
   @ApiProperty({ nullable: true, type: Object, example: null }) metrics: Record<string, unknown> | null;
   @ApiProperty({ nullable: true, type: String, example: null }) error: string | null;
-  @ApiProperty({ nullable: true, type: String, example: '0193a5b0-7c1f-7000-8000-000000000001' }) payment_id: string | null;
+  @ApiProperty({ nullable: true, type: String, example: '0193a5b0-7c1f-7000-8000-000000000001' }) payment_id:
+    string | null;
   @ApiProperty({ nullable: true, enum: PAYMENT_STATUSES, example: 'escrowed' }) payment_status: string | null;
   @ApiProperty({ nullable: true, type: String, example: '0.00100000' }) payment_amount: string | null;
   @ApiProperty({ nullable: true, type: String, example: 'BTC' }) payment_currency: string | null;
@@ -146,7 +162,11 @@ export class JobBatchDto {
     maxItems: 100,
     example: [
       { payload: { job_type: 'ai_inference', parameters: { prompt: 'one' } }, payment_amount: '0.001' },
-      { payload: { job_type: 'ai_inference', parameters: { prompt: 'two' } }, payment_amount: '0.002', ttl_seconds: 600 },
+      {
+        payload: { job_type: 'ai_inference', parameters: { prompt: 'two' } },
+        payment_amount: '0.002',
+        ttl_seconds: 600,
+      },
     ],
   })
   @IsArray()

@@ -1,5 +1,19 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { ArrayMaxSize, ArrayMinSize, IsArray, IsDefined, IsIn, IsInt, IsObject, IsOptional, IsString, IsUUID, Length, MaxLength, Min } from 'class-validator';
+import {
+  ArrayMaxSize,
+  ArrayMinSize,
+  IsArray,
+  IsDefined,
+  IsIn,
+  IsInt,
+  IsObject,
+  IsOptional,
+  IsString,
+  IsUUID,
+  Length,
+  MaxLength,
+  Min,
+} from 'class-validator';
 import { PAYMENT_STATUSES } from '../job-payment.entity';
 
 export class CreatePaymentDto {
@@ -76,7 +90,8 @@ export class PaymentView {
   @ApiProperty({ nullable: true, type: String }) refunded_at: string | null;
   @ApiProperty() expires_at: string;
   @ApiProperty({ nullable: true, type: String }) failure_reason: string | null;
-  @ApiProperty({ nullable: true, type: String, description: 'Why it was released or refunded' }) settle_reason: string | null;
+  @ApiProperty({ nullable: true, type: String, description: 'Why it was released or refunded' }) settle_reason:
+    string | null;
 }
 
 export class PaymentEventView {
@@ -95,7 +110,8 @@ export class PaymentEventsView {
 export class ReceiptSignatureView {
   @ApiProperty({ example: 'Ed25519' }) alg: string;
   @ApiProperty({ example: '3f2a9c1b0d4e5f60' }) key_id: string;
-  @ApiProperty({ description: 'base64url Ed25519 signature over the RFC 8785 canonical JSON of the other fields' }) sig: string;
+  @ApiProperty({ description: 'base64url Ed25519 signature over the RFC 8785 canonical JSON of the other fields' })
+  sig: string;
 }
 
 export class ReceiptView {
@@ -116,7 +132,8 @@ export class ReceiptView {
   @ApiProperty({ nullable: true, type: String }) escrowed_at: string | null;
   @ApiProperty({ nullable: true, type: String }) released_at: string | null;
   @ApiProperty({ nullable: true, type: String }) refunded_at: string | null;
-  @ApiProperty({ description: 'True only when the wallet daemon confirmed the settling transaction' }) verified: boolean;
+  @ApiProperty({ description: 'True only when the wallet daemon confirmed the settling transaction' })
+  verified: boolean;
   @ApiProperty({ nullable: true, type: String }) verified_at: string | null;
   @ApiProperty({ type: ReceiptSignatureView }) signature: ReceiptSignatureView;
 }
@@ -140,7 +157,11 @@ export class PaymentBatchDto {
     maxItems: 500,
     example: [
       { payment_id: '0193a5b0-7c1f-7000-8000-000000000001', action: 'release', reason: 'work accepted' },
-      { payment_id: '0193a5b0-7c1f-7000-8000-000000000002', action: 'refund', job_id: '0193a5b0-7c1e-7d2a-9c4b-2f1e8d7a6b5c' },
+      {
+        payment_id: '0193a5b0-7c1f-7000-8000-000000000002',
+        action: 'refund',
+        job_id: '0193a5b0-7c1e-7d2a-9c4b-2f1e8d7a6b5c',
+      },
     ],
   })
   @IsArray()
