@@ -1,5 +1,5 @@
-import { Controller, Get, Module } from '@nestjs/common';
-import { ApiTags } from '@nestjs/swagger';
+import { applyDecorators, Controller, Get, Module } from '@nestjs/common';
+import { ApiExtraModels, ApiOperation, ApiServiceUnavailableResponse, ApiTags } from '@nestjs/swagger';
 import {
   HealthCheck,
   HealthCheckService,
@@ -8,8 +8,25 @@ import {
   TypeOrmHealthIndicator,
 } from '@nestjs/terminus';
 import { Public } from '../auth/auth.guard';
+import { ErrorView, errorExample } from '../common/api-errors';
 import { WalletDaemonClient } from '../wallet-daemon-client/wallet-daemon.client';
 import { WalletDaemonModule } from '../wallet-daemon-client/wallet-daemon.module';
+
+/**
+ * A probe's 503 in the document: Terminus throws a plain 503 HttpException, which the
+ * exception filter renders in the one error shape as INTERNAL_ERROR (a 5xx with no code of its own).
+ */
+const Unavailable = (why: string) =>
+  applyDecorators(
+    ApiExtraModels(ErrorView),
+    ApiServiceUnavailableResponse({
+      type: ErrorView,
+      description: `${why}; \`code\` is \`INTERNAL_ERROR\``,
+      examples: {
+        INTERNAL_ERROR: { summary: why, value: { ...errorExample('INTERNAL_ERROR'), status_code: 503 } },
+      },
+    }),
+  );
 
 @ApiTags('health')
 @Controller('health')
@@ -24,6 +41,8 @@ export class HealthController {
   /** The process is up. */
   @Get('live')
   @Public()
+  @ApiOperation({ summary: 'Liveness: 200 while the process runs (no key, never rate limited)' })
+  @Unavailable('The process is shutting down')
   @HealthCheck()
   live() {
     return this.health.check([]);
@@ -32,6 +51,10 @@ export class HealthController {
   /** Ready to take money: the database and the wallet daemon answer. */
   @Get('ready')
   @Public()
+  @ApiOperation({
+    summary: 'Readiness: 200 when the database and the wallet daemon answer (no key, never rate limited)',
+  })
+  @Unavailable('Not ready: the database or the wallet daemon does not answer')
   @HealthCheck()
   ready() {
     return this.health.check([

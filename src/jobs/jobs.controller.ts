@@ -1,5 +1,6 @@
 import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query, Req, Res } from '@nestjs/common';
 import {
+  ApiBody,
   ApiCreatedResponse,
   ApiNoContentResponse,
   ApiOkResponse,
@@ -10,6 +11,7 @@ import {
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Principal } from '../auth/api-keys';
 import { CurrentPrincipal, Roles } from '../auth/auth.guard';
+import { ApiErrors, KEYED, PAYMENT_TERMS, POST } from '../common/api-errors';
 import { batchAnswer, inPlace, itemError, validateItem } from '../common/batch';
 import { DomainError } from '../common/errors';
 import type { AppConfig } from '../config/app-config';
@@ -42,8 +44,34 @@ export class JobsController {
 
   @Post()
   @Roles('client')
-  @ApiOperation({ summary: 'Create a job; with payment_amount its payment is escrowed in the same request' })
+  @ApiOperation({
+    summary: 'Create a job; with payment_amount its payment is escrowed in the same request',
+    description:
+      'A payment the wallet daemon refuses (the payer is short of funds) is still a 201: the job is `failed` with `payment_status: failed` ' +
+      'and the reason in `error`. While the daemon does not answer, the job is `queued` with `payment_status: pending` until the escrow is held.',
+  })
+  @ApiBody({
+    type: CreateJobDto,
+    examples: {
+      paid: {
+        summary: 'A paid job (paid from your configured wallet)',
+        value: {
+          payload: { job_type: 'ai_inference', parameters: { model: 'gpt-4', prompt: 'Hello' } },
+          constraints: {},
+          ttl_seconds: 900,
+          payment_amount: '0.001',
+          payment_currency: 'BTC',
+          escrow_timeout_seconds: 3600,
+        },
+      },
+      unpaid: {
+        summary: 'A job without payment',
+        value: { payload: { job_type: 'ai_inference', parameters: { model: 'gpt-4', prompt: 'Hello' } } },
+      },
+    },
+  })
   @ApiCreatedResponse({ type: JobView })
+  @ApiErrors(KEYED, POST, PAYMENT_TERMS)
   async create(@CurrentPrincipal() principal: Principal, @Body() body: CreateJobDto): Promise<JobView> {
     return toJobView(this.config, await this.jobs.create(principal, body));
   }
@@ -58,6 +86,7 @@ export class JobsController {
       'a failing item never fails its neighbours. A malformed envelope (not an array, 0 or more than 100 items) is a 400 with nothing done.',
   })
   @ApiOkResponse({ type: JobBatchView })
+  @ApiErrors(KEYED, POST)
   async batch(
     @CurrentPrincipal() principal: Principal,
     @Body() body: JobBatchDto,
@@ -79,6 +108,7 @@ export class JobsController {
   @Roles('client', 'admin')
   @ApiOperation({ summary: 'List jobs (own jobs for clients), newest first' })
   @ApiOkResponse({ type: JobPage })
+  @ApiErrors(KEYED, 'VALIDATION_FAILED')
   async list(@CurrentPrincipal() principal: Principal, @Query() query: ListJobsQuery): Promise<JobPage> {
     const page = await this.jobs.list(principal, query.limit ?? 20, query.cursor);
     return { items: page.items.map((job) => toJobView(this.config, job)), next_cursor: page.next_cursor };
@@ -86,7 +116,9 @@ export class JobsController {
 
   @Get(':job_id')
   @Roles('client', 'admin')
+  @ApiOperation({ summary: "A job (clients: their own; another client's job is 404)" })
   @ApiOkResponse({ type: JobView })
+  @ApiErrors(KEYED, 'JOB_NOT_FOUND')
   async get(@CurrentPrincipal() principal: Principal, @Param('job_id') jobId: string): Promise<JobView> {
     return toJobView(this.config, await this.jobs.get(principal, jobId));
   }
@@ -96,6 +128,7 @@ export class JobsController {
   @Roles('client', 'admin')
   @ApiOperation({ summary: 'Cancel a queued or running job; its escrow is refunded' })
   @ApiOkResponse({ type: JobView })
+  @ApiErrors(KEYED, POST, 'JOB_NOT_FOUND', 'INVALID_JOB_TRANSITION', 'PAYMENT_ALREADY_SETTLED', 'PAYMENT_NOT_ESCROWED')
   async cancel(@CurrentPrincipal() principal: Principal, @Param('job_id') jobId: string): Promise<JobView> {
     return toJobView(this.config, await this.jobs.cancel(principal, jobId));
   }
@@ -115,6 +148,7 @@ export class MinersController {
   @Roles('miner')
   @ApiOperation({ summary: 'Register (or change) the payout address; required before paid work' })
   @ApiOkResponse({ type: MinerView })
+  @ApiErrors(KEYED, POST, 'INVALID_ADDRESS')
   async register(@CurrentPrincipal() principal: Principal, @Body() body: RegisterMinerDto): Promise<MinerView> {
     return toMinerView(await this.jobs.registerMiner(principal, body.payout_address));
   }
@@ -125,6 +159,7 @@ export class MinersController {
   @ApiOperation({ summary: 'Claim the oldest dispatchable job (204 when there is none)' })
   @ApiOkResponse({ type: JobView })
   @ApiNoContentResponse({ description: 'No job to hand out' })
+  @ApiErrors(KEYED, POST)
   async poll(
     @CurrentPrincipal() principal: Principal,
     @Res({ passthrough: true }) reply: FastifyReply,
@@ -142,6 +177,16 @@ export class MinersController {
   @Roles('miner')
   @ApiOperation({ summary: 'Report a result: running → completed; the escrow is released to this miner' })
   @ApiOkResponse({ type: JobView })
+  @ApiErrors(
+    KEYED,
+    POST,
+    'JOB_NOT_FOUND',
+    'JOB_NOT_ASSIGNED',
+    'JOB_EXPIRED',
+    'INVALID_JOB_TRANSITION',
+    'PAYMENT_ALREADY_SETTLED',
+    'PAYMENT_NOT_ESCROWED',
+  )
   async result(
     @CurrentPrincipal() principal: Principal,
     @Param('job_id') jobId: string,
@@ -155,6 +200,16 @@ export class MinersController {
   @Roles('miner')
   @ApiOperation({ summary: 'Report a failure: running → failed; the escrow is refunded' })
   @ApiOkResponse({ type: JobView })
+  @ApiErrors(
+    KEYED,
+    POST,
+    'JOB_NOT_FOUND',
+    'JOB_NOT_ASSIGNED',
+    'JOB_EXPIRED',
+    'INVALID_JOB_TRANSITION',
+    'PAYMENT_ALREADY_SETTLED',
+    'PAYMENT_NOT_ESCROWED',
+  )
   async fail(
     @CurrentPrincipal() principal: Principal,
     @Param('job_id') jobId: string,

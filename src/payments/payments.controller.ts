@@ -1,7 +1,8 @@
 import { Body, Controller, Get, HttpCode, Inject, Param, Post, Req } from '@nestjs/common';
-import { ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import { ApiBody, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import type { Principal } from '../auth/api-keys';
+import { ApiErrors, KEYED, PAYMENT_TERMS, POST } from '../common/api-errors';
 import { assertDistinct, batchAnswer, inPlace, itemError, validateItem } from '../common/batch';
 import { DomainError } from '../common/errors';
 import { CurrentPrincipal, Roles } from '../auth/auth.guard';
@@ -33,8 +34,22 @@ export class PaymentsController {
 
   @Post('payments')
   @Roles('client')
-  @ApiOperation({ summary: 'Pay for an existing queued job of yours; the amount is escrowed at once' })
+  @ApiOperation({
+    summary: 'Pay for an existing queued job of yours; the amount is escrowed at once',
+    description:
+      'A payment the wallet daemon refuses (the payer is short of funds) is still a 201, with `status: failed` and the reason in `failure_reason`.',
+  })
+  @ApiBody({
+    type: CreatePaymentDto,
+    examples: {
+      default: {
+        summary: 'Escrow 0.001 BTC from your configured wallet',
+        value: { job_id: '0193a5b0-7c1e-7d2a-9c4b-2f1e8d7a6b5c', amount: '0.001', currency: 'BTC' },
+      },
+    },
+  })
   @ApiCreatedResponse({ type: PaymentView })
+  @ApiErrors(KEYED, POST, PAYMENT_TERMS, 'JOB_NOT_FOUND', 'JOB_ALREADY_PAID', 'INVALID_JOB_TRANSITION')
   async create(@CurrentPrincipal() principal: Principal, @Body() body: CreatePaymentDto): Promise<PaymentView> {
     return toPaymentView(this.config, await this.payments.create(principal, body));
   }
@@ -49,6 +64,7 @@ export class PaymentsController {
       'a failing item never fails its neighbours. A malformed envelope (not an array, 0 or more than 500 items, a repeated payment_id) is a 400 with nothing done.',
   })
   @ApiOkResponse({ type: PaymentBatchView })
+  @ApiErrors(KEYED, POST)
   async batch(
     @CurrentPrincipal() principal: Principal,
     @Body() body: PaymentBatchDto,
@@ -79,14 +95,18 @@ export class PaymentsController {
 
   @Get('payments/:payment_id')
   @Roles('client', 'admin')
+  @ApiOperation({ summary: "A payment (clients: their own; another client's payment is 404)" })
   @ApiOkResponse({ type: PaymentView })
+  @ApiErrors(KEYED, 'PAYMENT_NOT_FOUND')
   async get(@CurrentPrincipal() principal: Principal, @Param('payment_id') paymentId: string): Promise<PaymentView> {
     return toPaymentView(this.config, await this.payments.get(principal, paymentId));
   }
 
   @Get('jobs/:job_id/payment')
   @Roles('client', 'admin')
+  @ApiOperation({ summary: "A job's payment (404 when the job has none)" })
   @ApiOkResponse({ type: PaymentView })
+  @ApiErrors(KEYED, 'PAYMENT_NOT_FOUND')
   async getForJob(@CurrentPrincipal() principal: Principal, @Param('job_id') jobId: string): Promise<PaymentView> {
     return toPaymentView(this.config, await this.payments.getForJob(principal, jobId));
   }
@@ -96,6 +116,15 @@ export class PaymentsController {
   @Roles('client', 'admin')
   @ApiOperation({ summary: "Release the escrow to the assigned miner's payout address" })
   @ApiOkResponse({ type: PaymentView })
+  @ApiErrors(
+    KEYED,
+    POST,
+    'PAYMENT_NOT_FOUND',
+    'PAYMENT_JOB_MISMATCH',
+    'PAYMENT_NOT_ESCROWED',
+    'PAYMENT_ALREADY_SETTLED',
+    'PAYMENT_NO_PAYEE',
+  )
   async release(
     @CurrentPrincipal() principal: Principal,
     @Param('payment_id') paymentId: string,
@@ -109,6 +138,15 @@ export class PaymentsController {
   @Roles('client', 'admin')
   @ApiOperation({ summary: 'Refund the escrow to the refund address (clients: only before the job runs)' })
   @ApiOkResponse({ type: PaymentView })
+  @ApiErrors(
+    KEYED,
+    POST,
+    'PAYMENT_NOT_FOUND',
+    'PAYMENT_JOB_MISMATCH',
+    'PAYMENT_NOT_ESCROWED',
+    'PAYMENT_ALREADY_SETTLED',
+    'REFUND_NOT_ALLOWED',
+  )
   async refund(
     @CurrentPrincipal() principal: Principal,
     @Param('payment_id') paymentId: string,
@@ -121,6 +159,7 @@ export class PaymentsController {
   @Roles('client', 'admin')
   @ApiOperation({ summary: "The payment's audit trail, oldest first" })
   @ApiOkResponse({ type: PaymentEventsView })
+  @ApiErrors(KEYED, 'PAYMENT_NOT_FOUND')
   async events(
     @CurrentPrincipal() principal: Principal,
     @Param('payment_id') paymentId: string,
