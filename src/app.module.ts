@@ -15,6 +15,7 @@ import { JobsModule } from './jobs/jobs.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { PaymentsModule } from './payments/payments.module';
 import { ReceiptsModule } from './receipts/receipts.module';
+import { WebhooksModule } from './webhooks/webhooks.module';
 
 /** Headers never written to a log line. */
 export const REDACTED_PATHS = ['req.headers["x-api-key"]', 'req.headers.authorization', 'req.headers.cookie'];
@@ -46,6 +47,7 @@ export const REDACTED_PATHS = ['req.headers["x-api-key"]', 'req.headers.authoriz
     PaymentsModule,
     JobsModule,
     ReceiptsModule,
+    WebhooksModule,
   ],
   providers: [
     { provide: APP_PIPE, useFactory: createValidationPipe },

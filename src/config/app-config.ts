@@ -52,7 +52,25 @@ export interface AppConfig {
   bodyMaxDepth: number;
   /** Most object members plus array elements in a JSON body, checked on the raw text before parsing. */
   bodyMaxEntries: number;
+  /** Delay in seconds before each retry of a failed webhook delivery; after the last, the delivery has failed. */
+  webhookRetrySchedule: number[];
+  /** An endpoint whose attempts have all failed for this long is disabled. */
+  webhookDisableAfterSeconds: number;
+  /** Loopback, private and link-local webhook URLs (development and tests only). */
+  webhookAllowPrivateUrls: boolean;
+  /** A delivery is a 2xx answer within this time. */
+  webhookTimeoutMs: number;
+  /** How long the old secret keeps signing alongside the new one after a rotation. */
+  webhookSecretOverlapSeconds: number;
+  /** The delivery worker runs on every instance unless switched off. */
+  webhookDeliveryEnabled: boolean;
+  webhookPollIntervalMs: number;
+  /** Deliveries claimed per statement, and sent concurrently, by one worker. */
+  webhookBatchSize: number;
 }
+
+/** About 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (SPEC "Webhooks"). */
+export const DEFAULT_WEBHOOK_RETRY_SCHEDULE = [5, 300, 1800, 7200, 18_000, 36_000, 36_000];
 
 /** `payload` and `constraints` may be 16 levels deep; one more level is the body around them. */
 export const MIN_BODY_MAX_DEPTH = 17;
@@ -157,6 +175,14 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
       .filter(Boolean),
     bodyMaxDepth: int(env, 'BODY_MAX_DEPTH', 32, MIN_BODY_MAX_DEPTH, MAX_BODY_MAX_DEPTH),
     bodyMaxEntries: int(env, 'BODY_MAX_ENTRIES', 10_000, 100, 1_000_000),
+    webhookRetrySchedule: secondsList(env, 'WEBHOOK_RETRY_SCHEDULE', DEFAULT_WEBHOOK_RETRY_SCHEDULE),
+    webhookDisableAfterSeconds: int(env, 'WEBHOOK_DISABLE_AFTER_SECONDS', 5 * 86_400, 1, 365 * 86_400),
+    webhookAllowPrivateUrls: bool(env, 'WEBHOOK_ALLOW_PRIVATE_URLS', false),
+    webhookTimeoutMs: int(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 100, 60_000),
+    webhookSecretOverlapSeconds: int(env, 'WEBHOOK_SECRET_OVERLAP_SECONDS', 86_400, 0, 30 * 86_400),
+    webhookDeliveryEnabled: bool(env, 'WEBHOOK_DELIVERY_ENABLED', true),
+    webhookPollIntervalMs: int(env, 'WEBHOOK_POLL_INTERVAL_MS', 500, 10, 60_000),
+    webhookBatchSize: int(env, 'WEBHOOK_BATCH_SIZE', 200, 1, 1000),
     logLevel: oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
   };
 }
@@ -176,6 +202,16 @@ function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number
   const value = Number(raw);
   if (value < min || value > max) throw new ConfigError(`${name}: ${value} is outside ${min}..${max}`);
   return value;
+}
+
+/** A comma list of whole seconds, e.g. `1,1,2`; at least one entry. */
+function secondsList(env: NodeJS.ProcessEnv, name: string, fallback: number[]): number[] {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const parts = raw.split(',').map((s) => s.trim());
+  if (parts.some((p) => !/^\d+$/.test(p) || Number(p) > 30 * 86_400))
+    throw new ConfigError(`${name}: "${raw}" is not a comma list of whole seconds (each at most 2592000)`);
+  return parts.map(Number);
 }
 
 function bool(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {

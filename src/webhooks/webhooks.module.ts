@@ -1,0 +1,30 @@
+import { Module } from '@nestjs/common';
+import { WebhookDeliveriesRepository } from './webhook-deliveries.repository';
+import { WebhookDeliveryService } from './webhook-delivery.service';
+import { WebhookEndpointsController } from './webhook-endpoints.controller';
+import { WebhookEndpointsRepository } from './webhook-endpoints.repository';
+import { WebhookEndpointsService } from './webhook-endpoints.service';
+import { WebhookMetrics } from './webhook.metrics';
+import { WebhookScheduler } from './webhook.scheduler';
+import { WebhookSender } from './webhook.sender';
+
+/**
+ * Signed webhooks (SPEC "Webhooks"). Events are written by database triggers in the
+ * transaction of the change (migration 1764300000000), so this module depends on no
+ * other feature module: it reads the outbox and renders payments and jobs with their
+ * API view functions.
+ */
+@Module({
+  controllers: [WebhookEndpointsController],
+  providers: [
+    WebhookEndpointsRepository,
+    WebhookDeliveriesRepository,
+    WebhookEndpointsService,
+    WebhookDeliveryService,
+    WebhookSender,
+    WebhookMetrics,
+    WebhookScheduler,
+  ],
+  exports: [WebhookDeliveryService],
+})
+export class WebhooksModule {}
