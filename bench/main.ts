@@ -24,15 +24,7 @@ import { BenchDaemon, faucet, ledgerTotals, newAddress, startDaemon } from './da
 import { prepareDatabases, serverSettings } from './database';
 import { DbActivity, renderDb } from './dbstats';
 import { LoadResult, rotating, runLoad, Step } from './load';
-import {
-  cleanupAll,
-  Coordinator,
-  COORDINATOR_ENTRY,
-  installSignalHandlers,
-  onCleanup,
-  ROOT,
-  startCoordinator,
-} from './processes';
+import { cleanupAll, COORDINATOR_ENTRY, installSignalHandlers, onCleanup, ROOT, startCoordinator } from './processes';
 import { renderProfile, summarizeProfile } from './profile';
 import { goalsOf, renderReport, Report } from './report';
 import { seededId, seedRows, SeedSpec } from './seed';
@@ -255,7 +247,7 @@ async function main(): Promise<void> {
 
   const profileDir = options.profile ? logDir : undefined;
   const mainPort = await freePort();
-  let coordinator: Coordinator | undefined = await startCoordinator(
+  const coordinator = await startCoordinator(
     'main',
     coordinatorEnv(mainPort, false),
     join(logDir, 'coordinator.log'),
@@ -326,7 +318,7 @@ async function main(): Promise<void> {
     try {
       for (const size of options.sizes) {
         progress(`reads at ${size.toLocaleString('en-US')} payments: seeding by SQL`);
-        await seedRows(seedClient as never, seeded, size, seedSpec);
+        await seedRows(seedClient, seeded, size, seedSpec);
         seeded = size;
         await checkSeededRead(base, clients[0].key, seededId('p', size - 1, seedSpec.baseMs));
         if (seeded === options.sizes[0]) {
@@ -347,7 +339,7 @@ async function main(): Promise<void> {
             seedSpec.baseMs,
             usePgbench,
           );
-          report.ceilings.reads.push(ceilings[kind] as CeilingResult);
+          report.ceilings.reads.push(ceilings[kind]);
         }
         progress(
           `  ceilings (${poolSize} clients, the query alone): get ${ceilings.get_payment?.tps}/s, first page ${ceilings.list_first?.tps}/s, random page ${ceilings.list_deep?.tps}/s`,
@@ -662,7 +654,6 @@ async function main(): Promise<void> {
   );
   await coordinator.stop();
   untrackPid('coordinator');
-  coordinator = undefined;
   if (profileDir) report.profiles = { main: summarizeProfile(join(profileDir, 'main.cpuprofile')) };
 
   if (sweepStarted) {

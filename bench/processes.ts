@@ -104,8 +104,8 @@ export async function startCoordinator(
     env: { ...process.env, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
-  child.stdout!.pipe(log, { end: false });
-  child.stderr!.pipe(log, { end: false });
+  child.stdout.pipe(log, { end: false });
+  child.stderr.pipe(log, { end: false });
   const exited = new Promise<void>((done) => child.once('exit', () => done()));
   let exitInfo: string | undefined;
   child.once('exit', (code, signal) => {
@@ -143,6 +143,7 @@ export async function startCoordinator(
     if (exitInfo)
       throw new Error(
         `coordinator ${name} exited before it was ready (${exitInfo}); log: ${logFile}\n${tail(logFile)}`,
+        { cause: error },
       );
     throw error;
   }

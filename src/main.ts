@@ -25,7 +25,7 @@ async function bootstrap(): Promise<void> {
     const started = Date.now();
     log.info({ data_dir: config.dataDir }, 'DATABASE_URL unset: starting embedded PostgreSQL');
     const db = await startEmbeddedPostgres(config.dataDir, 'coordinator');
-    stops.push(db.stop);
+    stops.push(() => db.stop());
     process.env.DATABASE_URL = db.url;
     // Same server, its own database: the daemon's books stay apart from the coordinator's.
     process.env.WALLET_DATABASE_URL ??= withDatabaseName(db.url, 'wallet_daemon');
@@ -44,7 +44,7 @@ async function bootstrap(): Promise<void> {
       seed: config.walletSeed,
       dataDir: config.dataDir,
     });
-    stops.unshift(daemon.stop);
+    stops.unshift(() => daemon.stop());
     process.env.WALLET_DAEMON_URL = daemon.url;
     process.env.WALLET_DAEMON_TOKEN = token;
     log.info({ url: daemon.url }, 'local wallet daemon started');

@@ -1,7 +1,7 @@
 import type { Response } from 'supertest';
 import type { KeyName } from './support/app';
 import { newAddress } from './support/daemon';
-import { Body, expectErrorShape, expectStatus, JobsApi, PAYLOAD, useTestApp } from './support/jobs';
+import { expectErrorShape, expectStatus, JobsApi, PAYLOAD, useTestApp } from './support/jobs';
 import { registeredRoutes } from './support/routes';
 
 // Who may call what (SPEC "Authentication and who may do what"), driven by one table:
@@ -243,6 +243,6 @@ describe('access: every route × every caller', () => {
   it('a public route ignores a wrong key rather than refusing it', async () => {
     const response = await app().http.get('/v1/receipts/keys').set('X-Api-Key', 'not-a-configured-key-0000');
     expect(response.status).toBe(200);
-    expect((response.body as Body).keys[0]).toMatchObject({ alg: 'Ed25519' });
+    expect(response.body.keys[0]).toMatchObject({ alg: 'Ed25519' });
   });
 });

@@ -618,7 +618,7 @@ describe('structural attacks on every POST route of the wallet daemon', () => {
       env: { LOG_LEVEL: 'error', WALLET_BODY_MAX_DEPTH: '', WALLET_BODY_MAX_ENTRIES: '' },
       logFile: DAEMON_LOG_FILE,
     });
-    daemon = { url: spawned.url, token, stop: spawned.stop };
+    daemon = { url: spawned.url, token, stop: () => spawned.stop() };
     client = new Client({ connectionString: databaseUrl });
     await client.connect();
   });

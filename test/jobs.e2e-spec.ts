@@ -353,7 +353,7 @@ describe('jobs: concurrent polls', () => {
     const created: Body[] = [];
     for (let i = 0; i < 10; i++) created.push(await api.createJob('client', { payload: { ...PAYLOAD, n: i } }));
 
-    const pollers = Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? 'miner' : 'miner2') as 'miner' | 'miner2');
+    const pollers = Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? 'miner' : 'miner2'));
     const responses = await Promise.all(pollers.map((who) => api.poll(who)));
 
     const statuses = responses.map((r) => r.status);

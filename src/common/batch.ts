@@ -28,7 +28,7 @@ export function assertDistinct(items: Record<string, unknown>[], field: string):
     if (value === undefined) continue;
     if (seen.has(value))
       throw validationError(`each ${field} may appear at most once in a batch`, {
-        fields: { items: [`${field} ${String(value)} is repeated`] },
+        fields: { items: [`${field} ${typeof value === 'string' ? value : JSON.stringify(value)} is repeated`] },
       });
     seen.add(value);
   }

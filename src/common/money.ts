@@ -146,7 +146,7 @@ export function sumAmounts(amounts: readonly (Decimal | string)[]): Decimal {
 
 /** A finite Money value from a Decimal (of any clone) or a decimal string. */
 function toMoney(amount: Decimal | string): Decimal {
-  const value = Decimal.isDecimal(amount) ? new Money(amount) : new Money(amount as string);
+  const value = Decimal.isDecimal(amount) ? new Money(amount) : new Money(amount);
   if (!value.isFinite()) {
     throw new RangeError(`amount must be finite, got ${value.toString()}`);
   }
@@ -167,7 +167,7 @@ export const amountTransformer: ValueTransformer = {
       throw new TypeError('amountTransformer: refusing a JS number for a money column');
     }
     if (typeof value === 'string' || Decimal.isDecimal(value)) {
-      const decimal = toMoney(value as Decimal | string);
+      const decimal = toMoney(value);
       // Postgres would round extra decimals silently; refuse instead.
       if (decimal.decimalPlaces() > DB_AMOUNT_SCALE) {
         throw new RangeError(`amountTransformer: ${decimal.toFixed()} has more than ${DB_AMOUNT_SCALE} decimal places`);

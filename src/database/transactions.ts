@@ -19,17 +19,17 @@ export interface Sql {
 }
 
 function sqlOn(client: Pool | PoolClient, effects?: (() => void)[], onError?: (error: unknown) => void): Sql {
-  const query = async (text: string, params?: unknown[]) => {
+  const query = async <T extends QueryResultRow>(text: string, params?: unknown[]) => {
     try {
-      return await client.query(prepared(text, params));
+      return await client.query<T>(prepared(text, params));
     } catch (error) {
       onError?.(error);
       throw error;
     }
   };
   return {
-    rows: async (text, params) => (await query(text, params)).rows,
-    one: async (text, params) => (await query(text, params)).rows[0],
+    rows: async <T extends QueryResultRow>(text: string, params?: unknown[]) => (await query<T>(text, params)).rows,
+    one: async <T extends QueryResultRow>(text: string, params?: unknown[]) => (await query<T>(text, params)).rows[0],
     afterCommit: (effect) => (effects ? effects.push(effect) : effect()),
   };
 }

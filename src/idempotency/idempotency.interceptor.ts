@@ -24,7 +24,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
 
   constructor(private readonly idempotency: IdempotencyService) {}
 
-  intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
+  intercept(context: ExecutionContext, next: CallHandler<unknown>): Observable<unknown> {
     const request = context.switchToHttp().getRequest<FastifyRequest & { principal?: Principal }>();
     const reply = context.switchToHttp().getResponse<FastifyReply>();
     const key = request.headers['idempotency-key'];
@@ -71,7 +71,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
                 await this.idempotency.complete(scope, held.token, reply.statusCode, body);
                 return body;
               }),
-              catchError((error) =>
+              catchError((error: unknown) =>
                 from(this.remember(held, error, String(request.id))).pipe(mergeMap(() => throwError(() => error))),
               ),
             );

@@ -70,7 +70,8 @@ describe('ReceiptSigner', () => {
     const s = signer({ signingKeyPem: pkcs8Pem() });
     const receipt: Record<string, unknown> = { ...facts, signature: s.sign(facts) };
     const original = receipt[field];
-    receipt[field] = original === null ? 'x' : typeof original === 'boolean' ? !original : `${String(original)}0`;
+    receipt[field] =
+      original === null ? 'x' : typeof original === 'boolean' ? !original : `${original as string | number}0`;
     expect(verifyReceipt(receipt as SignedReceipt, s.publicKeys()[0].public_key_pem)).toBe(false);
   });
 

@@ -120,7 +120,7 @@ function loadSigningKey(options: ReceiptSignerOptions): KeyObject {
   try {
     return parsePrivateKey(readFileSync(path, 'utf8'), path);
   } catch (err) {
-    if (err?.code !== 'ENOENT') throw err;
+    if ((err as NodeJS.ErrnoException | undefined)?.code !== 'ENOENT') throw err;
   }
 
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
@@ -131,7 +131,7 @@ function loadSigningKey(options: ReceiptSignerOptions): KeyObject {
     writeFileSync(path, pem, { mode: 0o600, flag: 'wx' });
     return privateKey;
   } catch (err) {
-    if (err?.code !== 'EEXIST') throw err;
+    if ((err as NodeJS.ErrnoException | undefined)?.code !== 'EEXIST') throw err;
     return parsePrivateKey(readFileSync(path, 'utf8'), path);
   }
 }

@@ -9,7 +9,6 @@ import { withClient } from './postgres';
  */
 
 // Response bodies are checked field by field in the specs.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Body = any;
 
 /** What the miner runs in these specs (the seed's example). */

@@ -12,7 +12,6 @@ import { withClient } from './postgres';
  */
 
 // Response bodies are checked field by field in the specs.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Body = any;
 
 /** Exact decimal arithmetic for money in tests (never JS number math). */

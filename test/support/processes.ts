@@ -142,8 +142,8 @@ async function spawnMain(env: Record<string, string>, readyTimeoutMs = READY_TIM
     tail = (tail + chunk.toString('utf8')).slice(-OUTPUT_TAIL_CHARS);
     log.write(chunk);
   };
-  child.stdout!.on('data', collect);
-  child.stderr!.on('data', collect);
+  child.stdout.on('data', collect);
+  child.stderr.on('data', collect);
   void exited.then(() => log.end());
 
   const url = `http://127.0.0.1:${port}`;
@@ -171,7 +171,7 @@ async function spawnMain(env: Record<string, string>, readyTimeoutMs = READY_TIM
     await waitReady(url, child, readyTimeoutMs);
   } catch (error) {
     await started.kill();
-    throw new Error(`${(error as Error).message}\n--- coordinator output ---\n${tail}`);
+    throw new Error(`${(error as Error).message}\n--- coordinator output ---\n${tail}`, { cause: error });
   }
   return started;
 }
