@@ -10,6 +10,7 @@ import {
 } from '@nestjs/swagger';
 import type { Principal } from '../auth/api-keys';
 import { CurrentPrincipal, Roles } from '../auth/auth.guard';
+import { ApiErrors, KEYED, POST } from '../common/api-errors';
 import { decodeCursor, encodeCursor } from '../jobs/cursor';
 import {
   CreateWebhookEndpointDto,
@@ -41,6 +42,7 @@ export class WebhookEndpointsController {
       "400 WEBHOOK_URL_NOT_ALLOWED otherwise. The signing secret is in this answer and in a rotation's only.",
   })
   @ApiCreatedResponse({ type: WebhookEndpointWithSecretView })
+  @ApiErrors(KEYED, POST, 'WEBHOOK_URL_NOT_ALLOWED')
   async create(
     @CurrentPrincipal() principal: Principal,
     @Body() body: CreateWebhookEndpointDto,
@@ -52,6 +54,7 @@ export class WebhookEndpointsController {
   @Roles('client', 'admin')
   @ApiOperation({ summary: 'Your webhook endpoints (admin: all), newest first' })
   @ApiOkResponse({ type: WebhookEndpointListView })
+  @ApiErrors(KEYED, 'VALIDATION_FAILED')
   async list(
     @CurrentPrincipal() principal: Principal,
     @Query() query: ListWebhookQuery,
@@ -69,6 +72,7 @@ export class WebhookEndpointsController {
   @Roles('client', 'admin')
   @ApiParam(ENDPOINT_ID)
   @ApiOkResponse({ type: WebhookEndpointView })
+  @ApiErrors(KEYED, 'WEBHOOK_ENDPOINT_NOT_FOUND')
   async get(
     @CurrentPrincipal() principal: Principal,
     @Param('endpoint_id') endpointId: string,
@@ -82,6 +86,7 @@ export class WebhookEndpointsController {
   @ApiOperation({ summary: 'Delete an endpoint; its pending deliveries are dropped' })
   @ApiParam(ENDPOINT_ID)
   @ApiNoContentResponse()
+  @ApiErrors(KEYED, 'WEBHOOK_ENDPOINT_NOT_FOUND')
   async delete(@CurrentPrincipal() principal: Principal, @Param('endpoint_id') endpointId: string): Promise<void> {
     await this.endpoints.delete(principal, endpointId);
   }
@@ -97,6 +102,7 @@ export class WebhookEndpointsController {
   })
   @ApiParam(ENDPOINT_ID)
   @ApiOkResponse({ type: WebhookEndpointWithSecretView })
+  @ApiErrors(KEYED, POST, 'WEBHOOK_ENDPOINT_NOT_FOUND')
   async rotate(
     @CurrentPrincipal() principal: Principal,
     @Param('endpoint_id') endpointId: string,
@@ -114,6 +120,7 @@ export class WebhookEndpointsController {
   })
   @ApiParam(ENDPOINT_ID)
   @ApiOkResponse({ type: WebhookDeliveryListView })
+  @ApiErrors(KEYED, 'VALIDATION_FAILED', 'WEBHOOK_ENDPOINT_NOT_FOUND')
   async deliveries(
     @CurrentPrincipal() principal: Principal,
     @Param('endpoint_id') endpointId: string,
@@ -145,6 +152,7 @@ export class WebhookEndpointsController {
   @ApiParam(ENDPOINT_ID)
   @ApiParam({ name: 'delivery_id', example: '0193a5b0-7c1e-7d2a-9c4b-2f1e8d7a6b5d' })
   @ApiOkResponse({ type: WebhookDeliveryView })
+  @ApiErrors(KEYED, POST, 'WEBHOOK_ENDPOINT_NOT_FOUND', 'WEBHOOK_DELIVERY_NOT_FOUND')
   async retry(
     @CurrentPrincipal() principal: Principal,
     @Param('endpoint_id') endpointId: string,
