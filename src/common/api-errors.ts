@@ -99,6 +99,9 @@ const EXAMPLES: Partial<Record<ErrorCode, { message: string; details?: Record<st
   RATE_LIMITED: { message: 'ThrottlerException: Too Many Requests' },
   INTERNAL_ERROR: { message: 'Internal server error' },
   WALLET_DAEMON_UNAVAILABLE: { message: 'The wallet daemon did not answer' },
+  WEBHOOK_URL_NOT_ALLOWED: { message: 'url must be https (or http)' },
+  WEBHOOK_ENDPOINT_NOT_FOUND: { message: 'webhook endpoint 0193a5b0-7c1e-7d2a-9c4b-2f1e8d7a6b5e not found' },
+  WEBHOOK_DELIVERY_NOT_FOUND: { message: 'webhook delivery 0193a5b0-7c1e-7d2a-9c4b-2f1e8d7a6b5d not found' },
 };
 
 /** An example answer with `code`, in the one error shape. */

@@ -2,6 +2,7 @@ import { Controller, Get, Param } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import type { Principal } from '../auth/api-keys';
 import { CurrentPrincipal, Public, Roles } from '../auth/auth.guard';
+import { ApiErrors, KEYED } from '../common/api-errors';
 import { ReceiptKeysView, ReceiptView } from '../payments/dto/payment.dto';
 import { ReceiptsService } from './receipts.service';
 
@@ -15,6 +16,7 @@ export class ReceiptsController {
   @ApiSecurity('api-key')
   @ApiOperation({ summary: 'Signed receipt of a payment (verify offline with GET /v1/receipts/keys)' })
   @ApiOkResponse({ type: ReceiptView })
+  @ApiErrors(KEYED, 'PAYMENT_NOT_FOUND')
   receipt(@CurrentPrincipal() principal: Principal, @Param('payment_id') paymentId: string) {
     return this.receipts.receipt(principal, paymentId);
   }
@@ -23,6 +25,8 @@ export class ReceiptsController {
   @Public()
   @ApiOperation({ summary: 'Public keys that sign receipts (old keys stay listed after a rotation)' })
   @ApiOkResponse({ type: ReceiptKeysView })
+  // Public, yet rate limited per client IP like every route but the probes and /metrics.
+  @ApiErrors('RATE_LIMITED')
   keys(): ReceiptKeysView {
     return { keys: this.receipts.keys() };
   }
