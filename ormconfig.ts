@@ -6,6 +6,7 @@ import { JobPayment, PaymentEvent } from './src/payments/job-payment.entity';
 import { PaymentEscrow } from './src/escrow/payment-escrow.entity';
 import { Initial1764000000000 } from './src/database/migrations/1764000000000-Initial';
 import { IdempotencyLease1764100000000 } from './src/database/migrations/1764100000000-IdempotencyLease';
+import { PaymentHistory1764200000000 } from './src/database/migrations/1764200000000-PaymentHistory';
 import { Webhooks1764300000000 } from './src/database/migrations/1764300000000-Webhooks';
 
 /**
@@ -18,7 +19,7 @@ export function dataSourceOptions(url: string, poolSize = 10): DataSourceOptions
     type: 'postgres',
     url,
     entities: [Job, Miner, JobPayment, PaymentEvent, PaymentEscrow, IdempotencyKey],
-    migrations: [Initial1764000000000, IdempotencyLease1764100000000, Webhooks1764300000000],
+    migrations: [Initial1764000000000, IdempotencyLease1764100000000, PaymentHistory1764200000000, Webhooks1764300000000],
     synchronize: false,
     migrationsRun: false,
     logging: false,

@@ -9,6 +9,7 @@ import { createValidationPipe } from './common/validation';
 import { AppConfigModule } from './config/config.module';
 import { DatabaseModule } from './database/database.module';
 import { HealthModule } from './health/health.module';
+import { HistoryModule } from './history/history.module';
 import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
 import { IdempotencyModule } from './idempotency/idempotency.module';
 import { JobsModule } from './jobs/jobs.module';
@@ -47,6 +48,7 @@ export const REDACTED_PATHS = ['req.headers["x-api-key"]', 'req.headers.authoriz
     PaymentsModule,
     JobsModule,
     ReceiptsModule,
+    HistoryModule,
     WebhooksModule,
   ],
   providers: [

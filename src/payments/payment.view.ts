@@ -18,6 +18,9 @@ export function toPaymentView(config: AppConfig, p: JobPayment): PaymentView {
     refund_address: p.refund_address,
     payee_address: p.payee_address,
     miner_id: p.miner_id,
+    // One provider until routing exists (SPEC "Providers and routing": unset → `local`).
+    provider_id: 'local',
+    ...settledAmounts(config, p),
     transaction_hash: p.transaction_hash,
     refund_transaction_hash: p.refund_transaction_hash,
     created_at: iso(p.created_at) as string,
@@ -29,6 +32,21 @@ export function toPaymentView(config: AppConfig, p: JobPayment): PaymentView {
     failure_reason: p.failure_reason,
     settle_reason: p.settle_reason,
   };
+}
+
+/**
+ * Until partial release exists a payment settles whole: released → all to the miner,
+ * refunded → all back; before a final outcome (including releasing/refunding) both are null.
+ */
+export function settledAmounts(
+  config: AppConfig,
+  p: Pick<JobPayment, 'amount' | 'currency' | 'status'>,
+): { released_amount: string | null; refunded_amount: string | null } {
+  const zero = amountOut(config, '0', p.currency);
+  const whole = amountOut(config, p.amount, p.currency);
+  if (p.status === 'released') return { released_amount: whole, refunded_amount: zero };
+  if (p.status === 'refunded') return { released_amount: zero, refunded_amount: whole };
+  return { released_amount: null, refunded_amount: null };
 }
 
 export function toEventView(e: PaymentEvent): PaymentEventView {

@@ -12,7 +12,8 @@ export class ReceiptsController {
   constructor(private readonly receipts: ReceiptsService) {}
 
   @Get('payments/:payment_id/receipt')
-  @Roles('client', 'admin')
+  // The miner a payment was released to may read its receipt too.
+  @Roles('client', 'miner', 'admin')
   @ApiSecurity('api-key')
   @ApiOperation({ summary: 'Signed receipt of a payment (verify offline with GET /v1/receipts/keys)' })
   @ApiOkResponse({ type: ReceiptView })

@@ -1,13 +1,13 @@
 import { Module } from '@nestjs/common';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
-import { PaymentsModule } from '../payments/payments.module';
+import { HistoryModule } from '../history/history.module';
 import { ReceiptSigner } from './receipt-signer';
 import { ReceiptsController } from './receipts.controller';
 import { ReceiptsService } from './receipts.service';
 
 @Module({
-  imports: [PaymentsModule],
+  imports: [HistoryModule],
   controllers: [ReceiptsController],
   providers: [
     {

@@ -81,6 +81,12 @@ export class PaymentView {
   @ApiProperty() refund_address: string;
   @ApiProperty({ nullable: true, type: String }) payee_address: string | null;
   @ApiProperty({ nullable: true, type: String }) miner_id: string | null;
+  /** The wallet daemon (provider) holding the escrow; `local` while there is a single one. */
+  @ApiProperty({ example: 'local' }) provider_id: string;
+  /** Paid to the miner: the amount once `released`, zero once `refunded`, null before the outcome is final. */
+  @ApiProperty({ nullable: true, type: String, example: '0.00100000' }) released_amount: string | null;
+  /** Returned to the client: the amount once `refunded`, zero once `released`, null before the outcome is final. */
+  @ApiProperty({ nullable: true, type: String, example: '0.00000000' }) refunded_amount: string | null;
   @ApiProperty({ nullable: true, type: String }) transaction_hash: string | null;
   @ApiProperty({ nullable: true, type: String }) refund_transaction_hash: string | null;
   @ApiProperty() created_at: string;

@@ -1,0 +1,250 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { Readable } from 'node:stream';
+import type { Principal } from '../auth/api-keys';
+import { notFound } from '../common/errors';
+import { amountOut, iso } from '../common/format';
+import { Money } from '../common/money';
+import type { AppConfig } from '../config/app-config';
+import { APP_CONFIG } from '../config/config.module';
+import type { JobPayment } from '../payments/job-payment.entity';
+import { toPaymentView } from '../payments/payment.view';
+import type { PaymentView } from '../payments/dto/payment.dto';
+import type {
+  EventsQuery,
+  ExportQuery,
+  FeedPage,
+  ListPaymentsQuery,
+  PageQuery,
+  PaymentPage,
+  PayoutPage,
+  SummaryQuery,
+  SummaryView,
+} from './dto/history.dto';
+import {
+  decodeFeed,
+  decodeKeyset,
+  encodeFeed,
+  encodeKeyset,
+  parseEventTypes,
+  parseFilters,
+  parseGroupBy,
+  PaymentFilters,
+  rollupPlan,
+} from './history-filters';
+import { canReadReceipt, EVENT_TYPE_STATUS, eventType } from './history-rules';
+import { EXPORT_COLUMNS, PagedPayment, PaymentHistoryRepository } from './payment-history.repository';
+
+const isUuid = (s: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(s);
+
+/** Rows per FETCH of the export: big enough to amortize a round trip, small enough to stay a few hundred KiB. */
+const EXPORT_BATCH = 2000;
+
+/** An export ready to stream: its first batch has been read, so a failure to start is still an ordinary error. */
+export interface ExportStream {
+  stream: Readable;
+  contentType: string;
+  filename: string;
+}
+
+/**
+ * Payment history and reporting (SPEC "Payment history and reporting"): reads only.
+ * Scoping comes from `parseFilters` (a client its own payments, a miner what was released
+ * to it, an admin everything); the statements are in PaymentHistoryRepository.
+ */
+@Injectable()
+export class HistoryService {
+  private readonly currencyCodes: ReadonlySet<string>;
+  private readonly scales: ReadonlyMap<string, number>;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly repository: PaymentHistoryRepository,
+  ) {
+    this.currencyCodes = new Set(config.currencies.keys());
+    this.scales = new Map([...config.currencies.values()].map((c) => [c.code, c.scale]));
+  }
+
+  async list(principal: Principal, query: ListPaymentsQuery): Promise<PaymentPage> {
+    const filters = parseFilters(query, principal, this.currencyCodes);
+    const cursor = query.cursor === undefined ? undefined : decodeKeyset(query.cursor);
+    const limit = query.limit ?? 20;
+    return this.page(await this.repository.listPayments(filters, limit + 1, cursor), limit, (p) =>
+      toPaymentView(this.config, p),
+    );
+  }
+
+  async payouts(principal: Principal, query: PageQuery): Promise<PayoutPage> {
+    const cursor = query.cursor === undefined ? undefined : decodeKeyset(query.cursor);
+    const limit = query.limit ?? 20;
+    return this.page(await this.repository.listPayouts(principal.id, limit + 1, cursor), limit, (p) => ({
+      payment_id: p.payment_id,
+      job_id: p.job_id,
+      amount: amountOut(this.config, p.amount, p.currency) as string,
+      currency: p.currency,
+      payee_address: p.payee_address as string,
+      transaction_hash: p.transaction_hash as string,
+      released_at: iso(p.released_at) as string,
+    }));
+  }
+
+  async summary(principal: Principal, query: SummaryQuery): Promise<SummaryView> {
+    const { group_by: rawGroupBy, ...rawFilters } = query;
+    const groupBy = parseGroupBy(rawGroupBy, principal);
+    const filters = parseFilters(rawFilters, principal, this.currencyCodes);
+    const plan = rollupPlan(filters, groupBy);
+    const rows = plan
+      ? await this.repository.summaryFromRollup(plan, filters, groupBy)
+      : await this.repository.summaryFromPayments(filters, groupBy);
+    const totals = new Map<string, { count: bigint; amount: InstanceType<typeof Money> }>();
+    for (const row of rows) {
+      const total = totals.get(row.currency) ?? { count: 0n, amount: new Money(0) };
+      total.count += BigInt(row.count);
+      total.amount = total.amount.plus(row.amount);
+      totals.set(row.currency, total);
+    }
+    return {
+      rows: rows.map((row) => ({
+        ...row,
+        count: Number(row.count),
+        amount: amountOut(this.config, row.amount, row.currency) as string,
+      })),
+      totals: [...totals.entries()]
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([currency, total]) => ({
+          currency,
+          count: Number(total.count),
+          amount: amountOut(this.config, total.amount.toFixed(), currency) as string,
+        })),
+    };
+  }
+
+  /**
+   * Every matching payment as CSV (RFC 4180: CRLF lines, fields quoted when they hold a
+   * comma, quote or line break) or NDJSON, read in batches and written as the client
+   * reads them: the stream asks for the next batch only when the socket has drained.
+   */
+  async export(principal: Principal, query: ExportQuery): Promise<ExportStream> {
+    const { format = 'csv', ...rawFilters } = query;
+    const filters: PaymentFilters = parseFilters(rawFilters, principal, this.currencyCodes);
+    const batches = this.repository.exportBatches(filters, this.scales, EXPORT_BATCH);
+    const first = await batches.next();
+    const encode =
+      format === 'csv'
+        ? (rows: (string | null)[][]) => rows.map(csvLine).join('')
+        : (rows: (string | null)[][]) => rows.map(ndjsonLine).join('');
+    const head = format === 'csv' ? csvLine(EXPORT_COLUMNS as unknown as string[]) : '';
+    return {
+      stream: new BatchStream(batches, first, encode, head),
+      contentType: format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8',
+      filename: `payments.${format}`,
+    };
+  }
+
+  async events(principal: Principal, query: EventsQuery): Promise<FeedPage> {
+    const types = parseEventTypes(query.types);
+    const cursor = query.after === undefined ? undefined : decodeFeed(query.after);
+    const rows = await this.repository.feed(
+      query.limit ?? 100,
+      cursor,
+      principal.role === 'admin' ? undefined : principal.id,
+      types?.map((t) => EVENT_TYPE_STATUS[t]),
+    );
+    const last = rows[rows.length - 1];
+    return {
+      items: rows.map((e) => ({
+        event_id: e.event_id,
+        type: eventType(e.to_status),
+        payment_id: e.payment_id,
+        job_id: e.job_id,
+        from_status: e.from_status,
+        to_status: e.to_status,
+        reason: e.reason,
+        actor: e.actor,
+        created_at: iso(e.created_at) as string,
+      })),
+      // An empty page keeps the caller's position: calling again with it misses nothing.
+      next_cursor: last ? encodeFeed({ tx: last.tx, eventId: last.event_id }) : (query.after ?? null),
+    };
+  }
+
+  /** A payment whose receipt the principal may read (others' are 404, never 403). */
+  async receiptPayment(principal: Principal, paymentId: string): Promise<JobPayment> {
+    const payment = isUuid(paymentId) ? await this.repository.findPayment(paymentId) : undefined;
+    if (!payment || !canReadReceipt(principal, payment)) throw notFound('payment', paymentId);
+    return payment;
+  }
+
+  foldRollup(): Promise<number> {
+    return this.repository.foldRollup();
+  }
+
+  private page<T>(
+    rows: PagedPayment[],
+    limit: number,
+    view: (p: PagedPayment) => T,
+  ): { items: T[]; next_cursor: string | null } {
+    const items = rows.slice(0, limit);
+    const last = items[items.length - 1];
+    return {
+      items: items.map(view),
+      next_cursor: rows.length > limit ? encodeKeyset({ at: last.cursor_at, id: last.payment_id }) : null,
+    };
+  }
+}
+
+/** RFC 4180 field: quoted (quotes doubled) only when it holds a quote, comma or line break; null is empty. */
+export function csvField(value: string | null): string {
+  if (value === null) return '';
+  return /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
+}
+
+export const csvLine = (fields: (string | null)[]) => `${fields.map(csvField).join(',')}\r\n`;
+
+function ndjsonLine(fields: (string | null)[]): string {
+  const view: Record<string, string | null> = {};
+  EXPORT_COLUMNS.forEach((column, i) => (view[column] = fields[i]));
+  return `${JSON.stringify(view as unknown as PaymentView)}\n`;
+}
+
+/**
+ * A byte stream over the export's batches with backpressure: `_read` (called only when
+ * the consumer wants more) pulls one batch; destroying the stream (client gone, error)
+ * returns the generator, which ends the transaction and releases the connection.
+ */
+class BatchStream extends Readable {
+  private started = false;
+
+  constructor(
+    private readonly batches: AsyncGenerator<(string | null)[][]>,
+    private first: IteratorResult<(string | null)[][]> | undefined,
+    private readonly encode: (rows: (string | null)[][]) => string,
+    private readonly head: string,
+  ) {
+    super();
+  }
+
+  override _read(): void {
+    if (!this.started) {
+      this.started = true;
+      const first = this.first as IteratorResult<(string | null)[][]>;
+      this.first = undefined;
+      const chunk = this.head + (first.done ? '' : this.encode(first.value));
+      if (first.done) {
+        if (chunk) this.push(chunk);
+        this.push(null);
+      } else this.push(chunk);
+      return;
+    }
+    this.batches.next().then(
+      (next) => (next.done ? this.push(null) : this.push(this.encode(next.value))),
+      (error) => this.destroy(error as Error),
+    );
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.batches.return(undefined).then(
+      () => callback(error),
+      () => callback(error),
+    );
+  }
+}
