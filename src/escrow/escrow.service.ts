@@ -1,5 +1,4 @@
 import { Injectable } from '@nestjs/common';
-import type { Sql } from '../database/transactions';
 import type { JobPayment } from '../payments/job-payment.entity';
 import {
   BatchItemResult,
@@ -17,9 +16,11 @@ export const createKey = (paymentId: string) => `${paymentId}:create`;
 export const settleKey = (paymentId: string) => `${paymentId}:settle`;
 
 /**
- * The escrow hold at the wallet daemon and the coordinator's record of it
- * (`payment_escrows`). Payments decides *what* happens; this module carries it out.
- * Daemon calls here are never made inside a database transaction.
+ * The escrow hold at the wallet daemon: the requests and their idempotency keys.
+ * Payments decides *what* happens; this module carries it out at the daemon. Daemon calls
+ * here are never made inside a database transaction. The coordinator's record of each
+ * escrow (`payment_escrows`) is written by the statement that moves its payment
+ * (`JobPaymentsRepository`), so a status change and its escrow record commit together.
  */
 @Injectable()
 export class EscrowService {
@@ -48,16 +49,6 @@ export class EscrowService {
       }
       return { error: itemError(result, 'create-batch') };
     });
-  }
-
-  /** Records the daemon's hold of one payment (inside the caller's transaction). */
-  async recordHold(sql: Sql, payment: JobPayment, hold: EscrowHold): Promise<void> {
-    await sql.rows(
-      `WITH held AS (SELECT $1::uuid AS payment_id, $2::varchar AS escrow_id, $3::numeric AS amount, $4::varchar AS currency,
-                            $5::varchar AS escrow_address, $6::varchar AS create_transaction_hash)
-       ${recordHoldSql('held')}`,
-      [payment.payment_id, hold.escrow_id, payment.amount, payment.currency, hold.address, hold.transaction_hash],
-    );
   }
 
   /** Carries out the decided outcome (`releasing` → payee, `refunding` → refund address). */
@@ -102,12 +93,6 @@ export class EscrowService {
     if (!payment.escrow_id) throw new Error(`payment ${payment.payment_id} has no escrow`);
     return this.daemon.getEscrow(payment.escrow_id);
   }
-
-  async recordSettlement(sql: Sql, paymentId: string, outcome: 'released' | 'refunded'): Promise<void> {
-    await sql.rows(`WITH settled AS (SELECT $1::uuid AS payment_id) ${recordSettlementSql('settled', outcome)}`, [
-      paymentId,
-    ]);
-  }
 }
 
 export type BatchOutcome =
@@ -150,24 +135,4 @@ function settleItem(payment: JobPayment) {
   return payment.status === 'releasing'
     ? { action: 'release' as const, request, idempotency_key, payee: payment.payee_address as string }
     : { action: 'refund' as const, request, idempotency_key, refund_address: payment.refund_address };
-}
-
-/*
- * The coordinator's record of escrows (`payment_escrows`) as SQL over a row source, so a
- * payment transition can write it in the same statement as the status change (one round
- * trip) and a batch of settlements in one statement for all of them.
- */
-
-/** Inserts the escrow rows of `source` (payment_id, escrow_id, amount, currency, escrow_address, create_transaction_hash). */
-export function recordHoldSql(source: string): string {
-  return `INSERT INTO payment_escrows (payment_id, escrow_id, amount, currency, address, create_transaction_hash, created_at, updated_at)
-          SELECT payment_id, escrow_id, amount, currency, escrow_address, create_transaction_hash, now(), now() FROM ${source} h
-          ON CONFLICT (payment_id) DO NOTHING`;
-}
-
-/** Marks the active escrows of the payments in `source` (payment_id) settled with `outcome`. */
-export function recordSettlementSql(source: string, outcome: 'released' | 'refunded'): string {
-  const [flag, at] = outcome === 'released' ? ['is_released', 'released_at'] : ['is_refunded', 'refunded_at'];
-  return `UPDATE payment_escrows e SET ${flag} = true, is_active = false, ${at} = now(), updated_at = now()
-            FROM ${source} s WHERE e.payment_id = s.payment_id AND e.is_active`;
 }

@@ -2,12 +2,14 @@ import { Module } from '@nestjs/common';
 import { PaymentsModule } from '../payments/payments.module';
 import { JobsController, MinersController } from './jobs.controller';
 import { JobsService } from './jobs.service';
+import { JobRepositoryModule } from './job-repository.module';
 import { JobSweeper } from './job.sweeper';
+import { MinerRepository } from './miner.repository';
 
 @Module({
-  imports: [PaymentsModule],
+  imports: [PaymentsModule, JobRepositoryModule],
   controllers: [JobsController, MinersController],
-  providers: [JobsService, JobSweeper],
+  providers: [JobsService, JobSweeper, MinerRepository],
   exports: [JobsService],
 })
 export class JobsModule {}

@@ -14,6 +14,8 @@ import { cannotSettle } from '../payments/payment.errors';
 import type { PaymentTerms } from '../payments/payment-terms';
 import { Job, Miner } from './job.entity';
 import { invalidTransition, minerReportRefused } from './job.errors';
+import { JobRepository, NewJob as NewJobRow } from './job.repository';
+import { MinerRepository } from './miner.repository';
 import { decodeCursor, encodeCursor } from './cursor';
 
 export interface CreateJobInput {
@@ -63,6 +65,8 @@ export class JobsService {
     private readonly tx: Transactions,
     private readonly payments: PaymentsService,
     private readonly recovery: RecoveryPoints,
+    private readonly jobs: JobRepository,
+    private readonly miners: MinerRepository,
   ) {
     this.creates = new Coalescer<NewJob, Job>({
       maxGroup: config.coalesceMaxGroup,
@@ -88,21 +92,17 @@ export class JobsService {
   /** One create on its own: job and payment in one statement, the escrow after the commit. */
   private async createOne(principal: Principal, input: CreateJobInput): Promise<Job> {
     const job = this.prepareJob(principal, input);
-    const insertJob = {
-      text: `INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
-             VALUES ($1, $2, 'queued', $3, $4, $5::int, now(), now() + $5::int * interval '1 second', now()) RETURNING *`,
-      params: [uuidv7(), principal.id, job.payload, job.constraints, job.ttl],
-    };
+    const row = newJobRow(uuidv7(), principal, job);
     const terms = job.terms;
     if (!terms) {
       return (await this.recovery.firstWrite(
-        (sql) => sql.one<Job>(insertJob.text, insertJob.params),
-        (row) => ({ job_id: row!.job_id }),
+        (sql) => this.jobs.insert(sql, row),
+        (inserted) => ({ job_id: inserted!.job_id }),
       )) as Job;
     }
     // Job and payment in one statement, the escrow after its commit, then the job as it now stands.
     const payment = await this.recovery.firstWrite(
-      (sql) => this.payments.createPendingWithJob(insertJob, principal.id, terms, principal.id, sql),
+      (sql) => this.payments.createPendingWithJob(row, terms, principal.id, sql),
       (created) => ({ job_id: created.job_id }),
     );
     await this.payments.escrowPayment(payment);
@@ -137,17 +137,9 @@ export class JobsService {
     );
     if (fresh.length > 0) {
       await this.tx.run(async (sql) => {
-        await sql.rows(
-          `INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
-           SELECT job_id, client_id, 'queued', payload, constraints, ttl, now(), now() + ttl * interval '1 second', now()
-             FROM unnest($1::uuid[], $2::jsonb[], $3::jsonb[], $4::int[], $5::varchar[]) AS i(job_id, payload, constraints, ttl, client_id)`,
-          [
-            fresh.map((p) => p.jobId),
-            fresh.map((p) => p.job.payload),
-            fresh.map((p) => p.job.constraints),
-            fresh.map((p) => p.job.ttl),
-            fresh.map((p) => p.principal.id),
-          ],
+        await this.jobs.insertMany(
+          sql,
+          fresh.map((p) => newJobRow(p.jobId, p.principal, p.job)),
         );
         const paid = fresh
           .filter((p) => p.job.terms)
@@ -159,16 +151,9 @@ export class JobsService {
     const jobIds = prepared.flatMap((p) => ('jobId' in p && p.jobId ? [p.jobId] : []));
     let byId: Map<string, Job>;
     try {
-      const payments = jobIds.length
-        ? await this.tx.sql.rows<JobPayment>(
-            `SELECT * FROM job_payments WHERE job_id = ANY($1::uuid[]) AND status = 'pending'`,
-            [jobIds],
-          )
-        : [];
+      const payments = jobIds.length ? await this.payments.pendingForJobs(jobIds) : [];
       await this.payments.escrowMany(payments);
-      const jobs = jobIds.length
-        ? await this.tx.sql.rows<Job>(`SELECT * FROM job WHERE job_id = ANY($1::uuid[])`, [jobIds])
-        : [];
+      const jobs = jobIds.length ? await this.jobs.findMany(this.tx.sql, jobIds) : [];
       byId = new Map(jobs.map((job) => [job.job_id, job]));
     } catch (error) {
       // The jobs are committed: an error now is each created item's answer (as a single
@@ -227,7 +212,7 @@ export class JobsService {
   }
 
   async get(principal: Principal, jobId: string): Promise<Job> {
-    const job = isUuid(jobId) ? await this.tx.sql.one<Job>(`SELECT * FROM job WHERE job_id = $1`, [jobId]) : undefined;
+    const job = isUuid(jobId) ? await this.jobs.find(this.tx.sql, jobId) : undefined;
     if (!job || !canSee(principal, job)) throw notFound('job', jobId);
     return job;
   }
@@ -235,20 +220,10 @@ export class JobsService {
   /** Newest first, keyset pagination on the time-ordered id: no gaps or repeats while rows are added. */
   async list(principal: Principal, limit: number, cursor?: string): Promise<Page<Job>> {
     const after = cursor ? decodeCursor(cursor) : undefined;
-    const params: unknown[] = [limit + 1];
-    const where: string[] = [];
-    if (principal.role !== 'admin') {
-      params.push(principal.id);
-      where.push(`client_id = $${params.length}`);
-    }
-    if (after) {
-      params.push(after);
-      where.push(`job_id < $${params.length}`);
-    }
-    const rows = await this.tx.sql.rows<Job>(
-      `SELECT * FROM job ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY job_id DESC LIMIT $1`,
-      params,
-    );
+    const rows =
+      principal.role === 'admin'
+        ? await this.jobs.listAll(this.tx.sql, limit + 1, after)
+        : await this.jobs.listForClient(this.tx.sql, principal.id, limit + 1, after);
     const items = rows.slice(0, limit);
     return { items, next_cursor: rows.length > limit ? encodeCursor(items[items.length - 1].job_id) : null };
   }
@@ -258,11 +233,7 @@ export class JobsService {
     const current = await this.get(principal, jobId);
     if (this.recovery.resumeFrom()) return this.resumeDecided(current.job_id);
     const decided = await this.tx.run(async (sql) => {
-      const job = await sql.one<Job>(
-        `UPDATE job SET state = 'canceled', error = 'canceled by ' || $2::text, finished_at = now(), updated_at = now()
-          WHERE job_id = $1 AND state IN ('queued','running') RETURNING *`,
-        [current.job_id, principal.id],
-      );
+      const job = await this.jobs.cancel(sql, current.job_id, principal.id);
       if (!job) throw invalidTransition(jobId, (await this.load(jobId, sql)).state);
       await this.recovery.record(sql, { job_id: job.job_id });
       return this.decidePayment(sql, job, 'refunding', principal.id, 'job_canceled', false);
@@ -292,12 +263,7 @@ export class JobsService {
         fields: { payout_address: ['not a valid address'] },
       });
     }
-    return (await this.tx.sql.one<Miner>(
-      `INSERT INTO miner (miner_id, payout_address, registered_at, updated_at) VALUES ($1, $2, now(), now())
-       ON CONFLICT (miner_id) DO UPDATE SET payout_address = EXCLUDED.payout_address, updated_at = now()
-       RETURNING *`,
-      [principal.id, payoutAddress],
-    )) as Miner;
+    return (await this.miners.upsert(this.tx.sql, principal.id, payoutAddress)) as Miner;
   }
 
   /**
@@ -309,7 +275,7 @@ export class JobsService {
     // A retried poll whose first attempt died after claiming a job: that job, not another.
     const resumed = this.recovery.resumeFrom();
     if (resumed) return this.load(resumed.job_id);
-    const miner = await this.tx.sql.one<Miner>(`SELECT * FROM miner WHERE miner_id = $1`, [principal.id]);
+    const miner = await this.miners.find(this.tx.sql, principal.id);
     if (!miner) return this.dispatch(principal.id, [], null);
     const payable = [...this.config.currencies.values()]
       .filter((c) => isValidAddress(miner.payout_address, c.addressFormat, c.network))
@@ -317,37 +283,11 @@ export class JobsService {
     return this.dispatch(principal.id, payable, miner.payout_address);
   }
 
-  /**
-   * One statement: claim the job and record the payee of its payment. The payout address
-   * read before must still be the miner's (else nothing is claimed and the miner polls
-   * again), so a concurrent re-registration can never leave a stale payee.
-   */
+  /** Claims a job and records the payee of its payment in one statement (`JobRepository.claimNext`). */
   private async dispatch(minerId: string, payable: string[], payoutAddress: string | null): Promise<Job | undefined> {
     return this.recovery.firstWrite(
-      (sql) => this.claimJob(sql, minerId, payable, payoutAddress),
+      (sql) => this.jobs.claimNext(sql, minerId, payable, payoutAddress),
       (job) => (job ? { job_id: job.job_id } : undefined),
-    );
-  }
-
-  private claimJob(
-    sql: Sql,
-    minerId: string,
-    payable: string[],
-    payoutAddress: string | null,
-  ): Promise<Job | undefined> {
-    return sql.one<Job>(
-      `WITH job_row AS (
-         UPDATE job SET state = 'running', assigned_miner_id = $1, started_at = now(), updated_at = now()
-          WHERE job_id = (
-            SELECT job_id FROM job
-             WHERE state = 'queued' AND expires_at > now()
-               AND (payment_id IS NULL OR (payment_status = 'escrowed' AND payment_currency = ANY($2::varchar[])))
-             ORDER BY job_id LIMIT 1 FOR UPDATE SKIP LOCKED)
-            AND ($3::varchar IS NULL OR EXISTS (SELECT 1 FROM miner WHERE miner_id = $1 AND payout_address = $3))
-          RETURNING *),
-       payee AS (${this.payments.assignPayeeSql('job_row', '$1', '$3')})
-       SELECT * FROM job_row`,
-      [minerId, payable, payoutAddress],
     );
   }
 
@@ -376,24 +316,13 @@ export class JobsService {
     if (this.recovery.resumeFrom()) return this.resumeDecided(jobId);
     const decided = await this.tx.run(async (sql) => {
       // Results after the deadline are refused even before the sweep has expired the job.
-      const job = await sql.one<Job>(
-        `UPDATE job SET state = $3, result = $4, metrics = $5, error = $6, finished_at = now(), updated_at = now()
-          WHERE job_id = $1 AND state = 'running' AND assigned_miner_id = $2 AND expires_at > now() RETURNING *`,
-        [
-          jobId,
-          principal.id,
-          to,
-          data.result === undefined ? null : JSON.stringify(data.result),
-          data.metrics ? JSON.stringify(data.metrics) : null,
-          data.error ?? null,
-        ],
-      );
-      if (!job)
-        throw minerReportRefused(
-          jobId,
-          principal.id,
-          await sql.one<Job>(`SELECT * FROM job WHERE job_id = $1`, [jobId]),
-        );
+      const job = await this.jobs.report(sql, jobId, principal.id, {
+        to,
+        result: data.result === undefined ? null : JSON.stringify(data.result),
+        metrics: data.metrics ? JSON.stringify(data.metrics) : null,
+        error: data.error ?? null,
+      });
+      if (!job) throw minerReportRefused(jobId, principal.id, await this.jobs.find(sql, jobId));
       await this.recovery.record(sql, { job_id: job.job_id });
       return to === 'completed'
         ? this.decidePayment(sql, job, 'releasing', principal.id, 'job_completed', true)
@@ -421,10 +350,7 @@ export class JobsService {
     // Not escrowed yet: the re-drive worker escrows it and, seeing the job ended, refunds it.
     if (job.payment_status === 'pending' || job.payment_status === 'failed') return undefined;
     if (job.payment_status === 'escrowed') {
-      const moved = await this.payments.decide(sql, { payment_id: job.payment_id, job_id: job.job_id }, to, {
-        actor,
-        reason,
-      });
+      const [moved] = await this.payments.decide(sql, [{ payment_id: job.payment_id, to, reason, actor }]);
       if (moved) return moved;
     }
     const now = (await this.payments.findForJob(sql, job.job_id)) as JobPayment;
@@ -469,26 +395,14 @@ export class JobsService {
   /** Ends up to `batchSize` due jobs and decides their payments, in one transaction. */
   private expireBatch(batchSize: number): Promise<{ count: number; payments: JobPayment[] }> {
     return this.tx.run(async (sql) => {
-      const ended = await sql.rows<{ job_id: string; payment_id: string | null }>(
-        `WITH due AS (
-           SELECT job_id FROM job WHERE state IN ('queued','running') AND expires_at <= now()
-            ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-         UPDATE job SET
-           state = CASE WHEN payment_status = 'pending' THEN 'failed' ELSE 'expired' END,
-           error = CASE WHEN payment_status = 'pending' THEN 'payment could not be escrowed before the deadline'
-                        ELSE 'deadline passed at ' || to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') END,
-           finished_at = now(), updated_at = now()
-         FROM due WHERE job.job_id = due.job_id
-         RETURNING job.job_id, job.payment_id`,
-        [batchSize],
-      );
+      const ended = await this.jobs.expireDue(sql, batchSize);
       const withPayment = ended.filter((j) => j.payment_id).map((j) => j.job_id);
       return { count: ended.length, payments: await this.payments.decideForExpiredJobs(sql, withPayment) };
     });
   }
 
   private async load(jobId: string, sql: Sql = this.tx.sql): Promise<Job> {
-    return (await sql.one<Job>(`SELECT * FROM job WHERE job_id = $1`, [jobId])) as Job;
+    return (await this.jobs.find(sql, jobId)) as Job;
   }
 }
 
@@ -513,4 +427,15 @@ function depth(value: unknown): number {
   if (value === null || typeof value !== 'object') return 0;
   const children = Array.isArray(value) ? value : Object.values(value);
   return 1 + children.reduce<number>((max, child) => Math.max(max, depth(child)), 0);
+}
+
+/** The row a prepared create inserts. */
+function newJobRow(jobId: string, principal: Principal, job: PreparedJob): NewJobRow {
+  return {
+    job_id: jobId,
+    client_id: principal.id,
+    payload: job.payload,
+    constraints: job.constraints,
+    ttl_seconds: job.ttl,
+  };
 }

@@ -1,0 +1,202 @@
+// Owns the job table.
+import { Injectable } from '@nestjs/common';
+import type { Sql } from '../database/transactions';
+import type { JobPayment } from '../payments/job-payment.entity';
+import { JobFacts, PaymentJobs, RefundCause } from '../payments/payment-jobs';
+import type { Job } from './job.entity';
+
+/** A job to insert as `queued`. */
+export interface NewJob {
+  job_id: string;
+  client_id: string;
+  /** JSON text. */
+  payload: string;
+  /** JSON text. */
+  constraints: string;
+  ttl_seconds: number;
+}
+
+/** What a miner's report writes on its job. */
+export interface JobReport {
+  to: 'completed' | 'failed';
+  /** JSON text, or null. */
+  result: string | null;
+  /** JSON text, or null. */
+  metrics: string | null;
+  error: string | null;
+}
+
+/** Above every UUID: the first page of a newest-first listing. */
+const AFTER_LAST = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
+
+/**
+ * Every statement on `job`, each written out whole: the job lifecycle for JobsService and,
+ * as `PaymentJobs`, the statements Payments makes on a payment's job. Each transition is
+ * a compare-and-set UPDATE whose row count decides. `job.payment_*` is never written here:
+ * a trigger mirrors it from the payment row in the same statement.
+ *
+ * Two statements span tables for one round trip: a paid job is inserted together with
+ * its payment by `JobPaymentsRepository.insertPendingWithJob` (the payment's rules decide
+ * that statement), and `claimNext` records the payee on the claimed job's payment.
+ */
+@Injectable()
+export class JobRepository extends PaymentJobs {
+  // ---------------------------------------------------------------- creation and reads
+
+  insert(sql: Sql, job: NewJob): Promise<Job | undefined> {
+    return sql.one<Job>(
+      `INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
+       VALUES ($1, $2, 'queued', $3, $4, $5::int, now(), now() + $5::int * interval '1 second', now()) RETURNING *`,
+      [job.job_id, job.client_id, job.payload, job.constraints, job.ttl_seconds],
+    );
+  }
+
+  async insertMany(sql: Sql, jobs: NewJob[]): Promise<void> {
+    await sql.rows(
+      `INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
+       SELECT job_id, client_id, 'queued', payload, constraints, ttl, now(), now() + ttl * interval '1 second', now()
+         FROM unnest($1::uuid[], $2::jsonb[], $3::jsonb[], $4::int[], $5::varchar[]) AS i(job_id, payload, constraints, ttl, client_id)`,
+      [
+        jobs.map((j) => j.job_id),
+        jobs.map((j) => j.payload),
+        jobs.map((j) => j.constraints),
+        jobs.map((j) => j.ttl_seconds),
+        jobs.map((j) => j.client_id),
+      ],
+    );
+  }
+
+  find(sql: Sql, jobId: string): Promise<Job | undefined> {
+    return sql.one<Job>(`SELECT * FROM job WHERE job_id = $1`, [jobId]);
+  }
+
+  findMany(sql: Sql, jobIds: string[]): Promise<Job[]> {
+    return sql.rows<Job>(`SELECT * FROM job WHERE job_id = ANY($1::uuid[])`, [jobIds]);
+  }
+
+  /** A client's jobs, newest first, after the cursor `after` (job ids are UUIDv7: id order is time order). */
+  listForClient(sql: Sql, clientId: string, limit: number, after: string | undefined): Promise<Job[]> {
+    return sql.rows<Job>(`SELECT * FROM job WHERE client_id = $2 AND job_id < $3 ORDER BY job_id DESC LIMIT $1`, [
+      limit,
+      clientId,
+      after ?? AFTER_LAST,
+    ]);
+  }
+
+  /** Every client's jobs (admin), newest first, after the cursor `after`. */
+  listAll(sql: Sql, limit: number, after: string | undefined): Promise<Job[]> {
+    return sql.rows<Job>(`SELECT * FROM job WHERE job_id < $2 ORDER BY job_id DESC LIMIT $1`, [
+      limit,
+      after ?? AFTER_LAST,
+    ]);
+  }
+
+  // ---------------------------------------------------------------- transitions
+
+  /** queued|running → canceled. */
+  cancel(sql: Sql, jobId: string, by: string): Promise<Job | undefined> {
+    return sql.one<Job>(
+      `UPDATE job SET state = 'canceled', error = 'canceled by ' || $2::text, finished_at = now(), updated_at = now()
+        WHERE job_id = $1 AND state IN ('queued','running') RETURNING *`,
+      [jobId, by],
+    );
+  }
+
+  /** running → completed|failed by its assigned miner, refused after the deadline even before the sweep ran. */
+  report(sql: Sql, jobId: string, minerId: string, report: JobReport): Promise<Job | undefined> {
+    return sql.one<Job>(
+      `UPDATE job SET state = $3, result = $4, metrics = $5, error = $6, finished_at = now(), updated_at = now()
+        WHERE job_id = $1 AND state = 'running' AND assigned_miner_id = $2 AND expires_at > now() RETURNING *`,
+      [jobId, minerId, report.to, report.result, report.metrics, report.error],
+    );
+  }
+
+  /**
+   * queued → running for the oldest dispatchable job, and the payee recorded on its
+   * payment, in one statement. Fail closed: a job with a payment is dispatchable only while
+   * escrowed and in a currency the miner can be paid in; the payout address read before
+   * must still be the miner's (else nothing is claimed and the miner polls again), so a
+   * concurrent re-registration can never leave a stale payee. SKIP LOCKED: concurrent polls
+   * never get the same job.
+   */
+  claimNext(sql: Sql, minerId: string, payable: string[], payoutAddress: string | null): Promise<Job | undefined> {
+    return sql.one<Job>(
+      `WITH job_row AS (
+         UPDATE job SET state = 'running', assigned_miner_id = $1, started_at = now(), updated_at = now()
+          WHERE job_id = (
+            SELECT job_id FROM job
+             WHERE state = 'queued' AND expires_at > now()
+               AND (payment_id IS NULL OR (payment_status = 'escrowed' AND payment_currency = ANY($2::varchar[])))
+             ORDER BY job_id LIMIT 1 FOR UPDATE SKIP LOCKED)
+            AND ($3::varchar IS NULL OR EXISTS (SELECT 1 FROM miner WHERE miner_id = $1 AND payout_address = $3))
+          RETURNING *),
+       payee AS (
+         UPDATE job_payments p SET miner_id = $1, payee_address = $3, updated_at = now()
+           FROM job_row j WHERE p.payment_id = j.payment_id AND p.status = 'escrowed')
+       SELECT * FROM job_row`,
+      [minerId, payable, payoutAddress],
+    );
+  }
+
+  /**
+   * Ends up to `limit` live jobs past their deadline (claimed with SKIP LOCKED, so every
+   * instance can sweep at once): expired, or failed when the payment never got escrowed.
+   */
+  expireDue(sql: Sql, limit: number): Promise<{ job_id: string; payment_id: string | null }[]> {
+    return sql.rows<{ job_id: string; payment_id: string | null }>(
+      `WITH due AS (
+         SELECT job_id FROM job WHERE state IN ('queued','running') AND expires_at <= now()
+          ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+       UPDATE job SET
+         state = CASE WHEN payment_status = 'pending' THEN 'failed' ELSE 'expired' END,
+         error = CASE WHEN payment_status = 'pending' THEN 'payment could not be escrowed before the deadline'
+                      ELSE 'deadline passed at ' || to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') END,
+         finished_at = now(), updated_at = now()
+       FROM due WHERE job.job_id = due.job_id
+       RETURNING job.job_id, job.payment_id`,
+      [limit],
+    );
+  }
+
+  // ---------------------------------------------------------------- for Payments (PaymentJobs)
+
+  lockJob(sql: Sql, jobId: string): Promise<JobFacts | undefined> {
+    return sql.one<JobFacts>(
+      `SELECT job_id, client_id, state, assigned_miner_id FROM job WHERE job_id = $1 FOR UPDATE`,
+      [jobId],
+    );
+  }
+
+  async lockJobs(sql: Sql, jobIds: string[]): Promise<void> {
+    await sql.rows(`SELECT 1 FROM job WHERE job_id = ANY($1::uuid[]) ORDER BY job_id FOR UPDATE`, [jobIds]);
+  }
+
+  async endLiveJobs(sql: Sql, payments: JobPayment[], cause: RefundCause): Promise<void> {
+    await sql.rows(
+      `UPDATE job SET state = $2, error = 'payment refunded: ' || r.reason, finished_at = now(), updated_at = now()
+         FROM unnest($1::uuid[], $3::text[]) AS r(job_id, reason)
+        WHERE job.job_id = r.job_id AND state IN ('queued','running')`,
+      [
+        payments.map((p) => p.job_id),
+        cause === 'escrow_expired' ? 'expired' : 'canceled',
+        payments.map((p) => p.settle_reason ?? cause),
+      ],
+    );
+  }
+
+  async failLiveJob(sql: Sql, payment: JobPayment, error: string): Promise<void> {
+    await sql.rows(
+      `UPDATE job SET state = 'failed', error = $2, finished_at = now(), updated_at = now()
+        WHERE job_id = $1 AND state IN ('queued','running')`,
+      [payment.job_id, error],
+    );
+  }
+
+  async oldestOverdueEscrowSeconds(sql: Sql): Promise<number> {
+    const overdue = await sql.one<{ seconds: number | null }>(
+      `SELECT EXTRACT(EPOCH FROM now() - min(expires_at))::float8 AS seconds FROM job
+        WHERE state IN ('queued','running') AND expires_at <= now() AND payment_status = 'escrowed'`,
+    );
+    return overdue?.seconds ?? 0;
+  }
+}

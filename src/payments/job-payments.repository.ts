@@ -1,0 +1,425 @@
+// Owns the job_payments table.
+import { Inject, Injectable } from '@nestjs/common';
+import type { AppConfig } from '../config/app-config';
+import { APP_CONFIG } from '../config/config.module';
+import type { Sql } from '../database/transactions';
+import type { EscrowHold } from '../wallet-daemon-client/wallet-daemon.client';
+import type { JobPayment, PaymentStatus } from './job-payment.entity';
+
+/** A payment to insert as `pending` (its job exists, or is inserted by the same statement). */
+export interface NewPayment {
+  payment_id: string;
+  job_id: string;
+  client_id: string;
+  amount: string;
+  currency: string;
+  payer_address: string;
+  refund_address: string;
+  escrow_timeout_seconds: number;
+  /** Who asked for it (the payment's first event). */
+  actor: string;
+}
+
+/** The job inserted together with its payment by `insertPendingWithJob` (one round trip). */
+export interface NewJobRow {
+  job_id: string;
+  client_id: string;
+  /** JSON text. */
+  payload: string;
+  /** JSON text. */
+  constraints: string;
+  ttl_seconds: number;
+}
+
+/** escrowed → releasing/refunding of one payment: a single call, a batch item or a swept job. */
+export interface Decision {
+  payment_id: string;
+  to: 'releasing' | 'refunding';
+  reason: string;
+  actor: string;
+}
+
+/** What the daemon answered for one decided payment. */
+export interface Settled {
+  payment: JobPayment;
+  transactionHash: string;
+}
+
+export type HeldPayment = { payment: JobPayment; hold: EscrowHold };
+
+/** A moved payment with the status it came from (for the log line written after commit). */
+export type Moved = JobPayment & { from_status: PaymentStatus };
+
+/**
+ * Every statement on `job_payments`, each written out whole. A status change is one
+ * compare-and-set UPDATE whose row count decides, and the same statement appends its
+ * audit event (`payment_events`) and writes the escrow record (`payment_escrows`), so a
+ * change and its records commit together in one round trip. Statements that must hold
+ * the job lock first either run after `PaymentJobs.lockJob(s)` in the caller's
+ * transaction, or lock the job in their own first CTE (`locked_job`, referenced in the
+ * UPDATE's WHERE, which PostgreSQL evaluates before touching any payment row).
+ */
+@Injectable()
+export class JobPaymentsRepository {
+  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
+
+  // ---------------------------------------------------------------- creation
+
+  /** A new job and its `pending` payment with its event: one statement, one round trip, one commit. */
+  insertPendingWithJob(sql: Sql, job: NewJobRow, payment: NewPayment): Promise<JobPayment | undefined> {
+    return sql.one<JobPayment>(
+      `WITH job_row AS (
+         INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
+         VALUES ($1, $2, 'queued', $3, $4, $5::int, now(), now() + $5::int * interval '1 second', now()) RETURNING *),
+       created AS (
+         INSERT INTO job_payments (payment_id, job_id, client_id, amount, currency, status, payer_address, refund_address,
+                                   escrow_timeout_seconds, next_attempt_at, created_at, updated_at, expires_at)
+         SELECT $6, job_row.job_id, $2, $7, $8, 'pending', $9, $10, $11::int,
+                now() + $12::int * interval '1 millisecond', now(), now(), now() + $11::int * interval '1 second'
+           FROM job_row
+         RETURNING *),
+       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
+                  SELECT payment_id, NULL, 'pending', 'payment_created', $13 FROM created)
+       SELECT * FROM created`,
+      [
+        job.job_id,
+        job.client_id,
+        job.payload,
+        job.constraints,
+        job.ttl_seconds,
+        payment.payment_id,
+        payment.amount,
+        payment.currency,
+        payment.payer_address,
+        payment.refund_address,
+        payment.escrow_timeout_seconds,
+        this.config.settlementLeaseMs,
+        payment.actor,
+      ],
+    );
+  }
+
+  /** `pending` payments of existing jobs, with their events: one statement for the whole set. */
+  insertPending(sql: Sql, payments: NewPayment[]): Promise<JobPayment[]> {
+    return sql.rows<JobPayment>(
+      `WITH input AS (
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::numeric[], $4::varchar[], $5::varchar[], $6::varchar[], $7::int[], $8::varchar[], $9::varchar[])
+                    AS i(payment_id, job_id, amount, currency, payer_address, refund_address, timeout, client_id, actor)),
+       created AS (
+         INSERT INTO job_payments (payment_id, job_id, client_id, amount, currency, status, payer_address, refund_address,
+                                   escrow_timeout_seconds, next_attempt_at, created_at, updated_at, expires_at)
+         SELECT payment_id, job_id, client_id, amount, currency, 'pending', payer_address, refund_address, timeout,
+                now() + $10::int * interval '1 millisecond', now(), now(), now() + timeout * interval '1 second'
+           FROM input
+         RETURNING *),
+       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
+                  SELECT c.payment_id, NULL, 'pending', 'payment_created', i.actor FROM created c JOIN input i USING (payment_id))
+       SELECT * FROM created`,
+      [
+        payments.map((p) => p.payment_id),
+        payments.map((p) => p.job_id),
+        payments.map((p) => p.amount),
+        payments.map((p) => p.currency),
+        payments.map((p) => p.payer_address),
+        payments.map((p) => p.refund_address),
+        payments.map((p) => p.escrow_timeout_seconds),
+        payments.map((p) => p.client_id),
+        payments.map((p) => p.actor),
+        this.config.settlementLeaseMs,
+      ],
+    );
+  }
+
+  // ---------------------------------------------------------------- escrow holds
+
+  /**
+   * pending → escrowed while the job is still live, with its event and escrow record, the
+   * job locked first: one statement that is a whole transaction (the usual single hold).
+   */
+  recordHoldOfLiveJob(sql: Sql, payment: JobPayment, hold: EscrowHold): Promise<JobPayment | undefined> {
+    return sql.one<JobPayment>(
+      `WITH locked_job AS (SELECT state FROM job WHERE job_id = $2 FOR UPDATE),
+       moved AS (
+         UPDATE job_payments SET status = 'escrowed', escrow_id = $3, escrow_address = $4, escrowed_at = now(),
+                next_attempt_at = NULL, last_error = NULL, updated_at = now()
+          WHERE payment_id = $1 AND status = 'pending'
+            AND EXISTS (SELECT 1 FROM locked_job WHERE state IN ('queued','running'))
+         RETURNING *),
+       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
+                  SELECT payment_id, 'pending', 'escrowed', 'escrow_created', 'system', jsonb_build_object('create_transaction_hash', $5::text) FROM moved),
+       hold_record AS (
+         INSERT INTO payment_escrows (payment_id, escrow_id, amount, currency, address, create_transaction_hash, created_at, updated_at)
+         SELECT payment_id, escrow_id, amount, currency, escrow_address, $5, now(), now() FROM moved
+         ON CONFLICT (payment_id) DO NOTHING)
+       SELECT * FROM moved`,
+      [payment.payment_id, payment.job_id, hold.escrow_id, hold.address, hold.transaction_hash],
+    );
+  }
+
+  /**
+   * pending → escrowed for many holds, with their events and escrow records: one statement.
+   * `liveJobsOnly`: only payments whose job is still live move (the caller locked those jobs).
+   */
+  recordHolds(sql: Sql, held: HeldPayment[], liveJobsOnly: boolean): Promise<JobPayment[]> {
+    return sql.rows<JobPayment>(
+      `WITH input AS (SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::varchar[]) AS i(payment_id, escrow_id, escrow_address, tx_hash)),
+       moved AS (
+         UPDATE job_payments p SET status = 'escrowed', escrow_id = i.escrow_id, escrow_address = i.escrow_address, escrowed_at = now(),
+                next_attempt_at = NULL, last_error = NULL, updated_at = now()
+           FROM input i
+          WHERE p.payment_id = i.payment_id AND p.status = 'pending'
+            AND (NOT $5::boolean OR EXISTS (SELECT 1 FROM job j WHERE j.job_id = p.job_id AND j.state IN ('queued','running')))
+         RETURNING p.*),
+       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
+                  SELECT m.payment_id, 'pending', 'escrowed', 'escrow_created', 'system', jsonb_build_object('create_transaction_hash', i.tx_hash)
+                    FROM moved m JOIN input i USING (payment_id)),
+       hold_record AS (
+         INSERT INTO payment_escrows (payment_id, escrow_id, amount, currency, address, create_transaction_hash, created_at, updated_at)
+         SELECT m.payment_id, m.escrow_id, m.amount, m.currency, m.escrow_address, i.tx_hash, now(), now() FROM moved m JOIN input i USING (payment_id)
+         ON CONFLICT (payment_id) DO NOTHING)
+       SELECT * FROM moved`,
+      [
+        held.map((h) => h.payment.payment_id),
+        held.map((h) => h.hold.escrow_id),
+        held.map((h) => h.hold.address),
+        held.map((h) => h.hold.transaction_hash),
+        liveJobsOnly,
+      ],
+    );
+  }
+
+  /** pending → failed: the daemon refused the hold (inside the caller's transaction, job locked). */
+  failEscrow(sql: Sql, payment: JobPayment, reason: string, lastError: string): Promise<JobPayment | undefined> {
+    return sql.one<JobPayment>(
+      `WITH moved AS (
+         UPDATE job_payments SET status = 'failed', failure_reason = $2, next_attempt_at = NULL, last_error = $3, updated_at = now()
+          WHERE payment_id = $1 AND status = 'pending' RETURNING *),
+       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
+                  SELECT payment_id, 'pending', 'failed', $2, 'system' FROM moved)
+       SELECT * FROM moved`,
+      [payment.payment_id, reason, lastError],
+    );
+  }
+
+  /**
+   * pending → failed for the payments of jobs that just passed their deadline unescrowed.
+   * They keep a next attempt: the create may have reached the daemon unseen, and the
+   * re-drive makes sure any such hold goes straight back.
+   */
+  failUnescrowedOfJobs(sql: Sql, jobIds: string[]): Promise<{ payment_id: string }[]> {
+    return sql.rows<{ payment_id: string }>(
+      `WITH moved AS (
+         UPDATE job_payments SET status = 'failed', failure_reason = 'escrow_not_confirmed_before_deadline',
+                next_attempt_at = now(), updated_at = now()
+          WHERE job_id = ANY($1::uuid[]) AND status = 'pending'
+         RETURNING payment_id),
+       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
+                  SELECT payment_id, 'pending', 'failed', 'escrow_not_confirmed_before_deadline', 'system' FROM moved)
+       SELECT * FROM moved`,
+      [jobIds],
+    );
+  }
+
+  /**
+   * A hold found after its payment failed, refunded at the daemon: recorded on the failed
+   * payment (hash, event) with its escrow row, created settled, in one statement.
+   */
+  recordLateHoldRefund(
+    sql: Sql,
+    payment: JobPayment,
+    hold: EscrowHold,
+    transactionHash: string,
+  ): Promise<JobPayment | undefined> {
+    return sql.one<JobPayment>(
+      `WITH moved AS (
+         UPDATE job_payments SET escrow_id = $2, escrow_address = $3, refund_transaction_hash = $4, refunded_at = now(),
+                verified_at = now(), next_attempt_at = NULL, last_error = NULL, updated_at = now()
+          WHERE payment_id = $1 AND status = 'failed' RETURNING *),
+       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
+                  SELECT payment_id, 'failed', 'failed', 'late_escrow_refunded', 'wallet-daemon', jsonb_build_object('transaction_hash', $4::text) FROM moved),
+       hold_record AS (
+         INSERT INTO payment_escrows (payment_id, escrow_id, amount, currency, address, create_transaction_hash,
+                                      is_active, is_refunded, refunded_at, created_at, updated_at)
+         SELECT payment_id, escrow_id, amount, currency, escrow_address, $5, false, true, now(), now(), now() FROM moved
+         ON CONFLICT (payment_id) DO NOTHING)
+       SELECT * FROM moved`,
+      [payment.payment_id, hold.escrow_id, hold.address, transactionHash, hold.transaction_hash],
+    );
+  }
+
+  // ---------------------------------------------------------------- decisions
+
+  /**
+   * escrowed → releasing/refunding with their events, leased to the caller for the
+   * settlement: one statement for a single call, a batch or a swept set alike. Inside the
+   * caller's transaction, which holds the jobs' locks.
+   */
+  decide(sql: Sql, decisions: Decision[]): Promise<JobPayment[]> {
+    return sql.rows<JobPayment>(
+      `WITH input AS (SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::varchar[]) AS i(payment_id, to_status, reason, actor)),
+       moved AS (
+         UPDATE job_payments p SET status = i.to_status, settle_reason = i.reason, settled_by = i.actor,
+                next_attempt_at = now() + $5::int * interval '1 millisecond', updated_at = now()
+           FROM input i WHERE p.payment_id = i.payment_id AND p.status = 'escrowed'
+         RETURNING p.*),
+       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
+                  SELECT payment_id, 'escrowed', status, settle_reason, settled_by FROM moved)
+       SELECT * FROM moved`,
+      [
+        decisions.map((d) => d.payment_id),
+        decisions.map((d) => d.to),
+        decisions.map((d) => d.reason),
+        decisions.map((d) => d.actor),
+        this.config.settlementLeaseMs,
+      ],
+    );
+  }
+
+  /** Escrowed payments of jobs past their deadline, locked, with why: their escrow expired, or only the job did. */
+  escrowedOfEndedJobs(sql: Sql, jobIds: string[]): Promise<{ payment_id: string; reason: string }[]> {
+    return sql.rows<{ payment_id: string; reason: string }>(
+      `SELECT payment_id, CASE WHEN expires_at <= now() THEN 'escrow_expired' ELSE 'job_expired' END AS reason
+         FROM job_payments WHERE job_id = ANY($1::uuid[]) AND status = 'escrowed' ORDER BY payment_id FOR UPDATE`,
+      [jobIds],
+    );
+  }
+
+  // ---------------------------------------------------------------- settlements
+
+  /** releasing → released or refunding → refunded with event and escrow record, the job locked first: one statement. */
+  recordSettlement(sql: Sql, payment: JobPayment, transactionHash: string): Promise<JobPayment | undefined> {
+    return sql.one<JobPayment>(
+      `WITH locked_job AS (SELECT state FROM job WHERE job_id = $2 FOR UPDATE),
+       moved AS (
+         UPDATE job_payments p SET
+                status = CASE $3::varchar WHEN 'releasing' THEN 'released' ELSE 'refunded' END,
+                transaction_hash = CASE $3::varchar WHEN 'releasing' THEN $4 ELSE p.transaction_hash END,
+                released_at = CASE $3::varchar WHEN 'releasing' THEN now() ELSE p.released_at END,
+                refund_transaction_hash = CASE $3::varchar WHEN 'refunding' THEN $4 ELSE p.refund_transaction_hash END,
+                refunded_at = CASE $3::varchar WHEN 'refunding' THEN now() ELSE p.refunded_at END,
+                verified_at = now(), next_attempt_at = NULL, last_error = NULL, updated_at = now()
+          WHERE p.payment_id = $1 AND p.status = $3::varchar AND EXISTS (SELECT 1 FROM locked_job)
+         RETURNING p.*),
+       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
+                  SELECT payment_id, $3::varchar, status, settle_reason, 'wallet-daemon', jsonb_build_object('transaction_hash', $4::text) FROM moved),
+       escrow_record AS (
+         UPDATE payment_escrows e SET
+                is_released = e.is_released OR m.status = 'released', released_at = CASE WHEN m.status = 'released' THEN now() ELSE e.released_at END,
+                is_refunded = e.is_refunded OR m.status = 'refunded', refunded_at = CASE WHEN m.status = 'refunded' THEN now() ELSE e.refunded_at END,
+                is_active = false, updated_at = now()
+           FROM moved m WHERE e.payment_id = m.payment_id AND e.is_active)
+       SELECT * FROM moved`,
+      [payment.payment_id, payment.job_id, payment.status, transactionHash],
+    );
+  }
+
+  /** Many settlements with their events and escrow records: one statement (the caller locked the jobs first). */
+  recordSettlements(sql: Sql, settled: Settled[]): Promise<Moved[]> {
+    return sql.rows<Moved>(
+      `WITH input AS (SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[]) AS i(payment_id, from_status, tx_hash)),
+       moved AS (
+         UPDATE job_payments p SET
+                status = CASE i.from_status WHEN 'releasing' THEN 'released' ELSE 'refunded' END,
+                transaction_hash = CASE i.from_status WHEN 'releasing' THEN i.tx_hash ELSE p.transaction_hash END,
+                released_at = CASE i.from_status WHEN 'releasing' THEN now() ELSE p.released_at END,
+                refund_transaction_hash = CASE i.from_status WHEN 'refunding' THEN i.tx_hash ELSE p.refund_transaction_hash END,
+                refunded_at = CASE i.from_status WHEN 'refunding' THEN now() ELSE p.refunded_at END,
+                verified_at = now(), next_attempt_at = NULL, last_error = NULL, updated_at = now()
+           FROM input i WHERE p.payment_id = i.payment_id AND p.status = i.from_status
+         RETURNING p.*, i.from_status, i.tx_hash),
+       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
+                  SELECT payment_id, from_status, status, settle_reason, 'wallet-daemon', jsonb_build_object('transaction_hash', tx_hash) FROM moved),
+       escrow_record AS (
+         UPDATE payment_escrows e SET
+                is_released = e.is_released OR m.status = 'released', released_at = CASE WHEN m.status = 'released' THEN now() ELSE e.released_at END,
+                is_refunded = e.is_refunded OR m.status = 'refunded', refunded_at = CASE WHEN m.status = 'refunded' THEN now() ELSE e.refunded_at END,
+                is_active = false, updated_at = now()
+           FROM moved m WHERE e.payment_id = m.payment_id AND e.is_active)
+       SELECT * FROM moved`,
+      [
+        settled.map((s) => s.payment.payment_id),
+        settled.map((s) => s.payment.status),
+        settled.map((s) => s.transactionHash),
+      ],
+    );
+  }
+
+  // ---------------------------------------------------------------- re-drive
+
+  /** Keeps decided work for the re-drive, with exponential backoff and jitter. */
+  postpone(sql: Sql, payment: JobPayment, lastError: string): Promise<JobPayment | undefined> {
+    return sql.one<JobPayment>(
+      `UPDATE job_payments SET last_error = $2, updated_at = now(),
+              next_attempt_at = now() + LEAST(60, 0.5 * power(2, LEAST(attempts, 10))) * (0.5 + random() / 2) * interval '1 second'
+        WHERE payment_id = $1 AND status = $3 RETURNING *`,
+      [payment.payment_id, lastError, payment.status],
+    );
+  }
+
+  /** Claims payments whose lease ran out (SKIP LOCKED), leasing them again to the caller. */
+  claimDue(sql: Sql, limit: number): Promise<JobPayment[]> {
+    return sql.rows<JobPayment>(
+      `UPDATE job_payments SET attempts = attempts + 1, next_attempt_at = now() + $2 * interval '1 millisecond'
+        WHERE payment_id IN (SELECT payment_id FROM job_payments
+                              WHERE next_attempt_at <= now()
+                              ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+        RETURNING *`,
+      [limit, this.config.settlementLeaseMs],
+    );
+  }
+
+  /** Nothing owed to the daemon any more: the payment leaves the re-drive queue. */
+  stopRedrive(sql: Sql, payment: JobPayment): Promise<JobPayment | undefined> {
+    return sql.one<JobPayment>(
+      `UPDATE job_payments SET next_attempt_at = NULL, updated_at = now() WHERE payment_id = $1 AND status = $2 RETURNING *`,
+      [payment.payment_id, payment.status],
+    );
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  find(sql: Sql, paymentId: string): Promise<JobPayment | undefined> {
+    return sql.one<JobPayment>(`SELECT * FROM job_payments WHERE payment_id = $1`, [paymentId]);
+  }
+
+  findMany(sql: Sql, paymentIds: string[]): Promise<JobPayment[]> {
+    return sql.rows<JobPayment>(`SELECT * FROM job_payments WHERE payment_id = ANY($1::uuid[])`, [paymentIds]);
+  }
+
+  /** The job's payment (the newest, should a failed one have been replaced). */
+  findForJob(sql: Sql, jobId: string): Promise<JobPayment | undefined> {
+    return sql.one<JobPayment>(`SELECT * FROM job_payments WHERE job_id = $1 ORDER BY created_at DESC LIMIT 1`, [
+      jobId,
+    ]);
+  }
+
+  /** Whether the job has a payment that did not fail (a job is paid at most once). */
+  async hasLivePayment(sql: Sql, jobId: string): Promise<boolean> {
+    return (
+      (await sql.one(`SELECT 1 FROM job_payments WHERE job_id = $1 AND status <> 'failed'`, [jobId])) !== undefined
+    );
+  }
+
+  /** The payments of these jobs still waiting for their hold. */
+  pendingOfJobs(sql: Sql, jobIds: string[]): Promise<JobPayment[]> {
+    return sql.rows<JobPayment>(`SELECT * FROM job_payments WHERE job_id = ANY($1::uuid[]) AND status = 'pending'`, [
+      jobIds,
+    ]);
+  }
+
+  /** The payments asked to settle with their job's state, the jobs locked in one order (job before payment). */
+  lockForSettlement(sql: Sql, paymentIds: string[]): Promise<(JobPayment & { job_state: string })[]> {
+    return sql.rows<JobPayment & { job_state: string }>(
+      `SELECT p.*, j.state AS job_state FROM job_payments p JOIN job j ON j.job_id = p.job_id
+        WHERE p.payment_id = ANY($1::uuid[]) ORDER BY j.job_id FOR UPDATE OF j`,
+      [paymentIds],
+    );
+  }
+
+  /** How many payments wait on the daemon, by status. */
+  awaitingDaemon(sql: Sql): Promise<{ status: string; n: string }[]> {
+    return sql.rows<{ status: string; n: string }>(
+      `SELECT status, count(*) AS n FROM job_payments WHERE status IN ('pending','releasing','refunding') GROUP BY status`,
+    );
+  }
+}

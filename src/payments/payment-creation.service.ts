@@ -1,0 +1,230 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { uuidv7 } from 'uuidv7';
+import type { Principal } from '../auth/api-keys';
+import { runWithConcurrency } from '../common/concurrency';
+import { DomainError, notFound } from '../common/errors';
+import type { AppConfig } from '../config/app-config';
+import { APP_CONFIG } from '../config/config.module';
+import { Sql, Transactions } from '../database/transactions';
+import { EscrowService } from '../escrow/escrow.service';
+import { RecoveryPoints } from '../idempotency/recovery-points';
+import { MetricsService } from '../metrics/metrics.service';
+import { WalletDaemonRejected, WalletDaemonUnavailable } from '../wallet-daemon-client/wallet-daemon.client';
+import type { JobPayment } from './job-payment.entity';
+import { HeldPayment, JobPaymentsRepository, NewJobRow, NewPayment } from './job-payments.repository';
+import { PaymentDaemonCalls } from './payment-daemon-calls.service';
+import { PaymentDecisions } from './payment-decisions.service';
+import { LIVE_JOB_STATES, PaymentJobs } from './payment-jobs';
+import { PaymentLog } from './payment-log';
+import { PaymentSettlement } from './payment-settlement.service';
+import { PaymentRequest, PaymentTerms, preparePaymentTerms } from './payment-terms';
+
+/**
+ * Creation and escrow: a payment is inserted `pending` (leased to its creator), then,
+ * after the commit, held at the daemon and recorded `escrowed`. A refused hold fails the
+ * payment and its job; an unanswered one waits for the re-drive; a hold whose job ended
+ * meanwhile is recorded and refunded at once.
+ */
+@Injectable()
+export class PaymentCreation {
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly tx: Transactions,
+    private readonly escrow: EscrowService,
+    private readonly metrics: MetricsService,
+    private readonly recovery: RecoveryPoints,
+    private readonly payments: JobPaymentsRepository,
+    private readonly jobs: PaymentJobs,
+    private readonly calls: PaymentDaemonCalls,
+    private readonly decisions: PaymentDecisions,
+    private readonly settlement: PaymentSettlement,
+    private readonly log: PaymentLog,
+  ) {}
+
+  /** Validates payment input; throws a 400-class DomainError before anything is written. */
+  prepareTerms(principal: Principal, request: PaymentRequest, fieldPrefix = ''): PaymentTerms {
+    return preparePaymentTerms(this.config, principal, request, fieldPrefix);
+  }
+
+  /** POST /v1/payments: a payment for an existing queued job of the caller that has none. */
+  async create(principal: Principal, request: PaymentRequest & { job_id: string }): Promise<JobPayment> {
+    const terms = this.prepareTerms(principal, request);
+    // A retry whose first attempt died after committing the payment: carry that one on to escrow.
+    const resumed = this.recovery.resumeFrom();
+    if (resumed) return this.escrowPayment((await this.payments.find(this.tx.sql, resumed.payment_id)) as JobPayment);
+    const payment = await this.tx.run(async (sql) => {
+      const job = await this.jobs.lockJob(sql, request.job_id);
+      if (!job || job.client_id !== principal.id) throw notFound('job', request.job_id);
+      if (await this.payments.hasLivePayment(sql, job.job_id))
+        throw new DomainError('JOB_ALREADY_PAID', `Job ${job.job_id} already has a payment`);
+      // Only before dispatch: paying for work already handed out would not be "escrow first".
+      if (job.state !== 'queued') {
+        throw new DomainError(
+          'INVALID_JOB_TRANSITION',
+          `Job ${job.job_id} is ${job.state}; payments can be added only while queued`,
+        );
+      }
+      const created = await this.createPending(sql, job.job_id, principal.id, terms, principal.id);
+      await this.recovery.record(sql, { payment_id: created.payment_id });
+      return created;
+    });
+    return this.escrowPayment(payment);
+  }
+
+  /** Inserts a `pending` payment for an existing job inside the caller's transaction; `escrowPayment` after its commit. */
+  async createPending(
+    sql: Sql,
+    jobId: string,
+    clientId: string,
+    terms: PaymentTerms,
+    actor: string,
+  ): Promise<JobPayment> {
+    const [created] = await this.createPendingMany(sql, [{ jobId, clientId, terms, actor }]);
+    return created;
+  }
+
+  /**
+   * Inserts a new job and its `pending` payment in one statement: one round trip, one
+   * commit (what POST /v1/jobs uses). Then `escrowPayment`, after the commit.
+   */
+  async createPendingWithJob(
+    job: NewJobRow,
+    terms: PaymentTerms,
+    actor: string,
+    sql: Sql = this.tx.sql,
+  ): Promise<JobPayment> {
+    const payment = (await this.payments.insertPendingWithJob(
+      sql,
+      job,
+      newPayment({ jobId: job.job_id, clientId: job.client_id, terms, actor }),
+    )) as JobPayment;
+    sql.afterCommit(() => this.log.transition(payment.payment_id, null, 'pending', 'payment_created', actor));
+    return payment;
+  }
+
+  /** Inserts the `pending` payments of many existing jobs in one statement; `escrowMany` after the commit. */
+  async createPendingMany(
+    sql: Sql,
+    items: { jobId: string; clientId: string; terms: PaymentTerms; actor?: string }[],
+  ): Promise<JobPayment[]> {
+    if (items.length === 0) return [];
+    const created = await this.payments.insertPending(sql, items.map(newPayment));
+    sql.afterCommit(() =>
+      created.forEach((p) => this.log.transition(p.payment_id, null, 'pending', 'payment_created', p.client_id)),
+    );
+    return created;
+  }
+
+  /** Asks the daemon to hold a pending payment and records the answer. Safe to repeat. */
+  async escrowPayment(payment: JobPayment): Promise<JobPayment> {
+    if (payment.status !== 'pending') return payment;
+    try {
+      const hold = await this.escrow.hold(payment);
+      // The usual case in one statement: the job is still live, so the escrow simply stands.
+      const fast = await this.payments.recordHoldOfLiveJob(this.tx.sql, payment, hold);
+      if (fast) {
+        this.log.transition(fast.payment_id, 'pending', 'escrowed', 'escrow_created', 'system');
+        return fast;
+      }
+      // Otherwise (the job ended meanwhile, or somebody else recorded the hold): escrow and
+      // decide the refund in one transaction, so no crash can leave a hold on an ended job.
+      const held = await this.tx.run(async (sql) => {
+        const job = await this.jobs.lockJob(sql, payment.job_id);
+        const [moved] = await this.payments.recordHolds(sql, [{ payment, hold }], false);
+        if (!moved) return (await this.payments.find(sql, payment.payment_id)) as JobPayment;
+        sql.afterCommit(() => this.log.transition(moved.payment_id, 'pending', 'escrowed', 'escrow_created', 'system'));
+        if (job && !LIVE_JOB_STATES.includes(job.state)) {
+          const [refunding] = await this.decisions.decide(sql, [
+            { payment_id: moved.payment_id, to: 'refunding', reason: `job_${job.state}`, actor: 'system' },
+          ]);
+          return refunding ?? moved;
+        }
+        return moved;
+      });
+      return await this.settlement.settleIfDecided(held);
+    } catch (error) {
+      if (error instanceof WalletDaemonRejected) return this.failEscrow(payment, error);
+      if (error instanceof WalletDaemonUnavailable) return this.calls.postpone(payment, error, 'escrow_create');
+      throw error;
+    }
+  }
+
+  /**
+   * Escrows many pending payments: one daemon call (create-batch) and one statement that
+   * records every hold whose job is still live. The rest take the single path: a refused
+   * hold fails its payment and job, an unanswered one waits for the re-drive, and a hold
+   * whose job ended meanwhile is recorded and refunded at once by `escrowPayment`.
+   */
+  async escrowMany(payments: JobPayment[]): Promise<void> {
+    const pending = payments.filter((p) => p.status === 'pending');
+    if (pending.length < 2 || this.calls.lacks('create-batch')) {
+      await runWithConcurrency(pending, 8, (payment) => this.escrowPayment(payment));
+      return;
+    }
+    const outcomes = await this.calls.batch(pending, () => this.escrow.holdBatch(pending), {
+      route: 'create-batch',
+      unavailable: (payment, error) => this.calls.postpone(payment, error, 'escrow_create'),
+      alone: (payment) => this.escrowPayment(payment),
+    });
+    if (!outcomes) return;
+    const recorded = await this.recordHoldsOfLiveJobs(
+      pending.flatMap((payment, i) => {
+        const outcome = outcomes[i];
+        return 'hold' in outcome ? [{ payment, hold: outcome.hold }] : [];
+      }),
+    );
+    await runWithConcurrency(
+      pending.map((payment, i) => ({ payment, error: outcomes[i].error })),
+      8,
+      async ({ payment, error }) => {
+        if (error instanceof WalletDaemonRejected) await this.failEscrow(payment, error);
+        else if (error) await this.calls.postpone(payment, error, 'escrow_create');
+        else if (!recorded.has(payment.payment_id)) await this.escrowPayment(payment);
+      },
+    );
+  }
+
+  /** pending → escrowed for many holds of live jobs: the jobs locked in one order, then one statement. */
+  private async recordHoldsOfLiveJobs(held: HeldPayment[]): Promise<Set<string>> {
+    if (held.length === 0) return new Set();
+    const moved = await this.tx.run(async (sql) => {
+      await this.jobs.lockJobs(
+        sql,
+        held.map((h) => h.payment.job_id),
+      );
+      return this.payments.recordHolds(sql, held, true);
+    });
+    for (const { payment_id } of moved)
+      this.log.transition(payment_id, 'pending', 'escrowed', 'escrow_created', 'system');
+    return new Set(moved.map((m) => m.payment_id));
+  }
+
+  /** The daemon refused the hold: the payment fails, and so does its job if still live. */
+  private async failEscrow(payment: JobPayment, error: WalletDaemonRejected): Promise<JobPayment> {
+    const reason = error.insufficientFunds ? 'insufficient_funds' : `escrow_rejected: ${error.code}`;
+    this.metrics.escrowCreationFailures.inc({ reason: error.insufficientFunds ? 'insufficient_funds' : 'rejected' });
+    return this.tx.run(async (sql) => {
+      await this.jobs.lockJob(sql, payment.job_id);
+      const failed = await this.payments.failEscrow(sql, payment, reason, error.message);
+      if (!failed) return (await this.payments.find(sql, payment.payment_id)) as JobPayment;
+      sql.afterCommit(() => this.log.transition(failed.payment_id, 'pending', 'failed', reason, 'system'));
+      await this.jobs.failLiveJob(sql, failed, `payment could not be escrowed: ${reason}`);
+      return failed;
+    });
+  }
+}
+
+/** A new payment's row from its validated terms (its id is time-ordered, like the job's). */
+function newPayment(item: { jobId: string; clientId: string; terms: PaymentTerms; actor?: string }): NewPayment {
+  return {
+    payment_id: uuidv7(),
+    job_id: item.jobId,
+    client_id: item.clientId,
+    amount: item.terms.amount,
+    currency: item.terms.currency.code,
+    payer_address: item.terms.payerAddress,
+    refund_address: item.terms.refundAddress,
+    escrow_timeout_seconds: item.terms.escrowTimeoutSeconds,
+    actor: item.actor ?? item.clientId,
+  };
+}

@@ -1,0 +1,147 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { runWithConcurrency } from '../common/concurrency';
+import type { AppConfig } from '../config/app-config';
+import { APP_CONFIG } from '../config/config.module';
+import { Transactions } from '../database/transactions';
+import { EscrowService } from '../escrow/escrow.service';
+import { MetricsService } from '../metrics/metrics.service';
+import { WalletDaemonRejected, WalletDaemonUnavailable } from '../wallet-daemon-client/wallet-daemon.client';
+import type { JobPayment } from './job-payment.entity';
+import { JobPaymentsRepository, Settled } from './job-payments.repository';
+import { PaymentDaemonCalls } from './payment-daemon-calls.service';
+import { PaymentJobs } from './payment-jobs';
+import { PaymentLog } from './payment-log';
+
+/**
+ * Carries decided outcomes (`releasing` → payee, `refunding` → refund address) out at the
+ * wallet daemon and records its answers. Called after the decision committed: no
+ * transaction is open during a daemon call. Safe to repeat: release and refund of one
+ * escrow share the daemon key `<payment_id>:settle`.
+ */
+@Injectable()
+export class PaymentSettlement {
+  private readonly logger = new Logger('Payments');
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly tx: Transactions,
+    private readonly escrow: EscrowService,
+    private readonly metrics: MetricsService,
+    private readonly payments: JobPaymentsRepository,
+    private readonly jobs: PaymentJobs,
+    private readonly calls: PaymentDaemonCalls,
+    private readonly log: PaymentLog,
+  ) {}
+
+  /** Carries a decided payment on to the daemon; any other payment is returned as it is. */
+  async settleIfDecided(payment: JobPayment): Promise<JobPayment> {
+    return isDecided(payment) ? this.settle(payment) : payment;
+  }
+
+  /** Carries out one decided outcome and records the answer. */
+  async settle(payment: JobPayment): Promise<JobPayment> {
+    if (!isDecided(payment)) return payment;
+    let transactionHash: string;
+    try {
+      transactionHash = await this.escrow.settle(payment);
+    } catch (error) {
+      if (error instanceof WalletDaemonUnavailable) return this.unavailable(payment, error);
+      if (error instanceof WalletDaemonRejected) return this.reconcile(payment, error);
+      throw error;
+    }
+    return this.record(payment, transactionHash);
+  }
+
+  /**
+   * Carries out many decided outcomes: batches of WALLET_DAEMON_BATCH_SIZE, one daemon call
+   * and one recording transaction per batch. An item the daemon did not settle gets the
+   * single path's handling (reconcile or postpone); a daemon without the batch route gets
+   * one call per escrow from then on.
+   */
+  async settleMany(payments: JobPayment[]): Promise<void> {
+    const decided = payments.filter(isDecided);
+    const size = this.calls.lacks('settle-batch') ? 0 : this.config.walletDaemonBatchSize;
+    if (size < 2 || decided.length < 2) {
+      await runWithConcurrency(decided, 8, (payment) => this.settle(payment));
+      return;
+    }
+    const batches: JobPayment[][] = [];
+    for (let i = 0; i < decided.length; i += size) batches.push(decided.slice(i, i + size));
+    await runWithConcurrency(batches, 4, (batch) => this.settleBatch(batch));
+  }
+
+  private async settleBatch(batch: JobPayment[]): Promise<void> {
+    const outcomes = await this.calls.batch(batch, () => this.escrow.settleBatch(batch), {
+      route: 'settle-batch',
+      unavailable: (payment, error) => this.unavailable(payment, error),
+      alone: (payment) => this.settle(payment),
+    });
+    if (!outcomes) return;
+    await this.recordMany(
+      batch.flatMap((payment, i) => {
+        const outcome = outcomes[i];
+        return outcome.error ? [] : [{ payment, transactionHash: outcome.transactionHash }];
+      }),
+    );
+    await runWithConcurrency(
+      batch.map((payment, i) => ({ payment, error: outcomes[i].error })),
+      8,
+      async ({ payment, error }) => {
+        if (error instanceof WalletDaemonRejected) await this.reconcile(payment, error);
+        else if (error) await this.unavailable(payment, error);
+      },
+    );
+  }
+
+  /** Records one settlement the daemon carried out: one statement (job lock, status, event, escrow record). */
+  private async record(payment: JobPayment, transactionHash: string): Promise<JobPayment> {
+    const done = await this.payments.recordSettlement(this.tx.sql, payment, transactionHash);
+    if (!done) return (await this.payments.find(this.tx.sql, payment.payment_id)) as JobPayment;
+    this.log.transition(done.payment_id, payment.status, done.status, done.settle_reason, 'wallet-daemon');
+    return done;
+  }
+
+  /** Records many settlements in one transaction: the jobs locked first, in one order, then one statement. */
+  private async recordMany(settled: Settled[]): Promise<void> {
+    if (settled.length === 0) return;
+    const moved = await this.tx.run(async (sql) => {
+      await this.jobs.lockJobs(
+        sql,
+        settled.map((s) => s.payment.job_id),
+      );
+      return this.payments.recordSettlements(sql, settled);
+    });
+    for (const m of moved) this.log.transition(m.payment_id, m.from_status, m.status, m.settle_reason, 'wallet-daemon');
+  }
+
+  private unavailable(payment: JobPayment, error: WalletDaemonUnavailable): Promise<JobPayment> {
+    const release = payment.status === 'releasing';
+    this.metrics.settlementFailures.inc({ kind: release ? 'release' : 'refund' });
+    return this.calls.postpone(payment, error, release ? 'escrow_release' : 'escrow_refund');
+  }
+
+  /**
+   * The daemon refused a settlement (e.g. the escrow is no longer held). Never guess:
+   * ask the daemon what happened to the escrow; record it only if it is exactly the
+   * outcome we decided, otherwise keep the payment as it is and raise the alarm.
+   */
+  private async reconcile(payment: JobPayment, error: WalletDaemonRejected): Promise<JobPayment> {
+    const expected = payment.status === 'releasing' ? 'released' : 'refunded';
+    try {
+      const state = await this.escrow.inspect(payment);
+      if (state.state === expected && state.transaction_hash) return this.record(payment, state.transaction_hash);
+    } catch {
+      // fall through: still unknown
+    }
+    this.logger.error(
+      { payment_id: payment.payment_id, status: payment.status, daemon_code: error.code },
+      'settlement refused by wallet daemon; left for an operator',
+    );
+    this.metrics.settlementFailures.inc({ kind: expected === 'released' ? 'release' : 'refund' });
+    return this.calls.postpone(payment, error, 'reconcile');
+  }
+}
+
+export function isDecided(payment: JobPayment): boolean {
+  return payment.status === 'releasing' || payment.status === 'refunding';
+}
