@@ -22,7 +22,7 @@ export function untrackPid(name: string): void {
   tracked.delete(name);
 }
 
-/** Counts the server processes of these databases (when the server runs on this machine). */
+/** Counts the server processes of these databases (when the server runs on the same host). */
 export function trackBackends(db: Pool, databases: string[]): void {
   backendSource = { db, databases };
 }

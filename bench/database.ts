@@ -141,7 +141,7 @@ function isLocal(url: string): boolean {
  * Databases of earlier runs that died before their cleanup (Ctrl-C stops the embedded
  * server before the drops can run). On the embedded server every `bench_…` database is
  * ours; on a DATABASE_URL server only those whose run (pid in the name) is gone, and only
- * when the server is on this machine.
+ * when the server is on the same host.
  */
 async function dropLeftovers(admin: Client, local: boolean, all: boolean): Promise<void> {
   if (!local) return;

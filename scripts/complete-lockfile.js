@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// The npm registry mirror of this workplace serves only the linux builds of packages
-// that ship one optional package per platform (@swc/core-*, @unrs/resolver-binding-*),
-// so `npm install` here leaves the others out of package-lock.json and `npm ci` then
-// refuses the lockfile as "not in sync". This adds the missing optional entries (name,
+// Some npm registries (mirrors, proxies) serve only the builds for the platforms they
+// were filled from of packages that ship one optional package per platform
+// (@swc/core-*, @unrs/resolver-binding-*); `npm install` against such a registry leaves
+// the others out of package-lock.json, and `npm ci` then refuses the lockfile as "not
+// in sync". This adds the missing optional entries (name,
 // version, os/cpu/libc) exactly as npm writes them on a full registry; npm never fetches
 // them on a platform they do not match. Run after `npm install <pkg>`: node scripts/complete-lockfile.js
 const fs = require('node:fs');

@@ -4,7 +4,7 @@ import { newAddress } from './support/daemon';
 import { expectErrorShape, expectStatus, JobsApi, PAYLOAD, useTestApp } from './support/jobs';
 import { registeredRoutes } from './support/routes';
 
-// Who may call what (SPEC "Authentication and who may do what"), driven by one table:
+// Who may call what (docs/roles.md), driven by one table:
 // every route of the app × every kind of caller. A route without a row fails the suite.
 
 type Role = 'client' | 'miner' | 'admin';
@@ -124,7 +124,7 @@ const CALLER_ROLE: Record<Exclude<Caller, 'none' | 'wrong'>, Role> = {
 
 type Expected = '2xx' | '401' | '403' | '404' | 'allowed';
 
-/** What the SPEC promises for one caller on one route. */
+/** What docs/roles.md promises for one caller on one route. */
 function expected(route: RouteRow, caller: Caller): Expected {
   if (route.access === 'public') return '2xx';
   if (caller === 'none' || caller === 'wrong') return '401';

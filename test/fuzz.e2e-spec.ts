@@ -28,7 +28,7 @@ const fastify = () => t.app.getHttpAdapter().getInstance();
 
 /**
  * Rows per table. Idempotency keys that stored a business refusal (404/409 for an id
- * that does not exist or a job in the wrong state) are left out: SPEC requires that
+ * that does not exist or a job in the wrong state) are left out: the contract requires that
  * first answer to be replayed, so it is the one row such a request must leave.
  */
 async function rowCounts(): Promise<Record<string, string>> {

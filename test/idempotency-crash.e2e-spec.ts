@@ -209,7 +209,7 @@ describe('Idempotency-Key across a crash of the instance running the request', (
   );
 
   /**
-   * A release, as a single call or as a batch of two (SPEC "Batch operations": one decision,
+   * A release, as a single call or as a batch of two (docs/money-and-states.md, "Batches": one decision,
    * one daemon settle-batch call, one recording for the whole set).
    */
   describe.each<[ReleasePoint, 'single' | 'batch']>(

@@ -4,7 +4,7 @@ import { KeyName, startTestApp, TestApp } from './support/app';
 import { PrivateDaemon, startPrivateDaemon } from './support/daemon';
 import { claimJob, createPaidJob, kinds, paymentEvents, query, registerMiner } from './support/flow';
 
-// Idempotency-Key on POST routes (SPEC "Wire format"): the first answer is stored per
+// Idempotency-Key on POST routes (docs/idempotency.md): the first answer is stored per
 // (principal, method, path, key) and replayed with `Idempotent-Replayed: true`; another
 // body under the same key is 422; a retry while the first still runs is 409. A private
 // wallet daemon, so its latency can keep a first request running.

@@ -4,7 +4,7 @@ import { PrivateDaemon, startPrivateDaemon, WalletDaemonHelper } from './support
 import { startDaemonProxy } from './support/daemon-proxy';
 import { kinds, metricValue, query } from './support/flow';
 
-// POST /v1/jobs/batch (SPEC "Batch operations"): each item answered exactly as its single
+// POST /v1/jobs/batch (docs/money-and-states.md, "Batches"): each item answered exactly as its single
 // POST /v1/jobs would be, in request order; the payments held in one create-batch call
 // at the daemon. A private daemon, so its ledger totals are this file's alone.
 describe('POST /v1/jobs/batch', () => {

@@ -6,7 +6,7 @@ import { PrivateDaemon, startPrivateDaemon } from './support/daemon';
 import { moveDeadlines } from './support/deadlines';
 import { claimJob, createPaidJob, kinds, metricValue, paymentEvents, query, registerMiner } from './support/flow';
 
-// POST /v1/payments/batch (SPEC "Batch operations"): each item answered exactly as its
+// POST /v1/payments/batch (docs/money-and-states.md, "Batches"): each item answered exactly as its
 // single release/refund call would be, in request order, a failing item never failing
 // its neighbours; the envelope checked as a whole. A private daemon, so its ledger
 // totals are this file's alone.

@@ -178,7 +178,7 @@ describe('payment failures (e2e)', () => {
     }
     const later = { job: await api.job(job.job_id), payment: await api.payment(job.payment_id) };
 
-    // One comparison, so every departure from SPEC shows at once.
+    // One comparison, so every departure from the contract shows at once.
     expect({
       jobAtDeadline: atDeadline.job.state,
       jobErrorExplains: /escrow/i.test(atDeadline.job.error ?? ''),

@@ -6,7 +6,7 @@ import { DomainError, validationError } from './errors';
 import { flattenValidationErrors } from './validation';
 
 /*
- * Batch routes (SPEC "Batch operations"): the envelope is validated as a whole (a bad
+ * Batch routes (docs/money-and-states.md, "Batches"): the envelope is validated as a whole (a bad
  * one is a 400 with nothing done), each item on its own, exactly as its single call's
  * body would be, so a bad item gets the single call's 400 and never fails its neighbours.
  */

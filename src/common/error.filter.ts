@@ -21,7 +21,7 @@ const HTTP_STATUS_CODES: Record<number, string> = {
   429: 'RATE_LIMITED',
 };
 
-/** Renders every error in the one shape of SPEC.md; unknown errors never leak a stack or SQL. */
+/** Renders every error in the one shape of docs/errors.md; unknown errors never leak a stack or SQL. */
 @Catch()
 export class GlobalErrorFilter implements ExceptionFilter {
   private readonly logger = new Logger('Errors');

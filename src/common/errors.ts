@@ -1,6 +1,6 @@
 /**
  * Domain errors carry a stable code; the one table below maps codes to HTTP statuses,
- * and the global exception filter renders the one error shape of SPEC.md.
+ * and the global exception filter renders the one error shape of docs/errors.md.
  */
 export const ERROR_STATUS = {
   VALIDATION_FAILED: 400,

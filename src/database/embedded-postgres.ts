@@ -49,9 +49,9 @@ export async function startEmbeddedPostgres(
     persistent: true,
     // initdb and postgres refuse to run as root; the package then runs them as a postgres user.
     createPostgresUser: process.getuid?.() === 0,
-    // Clients connect over the Unix socket in the data directory: on this 2-core machine a
-    // loopback TCP round trip costs measurably more CPU (pgbench -S: 33k vs 28k q/s). The
-    // TCP port stays open for tools.
+    // Clients connect over the Unix socket in the data directory: a loopback TCP round
+    // trip costs measurably more CPU (pgbench -S on 2 cores: 33k vs 28k q/s). The TCP
+    // port stays open for tools.
     postgresFlags: Object.entries({
       listen_addresses: '127.0.0.1',
       unix_socket_directories: databaseDir,

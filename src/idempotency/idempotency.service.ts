@@ -6,7 +6,7 @@ import { MetricsService } from '../metrics/metrics.service';
 import { Transactions } from '../database/transactions';
 import { canonicalReceiptBytes } from '../receipts/receipt-signer';
 
-/** Keys are kept at least this long (SPEC: ≥ 7 days on money-moving routes; we use it for all). */
+/** Keys are kept at least this long (at least 7 days on money-moving routes; used for all). */
 export const IDEMPOTENCY_RETENTION_DAYS = 7;
 
 export interface Scope {

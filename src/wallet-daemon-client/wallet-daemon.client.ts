@@ -1,5 +1,5 @@
 /**
- * The coordinator's view of the wallet daemon (SPEC "Escrow and the wallet daemon").
+ * The coordinator's view of the wallet daemon (docs/wallet-daemon.md).
  * An abstract class so it can be a DI token; the one implementation speaks HTTP.
  */
 export interface EscrowHold {
@@ -34,7 +34,7 @@ export interface EscrowState {
 }
 
 /**
- * One item of `POST /api/v1/escrow/settle-batch` (an extension of the SPEC contract that
+ * One item of `POST /api/v1/escrow/settle-batch` (an extension of the single-escrow contract that
  * the local daemon implements): exactly the single release or refund call with that
  * idempotency key, so a retry either way replays it.
  */
@@ -43,7 +43,7 @@ export type SettleBatchItem = SettleRequest & { idempotency_key: string } & (
   );
 
 /**
- * One item of `POST /api/v1/escrow/create-batch` (SPEC "Batch operations"): exactly the
+ * One item of `POST /api/v1/escrow/create-batch` (docs/wallet-daemon.md): exactly the
  * single create call with that idempotency key, so a retry either way replays it.
  */
 export type CreateBatchItem = CreateEscrowRequest & { idempotency_key: string };

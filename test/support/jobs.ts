@@ -18,7 +18,7 @@ export const PAYLOAD = { job_type: 'ai_inference', parameters: { model: 'gpt-4',
 export const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-/** Fields every `JobView` carries (SPEC "Jobs"). */
+/** Fields every `JobView` carries (the OpenAPI `JobView` schema). */
 export const JOB_VIEW_FIELDS = [
   'job_id',
   'client_id',
@@ -159,7 +159,7 @@ const LEAKS = [
   /QueryFailedError|TypeError|ReferenceError/,
 ];
 
-/** The one error shape of SPEC.md, nothing more, and nothing that leaks internals. */
+/** The one error shape of docs/errors.md, nothing more, and nothing that leaks internals. */
 export function expectErrorShape(body: Body, status: number, code?: string): void {
   expect(body).toEqual({
     status_code: status,
@@ -184,7 +184,7 @@ export function expectError(response: Response, status: number, code?: string): 
   return response.body;
 }
 
-/** A JobView: every field of SPEC.md, snake_case names, ISO UTC timestamps. */
+/** A JobView: every field the contract names, snake_case names, ISO UTC timestamps. */
 export function expectJobView(view: Body): void {
   for (const field of JOB_VIEW_FIELDS) expect(view).toHaveProperty(field);
   for (const key of Object.keys(view)) expect(key).toMatch(/^[a-z][a-z0-9]*(_[a-z0-9]+)*$/);
