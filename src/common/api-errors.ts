@@ -1,5 +1,5 @@
 import { applyDecorators, SetMetadata } from '@nestjs/common';
-import { ApiExtraModels, ApiProperty, ApiResponse } from '@nestjs/swagger';
+import { ApiExtraModels, ApiProperty, ApiResponse, getSchemaPath } from '@nestjs/swagger';
 import { ERROR_STATUS, ErrorCode } from './errors';
 
 /**
@@ -160,11 +160,16 @@ export function ApiErrors(...groups: (ErrorCode | readonly ErrorCode[])[]): Meth
     .map(([status, list]) =>
       ApiResponse({
         status,
-        type: ErrorView,
         description: `Error; \`code\` is one of: ${list.map((code) => `\`${code}\``).join(', ')}`,
-        examples: Object.fromEntries(
-          list.map((code) => [code, { summary: errorExample(code).message, value: errorExample(code) }]),
-        ),
+        // Content spelled out, not `type`: errors are JSON even on a route that @ApiProduces CSV.
+        content: {
+          'application/json': {
+            schema: { $ref: getSchemaPath(ErrorView) },
+            examples: Object.fromEntries(
+              list.map((code) => [code, { summary: errorExample(code).message, value: errorExample(code) }]),
+            ),
+          },
+        },
       }),
     );
   const once: MethodDecorator = (target, key, descriptor) => {

@@ -8,6 +8,20 @@ import { DomainError } from '../common/errors';
 import { CurrentPrincipal, Roles } from '../auth/auth.guard';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
+
+/** Release and refund bodies: both fields optional; a job_id that is not the payment's is a 409. */
+const settleBody = (reason: string) =>
+  ApiBody({
+    type: SettlePaymentDto,
+    required: false,
+    examples: {
+      reason: { summary: 'With a reason', value: { reason } },
+      job: {
+        summary: "Checking that it is the job's payment (use your job's id)",
+        value: { job_id: '0193a5b0-7c1e-7d2a-9c4b-2f1e8d7a6b5c', reason },
+      },
+    },
+  });
 import {
   CreatePaymentDto,
   PaymentBatchDto,
@@ -115,6 +129,7 @@ export class PaymentsController {
   @HttpCode(200)
   @Roles('client', 'admin')
   @ApiOperation({ summary: "Release the escrow to the assigned miner's payout address" })
+  @settleBody('Job completed successfully')
   @ApiOkResponse({ type: PaymentView })
   @ApiErrors(
     KEYED,
@@ -137,6 +152,7 @@ export class PaymentsController {
   @HttpCode(200)
   @Roles('client', 'admin')
   @ApiOperation({ summary: 'Refund the escrow to the refund address (clients: only before the job runs)' })
+  @settleBody('Not needed any more')
   @ApiOkResponse({ type: PaymentView })
   @ApiErrors(
     KEYED,

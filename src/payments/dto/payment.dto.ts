@@ -54,7 +54,7 @@ export class CreatePaymentDto {
 
 export class SettlePaymentDto {
   /** When given, must be the payment's job (409 otherwise). */
-  @ApiPropertyOptional({ example: 'abc123' })
+  @ApiPropertyOptional({ example: '0193a5b0-7c1e-7d2a-9c4b-2f1e8d7a6b5c' })
   @IsOptional()
   @IsString()
   @MaxLength(100)
