@@ -212,7 +212,7 @@ describe('OpenAPI document: error answers and examples', () => {
         const polled = await post('miner', '/v1/miners/poll', undefined);
         expect([200, 204]).toContain(polled.status);
         if (polled.status === 204) throw new Error(`job ${job.job_id} was never handed out`);
-        if ((polled.body as Body).job_id === job.job_id) break;
+        if (polled.body.job_id === job.job_id) break;
       }
       const completed = await post('miner', `/v1/miners/jobs/${job.job_id}/result`, { result: { text: 'Hi' } });
       expect(expectStatus(completed, 200, 'result').state).toBe('completed');
