@@ -37,7 +37,7 @@ export class WebhookScheduler implements OnApplicationBootstrap, OnModuleDestroy
       if (this.running.has(name)) return;
       const run = work()
         .then(() => undefined)
-        .catch((error) => this.logger.error({ err: error, work: name }, 'webhook work failed; will run again'))
+        .catch((error: unknown) => this.logger.error({ err: error, work: name }, 'webhook work failed; will run again'))
         .finally(() => this.running.delete(name));
       this.running.set(name, run);
     };

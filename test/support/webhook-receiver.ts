@@ -47,12 +47,12 @@ export class WebhookReceiver {
   ) {}
 
   static async start(path = '/hooks'): Promise<WebhookReceiver> {
-    let receiver: WebhookReceiver | undefined;
-    const server = createServer((req, res) => receiver!.handle(req, res));
+    // The handler runs only once the server listens, after `receiver` is set below.
+    const server = createServer((req, res) => receiver.handle(req, res));
     server.keepAliveTimeout = 60_000;
     await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
     const { port } = server.address() as AddressInfo;
-    receiver = new WebhookReceiver(server, `http://127.0.0.1:${port}${path}`);
+    const receiver = new WebhookReceiver(server, `http://127.0.0.1:${port}${path}`);
     return receiver;
   }
 
