@@ -45,7 +45,7 @@ export class JobSweeper implements OnApplicationBootstrap, OnModuleDestroy {
       if (this.running.has(name)) return;
       const run = work()
         .then(() => undefined)
-        .catch((error) => this.logger.error({ err: error, sweep: name }, 'sweep failed; will run again'))
+        .catch((error: unknown) => this.logger.error({ err: error, sweep: name }, 'sweep failed; will run again'))
         .finally(() => this.running.delete(name));
       this.running.set(name, run);
     };

@@ -155,7 +155,7 @@ export class JobsService {
       await this.payments.escrowMany(payments);
       const jobs = jobIds.length ? await this.jobs.findMany(this.tx.sql, jobIds) : [];
       byId = new Map(jobs.map((job) => [job.job_id, job]));
-    } catch (error) {
+    } catch (error: unknown) {
       // The jobs are committed: an error now is each created item's answer (as a single
       // create's would be, its payment left to the re-drive), never a reason to create again.
       return prepared.map((p) => ('error' in p && p.error ? { error: p.error } : { error }));

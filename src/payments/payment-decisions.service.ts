@@ -128,7 +128,7 @@ export class PaymentDecisions {
               decided.map((p) => p.payment_id),
             );
       finalById = new Map(final.map((p) => [p.payment_id, p]));
-    } catch (error) {
+    } catch (error: unknown) {
       // The decisions are committed (the re-drive carries them on): an error now is each
       // decided ask's answer, as a single call's would be, never a reason to ask again.
       return asks.map((_ask, index) => ({ error: refusals.get(index) ?? error }));
@@ -181,6 +181,7 @@ export class PaymentDecisions {
 }
 
 function settledOrThrow([outcome]: SettleOutcome[]): JobPayment {
+  // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrows what the decision threw, unchanged
   if (outcome.error !== undefined) throw outcome.error;
   return outcome.payment as JobPayment;
 }

@@ -47,13 +47,13 @@ export class PaymentRedrive {
     await Promise.all([
       this.settlement
         .settleMany(decided)
-        .catch((error) =>
+        .catch((error: unknown) =>
           this.logger.error({ err: error, payments: decided.length }, 're-drive of settlements failed'),
         ),
       runWithConcurrency(others, 8, async (payment) => {
         try {
           await this.redrive(payment);
-        } catch (error) {
+        } catch (error: unknown) {
           this.logger.error({ payment_id: payment.payment_id, err: error }, 're-drive failed');
         }
       }),

@@ -2,10 +2,10 @@ import type { Principal } from '../auth/api-keys';
 import type { JobPayment } from './job-payment.entity';
 import { canSeePayment, SettleAsk, settlementRefusal } from './payment-rules';
 
-const client: Principal = { id: 'client-1', role: 'client' } as Principal;
-const otherClient: Principal = { id: 'client-2', role: 'client' } as Principal;
-const admin: Principal = { id: 'admin-1', role: 'admin' } as Principal;
-const miner: Principal = { id: 'miner-1', role: 'miner' } as Principal;
+const client: Principal = { id: 'client-1', role: 'client' };
+const otherClient: Principal = { id: 'client-2', role: 'client' };
+const admin: Principal = { id: 'admin-1', role: 'admin' };
+const miner: Principal = { id: 'miner-1', role: 'miner' };
 
 const payment = (over: Partial<JobPayment> = {}): JobPayment =>
   ({

@@ -177,7 +177,10 @@ export function loadOrCreateSeedFile(dataDir: string): Uint8Array {
     writeFileSync(path, randomBytes(32).toString('hex') + '\n', { mode: 0o600, flag: 'wx' });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
-      throw new WalletDaemonConfigError('DATA_DIR', `is not writable for the wallet seed (${path}): ${error.message}`);
+      throw new WalletDaemonConfigError(
+        'DATA_DIR',
+        `is not writable for the wallet seed (${path}): ${(error as Error).message}`,
+      );
     }
   }
   return parseSeedHex(readFileSync(path, 'utf8').trim(), `wallet seed file ${path}`);

@@ -41,11 +41,11 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error) => {
+main().catch((error: unknown) => {
   const message =
     error instanceof WalletDaemonConfigError
       ? error.message
-      : `wallet daemon failed to start: ${error?.message ?? error}`;
+      : `wallet daemon failed to start: ${error instanceof Error ? error.message : String(error)}`;
   printLine(process.stderr, { level: 60, msg: message });
   process.exit(1);
 });

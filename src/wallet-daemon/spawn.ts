@@ -68,7 +68,7 @@ export async function spawnWalletDaemon(options: SpawnWalletDaemonOptions): Prom
   const log = openLog(options.logFile);
   const stopped = new Promise<void>((done) => child.once('exit', () => done()));
   let stderrTail = '';
-  child.stderr!.on('data', (chunk: Buffer) => {
+  child.stderr.on('data', (chunk: Buffer) => {
     stderrTail = (stderrTail + chunk.toString('utf8')).slice(-STDERR_TAIL_CHARS);
     log?.write(chunk);
   });

@@ -5,7 +5,6 @@ import {
   ArrayMinSize,
   IsArray,
   IsDefined,
-  IsIn,
   IsInt,
   IsObject,
   IsOptional,
