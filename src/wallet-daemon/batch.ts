@@ -40,7 +40,7 @@ export class BatchRun<T extends PendingItem> {
     private readonly db: Db,
     private readonly items: BatchItem[],
   ) {
-    this.results = new Array(items.length);
+    this.results = new Array<BatchItemResult>(items.length);
   }
 
   /** Fields, before any key is claimed: a bad item answers its single call's 400. */

@@ -73,7 +73,9 @@ export async function withTransaction<T>(pool: Pool, work: (db: PoolClient) => P
       return result;
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);
-      if (attempt >= MAX_TRANSACTION_ATTEMPTS || !RETRYABLE_SQLSTATES.has(error?.code)) throw error;
+      const code = (error as { code?: unknown } | undefined)?.code;
+      if (attempt >= MAX_TRANSACTION_ATTEMPTS || typeof code !== 'string' || !RETRYABLE_SQLSTATES.has(code))
+        throw error;
     } finally {
       client.release();
     }
