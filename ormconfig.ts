@@ -19,7 +19,12 @@ export function dataSourceOptions(url: string, poolSize = 10): DataSourceOptions
     type: 'postgres',
     url,
     entities: [Job, Miner, JobPayment, PaymentEvent, PaymentEscrow, IdempotencyKey],
-    migrations: [Initial1764000000000, IdempotencyLease1764100000000, PaymentHistory1764200000000, Webhooks1764300000000],
+    migrations: [
+      Initial1764000000000,
+      IdempotencyLease1764100000000,
+      PaymentHistory1764200000000,
+      Webhooks1764300000000,
+    ],
     synchronize: false,
     migrationsRun: false,
     logging: false,
