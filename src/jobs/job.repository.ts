@@ -167,10 +167,6 @@ export class JobRepository extends PaymentJobs {
     );
   }
 
-  async lockJobs(sql: Sql, jobIds: string[]): Promise<void> {
-    await sql.rows(`SELECT 1 FROM job WHERE job_id = ANY($1::uuid[]) ORDER BY job_id FOR UPDATE`, [jobIds]);
-  }
-
   async endLiveJobs(sql: Sql, payments: JobPayment[], cause: RefundCause): Promise<void> {
     await sql.rows(
       `UPDATE job SET state = $2, error = 'payment refunded: ' || r.reason, finished_at = now(), updated_at = now()

@@ -51,13 +51,17 @@ export type HeldPayment = { payment: JobPayment; hold: EscrowHold };
 export type Moved = JobPayment & { from_status: PaymentStatus };
 
 /**
- * Every statement on `job_payments`, each written out whole. A status change is one
- * compare-and-set UPDATE whose row count decides, and the same statement appends its
- * audit event (`payment_events`) and writes the escrow record (`payment_escrows`), so a
- * change and its records commit together in one round trip. Statements that must hold
- * the job lock first either run after `PaymentJobs.lockJob(s)` in the caller's
- * transaction, or lock the job in their own first CTE (`locked_job`, referenced in the
- * UPDATE's WHERE, which PostgreSQL evaluates before touching any payment row).
+ * Every statement on `job_payments`, each written out whole, each over a set (a single
+ * payment is a set of one). A status change is one compare-and-set UPDATE whose row count
+ * decides, and the same statement appends its audit event (`payment_events`) and writes
+ * the escrow record (`payment_escrows`), so a change and its records commit together in
+ * one round trip.
+ *
+ * Lock order: job before payment, always. A statement that runs on its own locks its
+ * jobs in its first CTE (`locked_jobs`, in `job_id` order) and gates the UPDATE on
+ * `(SELECT count(*) FROM locked_jobs) >= 0`: a condition on no row, which PostgreSQL
+ * evaluates once (a one-time filter) before it reads any payment row, so every job is
+ * locked first. The others run inside a transaction that took `PaymentJobs.lockJob` first.
  */
 @Injectable()
 export class JobPaymentsRepository {
@@ -133,42 +137,20 @@ export class JobPaymentsRepository {
   // ---------------------------------------------------------------- escrow holds
 
   /**
-   * pending → escrowed while the job is still live, with its event and escrow record, the
-   * job locked first: one statement that is a whole transaction (the usual single hold).
-   */
-  recordHoldOfLiveJob(sql: Sql, payment: JobPayment, hold: EscrowHold): Promise<JobPayment | undefined> {
-    return sql.one<JobPayment>(
-      `WITH locked_job AS (SELECT state FROM job WHERE job_id = $2 FOR UPDATE),
-       moved AS (
-         UPDATE job_payments SET status = 'escrowed', escrow_id = $3, escrow_address = $4, escrowed_at = now(),
-                next_attempt_at = NULL, last_error = NULL, updated_at = now()
-          WHERE payment_id = $1 AND status = 'pending'
-            AND EXISTS (SELECT 1 FROM locked_job WHERE state IN ('queued','running'))
-         RETURNING *),
-       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
-                  SELECT payment_id, 'pending', 'escrowed', 'escrow_created', 'system', jsonb_build_object('create_transaction_hash', $5::text) FROM moved),
-       hold_record AS (
-         INSERT INTO payment_escrows (payment_id, escrow_id, amount, currency, address, create_transaction_hash, created_at, updated_at)
-         SELECT payment_id, escrow_id, amount, currency, escrow_address, $5, now(), now() FROM moved
-         ON CONFLICT (payment_id) DO NOTHING)
-       SELECT * FROM moved`,
-      [payment.payment_id, payment.job_id, hold.escrow_id, hold.address, hold.transaction_hash],
-    );
-  }
-
-  /**
-   * pending → escrowed for many holds, with their events and escrow records: one statement.
-   * `liveJobsOnly`: only payments whose job is still live move (the caller locked those jobs).
+   * pending → escrowed for one hold or many, with their events and escrow records: one
+   * statement, the jobs locked first. `liveJobsOnly`: only payments whose job is still
+   * live move (the others are left `pending` for the caller to record and refund).
    */
   recordHolds(sql: Sql, held: HeldPayment[], liveJobsOnly: boolean): Promise<JobPayment[]> {
     return sql.rows<JobPayment>(
       `WITH input AS (SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::varchar[]) AS i(payment_id, escrow_id, escrow_address, tx_hash)),
+       locked_jobs AS (SELECT job_id, state FROM job WHERE job_id = ANY($6::uuid[]) ORDER BY job_id FOR UPDATE),
        moved AS (
          UPDATE job_payments p SET status = 'escrowed', escrow_id = i.escrow_id, escrow_address = i.escrow_address, escrowed_at = now(),
                 next_attempt_at = NULL, last_error = NULL, updated_at = now()
            FROM input i
-          WHERE p.payment_id = i.payment_id AND p.status = 'pending'
-            AND (NOT $5::boolean OR EXISTS (SELECT 1 FROM job j WHERE j.job_id = p.job_id AND j.state IN ('queued','running')))
+          WHERE p.payment_id = i.payment_id AND p.status = 'pending' AND (SELECT count(*) FROM locked_jobs) >= 0
+            AND (NOT $5::boolean OR EXISTS (SELECT 1 FROM locked_jobs l WHERE l.job_id = p.job_id AND l.state IN ('queued','running')))
          RETURNING p.*),
        logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
                   SELECT m.payment_id, 'pending', 'escrowed', 'escrow_created', 'system', jsonb_build_object('create_transaction_hash', i.tx_hash)
@@ -184,6 +166,7 @@ export class JobPaymentsRepository {
         held.map((h) => h.hold.address),
         held.map((h) => h.hold.transaction_hash),
         liveJobsOnly,
+        held.map((h) => h.payment.job_id),
       ],
     );
   }
@@ -286,37 +269,14 @@ export class JobPaymentsRepository {
 
   // ---------------------------------------------------------------- settlements
 
-  /** releasing → released or refunding → refunded with event and escrow record, the job locked first: one statement. */
-  recordSettlement(sql: Sql, payment: JobPayment, transactionHash: string): Promise<JobPayment | undefined> {
-    return sql.one<JobPayment>(
-      `WITH locked_job AS (SELECT state FROM job WHERE job_id = $2 FOR UPDATE),
-       moved AS (
-         UPDATE job_payments p SET
-                status = CASE $3::varchar WHEN 'releasing' THEN 'released' ELSE 'refunded' END,
-                transaction_hash = CASE $3::varchar WHEN 'releasing' THEN $4 ELSE p.transaction_hash END,
-                released_at = CASE $3::varchar WHEN 'releasing' THEN now() ELSE p.released_at END,
-                refund_transaction_hash = CASE $3::varchar WHEN 'refunding' THEN $4 ELSE p.refund_transaction_hash END,
-                refunded_at = CASE $3::varchar WHEN 'refunding' THEN now() ELSE p.refunded_at END,
-                verified_at = now(), next_attempt_at = NULL, last_error = NULL, updated_at = now()
-          WHERE p.payment_id = $1 AND p.status = $3::varchar AND EXISTS (SELECT 1 FROM locked_job)
-         RETURNING p.*),
-       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
-                  SELECT payment_id, $3::varchar, status, settle_reason, 'wallet-daemon', jsonb_build_object('transaction_hash', $4::text) FROM moved),
-       escrow_record AS (
-         UPDATE payment_escrows e SET
-                is_released = e.is_released OR m.status = 'released', released_at = CASE WHEN m.status = 'released' THEN now() ELSE e.released_at END,
-                is_refunded = e.is_refunded OR m.status = 'refunded', refunded_at = CASE WHEN m.status = 'refunded' THEN now() ELSE e.refunded_at END,
-                is_active = false, updated_at = now()
-           FROM moved m WHERE e.payment_id = m.payment_id AND e.is_active)
-       SELECT * FROM moved`,
-      [payment.payment_id, payment.job_id, payment.status, transactionHash],
-    );
-  }
-
-  /** Many settlements with their events and escrow records: one statement (the caller locked the jobs first). */
+  /**
+   * releasing → released and refunding → refunded for one settlement or many, with their
+   * events and escrow records: one statement, the jobs locked first.
+   */
   recordSettlements(sql: Sql, settled: Settled[]): Promise<Moved[]> {
     return sql.rows<Moved>(
       `WITH input AS (SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[]) AS i(payment_id, from_status, tx_hash)),
+       locked_jobs AS (SELECT job_id FROM job WHERE job_id = ANY($4::uuid[]) ORDER BY job_id FOR UPDATE),
        moved AS (
          UPDATE job_payments p SET
                 status = CASE i.from_status WHEN 'releasing' THEN 'released' ELSE 'refunded' END,
@@ -325,10 +285,11 @@ export class JobPaymentsRepository {
                 refund_transaction_hash = CASE i.from_status WHEN 'refunding' THEN i.tx_hash ELSE p.refund_transaction_hash END,
                 refunded_at = CASE i.from_status WHEN 'refunding' THEN now() ELSE p.refunded_at END,
                 verified_at = now(), next_attempt_at = NULL, last_error = NULL, updated_at = now()
-           FROM input i WHERE p.payment_id = i.payment_id AND p.status = i.from_status
-         RETURNING p.*, i.from_status, i.tx_hash),
+           FROM input i WHERE p.payment_id = i.payment_id AND p.status = i.from_status AND (SELECT count(*) FROM locked_jobs) >= 0
+         RETURNING p.*, i.from_status),
        logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
-                  SELECT payment_id, from_status, status, settle_reason, 'wallet-daemon', jsonb_build_object('transaction_hash', tx_hash) FROM moved),
+                  SELECT m.payment_id, m.from_status, m.status, m.settle_reason, 'wallet-daemon', jsonb_build_object('transaction_hash', i.tx_hash)
+                    FROM moved m JOIN input i USING (payment_id)),
        escrow_record AS (
          UPDATE payment_escrows e SET
                 is_released = e.is_released OR m.status = 'released', released_at = CASE WHEN m.status = 'released' THEN now() ELSE e.released_at END,
@@ -340,6 +301,7 @@ export class JobPaymentsRepository {
         settled.map((s) => s.payment.payment_id),
         settled.map((s) => s.payment.status),
         settled.map((s) => s.transactionHash),
+        settled.map((s) => s.payment.job_id),
       ],
     );
   }

@@ -121,7 +121,7 @@ export class PaymentCreation {
     try {
       const hold = await this.escrow.hold(payment);
       // The usual case in one statement: the job is still live, so the escrow simply stands.
-      const fast = await this.payments.recordHoldOfLiveJob(this.tx.sql, payment, hold);
+      const [fast] = await this.payments.recordHolds(this.tx.sql, [{ payment, hold }], true);
       if (fast) {
         this.log.transition(fast.payment_id, 'pending', 'escrowed', 'escrow_created', 'system');
         return fast;
@@ -184,16 +184,10 @@ export class PaymentCreation {
     );
   }
 
-  /** pending → escrowed for many holds of live jobs: the jobs locked in one order, then one statement. */
+  /** pending → escrowed for many holds of live jobs: the same one statement as a single hold. */
   private async recordHoldsOfLiveJobs(held: HeldPayment[]): Promise<Set<string>> {
     if (held.length === 0) return new Set();
-    const moved = await this.tx.run(async (sql) => {
-      await this.jobs.lockJobs(
-        sql,
-        held.map((h) => h.payment.job_id),
-      );
-      return this.payments.recordHolds(sql, held, true);
-    });
+    const moved = await this.payments.recordHolds(this.tx.sql, held, true);
     for (const { payment_id } of moved)
       this.log.transition(payment_id, 'pending', 'escrowed', 'escrow_created', 'system');
     return new Set(moved.map((m) => m.payment_id));

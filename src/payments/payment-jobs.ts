@@ -23,9 +23,6 @@ export abstract class PaymentJobs {
   /** Locks the job row (job before payment, always) and returns its facts. */
   abstract lockJob(sql: Sql, jobId: string): Promise<JobFacts | undefined>;
 
-  /** Locks many jobs in one order (`job_id`), so concurrent sets never deadlock. */
-  abstract lockJobs(sql: Sql, jobIds: string[]): Promise<void>;
-
   /** Refunds were decided from the payment side: their jobs still live are canceled (or expired). */
   abstract endLiveJobs(sql: Sql, payments: JobPayment[], cause: RefundCause): Promise<void>;
 

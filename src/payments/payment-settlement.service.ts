@@ -9,7 +9,6 @@ import { WalletDaemonRejected, WalletDaemonUnavailable } from '../wallet-daemon-
 import type { JobPayment } from './job-payment.entity';
 import { JobPaymentsRepository, Settled } from './job-payments.repository';
 import { PaymentDaemonCalls } from './payment-daemon-calls.service';
-import { PaymentJobs } from './payment-jobs';
 import { PaymentLog } from './payment-log';
 
 /**
@@ -28,7 +27,6 @@ export class PaymentSettlement {
     private readonly escrow: EscrowService,
     private readonly metrics: MetricsService,
     private readonly payments: JobPaymentsRepository,
-    private readonly jobs: PaymentJobs,
     private readonly calls: PaymentDaemonCalls,
     private readonly log: PaymentLog,
   ) {}
@@ -93,25 +91,18 @@ export class PaymentSettlement {
     );
   }
 
-  /** Records one settlement the daemon carried out: one statement (job lock, status, event, escrow record). */
+  /** Records one settlement the daemon carried out: a set of one of `recordMany`. */
   private async record(payment: JobPayment, transactionHash: string): Promise<JobPayment> {
-    const done = await this.payments.recordSettlement(this.tx.sql, payment, transactionHash);
-    if (!done) return (await this.payments.find(this.tx.sql, payment.payment_id)) as JobPayment;
-    this.log.transition(done.payment_id, payment.status, done.status, done.settle_reason, 'wallet-daemon');
-    return done;
+    const [done] = await this.recordMany([{ payment, transactionHash }]);
+    return done ?? ((await this.payments.find(this.tx.sql, payment.payment_id)) as JobPayment);
   }
 
-  /** Records many settlements in one transaction: the jobs locked first, in one order, then one statement. */
-  private async recordMany(settled: Settled[]): Promise<void> {
-    if (settled.length === 0) return;
-    const moved = await this.tx.run(async (sql) => {
-      await this.jobs.lockJobs(
-        sql,
-        settled.map((s) => s.payment.job_id),
-      );
-      return this.payments.recordSettlements(sql, settled);
-    });
+  /** Records settlements the daemon carried out: one statement (jobs locked, statuses, events, escrow records). */
+  private async recordMany(settled: Settled[]): Promise<JobPayment[]> {
+    if (settled.length === 0) return [];
+    const moved = await this.payments.recordSettlements(this.tx.sql, settled);
     for (const m of moved) this.log.transition(m.payment_id, m.from_status, m.status, m.settle_reason, 'wallet-daemon');
+    return moved;
   }
 
   private unavailable(payment: JobPayment, error: WalletDaemonUnavailable): Promise<JobPayment> {
