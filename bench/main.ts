@@ -26,6 +26,7 @@ import { DbActivity, renderDb } from './dbstats';
 import { LoadResult, rotating, runLoad, Step } from './load';
 import { cleanupAll, COORDINATOR_ENTRY, installSignalHandlers, onCleanup, ROOT, startCoordinator } from './processes';
 import { renderProfile, summarizeProfile } from './profile';
+import { measureHistory } from './history';
 import { goalsOf, renderReport, Report } from './report';
 import { seededId, seedRows, SeedSpec } from './seed';
 import { enableStatements, renderStatements, topStatements } from './statements';
@@ -57,6 +58,7 @@ interface Options {
   batchConnections: number;
   curve: number[];
   curveSeconds: number;
+  historySizes: number[];
 }
 
 /** Items per request of the batch phases: the routes' largest groups (SPEC "Batch operations"). */
@@ -94,6 +96,8 @@ function parseOptions(argv: string[]): Options {
         '  --batch-connections N  HTTP connections of the batch phases and their ceilings (default 4)',
         '  --curve a,b,c       connections of the POST /v1/jobs sweep drawn as bench/results/<run>-create.svg (default 8,16,32,64,128; quick 16,64)',
         '  --curve-seconds S   seconds per point of that sweep (default 4; quick 2)',
+        '  --phases history    payment history (#13), not in the default set: seeds --history-sizes payments by SQL, then list, summary, export and event-feed goals',
+        '  --history-sizes a,b payments of the history phase before and after growing (default 10000,1000000; quick 10000,100000)',
         '  --profile           CPU-profile the coordinator (node --cpu-prof) and print where its time went',
         '  --statements        print the SQL statements PostgreSQL spent the most time on (pg_stat_statements)',
         '  --wait-idle [S]     on a shared machine, wait up to S seconds (default 600) until the CPUs are idle before starting',
@@ -153,6 +157,7 @@ function parseOptions(argv: string[]): Options {
     batchConnections: num('batch-connections', 4),
     curve: list('curve', quick ? [16, 64] : [8, 16, 32, 64, 128]),
     curveSeconds: num('curve-seconds', quick ? 2 : 4),
+    historySizes: list('history-sizes', quick ? [10_000, 100_000] : [10_000, 1_000_000]),
   };
 }
 
@@ -610,6 +615,25 @@ async function main(): Promise<void> {
     report.writes.create_curve = await measureCurve(base, db, options, createStep);
     coordinator.assertAlive('the connections sweep');
     report.rss_mb.curve = coordinator.rss.takePhasePeakMb();
+  }
+
+  // ---------------------------------------------------------------- payment history and reporting
+  if (options.phases.has('history')) {
+    const history = await measureHistory({
+      db,
+      base,
+      adminKey: admin.key,
+      coordinator,
+      createStep,
+      connections: options.connections,
+      sizes: [options.historySizes[0], options.historySizes[1]],
+      samples: options.quick ? 100 : 300,
+      loadSeconds: options.quick ? 5 : 10,
+    });
+    writeFileSync(join(logDir, 'history.json'), JSON.stringify(history, null, 2));
+    progress(`history figures in ${join(logDir, 'history.json')}`);
+    coordinator.assertAlive('the history phase');
+    report.rss_mb.history = coordinator.rss.takePhasePeakMb();
   }
 
   // ---------------------------------------------------------------- expiry sweep

@@ -8,7 +8,6 @@ import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
 import type { JobPayment } from '../payments/job-payment.entity';
 import { toPaymentView } from '../payments/payment.view';
-import type { PaymentView } from '../payments/dto/payment.dto';
 import type {
   EventsQuery,
   ExportQuery,
@@ -203,7 +202,7 @@ export const csvLine = (fields: (string | null)[]) => `${fields.map(csvField).jo
 function ndjsonLine(fields: (string | null)[]): string {
   const view: Record<string, string | null> = {};
   EXPORT_COLUMNS.forEach((column, i) => (view[column] = fields[i]));
-  return `${JSON.stringify(view as unknown as PaymentView)}\n`;
+  return `${JSON.stringify(view)}\n`;
 }
 
 /**

@@ -312,30 +312,33 @@ export class PaymentHistoryRepository implements OnModuleInit {
    */
   async foldRollup(): Promise<number> {
     return this.tx.run(async (sql) => {
-      const lock = await sql.one<{ locked: boolean }>(`SELECT pg_try_advisory_xact_lock($1) AS locked`, [
-        ROLLUP_FOLD_LOCK,
-      ]);
+      const lock = await sql.one<{ locked: boolean }>(ROLLUP_FOLD_LOCK_SQL);
       if (!lock?.locked) return 0;
-      const folded = await sql.one<{ deltas: string }>(
-        `WITH moved AS (DELETE FROM payment_rollup_delta RETURNING *),
-              summed AS (
-                SELECT scope, scope_id, day, currency, status, sum(count) AS count, sum(amount) AS amount, count(*) AS deltas
-                  FROM moved GROUP BY scope, scope_id, day, currency, status),
-              upserted AS (
-                INSERT INTO payment_rollup AS r (scope, scope_id, day, currency, status, count, amount)
-                SELECT scope, scope_id, day, currency, status, count, amount FROM summed
-                ON CONFLICT (scope, scope_id, day, currency, status)
-                DO UPDATE SET count = r.count + EXCLUDED.count, amount = r.amount + EXCLUDED.amount)
-         SELECT COALESCE(sum(deltas), 0)::text AS deltas FROM summed`,
-      );
-      await sql.rows(`DELETE FROM payment_rollup WHERE count = 0 AND amount = 0`);
+      const folded = await sql.one<{ deltas: string }>(ROLLUP_FOLD_SQL);
+      await sql.rows(ROLLUP_PRUNE_SQL);
       return Number(folded?.deltas ?? 0);
     }, 1);
   }
 }
 
-/** Arbitrary but fixed, like the migration lock's. */
-const ROLLUP_FOLD_LOCK = 724_031_013;
+/** One fold at a time across instances; the key is arbitrary but fixed, like the migration lock's. */
+export const ROLLUP_FOLD_LOCK_SQL = `SELECT pg_try_advisory_xact_lock(724031013) AS locked`;
+
+/** Moves every visible delta into its key's folded row, in one statement; returns how many were folded. */
+export const ROLLUP_FOLD_SQL = `
+  WITH moved AS (DELETE FROM payment_rollup_delta RETURNING *),
+       summed AS (
+         SELECT scope, scope_id, day, currency, status, sum(count) AS count, sum(amount) AS amount, count(*) AS deltas
+           FROM moved GROUP BY scope, scope_id, day, currency, status),
+       upserted AS (
+         INSERT INTO payment_rollup AS r (scope, scope_id, day, currency, status, count, amount)
+         SELECT scope, scope_id, day, currency, status, count, amount FROM summed
+         ON CONFLICT (scope, scope_id, day, currency, status)
+         DO UPDATE SET count = r.count + EXCLUDED.count, amount = r.amount + EXCLUDED.amount)
+  SELECT COALESCE(sum(deltas), 0)::text AS deltas FROM summed`;
+
+/** Keys whose deltas cancelled out (a payment moved on from `pending`…) answer nothing: drop them. */
+export const ROLLUP_PRUNE_SQL = `DELETE FROM payment_rollup WHERE count = 0 AND amount = 0`;
 
 /** SELECT and GROUP BY lists for the grouped keys, `currency` first. */
 function groupColumns(

@@ -26,7 +26,7 @@ export class RollupFolder implements OnApplicationBootstrap, OnModuleDestroy {
       this.running = this.history
         .foldRollup()
         .then(() => undefined)
-        .catch((error) => this.logger.error({ err: error }, 'rollup fold failed; will run again'))
+        .catch((error: unknown) => this.logger.error({ err: error }, 'rollup fold failed; will run again'))
         .finally(() => (this.running = undefined));
     };
     this.scheduler.addInterval('rollup-fold', setInterval(tick, ROLLUP_FOLD_INTERVAL_MS));
