@@ -31,6 +31,7 @@ import { goalsOf, renderReport, Report } from './report';
 import { seededId, seedRows, SeedSpec } from './seed';
 import { enableStatements, renderStatements, topStatements } from './statements';
 import { now, percentile, progress, ratio, round, sleep, stamp } from './util';
+import { BenchReceiver, measureWebhookDelivery, registerBenchEndpoint } from './webhooks';
 
 // ------------------------------------------------------------------ options
 
@@ -58,6 +59,8 @@ interface Options {
   batchConnections: number;
   curve: number[];
   curveSeconds: number;
+  webhookEndpoint: boolean;
+  webhookEvents: number;
   historySizes: number[];
 }
 
@@ -90,7 +93,7 @@ function parseOptions(argv: string[]): Options {
         '  --create-seconds S, --miner-seconds S, --read-seconds S, --ceiling-seconds S  phase lengths (default 15, 15, 6, 8; quick 5, 5, 2, 3)',
         '  --ceiling-clients a,b  connections of the per-item create/release ceilings (default pool size and --connections; quick pool size)',
         "  --pool N            DB_POOL_SIZE of the coordinator (default: the coordinator's default)",
-        '  --phases a,b        any of reads,ceilings,writes,batch,curve,sweep (default: all)',
+        '  --phases a,b        any of reads,ceilings,writes,batch,curve,sweep,webhooks (default: all)',
         '  --batch-jobs N      paid jobs created through POST /v1/jobs/batch, 100 per request (default 10000; quick 2000)',
         '  --batch-settle N    of those, payments refunded through POST /v1/payments/batch, 500 per request (default 10000; quick 2000)',
         '  --batch-connections N  HTTP connections of the batch phases and their ceilings (default 4)',
@@ -98,6 +101,8 @@ function parseOptions(argv: string[]): Options {
         '  --curve-seconds S   seconds per point of that sweep (default 4; quick 2)',
         '  --phases history    payment history (#13), not in the default set: seeds --history-sizes payments by SQL, then list, summary, export and event-feed goals',
         '  --history-sizes a,b payments of the history phase before and after growing (default 10000,1000000; quick 10000,100000)',
+        '  --webhook-events N  events the webhooks phase delivers to a local receiver (default 10000)',
+        "  --webhook-endpoint  register a webhook endpoint for every event before the phases: each change also writes its outbox rows (delivery off on the main coordinator), to measure the triggers' cost",
         '  --profile           CPU-profile the coordinator (node --cpu-prof) and print where its time went',
         '  --statements        print the SQL statements PostgreSQL spent the most time on (pg_stat_statements)',
         '  --wait-idle [S]     on a shared machine, wait up to S seconds (default 600) until the CPUs are idle before starting',
@@ -150,13 +155,15 @@ function parseOptions(argv: string[]): Options {
     phases: new Set(
       typeof flags.get('phases') === 'string'
         ? String(flags.get('phases')).split(',')
-        : ['reads', 'ceilings', 'writes', 'batch', 'curve', 'sweep'],
+        : ['reads', 'ceilings', 'writes', 'batch', 'curve', 'sweep', 'webhooks'],
     ),
     batchJobs: num('batch-jobs', quick ? 2000 : 10_000),
     batchSettle: num('batch-settle', quick ? 2000 : 10_000),
     batchConnections: num('batch-connections', 4),
     curve: list('curve', quick ? [16, 64] : [8, 16, 32, 64, 128]),
     curveSeconds: num('curve-seconds', quick ? 2 : 4),
+    webhookEndpoint: flags.has('webhook-endpoint'),
+    webhookEvents: num('webhook-events', 10_000),
     historySizes: list('history-sizes', quick ? [10_000, 100_000] : [10_000, 1_000_000]),
   };
 }
@@ -248,6 +255,9 @@ async function main(): Promise<void> {
     JOB_SWEEP_INTERVAL_MS: sweeps ? '100' : '1000',
     ESCROW_SWEEP_INTERVAL_MS: sweeps ? '100' : '1000',
     ...(options.poolSize ? { DB_POOL_SIZE: String(options.poolSize) } : {}),
+    // The bench's receivers are on loopback; only the webhooks phase's own coordinator delivers.
+    WEBHOOK_ALLOW_PRIVATE_URLS: 'true',
+    WEBHOOK_DELIVERY_ENABLED: 'false',
   });
 
   const profileDir = options.profile ? logDir : undefined;
@@ -283,6 +293,12 @@ async function main(): Promise<void> {
       body: JSON.stringify({ payout_address: m.wallet }),
     });
     if (r.status !== 200) throw new Error(`miner registration → ${r.status} ${await r.text()}`);
+  }
+
+  if (options.webhookEndpoint) {
+    const receiver = await BenchReceiver.start();
+    await registerBenchEndpoint(base, admin.key, receiver);
+    progress('webhook endpoint registered for every event type: changes write outbox rows (not delivered)');
   }
 
   const report: Report = {
@@ -634,6 +650,21 @@ async function main(): Promise<void> {
     progress(`history figures in ${join(logDir, 'history.json')}`);
     coordinator.assertAlive('the history phase');
     report.rss_mb.history = coordinator.rss.takePhasePeakMb();
+  }
+
+  // ---------------------------------------------------------------- webhook delivery
+  if (options.phases.has('webhooks')) {
+    report.writes.webhooks = await measureWebhookDelivery(
+      db,
+      base,
+      admin.key,
+      clients[0].key,
+      coordinatorEnv(await freePort(), false),
+      join(logDir, 'coordinator-webhooks.log'),
+      options.webhookEvents,
+      profileDir,
+    );
+    coordinator.assertAlive('the webhooks phase');
   }
 
   // ---------------------------------------------------------------- expiry sweep

@@ -338,6 +338,14 @@ export function goalsOf(r: Report): Goal[] {
       : 'not measured',
     met: b ? b.settlements_per_s >= 5000 && b.settlements === b.payments : undefined,
   });
+  const h = w.webhooks;
+  out.push({
+    goal: 'webhooks: 10,000 events delivered to a local receiver: ≥ 2,000/s',
+    figure: h
+      ? `${fmt(h.per_s)}/s (${fmt(h.delivered)} of ${fmt(h.events)} in ${h.seconds} s, ${fmt(h.verified)} signatures verified, ${h.sent_twice} sent twice)`
+      : 'not measured',
+    met: h ? h.per_s >= 2000 && h.delivered === h.events && h.events >= 10_000 : undefined,
+  });
   const s = w.sweep;
   out.push({
     goal: 'expiry sweep: ≥ 5,000 refunds/s',
