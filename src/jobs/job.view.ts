@@ -3,7 +3,7 @@ import { amountOut, iso } from '../common/format';
 import type { JobView, MinerView } from './dto/job.dto';
 import type { Job, Miner } from './job.entity';
 
-/** The wire form of a job (`JobView` of SPEC.md). */
+/** The wire form of a job (`JobView` in the OpenAPI document). */
 export function toJobView(config: AppConfig, job: Job): JobView {
   return {
     job_id: job.job_id,

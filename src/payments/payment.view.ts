@@ -18,7 +18,7 @@ export function toPaymentView(config: AppConfig, p: JobPayment): PaymentView {
     refund_address: p.refund_address,
     payee_address: p.payee_address,
     miner_id: p.miner_id,
-    // One provider until routing exists (SPEC "Providers and routing": unset → `local`).
+    // One provider until routing across several wallet daemons exists: `local`.
     provider_id: 'local',
     ...settledAmounts(config, p),
     transaction_hash: p.transaction_hash,
