@@ -7,7 +7,7 @@ import { waitFor } from './support/flow';
 import { Api, expectStatus, startApp } from './support/payments';
 import { ReceivedWebhook, WebhookReceiver } from './support/webhook-receiver';
 
-// Signed webhooks (SPEC "Webhooks") through HTTP against the real database and wallet
+// Signed webhooks (README "Webhooks") through HTTP against the real database and wallet
 // daemon, received by a real HTTP server on loopback that verifies every request with
 // the `standardwebhooks` library, as a client's receiver would.
 

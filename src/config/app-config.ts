@@ -69,7 +69,7 @@ export interface AppConfig {
   webhookBatchSize: number;
 }
 
-/** About 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (SPEC "Webhooks"). */
+/** About 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (README "Webhooks"). */
 export const DEFAULT_WEBHOOK_RETRY_SCHEDULE = [5, 300, 1800, 7200, 18_000, 36_000, 36_000];
 
 /** `payload` and `constraints` may be 16 levels deep; one more level is the body around them. */

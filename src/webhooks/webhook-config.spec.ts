@@ -1,7 +1,7 @@
 import { ConfigError, DEFAULT_WEBHOOK_RETRY_SCHEDULE, loadConfig } from '../config/app-config';
 
 describe('webhook configuration', () => {
-  it('defaults: the SPEC retry schedule, 5 days to disable, private URLs refused, 10 s timeout, 24 h overlap', () => {
+  it('defaults: the documented retry schedule, 5 days to disable, private URLs refused, 10 s timeout, 24 h overlap', () => {
     const config = loadConfig({});
     expect(config.webhookRetrySchedule).toEqual(DEFAULT_WEBHOOK_RETRY_SCHEDULE);
     expect(DEFAULT_WEBHOOK_RETRY_SCHEDULE).toEqual([5, 300, 1800, 7200, 18_000, 36_000, 36_000]);

@@ -1,4 +1,4 @@
-/** The event types of SPEC "Webhooks", in the order the API lists them. */
+/** The event types of README "Webhooks", in the order the API lists them. */
 export const WEBHOOK_EVENT_TYPES = [
   'payment.created',
   'payment.escrowed',

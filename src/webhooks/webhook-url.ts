@@ -3,7 +3,7 @@ import { BlockList, isIP } from 'node:net';
 import { DomainError } from '../common/errors';
 
 /**
- * Where a webhook may be sent (SPEC "Webhooks"): `https`, or `http` to a public
+ * Where a webhook may be sent (README "Webhooks"): `https`, or `http` to a public
  * address; loopback, private, link-local and other non-public ranges only when the
  * operator allows them (development and tests). Checked when an endpoint is registered
  * and again, on the resolved address, before every attempt: DNS can change.

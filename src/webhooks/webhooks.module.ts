@@ -9,7 +9,7 @@ import { WebhookScheduler } from './webhook.scheduler';
 import { WebhookSender } from './webhook.sender';
 
 /**
- * Signed webhooks (SPEC "Webhooks"). Events are written by database triggers in the
+ * Signed webhooks (README "Webhooks"). Events are written by database triggers in the
  * transaction of the change (migration 1764300000000), so this module depends on no
  * other feature module: it reads the outbox and renders payments and jobs with their
  * API view functions.
