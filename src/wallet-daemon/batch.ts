@@ -11,7 +11,7 @@ import { BatchItem } from './requests';
 
 /** Per batch item: the status and body its single call would have answered. */
 export interface BatchItemResult {
-  idempotency_key: string;
+  idempotency_key?: string;
   status: number;
   body: unknown;
   replayed: boolean;
@@ -20,7 +20,8 @@ export interface BatchItemResult {
 /** One item on its way through a set-based batch's steps. */
 export interface PendingItem {
   index: number;
-  key: string;
+  /** Unset for a single call without an Idempotency-Key: it claims and stores nothing. */
+  key?: string;
   /** The single call's route: part of the key's fingerprint. */
   route: string;
 }
@@ -58,16 +59,18 @@ export class BatchRun<T extends PendingItem> {
 
   /** Claims the keys (in key order); a key already used answers its stored answer or IDEMPOTENCY_KEY_REUSED. */
   async claimKeys(pending: T[]): Promise<T[]> {
-    if (pending.length === 0) return pending;
+    const keyed = pending.filter((p): p is T & { key: string } => p.key !== undefined);
+    if (keyed.length === 0) return pending;
     const claims = await claimIdempotencyKeys(
       this.db,
-      pending.map(({ index, key, route }) => ({
+      keyed.map(({ index, key, route }) => ({
         key,
         route,
         fingerprint: requestFingerprint(route, this.items[index].body),
       })),
     );
     return pending.filter((p) => {
+      if (p.key === undefined) return true;
       const claim = claims.get(p.key);
       if (claim instanceof WalletDaemonError) {
         this.answerError(p.index, claim);
@@ -94,16 +97,13 @@ export class BatchRun<T extends PendingItem> {
   /** A claimed item's error answer; its key is given back at the end. */
   refuse(item: T, error: unknown): void {
     this.answerError(item.index, error);
-    this.failedKeys.push(item.key);
+    if (item.key !== undefined) this.failedKeys.push(item.key);
   }
 
   /** Stores the done items' answers with the work, gives back failed items' keys, and answers all in request order. */
   async finish(done: Array<{ item: T; response: StoredResponse }>): Promise<BatchItemResult[]> {
-    if (done.length > 0)
-      await storeIdempotentResponses(
-        this.db,
-        done.map(({ item, response }) => ({ key: item.key, response })),
-      );
+    const stored = done.flatMap(({ item, response }) => (item.key === undefined ? [] : [{ key: item.key, response }]));
+    if (stored.length > 0) await storeIdempotentResponses(this.db, stored);
     await releaseIdempotencyKeys(this.db, this.failedKeys);
     for (const { item, response } of done) this.answer(item.index, response);
     return this.results;
@@ -125,13 +125,44 @@ export class BatchRun<T extends PendingItem> {
 }
 
 /**
- * Whether every key and every `subject` (the escrow settled, the payment held) appears
- * once: the condition for the set-based path. Batches with repeats go item by item.
+ * Splits a batch into rounds in which every key and every `subject` (the escrow settled,
+ * the payment held) appears once — what the set-based steps need — keeping request order
+ * among items that share either: an item goes one round after the last earlier item it
+ * shares a key or subject with, so it sees that item's outcome, as the single calls one
+ * after another would. A batch without repeats (the normal case) is one round. Returns
+ * the items' indexes, round by round.
  */
-export function isDistinctBatch(items: BatchItem[], subject: (item: BatchItem) => string): boolean {
-  const keys = new Set(items.map((i) => i.idempotencyKey));
-  const subjects = new Set(items.map(subject));
-  return keys.size === items.length && subjects.size === items.length;
+export function distinctRounds<T extends BatchItem>(items: T[], subject: (item: T) => string): number[][] {
+  const rounds: number[][] = [];
+  const lastRound = new Map<string, number>();
+  items.forEach((item, index) => {
+    const names = [
+      `subject:${subject(item)}`,
+      ...(item.idempotencyKey === undefined ? [] : [`key:${item.idempotencyKey}`]),
+    ];
+    const round = Math.max(-1, ...names.map((n) => lastRound.get(n) ?? -1)) + 1;
+    (rounds[round] ??= []).push(index);
+    for (const name of names) lastRound.set(name, round);
+  });
+  return rounds;
+}
+
+/** Runs `runRound` (a set-based batch over distinct items) round by round, in one transaction, answers in request order. */
+export async function runInRounds<T extends BatchItem>(
+  db: Db,
+  items: T[],
+  subject: (item: T) => string,
+  runRound: (db: Db, round: T[]) => Promise<BatchItemResult[]>,
+): Promise<BatchItemResult[]> {
+  const results = new Array<BatchItemResult>(items.length);
+  for (const round of distinctRounds(items, subject)) {
+    const answers = await runRound(
+      db,
+      round.map((index) => items[index]),
+    );
+    round.forEach((index, i) => (results[index] = answers[i]));
+  }
+  return results;
 }
 
 export function accountOf(accounts: Map<string, Account>, ref: AccountRef): Account {

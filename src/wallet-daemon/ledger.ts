@@ -260,22 +260,6 @@ export interface Settlement {
   reason: string | null;
 }
 
-/**
- * Compare-and-set from `held` to the settled state. Returns the settled row, or
- * null when the escrow was no longer held — somebody else settled it first.
- */
-export async function claimSettlement(db: Db, settlement: Settlement): Promise<EscrowRow | null> {
-  const recipientColumn = settlement.state === 'released' ? 'payee' : 'refund_address';
-  const { rows } = await db.query<EscrowRow>(
-    `UPDATE wallet_daemon.escrows
-     SET state = $2, ${recipientColumn} = $3, settle_transaction_hash = $4, settle_reason = $5, settled_at = now()
-     WHERE escrow_id = $1 AND state = 'held'
-     RETURNING *`,
-    [settlement.escrowId, settlement.state, settlement.recipient, settlement.transactionHash, settlement.reason],
-  );
-  return rows[0] ?? null;
-}
-
 export interface LedgerTotals {
   minted: string;
   balances: string;
@@ -374,7 +358,11 @@ export function accountKey(ref: AccountRef): string {
   return `${ref.currency}/${ref.address}`;
 }
 
-/** claimSettlement for many escrows (each at most once): returns the rows that moved out of `held`. */
+/**
+ * Compare-and-set from `held` to the settled state for one escrow or many (each at most
+ * once): returns the rows that moved; an escrow missing from them was no longer held —
+ * somebody else settled it first.
+ */
 export async function claimSettlements(db: Db, settlements: Settlement[]): Promise<EscrowRow[]> {
   const { rows } = await db.query<EscrowRow>(
     `UPDATE wallet_daemon.escrows e

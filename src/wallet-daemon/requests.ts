@@ -86,7 +86,8 @@ export const MAX_BATCH_ITEMS = 500;
  * 400 and the rest go on.
  */
 export interface BatchItem {
-  idempotencyKey: string;
+  /** Always set on a batch route's items; a single call may come without one (then nothing is stored). */
+  idempotencyKey?: string;
   /** The item without `idempotency_key` (and `action`): exactly the single call's body. */
   body: Record<string, unknown>;
 }
@@ -136,7 +137,7 @@ function parseBatch<T>(body: unknown, what: string, parseItem: (fields: Body, in
 function batchItem(fields: Body, index: number): BatchItem {
   const { idempotency_key: idempotencyKey, ...body } = fields;
   if (typeof idempotencyKey !== 'string') throw invalidRequest(`items[${index}].idempotency_key must be a string`);
-  return { idempotencyKey: readIdempotencyKey(idempotencyKey) as string, body };
+  return { idempotencyKey: readIdempotencyKey(idempotencyKey), body };
 }
 
 export function parseFaucet(body: unknown, currencies: CurrencyRegistry): FaucetRequest {

@@ -59,12 +59,18 @@ function registerEscrowRoutes(app: FastifyInstance, deps: WalletRouteDeps): void
     (body) => parseCreateEscrow(body, currencies),
     (db, input) => service.createEscrow(db, input),
   );
-  idempotentPost(app, deps, SETTLEMENT_ROUTES.release, parseRelease, (db, input) =>
-    service.settleEscrow(db, 'released', input),
-  );
-  idempotentPost(app, deps, SETTLEMENT_ROUTES.refund, parseRefund, (db, input) =>
-    service.settleEscrow(db, 'refunded', input),
-  );
+  // A single release or refund is a settle-batch of one (WalletService.settle): one code path.
+  for (const [action, parse] of [
+    ['release', parseRelease],
+    ['refund', parseRefund],
+  ] as const) {
+    app.post(SETTLEMENT_ROUTES[action], async (request, reply) => {
+      const key = readIdempotencyKey(request.headers['idempotency-key']);
+      parse(request.body);
+      const response = await service.settle(action, key, request.body);
+      return sendAnswer(deps.droppedAnswers, request, reply, response);
+    });
+  }
   // Each item carries its own Idempotency-Key (the single call's), so a batch needs none.
   app.post('/api/v1/escrow/settle-batch', async (request, reply) =>
     ok(deps, request, reply, { results: await service.settleBatch(parseSettleBatch(request.body)) }),

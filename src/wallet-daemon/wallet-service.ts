@@ -1,4 +1,3 @@
-import Decimal from 'decimal.js';
 import { Pool } from 'pg';
 import { uuidv7 } from 'uuidv7';
 import { formatAmount } from './amounts';
@@ -8,7 +7,6 @@ import { HdWallet } from './hd-wallet';
 import { claimIdempotencyKey, requestFingerprint, StoredResponse, storeIdempotentResponse } from './idempotency';
 import {
   Account,
-  claimSettlement,
   Db,
   ensureAccount,
   ensureMintAccount,
@@ -24,19 +22,17 @@ import {
   postTransfer,
   withTransaction,
 } from './ledger';
-import { BatchItemResult, isDistinctBatch } from './batch';
+import { BatchItemResult, runInRounds } from './batch';
 import { createdAnswer, createDistinctBatch } from './create-batch';
 import {
   BatchItem,
   BatchSettlement,
-  CREATE_ROUTE,
   CreateEscrowRequest,
   FaucetRequest,
-  parseBatchSettlement,
-  parseCreateEscrow,
   SettleEscrowRequest,
+  SettlementAction,
 } from './requests';
-import { settleDistinctBatch, settledAnswer } from './settle-batch';
+import { settleDistinctBatch } from './settle-batch';
 
 /** An answer to send, possibly replayed from an earlier request with the same key. */
 export interface WalletResponse extends StoredResponse {
@@ -66,78 +62,52 @@ export class WalletService {
   }
 
   /**
+   * A single release or refund call: the settle-batch path with a set of one, so one
+   * code path settles one escrow, a batch and a sweep's batch alike. The caller parsed
+   * the body already (a bad field is a 400 before any work).
+   */
+  async settle(action: SettlementAction, key: string | undefined, body: unknown): Promise<WalletResponse> {
+    const [result] = await withTransaction(this.pool, (db) =>
+      settleDistinctBatch(db, this, [{ idempotencyKey: key, action, body: body as Record<string, unknown> }]),
+    );
+    return { statusCode: result.status, body: result.body, replayed: result.replayed };
+  }
+
+  /**
    * Many settlements in one transaction (one commit), each exactly the single release
    * or refund call with its key: same fingerprint, same stored answer, so a retry either
    * way replays it. A failing item (not found, not held, mismatch, bad field) gets the
    * error the single call would give and the others still commit; any other error fails
-   * the whole batch (nothing applied). Distinct keys and escrows (the normal case) run
-   * set-based, one statement per step for all items (settle-batch.ts).
+   * the whole batch (nothing applied). Set-based, one statement per step for all items
+   * (settle-batch.ts); a batch repeating a key or an escrow runs in rounds, each item
+   * after the ones it repeats.
    */
   async settleBatch(items: BatchSettlement[]): Promise<BatchItemResult[]> {
-    if (isDistinctBatch(items, (item) => String(item.body.escrow_id).toLowerCase())) {
-      return withTransaction(this.pool, (db) => settleDistinctBatch(db, this, items));
-    }
-    return this.runItemByItem(items, (db, item) => {
-      const { outcome, route, request } = parseBatchSettlement(item);
-      return runOncePerKey(db, route, item.idempotencyKey, item.body, (inner) =>
-        this.settleEscrow(inner, outcome, request),
-      );
-    });
+    return withTransaction(this.pool, (db) =>
+      runInRounds(
+        db,
+        items,
+        (item) => String(item.body.escrow_id).toLowerCase(),
+        (inner, round) => settleDistinctBatch(inner, this, round),
+      ),
+    );
   }
 
   /**
    * Many creates in one transaction (one commit), each exactly the single create with its
    * key, as settleBatch is for settlements: a failing item (bad field, 402) gets the single
-   * call's error and holds nothing, the others commit. Distinct keys and payments (the
-   * normal case) run set-based (create-batch.ts).
+   * call's error and holds nothing, the others commit. Set-based (create-batch.ts); a batch
+   * repeating a key or a payment runs in rounds, each item after the ones it repeats.
    */
   async createBatch(items: BatchItem[]): Promise<BatchItemResult[]> {
-    if (isDistinctBatch(items, (item) => String(item.body.payment_id))) {
-      return withTransaction(this.pool, (db) => createDistinctBatch(db, this, items));
-    }
-    return this.runItemByItem(items, (db, item) => {
-      const request = parseCreateEscrow(item.body, this.currencies);
-      return runOncePerKey(db, CREATE_ROUTE, item.idempotencyKey, item.body, (inner) =>
-        this.createEscrow(inner, request),
-      );
-    });
-  }
-
-  /**
-   * A batch repeating a key or its subject (a retry inside one batch) goes one item at a
-   * time in request order, each under a savepoint, so each sees the ones before it; an
-   * item's WalletDaemonError rolls back that item alone.
-   */
-  private runItemByItem<T extends BatchItem>(
-    items: T[],
-    runItem: (db: Db, item: T) => Promise<WalletResponse>,
-  ): Promise<BatchItemResult[]> {
-    return withTransaction(this.pool, async (db) => {
-      const results: BatchItemResult[] = [];
-      for (const item of items) {
-        await db.query('SAVEPOINT batch_item');
-        try {
-          const response = await runItem(db, item);
-          await db.query('RELEASE SAVEPOINT batch_item');
-          results.push({
-            idempotency_key: item.idempotencyKey,
-            status: response.statusCode,
-            body: response.body,
-            replayed: response.replayed,
-          });
-        } catch (error) {
-          if (!(error instanceof WalletDaemonError)) throw error;
-          await db.query('ROLLBACK TO SAVEPOINT batch_item');
-          results.push({
-            idempotency_key: item.idempotencyKey,
-            status: error.status,
-            body: error.toBody(),
-            replayed: false,
-          });
-        }
-      }
-      return results;
-    });
+    return withTransaction(this.pool, (db) =>
+      runInRounds(
+        db,
+        items,
+        (item) => String(item.body.payment_id),
+        (inner, round) => createDistinctBatch(inner, this, round),
+      ),
+    );
   }
 
   async newAddress(db: Db, currency: Currency): Promise<StoredResponse> {
@@ -195,51 +165,6 @@ export class WalletService {
       { account: hold, amount },
     ]);
     return createdAnswer(escrow);
-  }
-
-  /** Moves the whole hold to the payee (release) or back to a refund address (refund). */
-  async settleEscrow(db: Db, outcome: 'released' | 'refunded', request: SettleEscrowRequest): Promise<StoredResponse> {
-    const escrow = await this.escrowOrNotFound(db, request.escrowId);
-    const { currency, recipientField, recipientAddress } = this.checkSettlement(escrow, outcome, request);
-    const recipient = assertSpendable(
-      await ensureAccount(db, 'address', currency.code, recipientAddress),
-      recipientField,
-    );
-
-    const transactionHash = newTransactionHash({ kind: outcome, escrowId: escrow.escrow_id, to: recipient.address });
-    // The compare-and-set decides the one settlement; a loser moves no money.
-    const settled = await claimSettlement(db, {
-      escrowId: escrow.escrow_id,
-      state: outcome,
-      recipient: recipient.address,
-      transactionHash,
-      reason: request.reason,
-    });
-    if (!settled) {
-      const current = await findEscrow(db, escrow.escrow_id);
-      throw new WalletDaemonError(
-        'ESCROW_NOT_HELD',
-        `escrow ${escrow.escrow_id} is already ${current?.state ?? 'settled'}`,
-      );
-    }
-    const hold = await findAccount(db, currency.code, escrow.address);
-    if (!hold) throw new Error(`escrow ${escrow.escrow_id} has no hold account`);
-    const amount = new Decimal(escrow.amount);
-    await postTransfer(
-      db,
-      {
-        transactionHash,
-        kind: outcome === 'released' ? 'release' : 'refund',
-        currency: currency.code,
-        amount,
-        escrowId: escrow.escrow_id,
-      },
-      [
-        { account: hold, amount: amount.neg() },
-        { account: recipient, amount },
-      ],
-    );
-    return settledAnswer(settled, recipientField);
   }
 
   /**
