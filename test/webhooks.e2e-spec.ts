@@ -270,6 +270,30 @@ describe('webhooks', () => {
     }
   });
 
+  it('an answer after the timeout and a redirect are failed attempts (the redirect is not followed), then retried', async () => {
+    const endpoint = await registerEndpoint(t, 'client', receiver, { event_types: ['payment.created'] });
+    // Never answered (the sender gives up after WEBHOOK_TIMEOUT_MS=3000), then a redirect, then a 200.
+    receiver.answer = (w) => (w.attempt === 1 ? 'hold' : w.attempt === 2 ? 302 : 200);
+    const job = await api.paidJob('client');
+    const w = await receiver.waitFor('payment.created', job.payment_id, 30_000);
+    expect(w.attempt).toBe(3);
+    expectWellFormed(w);
+    const delivery = await waitFor('the delivery to be recorded delivered', async () => {
+      const items = expectStatus(
+        await t.http.get(`/v1/webhook-endpoints/${endpoint.endpoint_id}/deliveries`).set('X-Api-Key', t.keys.client),
+        200,
+        'deliveries',
+      ).items;
+      return items[0]?.status === 'delivered' ? items[0] : undefined;
+    });
+    expect(delivery.attempts.map((a: Body) => [a.status_code, a.error])).toEqual([
+      [200, null],
+      [302, 'answered 302'],
+      [null, 'timed out'],
+    ]);
+    expect(delivery.attempts[2].duration_ms).toBeGreaterThanOrEqual(2900);
+  });
+
   it('a delivery whose schedule is spent has failed; a manual retry sends it again', async () => {
     const endpoint = await registerEndpoint(t, 'client', receiver, { event_types: ['payment.created'] });
     receiver.answer = () => 500;
