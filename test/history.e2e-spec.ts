@@ -395,7 +395,7 @@ describe('payment history (e2e)', () => {
     });
 
     it('streams more rows than one batch in order, nothing lost or repeated', async () => {
-      // 4,500 extra settled payments of client-2 by SQL (the export reads 2,000 per batch).
+      // 4,500 extra settled payments of client-2 by SQL (the export reads 1,000 per batch).
       const template = all.find((p) => p.status === 'refunded' && p.client_id === 'client-2');
       await api.query(
         `WITH jobs AS (

@@ -35,8 +35,8 @@ import { EXPORT_COLUMNS, PagedPayment, PaymentHistoryRepository } from './paymen
 
 const isUuid = (s: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(s);
 
-/** Rows per FETCH of the export: big enough to amortize a round trip, small enough to stay a few hundred KiB. */
-const EXPORT_BATCH = 2000;
+/** Rows per FETCH of the export: big enough to amortize a round trip, small enough to stay well under a MiB. */
+const EXPORT_BATCH = 1000;
 
 /** An export ready to stream: its first batch has been read, so a failure to start is still an ordinary error. */
 export interface ExportStream {
@@ -125,15 +125,11 @@ export class HistoryService {
   async export(principal: Principal, query: ExportQuery): Promise<ExportStream> {
     const { format = 'csv', ...rawFilters } = query;
     const filters: PaymentFilters = parseFilters(rawFilters, principal, this.currencyCodes);
-    const batches = this.repository.exportBatches(filters, this.scales, EXPORT_BATCH);
+    const batches = this.repository.exportBatches(filters, this.scales, format, EXPORT_BATCH);
     const first = await batches.next();
-    const encode =
-      format === 'csv'
-        ? (rows: (string | null)[][]) => rows.map(csvLine).join('')
-        : (rows: (string | null)[][]) => rows.map(ndjsonLine).join('');
-    const head = format === 'csv' ? csvLine(EXPORT_COLUMNS as unknown as string[]) : '';
+    const head = format === 'csv' ? csvLine([...EXPORT_COLUMNS]) : '';
     return {
-      stream: new BatchStream(batches, first, encode, head),
+      stream: new BatchStream(batches, first, head),
       contentType: format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8',
       filename: `payments.${format}`,
     };
@@ -199,12 +195,6 @@ export function csvField(value: string | null): string {
 
 export const csvLine = (fields: (string | null)[]) => `${fields.map(csvField).join(',')}\r\n`;
 
-function ndjsonLine(fields: (string | null)[]): string {
-  const view: Record<string, string | null> = {};
-  EXPORT_COLUMNS.forEach((column, i) => (view[column] = fields[i]));
-  return `${JSON.stringify(view)}\n`;
-}
-
 /**
  * A byte stream over the export's batches with backpressure: `_read` (called only when
  * the consumer wants more) pulls one batch; destroying the stream (client gone, error)
@@ -214,9 +204,8 @@ class BatchStream extends Readable {
   private started = false;
 
   constructor(
-    private readonly batches: AsyncGenerator<(string | null)[][]>,
-    private first: IteratorResult<(string | null)[][]> | undefined,
-    private readonly encode: (rows: (string | null)[][]) => string,
+    private readonly batches: AsyncGenerator<string>,
+    private first: IteratorResult<string> | undefined,
     private readonly head: string,
   ) {
     super();
@@ -225,9 +214,9 @@ class BatchStream extends Readable {
   override _read(): void {
     if (!this.started) {
       this.started = true;
-      const first = this.first as IteratorResult<(string | null)[][]>;
+      const first = this.first as IteratorResult<string>;
       this.first = undefined;
-      const chunk = this.head + (first.done ? '' : this.encode(first.value));
+      const chunk = this.head + (first.done ? '' : first.value);
       if (first.done) {
         if (chunk) this.push(chunk);
         this.push(null);
@@ -235,7 +224,7 @@ class BatchStream extends Readable {
       return;
     }
     this.batches.next().then(
-      (next) => (next.done ? this.push(null) : this.push(this.encode(next.value))),
+      (next) => (next.done ? this.push(null) : this.push(next.value)),
       (error) => this.destroy(error as Error),
     );
   }

@@ -2,6 +2,7 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { Pool, PoolClient } from 'pg';
 import { DataSource } from 'typeorm';
+import { prepared } from '../database/prepared';
 import { Transactions } from '../database/transactions';
 import type { JobPayment, PaymentEvent, PaymentStatus } from '../payments/job-payment.entity';
 import type { FeedCursor, GroupKey, KeysetCursor, PaymentFilters, RollupPlan } from './history-filters';
@@ -24,55 +25,67 @@ export interface SummaryRow {
   amount: string;
 }
 
-/**
- * The export's columns, in the documented CSV order (the order of `PaymentView`), each
- * formatted by PostgreSQL exactly as `toPaymentView` formats it in JS: amounts at the
- * currency's scale, timestamps ISO-8601 UTC with milliseconds. No row is parsed in JS.
- */
-export const EXPORT_COLUMNS = [
-  'payment_id',
-  'job_id',
-  'client_id',
-  'amount',
-  'currency',
-  'status',
-  'payment_method',
-  'escrow_id',
-  'escrow_address',
-  'payer_address',
-  'refund_address',
-  'payee_address',
-  'miner_id',
-  'provider_id',
-  'released_amount',
-  'refunded_amount',
-  'transaction_hash',
-  'refund_transaction_hash',
-  'created_at',
-  'updated_at',
-  'escrowed_at',
-  'released_at',
-  'refunded_at',
-  'expires_at',
-  'failure_reason',
-  'settle_reason',
-] as const;
-
 const ISO_MS = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 const ISO_US = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 const AMOUNT = (expression: string) => `round(${expression}, COALESCE(sc.scale, 8))::text`;
 
-const EXPORT_SELECT = `
-  p.payment_id::text, p.job_id::text, p.client_id, ${AMOUNT('p.amount')} AS amount, p.currency, p.status,
-  p.payment_method, p.escrow_id, p.escrow_address, p.payer_address, p.refund_address, p.payee_address, p.miner_id,
-  'local' AS provider_id,
-  CASE p.status WHEN 'released' THEN ${AMOUNT('p.amount')} WHEN 'refunded' THEN ${AMOUNT('0')} END AS released_amount,
-  CASE p.status WHEN 'refunded' THEN ${AMOUNT('p.amount')} WHEN 'released' THEN ${AMOUNT('0')} END AS refunded_amount,
-  p.transaction_hash, p.refund_transaction_hash,
-  ${ISO_MS('p.created_at')} AS created_at, ${ISO_MS('p.updated_at')} AS updated_at,
-  ${ISO_MS('p.escrowed_at')} AS escrowed_at, ${ISO_MS('p.released_at')} AS released_at,
-  ${ISO_MS('p.refunded_at')} AS refunded_at, ${ISO_MS('p.expires_at')} AS expires_at,
-  p.failure_reason, p.settle_reason`;
+/**
+ * The export's columns, in the documented CSV order (the order of `PaymentView`), each
+ * with the SQL that formats it exactly as `toPaymentView` does in JS: amounts at the
+ * currency's scale, timestamps ISO-8601 UTC with milliseconds. `free`: text that may hold
+ * a comma, quote or line break (reasons, and values that come from outside), quoted for
+ * CSV when it does; every other column is ours and never does.
+ */
+const EXPORT_FIELDS: readonly { name: string; sql: string; free?: boolean }[] = [
+  { name: 'payment_id', sql: 'p.payment_id::text' },
+  { name: 'job_id', sql: 'p.job_id::text' },
+  { name: 'client_id', sql: 'p.client_id', free: true },
+  { name: 'amount', sql: AMOUNT('p.amount') },
+  { name: 'currency', sql: 'p.currency' },
+  { name: 'status', sql: 'p.status' },
+  { name: 'payment_method', sql: 'p.payment_method' },
+  { name: 'escrow_id', sql: 'p.escrow_id', free: true },
+  { name: 'escrow_address', sql: 'p.escrow_address', free: true },
+  { name: 'payer_address', sql: 'p.payer_address', free: true },
+  { name: 'refund_address', sql: 'p.refund_address', free: true },
+  { name: 'payee_address', sql: 'p.payee_address', free: true },
+  { name: 'miner_id', sql: 'p.miner_id', free: true },
+  { name: 'provider_id', sql: `'local'::text` },
+  {
+    name: 'released_amount',
+    sql: `CASE p.status WHEN 'released' THEN ${AMOUNT('p.amount')} WHEN 'refunded' THEN ${AMOUNT('0')} END`,
+  },
+  {
+    name: 'refunded_amount',
+    sql: `CASE p.status WHEN 'refunded' THEN ${AMOUNT('p.amount')} WHEN 'released' THEN ${AMOUNT('0')} END`,
+  },
+  { name: 'transaction_hash', sql: 'p.transaction_hash', free: true },
+  { name: 'refund_transaction_hash', sql: 'p.refund_transaction_hash', free: true },
+  { name: 'created_at', sql: ISO_MS('p.created_at') },
+  { name: 'updated_at', sql: ISO_MS('p.updated_at') },
+  { name: 'escrowed_at', sql: ISO_MS('p.escrowed_at') },
+  { name: 'released_at', sql: ISO_MS('p.released_at') },
+  { name: 'refunded_at', sql: ISO_MS('p.refunded_at') },
+  { name: 'expires_at', sql: ISO_MS('p.expires_at') },
+  { name: 'failure_reason', sql: 'p.failure_reason', free: true },
+  { name: 'settle_reason', sql: 'p.settle_reason', free: true },
+];
+
+export const EXPORT_COLUMNS: readonly string[] = EXPORT_FIELDS.map((f) => f.name);
+
+/** RFC 4180 in SQL: quoted (quotes doubled) only when the value holds a comma, quote, CR or LF; NULL is empty. */
+const csvQuoted = (sql: string) =>
+  `CASE WHEN ${sql} <> translate(${sql}, E',"\\r\\n', '') THEN '"' || replace(${sql}, '"', '""') || '"' ELSE COALESCE(${sql}, '') END`;
+
+/**
+ * Each exported row as one text value, the whole line, formatted by PostgreSQL: the
+ * coordinator only joins lines (parsing 26 fields per row in JS was the export's
+ * bottleneck).
+ */
+export const EXPORT_LINE: Readonly<Record<'csv' | 'ndjson', string>> = {
+  csv: `concat_ws(',', ${EXPORT_FIELDS.map((f) => (f.free ? csvQuoted(f.sql) : `COALESCE(${f.sql}, '')`)).join(', ')}) || E'\\r\\n'`,
+  ndjson: `json_build_object(${EXPORT_FIELDS.map((f) => `'${f.name}', ${f.sql}`).join(', ')})::text || E'\\n'`,
+};
 
 /** Statement parameters, numbered as they are added. */
 class Params {
@@ -222,43 +235,54 @@ export class PaymentHistoryRepository implements OnModuleInit {
   }
 
   /**
-   * The export's rows in batches, newest first, from a server-side cursor in one read-only
-   * REPEATABLE READ transaction: constant memory whatever the row count, one consistent
-   * snapshot. Rows are arrays in `EXPORT_COLUMNS` order. Returning (or throwing into) the
-   * generator rolls the transaction back and releases the connection.
+   * The export's rows in batches of `batchSize` lines, newest first, read as keyset pages
+   * (the list's order and indexes, each page where the last ended) inside one read-only
+   * REPEATABLE READ transaction: one consistent snapshot, constant memory whatever the row
+   * count, and no sort of the whole result (a server-side cursor over ORDER BY sorted every
+   * row on disk in one process first: three times slower on 200k rows). Each batch is its
+   * lines joined (see EXPORT_LINE). Returning (or throwing into) the generator ends the
+   * transaction and releases the connection.
    */
   async *exportBatches(
     f: PaymentFilters,
     scales: ReadonlyMap<string, number>,
+    format: 'csv' | 'ndjson',
     batchSize: number,
-  ): AsyncGenerator<(string | null)[][]> {
+  ): AsyncGenerator<string> {
     if (f.statuses?.length === 0) return;
-    const params = new Params();
-    const where = filterConditions(f, params);
-    if (f.statuses) where.push(`p.status = ANY(${params.add(f.statuses)}::varchar[])`);
-    const codes = params.add([...scales.keys()]);
-    const digits = params.add([...scales.values()]);
+    const page = (after?: KeysetCursor) => {
+      const params = new Params();
+      const where = filterConditions(f, params);
+      if (f.statuses) where.push(`p.status = ANY(${params.add(f.statuses)}::varchar[])`);
+      if (after)
+        where.push(
+          `(p.created_at, p.payment_id) < (${params.add(after.at)}::timestamptz, ${params.add(after.id)}::uuid)`,
+        );
+      const codes = params.add([...scales.keys()]);
+      const digits = params.add([...scales.values()]);
+      // Named: every page after the first has the same text, so PostgreSQL plans it once per connection.
+      return prepared(
+        `SELECT ${EXPORT_LINE[format]} AS line, ${ISO_US('p.created_at')} AS at, p.payment_id::text AS id
+                 FROM job_payments p
+                 LEFT JOIN unnest(${codes}::varchar[], ${digits}::int[]) AS sc(code, scale) ON sc.code = p.currency
+                 ${whereOf(where)}
+                ORDER BY p.created_at DESC, p.payment_id DESC
+                LIMIT ${params.add(batchSize)}`,
+        params.values,
+      );
+    };
     const client: PoolClient = await this.pool.connect();
     let broken: Error | undefined;
     let committed = false;
     try {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      await client.query({
-        text: `DECLARE payment_export NO SCROLL CURSOR FOR
-               SELECT ${EXPORT_SELECT}
-                 FROM job_payments p
-                 LEFT JOIN unnest(${codes}::varchar[], ${digits}::int[]) AS sc(code, scale) ON sc.code = p.currency
-                 ${whereOf(where)}
-                ORDER BY p.created_at DESC, p.payment_id DESC`,
-        values: params.values,
-      });
+      let after: KeysetCursor | undefined;
       for (;;) {
-        const { rows } = await client.query<(string | null)[]>({
-          text: `FETCH ${Math.trunc(batchSize)} FROM payment_export`,
-          rowMode: 'array',
-        });
-        if (rows.length > 0) yield rows;
+        const { rows } = await client.query<[string, string, string]>({ ...page(after), rowMode: 'array' });
+        if (rows.length > 0) yield rows.map((row) => row[0]).join('');
         if (rows.length < batchSize) break;
+        const last = rows[rows.length - 1];
+        after = { at: last[1], id: last[2] };
       }
       await client.query('COMMIT');
       committed = true;
@@ -277,9 +301,11 @@ export class PaymentHistoryRepository implements OnModuleInit {
   }
 
   /**
-   * Events of finished transactions only, in (tx, event_id) order, after `cursor`. Every
-   * transaction id below the snapshot's xmin has committed or aborted, and no transaction
-   * can ever get an id below it, so an event not served yet always sorts after the cursor.
+   * Events of finished transactions only, in (tx, event_id) order, after `cursor`, below
+   * the horizon `FEED_HORIZON`: every transaction id below it has committed or aborted as
+   * of this statement's snapshot (or belongs to another database, so wrote none of these
+   * events), and no transaction can ever get an id below it, so an event not served yet
+   * always sorts after the cursor.
    */
   async feed(
     limit: number,
@@ -288,7 +314,7 @@ export class PaymentHistoryRepository implements OnModuleInit {
     statuses: PaymentStatus[] | undefined,
   ): Promise<FeedEvent[]> {
     const params = new Params();
-    const where = [`e.tx < pg_snapshot_xmin(pg_current_snapshot())`];
+    const where = [`e.tx < (${FEED_HORIZON})`];
     if (cursor)
       where.push(`(e.tx, e.event_id) > (${params.add(cursor.tx)}::xid8, ${params.add(cursor.eventId)}::bigint)`);
     if (clientId !== undefined) where.push(`p.client_id = ${params.add(clientId)}`);
@@ -320,6 +346,22 @@ export class PaymentHistoryRepository implements OnModuleInit {
     }, 1);
   }
 }
+
+/**
+ * The feed's visibility horizon: the snapshot's oldest running transaction id — except
+ * those shown running in *another* database (they cannot have written our events), so a
+ * long transaction elsewhere on the server (the wallet daemon's database, another
+ * application) does not hold the feed back — or, with none, the snapshot's xmax. Ids
+ * below xmax not listed as running have finished. A running id whose backend cannot be
+ * placed (gone meanwhile, hidden from this role) counts as ours: that only holds back.
+ */
+export const FEED_HORIZON = `
+  SELECT LEAST(pg_snapshot_xmax(snap.s),
+               (SELECT min(x) FROM pg_snapshot_xip(snap.s) AS x
+                 WHERE x::xid NOT IN (SELECT backend_xid FROM pg_stat_activity
+                                       WHERE backend_xid IS NOT NULL AND datname IS NOT NULL
+                                         AND datname <> current_database())))
+    FROM (SELECT pg_current_snapshot() AS s) AS snap`;
 
 /** One fold at a time across instances; the key is arbitrary but fixed, like the migration lock's. */
 export const ROLLUP_FOLD_LOCK_SQL = `SELECT pg_try_advisory_xact_lock(724031013) AS locked`;
