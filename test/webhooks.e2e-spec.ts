@@ -228,6 +228,34 @@ describe('webhooks', () => {
     expect(receiver.received.length).toBe(19);
   });
 
+  it('changes made by the batch routes have their events too (the triggers see every path)', async () => {
+    await registerEndpoint(t, 'client', receiver, { event_types: ['payment.escrowed', 'payment.refunded'] });
+    const created = expectStatus(
+      await t.http
+        .post('/v1/jobs/batch')
+        .set('X-Api-Key', t.keys.client)
+        .send({ items: [1, 2, 3].map(() => ({ payload: { job_type: 'x' }, payment_amount: '0.001' })) }),
+      200,
+      'POST /v1/jobs/batch',
+    );
+    const jobs: Body[] = created.items.map((item: Body) => item.job);
+    for (const job of jobs) await receiver.waitFor('payment.escrowed', job.payment_id);
+    expectStatus(
+      await t.http
+        .post('/v1/payments/batch')
+        .set('X-Api-Key', t.keys.client)
+        .send({ items: jobs.map((job) => ({ payment_id: job.payment_id, action: 'refund' })) }),
+      200,
+      'POST /v1/payments/batch',
+    );
+    for (const job of jobs) {
+      const refunded = await receiver.waitFor('payment.refunded', job.payment_id);
+      expect(refunded.body.data.payment).toEqual(await api.payment(job.payment_id, 'client'));
+    }
+    await sleep(300);
+    expect(receiver.received).toHaveLength(6);
+  });
+
   it('an endpoint receives only the event types it asked for', async () => {
     await registerEndpoint(t, 'client', receiver, { event_types: ['payment.escrowed'] });
     const job = await api.paidJob('client');
