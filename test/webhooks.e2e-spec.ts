@@ -3,7 +3,7 @@ import { Webhook } from 'standardwebhooks';
 import { JobsService } from '../src/jobs/jobs.service';
 import type { KeyName, TestApp } from './support/app';
 import { moveDeadline } from './support/deadlines';
-import { waitFor } from './support/flow';
+import { metricValue, waitFor } from './support/flow';
 import { Api, expectStatus, startApp } from './support/payments';
 import { ReceivedWebhook, WebhookReceiver } from './support/webhook-receiver';
 
@@ -296,6 +296,11 @@ describe('webhooks', () => {
       expect(delivery.attempts.map((a: Body) => a.status_code)).toEqual([200, 503, 500]);
       expect(delivery.attempts[2].error).toBe('answered 500');
     }
+    // Per-endpoint metrics: 6 delivered, 12 failed attempts scheduled again.
+    const labels = { endpoint_id: endpoint.endpoint_id };
+    expect(await metricValue(t.http, 'webhook_attempts_total', { ...labels, outcome: 'delivered' })).toBe(6);
+    expect(await metricValue(t.http, 'webhook_attempts_total', { ...labels, outcome: 'retry' })).toBe(12);
+    expect(await metricValue(t.http, 'webhook_attempt_duration_seconds_count', labels)).toBe(18);
   });
 
   it('an answer after the timeout and a redirect are failed attempts (the redirect is not followed), then retried', async () => {
@@ -451,6 +456,7 @@ describe('webhooks: an endpoint failing for too long', () => {
       ...WEBHOOK_ENV,
       WEBHOOK_RETRY_SCHEDULE: '1,1,1,1,1,1,1,1',
       WEBHOOK_DISABLE_AFTER_SECONDS: '2',
+      WEBHOOK_SECRET_OVERLAP_SECONDS: '1',
     });
     api = new Api(t);
     receiver = await WebhookReceiver.start();
@@ -494,6 +500,27 @@ describe('webhooks: an endpoint failing for too long', () => {
     await receiver.waitFor('payment.created', job.payment_id);
     const view = expectStatus(await t.http.get(path).set('X-Api-Key', t.keys.client), 200, 'endpoint');
     expect(view).toMatchObject({ enabled: true, disabled_reason: null, failing_since: null });
+  });
+  it('once the rotation overlap has passed, only the new secret signs', async () => {
+    const other = await WebhookReceiver.start();
+    try {
+      const endpoint = await registerEndpoint(t, 'client2', other, { event_types: ['payment.created'] });
+      const rotated = expectStatus(
+        await t.http
+          .post(`/v1/webhook-endpoints/${endpoint.endpoint_id}/rotate-secret`)
+          .set('X-Api-Key', t.keys.client2),
+        200,
+        'rotate',
+      );
+      other.secrets = [endpoint.secret, rotated.secret];
+      await sleep(1500); // WEBHOOK_SECRET_OVERLAP_SECONDS=1
+      const job = await api.paidJob('client2');
+      const w = await other.waitFor('payment.created', job.payment_id);
+      expect(w.signature.split(' ')).toHaveLength(1);
+      expect(w.verifiedBy).toEqual([1]);
+    } finally {
+      await other.close();
+    }
   });
 });
 
