@@ -64,7 +64,7 @@ interface Options {
   historySizes: number[];
 }
 
-/** Items per request of the batch phases: the routes' largest groups (SPEC "Batch operations"). */
+/** Items per request of the batch phases: the routes' largest groups (docs/money-and-states.md, "Batches"). */
 const JOB_GROUP = 100;
 const SETTLE_GROUP = 500;
 

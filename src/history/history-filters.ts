@@ -4,8 +4,8 @@ import { PAYMENT_STATUSES, PaymentStatus } from '../payments/job-payment.entity'
 import { EVENT_TYPES, EventType } from './history-rules';
 
 /**
- * Parsing and scoping of the history's query parameters (SPEC "Payment history and
- * reporting"). Everything here is pure: a bad parameter is a 400 `VALIDATION_FAILED`
+ * Parsing and scoping of the history's query parameters (GET /v1/payments, summary,
+ * export). Everything here is pure: a bad parameter is a 400 `VALIDATION_FAILED`
  * naming it, before any SQL runs.
  */
 

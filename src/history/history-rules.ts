@@ -6,7 +6,7 @@ import type { JobPayment, PaymentStatus } from '../payments/job-payment.entity';
  * the repository's WHERE clauses mirror them.
  */
 
-/** Event types of the feed (SPEC "Webhooks" names, plus the two in-between states). */
+/** Event types of the feed (the webhook event type names, plus the two in-between states). */
 export const EVENT_TYPES = [
   'payment.created',
   'payment.escrowed',

@@ -46,7 +46,7 @@ export interface ExportStream {
 }
 
 /**
- * Payment history and reporting (SPEC "Payment history and reporting"): reads only.
+ * Payment history and reporting: reads only.
  * Scoping comes from `parseFilters` (a client its own payments, a miner what was released
  * to it, an admin everything); the statements are in PaymentHistoryRepository.
  */
