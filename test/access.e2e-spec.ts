@@ -10,7 +10,7 @@ import { registeredRoutes } from './support/routes';
 type Role = 'client' | 'miner' | 'admin';
 
 interface RouteRow {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'DELETE';
   /** OpenAPI form: `{job_id}`, `{payment_id}`. */
   path: string;
   /** `public`: no key needed; otherwise the roles allowed. */
@@ -23,12 +23,17 @@ interface RouteRow {
    * own answer for an allowed caller is known exactly: `ok`.
    */
   fresh?: { ok: number };
+  /** Each caller acts on a fresh webhook endpoint of the owner (a delete removes it): `ok`. */
+  freshEndpoint?: { ok: number };
 }
 
 interface Ids {
   job_id: string;
   payment_id: string;
   payout_address: string;
+  /** A webhook endpoint of the owner, and one of its deliveries. */
+  endpoint_id: string;
+  delivery_id: string;
 }
 
 const ROUTES: readonly RouteRow[] = [
@@ -96,6 +101,36 @@ const ROUTES: readonly RouteRow[] = [
     body: () => ({}),
     fresh: { ok: 200 },
   },
+  {
+    method: 'POST',
+    path: '/v1/webhook-endpoints',
+    access: ['client', 'admin'],
+    body: () => ({ url: WEBHOOK_URL }),
+  },
+  { method: 'GET', path: '/v1/webhook-endpoints', access: ['client', 'admin'] },
+  { method: 'GET', path: '/v1/webhook-endpoints/{endpoint_id}', access: ['client', 'admin'], owned: true },
+  {
+    method: 'DELETE',
+    path: '/v1/webhook-endpoints/{endpoint_id}',
+    access: ['client', 'admin'],
+    owned: true,
+    freshEndpoint: { ok: 204 },
+  },
+  {
+    method: 'POST',
+    path: '/v1/webhook-endpoints/{endpoint_id}/rotate-secret',
+    access: ['client', 'admin'],
+    owned: true,
+    body: () => ({}),
+  },
+  { method: 'GET', path: '/v1/webhook-endpoints/{endpoint_id}/deliveries', access: ['client', 'admin'], owned: true },
+  {
+    method: 'POST',
+    path: '/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/retry',
+    access: ['client', 'admin'],
+    owned: true,
+    body: () => ({}),
+  },
   { method: 'GET', path: '/v1/receipts/keys', access: 'public' },
   { method: 'GET', path: '/health/live', access: 'public' },
   { method: 'GET', path: '/health/ready', access: 'public' },
@@ -103,6 +138,9 @@ const ROUTES: readonly RouteRow[] = [
   { method: 'GET', path: '/docs-json', access: 'public' },
   { method: 'GET', path: '/docs', access: 'public' },
 ];
+
+/** Never called: the table's app has no delivery worker (WEBHOOK_DELIVERY_ENABLED=false). */
+const WEBHOOK_URL = 'http://127.0.0.1:9/hook';
 
 /** Routes the app serves that are not its own API (Swagger UI and its document). */
 const DOCS_ROUTES = new Set(['GET /docs-json', 'GET /docs']);
@@ -136,7 +174,7 @@ function expected(route: RouteRow, caller: Caller): Expected {
 const routeKey = (method: string, path: string) => `${method.toUpperCase()} ${path}`;
 
 describe('access: every route × every caller', () => {
-  const app = useTestApp();
+  const app = useTestApp({ WEBHOOK_ALLOW_PRIVATE_URLS: 'true', WEBHOOK_DELIVERY_ENABLED: 'false' });
   let api: JobsApi;
   let ids: Ids;
 
@@ -147,15 +185,33 @@ describe('access: every route × every caller', () => {
     return { job_id: job.job_id, payment_id: job.payment_id };
   }
 
+  /** A webhook endpoint of `client`. */
+  async function endpoint(): Promise<string> {
+    return expectStatus(await api.post('client', '/v1/webhook-endpoints', { url: WEBHOOK_URL }), 201, 'endpoint')
+      .endpoint_id as string;
+  }
+
   beforeAll(async () => {
     api = new JobsApi(app());
-    ids = { ...(await paidJob()), payout_address: await newAddress('BTC') };
+    const endpointId = await endpoint();
+    ids = { ...(await paidJob()), payout_address: await newAddress('BTC'), endpoint_id: endpointId, delivery_id: '' };
+    const deliveries = expectStatus(
+      await api.get('client', `/v1/webhook-endpoints/${endpointId}/deliveries`),
+      200,
+      'deliveries',
+    );
+    ids.delivery_id = deliveries.items[0].delivery_id as string;
   });
 
   function call(route: RouteRow, caller: Caller, ids: Ids): Promise<Response> {
-    const path = route.path.replace('{job_id}', ids.job_id).replace('{payment_id}', ids.payment_id);
+    const path = route.path
+      .replace('{job_id}', ids.job_id)
+      .replace('{payment_id}', ids.payment_id)
+      .replace('{endpoint_id}', ids.endpoint_id)
+      .replace('{delivery_id}', ids.delivery_id);
     const http = app().http;
-    let request = route.method === 'GET' ? http.get(path) : http.post(path);
+    let request =
+      route.method === 'GET' ? http.get(path) : route.method === 'DELETE' ? http.delete(path) : http.post(path);
     if (caller === 'wrong') request = request.set('X-Api-Key', 'not-a-configured-key-0000');
     else if (caller !== 'none') request = request.set('X-Api-Key', app().keys[CALLER_KEY[caller]]);
     if (route.method === 'POST')
@@ -168,7 +224,8 @@ describe('access: every route × every caller', () => {
   );
 
   it.each(cells)('%s %s as %s → %s', async (_method, _path, caller, expectation, route) => {
-    const response = await call(route, caller, route.fresh ? { ...ids, ...(await paidJob()) } : ids);
+    const fresh = route.fresh ? await paidJob() : route.freshEndpoint ? { endpoint_id: await endpoint() } : {};
+    const response = await call(route, caller, { ...ids, ...fresh });
     const seen = { status: response.status, code: response.body?.code };
     switch (expectation) {
       case '2xx':
@@ -182,7 +239,10 @@ describe('access: every route × every caller', () => {
         expect(seen).toEqual({ status: 403, code: 'FORBIDDEN' });
         break;
       case '404':
-        expect(seen).toEqual({ status: 404, code: expect.stringMatching(/^(JOB|PAYMENT)_NOT_FOUND$/) });
+        expect(seen).toEqual({
+          status: 404,
+          code: expect.stringMatching(/^(JOB|PAYMENT|WEBHOOK_ENDPOINT)_NOT_FOUND$/),
+        });
         break;
       case 'allowed':
         // Let through: the answer is the route's own (success or a business refusal), never
@@ -191,6 +251,7 @@ describe('access: every route × every caller', () => {
         expect(seen.status).toBeLessThan(500);
         if (route.owned || route.path.includes('{')) expect(seen.status).not.toBe(404);
         if (route.fresh) expect(seen.status).toBe(route.fresh.ok);
+        if (route.freshEndpoint) expect(seen.status).toBe(route.freshEndpoint.ok);
         break;
     }
     if (response.status >= 400) expectErrorShape(response.body, response.status);
