@@ -17,6 +17,8 @@ interface RouteRow {
   access: 'public' | readonly Role[];
   /** The resource belongs to a client: another client gets 404, never 403. */
   owned?: boolean;
+  /** A miner may read it once it is paid to that miner: the table's escrowed payment is a 404 to it, never a 403. */
+  paidMiner?: boolean;
   body?: (ids: Ids) => object;
   /**
    * Each caller acts on a fresh paid job of the owner (queued, escrowed), so the route's
@@ -50,7 +52,18 @@ const ROUTES: readonly RouteRow[] = [
     body: (ids) => ({ job_id: ids.job_id, amount: '0.001' }),
   },
   { method: 'GET', path: '/v1/payments/{payment_id}', access: ['client', 'admin'], owned: true },
-  { method: 'GET', path: '/v1/payments/{payment_id}/receipt', access: ['client', 'admin'], owned: true },
+  {
+    method: 'GET',
+    path: '/v1/payments/{payment_id}/receipt',
+    access: ['client', 'miner', 'admin'],
+    owned: true,
+    paidMiner: true,
+  },
+  { method: 'GET', path: '/v1/payments', access: ['client', 'admin'] },
+  { method: 'GET', path: '/v1/payments/summary', access: ['client', 'miner', 'admin'] },
+  { method: 'GET', path: '/v1/payments/export', access: ['client', 'admin'] },
+  { method: 'GET', path: '/v1/events', access: ['client', 'admin'] },
+  { method: 'GET', path: '/v1/miners/me/payouts', access: ['miner'] },
   { method: 'GET', path: '/v1/payments/{payment_id}/events', access: ['client', 'admin'], owned: true },
   {
     method: 'POST',
@@ -168,6 +181,7 @@ function expected(route: RouteRow, caller: Caller): Expected {
   if (caller === 'none' || caller === 'wrong') return '401';
   if (!route.access.includes(CALLER_ROLE[caller])) return '403';
   if (caller === 'other client' && route.owned) return '404';
+  if (caller === 'miner' && route.paidMiner) return '404';
   return 'allowed';
 }
 
