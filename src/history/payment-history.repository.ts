@@ -262,7 +262,7 @@ export class PaymentHistoryRepository implements OnModuleInit {
       const digits = params.add([...scales.values()]);
       // Named: every page after the first has the same text, so PostgreSQL plans it once per connection.
       return prepared(
-        `SELECT ${EXPORT_LINE[format]} AS line, ${ISO_US('p.created_at')} AS at, p.payment_id::text AS id
+        `SELECT ${EXPORT_LINE[format]} AS line, p.created_at::text AS at, p.payment_id::text AS id
                  FROM job_payments p
                  LEFT JOIN unnest(${codes}::varchar[], ${digits}::int[]) AS sc(code, scale) ON sc.code = p.currency
                  ${whereOf(where)}
@@ -282,6 +282,7 @@ export class PaymentHistoryRepository implements OnModuleInit {
         if (rows.length > 0) yield rows.map((row) => row[0]).join('');
         if (rows.length < batchSize) break;
         const last = rows[rows.length - 1];
+        // The exact timestamp as PostgreSQL prints it (any zone, microseconds): it only goes back into the next page.
         after = { at: last[1], id: last[2] };
       }
       await client.query('COMMIT');
