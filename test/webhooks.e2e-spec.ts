@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Webhook } from 'standardwebhooks';
 import { JobsService } from '../src/jobs/jobs.service';
@@ -457,6 +458,7 @@ describe('webhooks: an endpoint failing for too long', () => {
       WEBHOOK_RETRY_SCHEDULE: '1,1,1,1,1,1,1,1',
       WEBHOOK_DISABLE_AFTER_SECONDS: '2',
       WEBHOOK_SECRET_OVERLAP_SECONDS: '1',
+      WEBHOOK_SECRETS_KEY: randomBytes(32).toString('base64'),
     });
     api = new Api(t);
     receiver = await WebhookReceiver.start();
@@ -501,6 +503,23 @@ describe('webhooks: an endpoint failing for too long', () => {
     const view = expectStatus(await t.http.get(path).set('X-Api-Key', t.keys.client), 200, 'endpoint');
     expect(view).toMatchObject({ enabled: true, disabled_reason: null, failing_since: null });
   });
+  it('with WEBHOOK_SECRETS_KEY, secrets are sealed at rest and webhooks still verify with the secret shown', async () => {
+    const other = await WebhookReceiver.start();
+    try {
+      const endpoint = await registerEndpoint(t, 'client2', other, { event_types: ['payment.created'] });
+      const [row] = await api.query<{ secret: string }>(`SELECT secret FROM webhook_endpoints WHERE endpoint_id = $1`, [
+        endpoint.endpoint_id,
+      ]);
+      expect(row.secret).toMatch(/^enc:v1:/);
+      expect(row.secret).not.toContain(endpoint.secret.slice('whsec_'.length));
+      const job = await api.paidJob('client2');
+      const w = await other.waitFor('payment.created', job.payment_id);
+      expect(w.verifiedBy).toEqual([0]);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('once the rotation overlap has passed, only the new secret signs', async () => {
     const other = await WebhookReceiver.start();
     try {

@@ -67,6 +67,8 @@ export interface AppConfig {
   webhookPollIntervalMs: number;
   /** Deliveries claimed per statement, and sent concurrently, by one worker. */
   webhookBatchSize: number;
+  /** Seals webhook signing secrets at rest (AES-256-GCM); unset: stored as they are. */
+  webhookSecretsKey: Buffer | undefined;
 }
 
 /** About 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (README "Webhooks"). */
@@ -183,6 +185,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
     webhookDeliveryEnabled: bool(env, 'WEBHOOK_DELIVERY_ENABLED', true),
     webhookPollIntervalMs: int(env, 'WEBHOOK_POLL_INTERVAL_MS', 500, 10, 60_000),
     webhookBatchSize: int(env, 'WEBHOOK_BATCH_SIZE', 200, 1, 1000),
+    webhookSecretsKey: base64Key(env, 'WEBHOOK_SECRETS_KEY', 32),
     logLevel: oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
   };
 }
@@ -212,6 +215,16 @@ function secondsList(env: NodeJS.ProcessEnv, name: string, fallback: number[]): 
   if (parts.some((p) => !/^\d+$/.test(p) || Number(p) > 30 * 86_400))
     throw new ConfigError(`${name}: "${raw}" is not a comma list of whole seconds (each at most 2592000)`);
   return parts.map(Number);
+}
+
+/** A key given in base64 that must decode to exactly `bytes` bytes. Never echoed. */
+function base64Key(env: NodeJS.ProcessEnv, name: string, bytes: number): Buffer | undefined {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === '') return undefined;
+  const key = Buffer.from(raw, 'base64');
+  if (key.length !== bytes || key.toString('base64') !== raw)
+    throw new ConfigError(`${name}: not ${bytes} bytes in base64 (e.g. \`openssl rand -base64 ${bytes}\`)`);
+  return key;
 }
 
 function bool(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {

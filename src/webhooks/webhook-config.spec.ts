@@ -11,6 +11,13 @@ describe('webhook configuration', () => {
     expect(config.webhookSecretOverlapSeconds).toBe(86_400);
   });
 
+  it('WEBHOOK_SECRETS_KEY: 32 bytes in base64, never echoed when wrong', () => {
+    const key = Buffer.alloc(32, 7).toString('base64');
+    expect(loadConfig({ WEBHOOK_SECRETS_KEY: key }).webhookSecretsKey).toEqual(Buffer.alloc(32, 7));
+    expect(loadConfig({}).webhookSecretsKey).toBeUndefined();
+    expect(() => loadConfig({ WEBHOOK_SECRETS_KEY: 'c2VjcmV0LXZhbHVl' })).not.toThrow(/c2VjcmV0/);
+  });
+
   it('WEBHOOK_RETRY_SCHEDULE replaces the schedule', () => {
     expect(loadConfig({ WEBHOOK_RETRY_SCHEDULE: '1, 1,2' }).webhookRetrySchedule).toEqual([1, 1, 2]);
   });
@@ -23,6 +30,8 @@ describe('webhook configuration', () => {
     [{ WEBHOOK_DISABLE_AFTER_SECONDS: '0' }, 'WEBHOOK_DISABLE_AFTER_SECONDS'],
     [{ WEBHOOK_TIMEOUT_MS: '99' }, 'WEBHOOK_TIMEOUT_MS'],
     [{ WEBHOOK_BATCH_SIZE: '0' }, 'WEBHOOK_BATCH_SIZE'],
+    [{ WEBHOOK_SECRETS_KEY: Buffer.alloc(16).toString('base64') }, 'WEBHOOK_SECRETS_KEY'],
+    [{ WEBHOOK_SECRETS_KEY: 'not base64 at all!' }, 'WEBHOOK_SECRETS_KEY'],
   ])('stops on %j naming %s', (env, name) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(new RegExp(`^${name}: `));

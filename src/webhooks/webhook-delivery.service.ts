@@ -10,7 +10,8 @@ import { toPaymentView } from '../payments/payment.view';
 import { AttemptOutcome, WebhookDeliveriesRepository } from './webhook-deliveries.repository';
 import type { ClaimedDelivery } from './webhook.entities';
 import { WebhookMetrics } from './webhook.metrics';
-import { WebhookSender } from './webhook.sender';
+import { SendResult, WebhookSender } from './webhook.sender';
+import { WebhookSecretBox } from './webhook-secret-box';
 import { WebhookSigner } from './webhook-signer';
 
 /**
@@ -32,6 +33,7 @@ export class WebhookDeliveryService {
     private readonly deliveries: WebhookDeliveriesRepository,
     private readonly sender: WebhookSender,
     private readonly metrics: WebhookMetrics,
+    private readonly secretBox: WebhookSecretBox,
   ) {
     this.leaseMs = 2 * config.webhookTimeoutMs + 1000;
   }
@@ -85,6 +87,20 @@ export class WebhookDeliveryService {
 
   private async attempt(d: ClaimedDelivery, signal: AbortSignal): Promise<AttemptOutcome> {
     const started = performance.now();
+    const done = (result: SendResult): AttemptOutcome => ({
+      delivery_id: d.delivery_id,
+      lease_token: d.lease_token,
+      ...result,
+      duration_ms: Math.round(performance.now() - started),
+    });
+    let secrets: string[];
+    try {
+      secrets = d.secrets.map((stored) => this.secretBox.open(stored));
+    } catch (error: unknown) {
+      // Fail closed: nothing unsigned or wrongly signed goes out; the attempt fails and is retried.
+      this.logger.error({ endpoint_id: d.endpoint_id, err: error }, 'webhook secret could not be opened');
+      return done({ ok: false, status_code: null, error: 'signing secret could not be opened (WEBHOOK_SECRETS_KEY)' });
+    }
     const body = JSON.stringify(this.bodyOf(d));
     const sentAt = new Date();
     const result = await this.sender.send(
@@ -92,17 +108,12 @@ export class WebhookDeliveryService {
       {
         'webhook-id': d.event_id,
         'webhook-timestamp': String(Math.floor(sentAt.getTime() / 1000)),
-        'webhook-signature': this.signer.sign(d.secrets, d.event_id, sentAt, body),
+        'webhook-signature': this.signer.sign(secrets, d.event_id, sentAt, body),
       },
       body,
       signal,
     );
-    return {
-      delivery_id: d.delivery_id,
-      lease_token: d.lease_token,
-      ...result,
-      duration_ms: Math.round(performance.now() - started),
-    };
+    return done(result);
   }
 
   /**

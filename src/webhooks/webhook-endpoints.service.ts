@@ -8,6 +8,7 @@ import { Transactions } from '../database/transactions';
 import { WebhookDeliveriesRepository, type DeliveryListRow } from './webhook-deliveries.repository';
 import { WebhookEndpointsRepository } from './webhook-endpoints.repository';
 import { WEBHOOK_EVENT_TYPES } from './webhook-events';
+import { WebhookSecretBox } from './webhook-secret-box';
 import { newWebhookSecret } from './webhook-signer';
 import { checkWebhookUrl } from './webhook-url';
 import type { WebhookEndpoint } from './webhook.entities';
@@ -26,6 +27,7 @@ export class WebhookEndpointsService {
     private readonly tx: Transactions,
     private readonly endpoints: WebhookEndpointsRepository,
     private readonly deliveries: WebhookDeliveriesRepository,
+    private readonly secrets: WebhookSecretBox,
   ) {}
 
   async create(
@@ -33,15 +35,18 @@ export class WebhookEndpointsService {
     input: { url: string; event_types?: string[]; description?: string },
   ): Promise<WebhookEndpoint> {
     await checkWebhookUrl(input.url, this.config.webhookAllowPrivateUrls);
-    return this.endpoints.insert({
+    const secret = newWebhookSecret();
+    const endpoint = await this.endpoints.insert({
       endpointId: uuidv7(),
       clientId: principal.role === 'client' ? principal.id : null,
       createdBy: principal.id,
       url: input.url,
       eventTypes: input.event_types ?? [...WEBHOOK_EVENT_TYPES],
       description: input.description ?? null,
-      secret: newWebhookSecret(),
+      secret: this.secrets.seal(secret),
     });
+    // The answer shows the secret in the clear, this once.
+    return { ...endpoint, secret };
   }
 
   list(principal: Principal, before: string | null, limit: number): Promise<WebhookEndpoint[]> {
@@ -60,16 +65,17 @@ export class WebhookEndpointsService {
   }
 
   async rotateSecret(principal: Principal, endpointId: string): Promise<WebhookEndpoint> {
+    const secret = newWebhookSecret();
     const rotated = UUID.test(endpointId)
       ? await this.endpoints.rotateSecret(
           endpointId,
           scope(principal),
-          newWebhookSecret(),
+          this.secrets.seal(secret),
           this.config.webhookSecretOverlapSeconds,
         )
       : undefined;
     if (!rotated) throw endpointNotFound(endpointId);
-    return rotated;
+    return { ...rotated, secret };
   }
 
   async deliveriesOf(

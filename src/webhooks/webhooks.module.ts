@@ -1,4 +1,6 @@
 import { Module } from '@nestjs/common';
+import type { AppConfig } from '../config/app-config';
+import { APP_CONFIG } from '../config/config.module';
 import { WebhookDeliveriesRepository } from './webhook-deliveries.repository';
 import { WebhookDeliveryService } from './webhook-delivery.service';
 import { WebhookEndpointsController } from './webhook-endpoints.controller';
@@ -6,6 +8,7 @@ import { WebhookEndpointsRepository } from './webhook-endpoints.repository';
 import { WebhookEndpointsService } from './webhook-endpoints.service';
 import { WebhookMetrics } from './webhook.metrics';
 import { WebhookScheduler } from './webhook.scheduler';
+import { WebhookSecretBox } from './webhook-secret-box';
 import { WebhookSender } from './webhook.sender';
 
 /**
@@ -24,6 +27,11 @@ import { WebhookSender } from './webhook.sender';
     WebhookSender,
     WebhookMetrics,
     WebhookScheduler,
+    {
+      provide: WebhookSecretBox,
+      inject: [APP_CONFIG],
+      useFactory: (config: AppConfig) => new WebhookSecretBox(config.webhookSecretsKey),
+    },
   ],
   exports: [WebhookDeliveryService],
 })
