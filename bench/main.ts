@@ -2,6 +2,7 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, release as osRelease } from 'node:os';
 import { join } from 'node:path';
+import { Decimal } from 'decimal.js';
 import { Pool } from 'pg';
 import { freePort } from '../src/database/embedded-postgres';
 import {
@@ -939,15 +940,15 @@ async function checkMoney(db: Pool, daemon: BenchDaemon) {
     `SELECT coalesce(sum(amount), 0)::text AS s, count(*)::int AS n FROM job_payments WHERE status = 'escrowed' AND client_id LIKE 'bench-client-%'`,
   );
   const totals = await ledgerTotals(daemon);
-  const minted = Number(totals.minted);
-  const held = Number(totals.held);
-  const balances = Number(totals.balances);
+  // Exact decimals: the check must not pass on a rounding difference.
+  const escrowed = new Decimal(rows[0].s);
+  const held = new Decimal(totals.held);
   return {
-    coordinator_escrowed: Number(rows[0].s),
+    coordinator_escrowed: escrowed.toFixed(),
     coordinator_escrowed_count: rows[0].n,
-    daemon_held: held,
-    held_matches: Math.abs(held - Number(rows[0].s)) < 1e-8,
-    conservation_ok: Math.abs(balances + held - minted) < 1e-6,
+    daemon_held: held.toFixed(),
+    held_matches: held.eq(escrowed),
+    conservation_ok: new Decimal(totals.balances).plus(held).eq(totals.minted),
   };
 }
 
@@ -1181,7 +1182,7 @@ async function measureSweep(
   );
   trackPid('coordinator', sweeper.pid);
   try {
-    const heldBefore = Number((await ledgerTotals(daemon)).held);
+    const heldBefore = new Decimal((await ledgerTotals(daemon)).held);
     const { rows: baseRows } = await db.query(`SELECT coalesce(max(event_id), 0)::bigint AS id FROM payment_events`);
     const baseEvent = baseRows[0].id as string;
     const paymentIds = set.map((r) => r.payment_id);
@@ -1230,7 +1231,7 @@ async function measureSweep(
       await sleep(50);
     }
     const cpu = await cpuSince(cpuStart);
-    const heldAfter = Number((await ledgerTotals(daemon)).held);
+    const heldAfter = new Decimal((await ledgerTotals(daemon)).held);
     const { rows: final } = await db.query(
       `SELECT p.status, j.state, count(*)::int AS n FROM job_payments p JOIN job j ON j.job_id = p.job_id
         WHERE p.payment_id = ANY($1::uuid[]) GROUP BY 1, 2`,
@@ -1250,8 +1251,8 @@ async function measureSweep(
       decided_all_after_s: decideSeconds ? round(decideSeconds, 2) : undefined,
       decisions_per_s: decideSeconds ? round(count / decideSeconds) : undefined,
       batches,
-      daemon_held_released: round(heldBefore - heldAfter, 8),
-      expected_release: round(count * Number(AMOUNT), 8),
+      daemon_held_released: heldBefore.minus(heldAfter).toFixed(),
+      expected_release: new Decimal(AMOUNT).times(count).toFixed(),
       final_states: final,
       ceiling_tps: releaseCeil,
       ratio: ratio(refundsPerS, releaseCeil),
