@@ -4,6 +4,7 @@ import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
 import { MetricsService } from '../metrics/metrics.service';
 import { Transactions } from '../database/transactions';
+import { IdempotencyKeysRepository } from './idempotency-keys.repository';
 import { canonicalReceiptBytes } from '../receipts/receipt-signer';
 
 /** Keys are kept at least this long (at least 7 days on money-moving routes; used for all). */
@@ -35,6 +36,7 @@ export class IdempotencyService {
     private readonly tx: Transactions,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly metrics: MetricsService,
+    private readonly keys: IdempotencyKeysRepository,
   ) {}
 
   /** A stable hash of the request body (canonical JSON, so key order does not matter). */
@@ -44,37 +46,23 @@ export class IdempotencyService {
   }
 
   async claim(scope: Scope, requestHash: string): Promise<Claim> {
-    const key = [scope.principalId, scope.method, scope.path, scope.key];
     const token = randomUUID();
-    const inserted = await this.tx.sql.one(
-      `INSERT INTO idempotency_keys (principal_id, method, path, key, request_hash, expires_at, claim_token, locked_until)
-       VALUES ($1, $2, $3, $4, $5, now() + $6::int * interval '1 day', $7, now() + $8::int * interval '1 millisecond')
-       ON CONFLICT DO NOTHING RETURNING 1 AS claimed`,
-      [...key, requestHash, IDEMPOTENCY_RETENTION_DAYS, token, this.config.idempotencyLeaseMs],
-    );
-    if (inserted) return { kind: 'claimed', token, resumeFrom: null };
+    const leaseMs = this.config.idempotencyLeaseMs;
+    const claimed = await this.keys.claim(this.tx.sql, scope, {
+      requestHash,
+      retentionDays: IDEMPOTENCY_RETENTION_DAYS,
+      token,
+      leaseMs,
+    });
+    if (claimed) return { kind: 'claimed', token, resumeFrom: null };
     // The same request, unanswered, its lease passed: its attempt died. Take it over (compare-and-set
     // on the lease, so of several retries exactly one does), with what it had committed.
-    const taken = await this.tx.sql.one<{ recovery: Record<string, string> | null }>(
-      `UPDATE idempotency_keys SET claim_token = $6, locked_until = now() + $7::int * interval '1 millisecond'
-        WHERE principal_id = $1 AND method = $2 AND path = $3 AND key = $4 AND request_hash = $5
-          AND status_code IS NULL AND (locked_until IS NULL OR locked_until <= now())
-        RETURNING recovery`,
-      [...key, requestHash, token, this.config.idempotencyLeaseMs],
-    );
+    const taken = await this.keys.takeOver(this.tx.sql, scope, { requestHash, token, leaseMs });
     if (taken) {
       this.metrics.idempotencyTakeovers.inc({ resumed: taken.recovery ? 'true' : 'false' });
-      return { kind: 'claimed', token, resumeFrom: taken.recovery };
+      return { kind: 'claimed', token, resumeFrom: taken.recovery as Record<string, string> | null };
     }
-    const existing = await this.tx.sql.one<{
-      request_hash: string;
-      status_code: number | null;
-      response_body: unknown;
-    }>(
-      `SELECT request_hash, status_code, response_body FROM idempotency_keys
-        WHERE principal_id = $1 AND method = $2 AND path = $3 AND key = $4`,
-      key,
-    );
+    const existing = await this.keys.find(this.tx.sql, scope);
     // Deleted between our INSERT and SELECT (the first attempt failed): treat as in flight; the client retries.
     if (!existing) return { kind: 'in_progress' };
     if (existing.request_hash !== requestHash) return { kind: 'reused' };
@@ -84,11 +72,7 @@ export class IdempotencyService {
 
   /** Stores the answer, unless a retry took the claim over meanwhile (then its answer counts). */
   async complete(scope: Scope, token: string, status: number, body: unknown): Promise<void> {
-    await this.tx.sql.rows(
-      `UPDATE idempotency_keys SET status_code = $6, response_body = $7::jsonb, completed_at = now(), locked_until = NULL
-        WHERE principal_id = $1 AND method = $2 AND path = $3 AND key = $4 AND claim_token = $5 AND status_code IS NULL`,
-      [scope.principalId, scope.method, scope.path, scope.key, token, status, JSON.stringify(body ?? null)],
-    );
+    await this.keys.complete(this.tx.sql, scope, token, status, body);
   }
 
   /**
@@ -97,22 +81,11 @@ export class IdempotencyService {
    * retry resumes from the recovery point at once instead of doing the work again.
    */
   async release(scope: Scope, token: string): Promise<void> {
-    await this.tx.sql.rows(
-      `WITH forgotten AS (
-         DELETE FROM idempotency_keys
-          WHERE principal_id = $1 AND method = $2 AND path = $3 AND key = $4 AND claim_token = $5
-            AND status_code IS NULL AND recovery IS NULL
-         RETURNING 1)
-       UPDATE idempotency_keys SET locked_until = now()
-        WHERE principal_id = $1 AND method = $2 AND path = $3 AND key = $4 AND claim_token = $5
-          AND status_code IS NULL AND recovery IS NOT NULL`,
-      [scope.principalId, scope.method, scope.path, scope.key, token],
-    );
+    await this.keys.release(this.tx.sql, scope, token);
   }
 
   /** Sweep: forget keys past their retention. */
   async purgeExpired(): Promise<number> {
-    const rows = await this.tx.sql.rows(`DELETE FROM idempotency_keys WHERE expires_at < now() RETURNING 1`);
-    return rows.length;
+    return this.keys.purgeExpired(this.tx.sql);
   }
 }

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { DomainError } from '../common/errors';
 import { Sql, Transactions } from '../database/transactions';
+import { IdempotencyKeysRepository } from './idempotency-keys.repository';
 import type { Scope } from './idempotency.service';
 
 /** What a request's first write committed: the ids a retry needs to carry it on. */
@@ -32,7 +33,10 @@ export function runWithClaim<T>(claim: HeldClaim, handler: () => T): T {
  */
 @Injectable()
 export class RecoveryPoints {
-  constructor(private readonly tx: Transactions) {}
+  constructor(
+    private readonly tx: Transactions,
+    private readonly keys: IdempotencyKeysRepository,
+  ) {}
 
   /** Whether the running request holds an `Idempotency-Key` claim. */
   holdsClaim(): boolean {
@@ -52,14 +56,7 @@ export class RecoveryPoints {
   async record(sql: Sql, point: RecoveryPoint): Promise<void> {
     const claim = held.getStore();
     if (!claim) return;
-    const { principalId, method, path, key } = claim.scope;
-    const recorded = await sql.one(
-      `UPDATE idempotency_keys SET recovery = $6::jsonb
-        WHERE principal_id = $1 AND method = $2 AND path = $3 AND key = $4 AND claim_token = $5 AND status_code IS NULL
-        RETURNING 1 AS recorded`,
-      [principalId, method, path, key, claim.token, JSON.stringify(point)],
-    );
-    if (!recorded)
+    if (!(await this.keys.recordRecovery(sql, claim.scope, claim.token, point)))
       throw new DomainError('IDEMPOTENCY_IN_PROGRESS', 'A retry with this Idempotency-Key took the request over');
   }
 
