@@ -1,4 +1,6 @@
 import { parse } from 'csv-parse/sync';
+import { get as httpGet, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Client } from 'pg';
 import { HistoryService } from '../src/history/history.service';
 import { EXPORT_COLUMNS } from '../src/history/payment-history.repository';
@@ -14,6 +16,11 @@ import { Api, Body, Dec, expectStatus, startApp, sum } from './support/payments'
 jest.setTimeout(120_000);
 
 type Who = 'client' | 'client2' | 'miner' | 'miner2' | 'admin';
+
+/** RFC 4180 as the export has always written it: quoted (quotes doubled) only with a comma, quote or line break; null empty; CRLF. */
+const csvField = (value: string | null) =>
+  value === null ? '' : /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
+const csvLine = (fields: (string | null)[]) => `${fields.map(csvField).join(',')}\r\n`;
 
 /** A reason with every character RFC 4180 must quote. */
 const AWKWARD_REASON = 'changed my mind, "really"\nsecond line';
@@ -382,6 +389,27 @@ describe('payment history (e2e)', () => {
       expect(sum(amounts).toFixed(8)).toBe(sum(all.map((p) => p.amount)).toFixed(8));
     });
 
+    it('writes the CSV byte for byte: header, CRLF lines, quoting only where needed, null as an empty field', async () => {
+      const answer = await get('admin', '/v1/payments/export').buffer(true);
+      expect(answer.status).toBe(200);
+      const expected =
+        csvLine([...EXPORT_COLUMNS]) +
+        newestFirst(all)
+          .map((p) => csvLine(EXPORT_COLUMNS.map((c) => (p[c] === null ? null : String(p[c])))))
+          .join('');
+      expect(answer.text).toBe(expected);
+      // A client's export: its own payments only, the same bytes as its part of the list.
+      const own = await get('client2', '/v1/payments/export').buffer(true);
+      const mine = newestFirst(all.filter((p) => p.client_id === 'client-2'));
+      expect(own.text).toBe(
+        csvLine([...EXPORT_COLUMNS]) +
+          mine.map((p) => csvLine(EXPORT_COLUMNS.map((c) => (p[c] === null ? null : String(p[c]))))).join(''),
+      );
+      // Nothing matches: the header alone.
+      const none = await get('admin', '/v1/payments/export?amount_min=999999').buffer(true);
+      expect(none.text).toBe(csvLine([...EXPORT_COLUMNS]));
+    });
+
     it('streams NDJSON, one PaymentView per line, with the filters and scope of the list', async () => {
       const answer = await get('client', '/v1/payments/export?format=ndjson&status=refunded').buffer(true);
       expect(answer.status).toBe(200);
@@ -422,6 +450,66 @@ describe('payment history (e2e)', () => {
     async function summary(who: Who, query: string): Promise<Body> {
       return expectStatus(await get(who, `/v1/payments/summary?${query}`), 200, `summary ${query}`);
     }
+
+    it('a client that goes away mid-export leaves no connection busy', async () => {
+      // 100,000 payments of a client of their own: far more than the socket buffers hold, so the COPY is still running when the client leaves.
+      await api.query(
+        `WITH jobs AS (
+           INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
+           SELECT gen_random_uuid(), 'client-bulk', 'canceled', '{}'::jsonb, '{}'::jsonb, 900, now(), now(), now()
+             FROM generate_series(1, 100000)
+           RETURNING job_id)
+         INSERT INTO job_payments (payment_id, job_id, client_id, amount, currency, status, payer_address, refund_address,
+                                   refund_transaction_hash, escrow_timeout_seconds, created_at, updated_at, refunded_at, expires_at)
+         SELECT gen_random_uuid(), job_id, 'client-bulk', 0.001, 'BTC', 'refunded', 'payer', 'payer', 'seeded', 3600,
+                now() - random() * interval '1 day', now(), now(), now()
+           FROM jobs`,
+      );
+      const copying = async () =>
+        Number(
+          (
+            await api.query<{ n: string }>(
+              `SELECT count(*) AS n FROM pg_stat_activity
+                WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle' AND query LIKE 'COPY (%'`,
+            )
+          )[0].n,
+        );
+      try {
+        const server = t.app.getHttpServer();
+        if (!server.listening) await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+        const { port } = server.address() as AddressInfo;
+        const response = await new Promise<IncomingMessage>((resolve, reject) =>
+          httpGet(
+            {
+              host: '127.0.0.1',
+              port,
+              path: '/v1/payments/export?client_id=client-bulk',
+              headers: { 'X-Api-Key': api.key('admin') },
+            },
+            resolve,
+          ).on('error', reject),
+        );
+        expect(response.statusCode).toBe(200);
+        // Read one chunk, then stop reading: the COPY waits on the full socket.
+        await new Promise((resolve) => response.once('data', resolve));
+        response.pause();
+        expect(await copying()).toBe(1);
+        response.destroy();
+        let left = await copying();
+        for (let i = 0; i < 100 && left > 0; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          left = await copying();
+        }
+        expect(left).toBe(0);
+        // The pool still serves exports.
+        const again = await get('admin', '/v1/payments/export?client_id=client-1').buffer(true);
+        expect(again.status).toBe(200);
+        expect(parse(again.text).length).toBe(all.filter((p) => p.client_id === 'client-1').length + 1);
+      } finally {
+        await api.query(`DELETE FROM job_payments WHERE client_id = 'client-bulk'`);
+        await api.query(`DELETE FROM job WHERE client_id = 'client-bulk'`);
+      }
+    });
 
     it('refuses miners and bad filters before streaming anything', async () => {
       expect((await get('miner', '/v1/payments/export')).status).toBe(403);
