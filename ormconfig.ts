@@ -8,6 +8,7 @@ import { Initial1764000000000 } from './src/database/migrations/1764000000000-In
 import { IdempotencyLease1764100000000 } from './src/database/migrations/1764100000000-IdempotencyLease';
 import { PaymentHistory1764200000000 } from './src/database/migrations/1764200000000-PaymentHistory';
 import { Webhooks1764300000000 } from './src/database/migrations/1764300000000-Webhooks';
+import { RollupDeltaVacuum1764400000000 } from './src/database/migrations/1764400000000-RollupDeltaVacuum';
 
 /**
  * The one source of database options, used by the app (DatabaseModule) and the TypeORM
@@ -24,6 +25,7 @@ export function dataSourceOptions(url: string, poolSize = 10): DataSourceOptions
       IdempotencyLease1764100000000,
       PaymentHistory1764200000000,
       Webhooks1764300000000,
+      RollupDeltaVacuum1764400000000,
     ],
     synchronize: false,
     migrationsRun: false,
