@@ -403,9 +403,10 @@ export class PaymentHistoryRepository implements OnModuleInit {
     const lines = new CrlfLines();
     try {
       await client.query('BEGIN READ ONLY');
-      // The export reads rows in an index's (created_at, payment_id) order; left to costs,
-      // PostgreSQL sorts the whole formatted result in temporary files before the first
-      // byte (measured on 1M scattered rows). A job_id export (a handful of rows) keeps
+      // The export reads rows in an index's (created_at, payment_id) order: left to costs,
+      // PostgreSQL may sort the whole result in temporary files before the first byte (it
+      // did for a server-side cursor over this ORDER BY on the bench's rows, whose
+      // created_at is scattered over the heap). A job_id export (a handful of rows) keeps
       // the planner's choice.
       if (f.jobId === undefined) await client.query('SET LOCAL enable_sort = off');
     } catch (error) {
