@@ -2,12 +2,13 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { Coalescer, ItemOutcome } from './coalescer';
 
 /** A coalescer over doubling, recording how it was called; `gate` holds the calls until released. */
-function doubling(maxGroup: number) {
+function doubling(maxGroup: number, lanes?: number) {
   const calls: string[] = [];
   let release: () => void = () => undefined;
   let gate = new Promise<void>((resolve) => (release = resolve));
   const coalescer = new Coalescer<number, number>({
     maxGroup,
+    lanes,
     one: async (n) => {
       calls.push(`one(${n})`);
       await gate;
@@ -52,6 +53,25 @@ describe('Coalescer', () => {
     open();
     await Promise.all(all);
     expect(calls).toEqual(['one(1)', 'many(2,3)', 'many(4,5)', 'one(6)']);
+  });
+
+  it('with two lanes, two requests go at once, alone, and the rest wait for a lane as groups', async () => {
+    const { coalescer, calls, open } = doubling(10, 2);
+    const all = [1, 2, 3, 4, 5].map((n) => coalescer.submit(n));
+    // Before anything finishes: both lanes busy with one request each, the rest queued.
+    expect(calls).toEqual(['one(1)', 'one(2)']);
+    open();
+    await expect(Promise.all(all)).resolves.toEqual([2, 4, 6, 8, 10]);
+    // The first lane to free up takes everything that waited; the other finds nothing left.
+    expect(calls).toEqual(['one(1)', 'one(2)', 'many(3,4,5)']);
+  });
+
+  it('a lane frees up when its queue is empty: later requests go at once again', async () => {
+    const { coalescer, calls, open } = doubling(10, 2);
+    open();
+    await Promise.all([coalescer.submit(1), coalescer.submit(2)]);
+    await expect(coalescer.submit(3)).resolves.toBe(6);
+    expect(calls).toEqual(['one(1)', 'one(2)', 'one(3)']);
   });
 
   it("a refused item fails only its own request, never its neighbours'", async () => {

@@ -6,6 +6,12 @@ export type ItemOutcome<O> = { value: O; error?: undefined } | { error: unknown;
 export interface CoalescerOptions<I, O> {
   /** Most requests carried out as one group (0 or 1: every request alone). */
   maxGroup: number;
+  /**
+   * Groups in flight at once (default 1). A group's latency is mostly waiting (commits'
+   * fsyncs, the daemon call), so with one lane the CPUs sit partly idle under load; a
+   * second lane fills that wait with the next group.
+   */
+  lanes?: number;
   /** One request alone: the single path, no added cost when there is nothing to share. */
   one(input: I): Promise<O>;
   /**
@@ -17,9 +23,9 @@ export interface CoalescerOptions<I, O> {
 }
 
 /**
- * Group commit for concurrent requests of one kind. A request that finds nothing in
- * flight goes at once, alone. Requests that arrive while a group is in flight wait for
- * it and then go together as the next group, so under load each group's transaction,
+ * Group commit for concurrent requests of one kind. A request that finds a lane free
+ * goes at once, alone. Requests that arrive while every lane is busy wait for one to
+ * free up and then go together as its next group, so under load each group's transaction,
  * daemon call and recording are shared by everyone who arrived meanwhile, and under
  * light load nobody waits for company. If a group fails as a whole before committing
  * anything, each of its requests is carried out alone, so one request can never fail its
@@ -27,7 +33,8 @@ export interface CoalescerOptions<I, O> {
  */
 export class Coalescer<I, O> {
   private readonly waiting: { input: I; resolve: (value: O) => void; reject: (error: unknown) => void }[] = [];
-  private busy = false;
+  private inFlight = 0;
+  private readonly lanes: number;
   /**
    * Groups run in the async context the coalescer was made in (start-up), not in that of
    * the request before them: a group serves many requests, so its log lines must not
@@ -35,14 +42,16 @@ export class Coalescer<I, O> {
    */
   private readonly startDrain = AsyncResource.bind(() => void this.drain());
 
-  constructor(private readonly options: CoalescerOptions<I, O>) {}
+  constructor(private readonly options: CoalescerOptions<I, O>) {
+    this.lanes = Math.max(1, options.lanes ?? 1);
+  }
 
   submit(input: I): Promise<O> {
     if (this.options.maxGroup < 2) return this.options.one(input);
-    if (!this.busy) {
-      // Nothing in flight: this request goes at once, alone, in its own context; whoever
-      // arrives meanwhile goes next, as a group.
-      this.busy = true;
+    if (this.inFlight < this.lanes) {
+      // A lane is free: this request goes at once, alone, in its own context; whoever
+      // arrives meanwhile goes next on this lane (or another that frees up), as a group.
+      this.inFlight++;
       return this.options.one(input).finally(() => this.startDrain());
     }
     return new Promise<O>((resolve, reject) => this.waiting.push({ input, resolve, reject }));
@@ -55,7 +64,7 @@ export class Coalescer<I, O> {
         await this.carryOut(group);
       }
     } finally {
-      this.busy = false;
+      this.inFlight--;
     }
   }
 

@@ -24,6 +24,8 @@ export interface AppConfig {
   idempotencyLeaseMs: number;
   /** Most concurrent single requests of one kind carried out as one group (0: every request alone). */
   coalesceMaxGroup: number;
+  /** Groups of one kind in flight at once (1: the next group gathers while one is carried out). */
+  coalesceLanes: number;
   redriveIntervalMs: number;
   walletDaemonPort: number;
   walletSeed: string | undefined;
@@ -150,6 +152,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
     settlementLeaseMs: int(env, 'SETTLEMENT_LEASE_MS', 30_000, 100, 3_600_000),
     idempotencyLeaseMs: int(env, 'IDEMPOTENCY_LEASE_MS', 30_000, 100, 300_000),
     coalesceMaxGroup: int(env, 'COALESCE_MAX_GROUP', 100, 0, 500),
+    coalesceLanes: int(env, 'COALESCE_LANES', 1, 1, 16),
     redriveIntervalMs: int(env, 'REDRIVE_INTERVAL_MS', 1000, 50, 3_600_000),
     walletDaemonPort: int(env, 'WALLET_DAEMON_PORT', 20000, 0, 65_535),
     walletSeed: env.WALLET_SEED || undefined,

@@ -56,6 +56,7 @@ export class JobCreation {
   ) {
     this.creates = new Coalescer<NewJob, Job>({
       maxGroup: config.coalesceMaxGroup,
+      lanes: config.coalesceLanes,
       one: ({ principal, input }) => this.createOne(principal, input),
       many: (items) => this.createSet(items),
     });

@@ -44,6 +44,7 @@ export class PaymentDecisions {
   ) {
     this.settlements = new Coalescer<CallerAsk, JobPayment>({
       maxGroup: config.coalesceMaxGroup,
+      lanes: config.coalesceLanes,
       one: async (ask) => settledOrThrow(await this.settleSet([ask])),
       many: async (asks) =>
         (await this.settleSet(asks)).map((o) => (o.error ? { error: o.error } : { value: o.payment })),
