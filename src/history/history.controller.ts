@@ -1,3 +1,4 @@
+import { PageQuery } from '../common/page.query';
 import { Controller, Get, Query, Res } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiProduces, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
@@ -9,7 +10,6 @@ import {
   ExportQuery,
   FeedPage,
   ListPaymentsQuery,
-  PageQuery,
   PaymentPage,
   PayoutPage,
   SummaryQuery,

@@ -1,3 +1,4 @@
+import { PageQuery } from '../common/page.query';
 import { Inject, Injectable } from '@nestjs/common';
 import { Readable } from 'node:stream';
 import type { Principal } from '../auth/api-keys';
@@ -13,7 +14,6 @@ import type {
   ExportQuery,
   FeedPage,
   ListPaymentsQuery,
-  PageQuery,
   PaymentPage,
   PayoutPage,
   SummaryQuery,

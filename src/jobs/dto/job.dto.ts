@@ -1,5 +1,5 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { Type } from 'class-transformer';
+import { PageQuery } from '../../common/page.query';
 import {
   ArrayMaxSize,
   ArrayMinSize,
@@ -10,7 +10,6 @@ import {
   IsOptional,
   IsString,
   Length,
-  Max,
   Min,
   MaxLength,
 } from 'class-validator';
@@ -72,22 +71,7 @@ export class CreateJobDto {
   escrow_timeout_seconds?: number;
 }
 
-export class ListJobsQuery {
-  @ApiPropertyOptional({ minimum: 1, maximum: 100, default: 20 })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(100)
-  limit?: number;
-
-  /** `next_cursor` of the previous page. */
-  @ApiPropertyOptional()
-  @IsOptional()
-  @IsString()
-  @MaxLength(200)
-  cursor?: string;
-}
+export class ListJobsQuery extends PageQuery {}
 
 export class RegisterMinerDto {
   /** Where this miner's earnings are paid. */
