@@ -1,3 +1,4 @@
+import { Client } from 'pg';
 import request from 'supertest';
 import { Money } from '../src/common/money';
 import { startTestApp, TestApp } from './support/app';
@@ -6,6 +7,7 @@ import { DaemonProxy, startDaemonProxy } from './support/daemon-proxy';
 import {
   claimJob,
   createPaidJob,
+  getPayment,
   kinds,
   metricValue,
   paymentEvents,
@@ -136,6 +138,134 @@ describe('coalesced single requests', () => {
       );
       expect(settled).toHaveLength(1);
     }
+  });
+
+  /** The coalesced group sizes of `kind` so far: how many groups, and how many requests in them. */
+  const groups = async (kind: string) => ({
+    count: await metricValue(t.http, 'coalesced_group_size_count', { kind }),
+    requests: await metricValue(t.http, 'coalesced_group_size_sum', { kind }),
+  });
+
+  it('16 concurrent polls by two miners while the first is held up: one more statement claims a distinct job for each of the 15 others, each paid to its own miner', async () => {
+    const payout2 = await pd.daemon.newAddress();
+    await registerMiner(t.http, t.keys.miner2, payout2);
+    for (let i = 0; i < 16; i++) await createPaidJob(t.http, t.keys.client, { amount: '0.00002' });
+    const before = await groups('poll');
+    // The first poll goes alone and waits on this lock (it records its payee on job_payments);
+    // the 15 that arrive meanwhile must wait for it and then go as one group.
+    const blocker = new Client({ connectionString: t.databaseUrl });
+    await blocker.connect();
+    const answers = await (async () => {
+      try {
+        await blocker.query('BEGIN');
+        await blocker.query('LOCK TABLE job_payments IN EXCLUSIVE MODE');
+        const polls = Array.from({ length: 16 }, (_, i) => {
+          const key = i % 2 ? t.keys.miner2 : t.keys.miner;
+          return t.http
+            .post('/v1/miners/poll')
+            .set('X-Api-Key', key)
+            .send({})
+            .then((r) => ({ r, key }));
+        });
+        await waitFor('15 polls waiting behind the first', async () =>
+          (await metricValue(t.http, 'coalescer_waiting_requests', { kind: 'poll' })) === 15 ? true : undefined,
+        );
+        await blocker.query('COMMIT');
+        return await Promise.all(polls);
+      } finally {
+        await blocker.end();
+      }
+    })();
+
+    expect(answers.map(({ r }) => r.status)).toEqual(answers.map(() => 200));
+    const jobIds = answers.map(({ r }) => r.body.job_id as string);
+    expect(new Set(jobIds).size).toBe(16);
+    const after = await groups('poll');
+    expect({ groups: after.count - before.count, polls: after.requests - before.requests }).toEqual({
+      groups: 2,
+      polls: 16,
+    });
+    const rows = await query<{ job_id: string; state: string; assigned_miner_id: string; payee_address: string }>(
+      t.databaseUrl,
+      `SELECT j.job_id, j.state, j.assigned_miner_id, p.payee_address
+         FROM job j JOIN job_payments p ON p.payment_id = j.payment_id WHERE j.job_id = ANY($1::uuid[])`,
+      [jobIds],
+    );
+    const byJob = new Map(rows.map((row) => [row.job_id, row]));
+    for (const { r, key } of answers) {
+      const miner = key === t.keys.miner ? t.principals.miner : t.principals.miner2;
+      expect(byJob.get(r.body.job_id)).toEqual({
+        job_id: r.body.job_id,
+        state: 'running',
+        assigned_miner_id: miner,
+        payee_address: miner === t.principals.miner ? payout : payout2,
+      });
+    }
+  });
+
+  it("concurrent results and failures by two miners: settled in few daemon calls, each report its own answer, each payment once; another miner's job and a repeated report are refused alone", async () => {
+    const payout2 = await pd.daemon.newAddress();
+    await registerMiner(t.http, t.keys.miner2, payout2);
+    const mine = [];
+    const theirs = [];
+    for (let i = 0; i < 6; i++) {
+      const a = await createPaidJob(t.http, t.keys.client, { amount: '0.00004' });
+      mine.push({ ...a, ...(await claimJob(t.http, t.keys.miner, a.job_id)) });
+      const b = await createPaidJob(t.http, t.keys.client, { amount: '0.00004' });
+      theirs.push({ ...b, ...(await claimJob(t.http, t.keys.miner2, b.job_id)) });
+    }
+    const before = await groups('report');
+    const callsBefore = await daemonCalls('escrow_release', 'escrow_refund', 'escrow_settle_batch');
+    const minerBefore = new Money(await pd.daemon.balance(payout));
+    await pd.daemon.setFaults({ latency_ms: 1000 });
+    const result = (key: string, jobId: string) =>
+      t.http
+        .post(`/v1/miners/jobs/${jobId}/result`)
+        .set('X-Api-Key', key)
+        .send({ result: { text: 'done' } });
+    const fail = (key: string, jobId: string) =>
+      t.http.post(`/v1/miners/jobs/${jobId}/fail`).set('X-Api-Key', key).send({ error: 'out of memory' });
+    const answers = await Promise.all([
+      ...mine.slice(0, 5).map((job) => result(t.keys.miner, job.job_id)),
+      fail(t.keys.miner, mine[5].job_id),
+      ...theirs.slice(0, 5).map((job) => result(t.keys.miner2, job.job_id)),
+      // Not miner2's job: refused, as alone, while its neighbours go on.
+      result(t.keys.miner2, mine[0].job_id),
+      // The same report twice: one completes the job, the other finds it completed.
+      result(t.keys.miner2, theirs[5].job_id),
+      result(t.keys.miner2, theirs[5].job_id),
+    ]);
+    await pd.daemon.resetFaults();
+
+    expect(answers.slice(0, 5).map((a) => [a.status, a.body.state])).toEqual(
+      mine.slice(0, 5).map(() => [200, 'completed']),
+    );
+    expect([answers[5].status, answers[5].body.state]).toEqual([200, 'failed']);
+    expect(answers.slice(6, 11).map((a) => [a.status, a.body.state])).toEqual(
+      theirs.slice(0, 5).map(() => [200, 'completed']),
+    );
+    expect([answers[11].status, answers[11].body.code]).toEqual([409, 'JOB_NOT_ASSIGNED']);
+    expect([answers[12].status, answers[13].status].sort()).toEqual([200, 409]);
+    const after = await groups('report');
+    expect(after.requests - before.requests).toBe(14);
+    expect(after.count - before.count).toBeLessThan(14);
+    expect((await daemonCalls('escrow_release', 'escrow_refund', 'escrow_settle_batch')) - callsBefore).toBeLessThan(8);
+
+    const expected = [
+      ...mine.slice(0, 5).map((job) => [job.payment_id, 'released', payout]),
+      [mine[5].payment_id, 'refunded', null],
+      ...theirs.map((job) => [job.payment_id, 'released', payout2]),
+    ];
+    for (const [paymentId, status, payee] of expected) {
+      const payment = await getPayment(t.http, t.keys.admin, paymentId as string);
+      expect(payment.status).toBe(status);
+      if (payee) expect(payment.payee_address).toBe(payee);
+      const settled = (await paymentEvents(t.http, t.keys.admin, paymentId as string)).filter(
+        (e: { to: string }) => e.to === 'released' || e.to === 'refunded',
+      );
+      expect(settled).toHaveLength(1);
+    }
+    expect(new Money(await pd.daemon.balance(payout)).minus(minerBefore).toFixed(8)).toBe('0.00020000');
   });
 
   it('SIGKILL while a coalesced group of creates waits on the daemon: after a restart the re-drive holds each payment exactly once', async () => {

@@ -4,11 +4,16 @@ import { Coalescer, ItemOutcome } from './coalescer';
 /** A coalescer over doubling, recording how it was called; `gate` holds the calls until released. */
 function doubling(maxGroup: number, lanes?: number) {
   const calls: string[] = [];
+  const observed: string[] = [];
   let release: () => void = () => undefined;
   let gate = new Promise<void>((resolve) => (release = resolve));
   const coalescer = new Coalescer<number, number>({
     maxGroup,
     lanes,
+    observer: {
+      waiting: (depth) => observed.push(`waiting ${depth}`),
+      carried: (size) => observed.push(`group of ${size}`),
+    },
     one: async (n) => {
       calls.push(`one(${n})`);
       await gate;
@@ -25,6 +30,7 @@ function doubling(maxGroup: number, lanes?: number) {
   return {
     coalescer,
     calls,
+    observed,
     open: () => release(),
     close: () => (gate = new Promise<void>((resolve) => (release = resolve))),
   };
@@ -45,6 +51,23 @@ describe('Coalescer', () => {
     open();
     await expect(Promise.all([first, ...rest])).resolves.toEqual([2, 4, 6, 8]);
     expect(calls).toEqual(['one(1)', 'many(2,3,4)']);
+  });
+
+  it('tells its observer the queue depth and each group size', async () => {
+    const { coalescer, observed, open } = doubling(2);
+    const all = [1, 2, 3, 4].map((n) => coalescer.submit(n));
+    open();
+    await Promise.all(all);
+    expect(observed).toEqual([
+      'group of 1',
+      'waiting 1',
+      'waiting 2',
+      'waiting 3',
+      'waiting 1',
+      'group of 2',
+      'waiting 0',
+      'group of 1',
+    ]);
   });
 
   it('groups are at most maxGroup long', async () => {

@@ -3,6 +3,12 @@ import { AsyncResource } from 'node:async_hooks';
 /** What one item of a group came to: its value, or the error its single call would have thrown. */
 export type ItemOutcome<O> = { value: O; error?: undefined } | { error: unknown; value?: undefined };
 
+/** What a coalescer tells its metrics: how many requests wait, and the size of each group carried out. */
+export interface CoalescerObserver {
+  waiting(depth: number): void;
+  carried(groupSize: number): void;
+}
+
 export interface CoalescerOptions<I, O> {
   /** Most requests carried out as one group (0 or 1: every request alone). */
   maxGroup: number;
@@ -20,6 +26,7 @@ export interface CoalescerOptions<I, O> {
    * something is committed, a failure must come back as the items' outcomes instead.
    */
   many(inputs: I[]): Promise<ItemOutcome<O>[]>;
+  observer?: CoalescerObserver;
 }
 
 /**
@@ -52,15 +59,21 @@ export class Coalescer<I, O> {
       // A lane is free: this request goes at once, alone, in its own context; whoever
       // arrives meanwhile goes next on this lane (or another that frees up), as a group.
       this.inFlight++;
+      this.options.observer?.carried(1);
       return this.options.one(input).finally(() => this.startDrain());
     }
-    return new Promise<O>((resolve, reject) => this.waiting.push({ input, resolve, reject }));
+    return new Promise<O>((resolve, reject) => {
+      this.waiting.push({ input, resolve, reject });
+      this.options.observer?.waiting(this.waiting.length);
+    });
   }
 
   private async drain(): Promise<void> {
     try {
       while (this.waiting.length > 0) {
         const group = this.waiting.splice(0, this.options.maxGroup);
+        this.options.observer?.waiting(this.waiting.length);
+        this.options.observer?.carried(group.length);
         await this.carryOut(group);
       }
     } finally {

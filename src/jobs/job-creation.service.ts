@@ -6,6 +6,7 @@ import { DomainError, validationError } from '../common/errors';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
 import { Transactions } from '../database/transactions';
+import { MetricsService } from '../metrics/metrics.service';
 import { RecoveryPoints } from '../idempotency/recovery-points';
 import { PaymentsService } from '../payments/payments.service';
 import type { PaymentTerms } from '../payments/payment-terms';
@@ -53,10 +54,12 @@ export class JobCreation {
     private readonly payments: PaymentsService,
     private readonly recovery: RecoveryPoints,
     private readonly jobs: JobRepository,
+    metrics: MetricsService,
   ) {
     this.creates = new Coalescer<NewJob, Job>({
       maxGroup: config.coalesceMaxGroup,
       lanes: config.coalesceLanes,
+      observer: metrics.coalescerObserver('create'),
       one: ({ principal, input }) => this.createOne(principal, input),
       many: (items) => this.createSet(items),
     });

@@ -26,6 +26,15 @@ export interface JobReport {
   error: string | null;
 }
 
+/** A miner's poll: who, where it is paid, and the currencies of the paid jobs it may take. */
+export interface Poll {
+  miner_id: string;
+  /** Currency codes the payout address is valid for (empty: unpaid jobs only). */
+  payable: string[];
+  /** The payout address read before the claim (null: not registered). */
+  payout_address: string | null;
+}
+
 /** Above every UUID: the first page of a newest-first listing. */
 const AFTER_LAST = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
 
@@ -111,6 +120,27 @@ export class JobRepository extends PaymentJobs {
     );
   }
 
+  /** `report` for many jobs at once (coalesced reports; each job at most once): the jobs that moved. */
+  reportMany(sql: Sql, reports: (JobReport & { job_id: string; miner_id: string })[]): Promise<Job[]> {
+    return sql.rows<Job>(
+      `UPDATE job SET state = r.to_state, result = r.result::jsonb, metrics = r.metrics::jsonb, error = r.error,
+              finished_at = now(), updated_at = now()
+         FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::text[], $5::text[], $6::text[])
+              AS r(job_id, miner_id, to_state, result, metrics, error)
+        WHERE job.job_id = r.job_id AND job.state = 'running' AND job.assigned_miner_id = r.miner_id
+          AND job.expires_at > now()
+        RETURNING job.*`,
+      [
+        reports.map((r) => r.job_id),
+        reports.map((r) => r.miner_id),
+        reports.map((r) => r.to),
+        reports.map((r) => r.result),
+        reports.map((r) => r.metrics),
+        reports.map((r) => r.error),
+      ],
+    );
+  }
+
   /**
    * queued → running for the oldest dispatchable job, and the payee recorded on its
    * payment, in one statement. Fail closed: a job with a payment is dispatchable only while
@@ -135,6 +165,45 @@ export class JobRepository extends PaymentJobs {
            FROM job_row j WHERE p.payment_id = j.payment_id AND p.status = 'escrowed')
        SELECT * FROM job_row`,
       [minerId, payable, payoutAddress],
+    );
+  }
+
+  /**
+   * `claimNext` for many polls at once (coalesced polls whose miners are paid in the same
+   * currencies): one walk of the dispatch index claims up to one job per poll, oldest job
+   * to the earliest poll, and records each payee. A poll whose payout address changed
+   * since it was read gets nothing (its miner polls again), as alone. Returns the claimed
+   * job by the poll's index.
+   */
+  async claimForEach(sql: Sql, payable: string[], polls: Poll[]): Promise<Map<number, Job>> {
+    const rows = await sql.rows<Job & { poll_index: number }>(
+      `WITH polls AS (
+         SELECT p.poll_index, p.miner_id, p.payout_address, row_number() OVER (ORDER BY p.poll_index) AS k
+           FROM unnest($1::varchar[], $2::varchar[]) WITH ORDINALITY AS p(miner_id, payout_address, poll_index)
+          WHERE p.payout_address IS NULL
+             OR EXISTS (SELECT 1 FROM miner m WHERE m.miner_id = p.miner_id AND m.payout_address = p.payout_address)),
+       picked AS (
+         SELECT job_id, row_number() OVER (ORDER BY job_id) AS k FROM (
+           SELECT job_id FROM job
+            WHERE state = 'queued' AND expires_at > now()
+              AND (payment_id IS NULL OR (payment_status = 'escrowed' AND payment_currency = ANY($3::varchar[])))
+            ORDER BY job_id LIMIT (SELECT count(*) FROM polls) FOR UPDATE SKIP LOCKED) AS free),
+       job_rows AS (
+         UPDATE job SET state = 'running', assigned_miner_id = polls.miner_id, started_at = now(), updated_at = now()
+           FROM picked JOIN polls USING (k)
+          WHERE job.job_id = picked.job_id
+          RETURNING job.*, polls.poll_index, polls.payout_address AS payee),
+       payee AS (
+         UPDATE job_payments p SET miner_id = j.assigned_miner_id, payee_address = j.payee, updated_at = now()
+           FROM job_rows j WHERE p.payment_id = j.payment_id AND p.status = 'escrowed')
+       SELECT * FROM job_rows`,
+      [polls.map((p) => p.miner_id), polls.map((p) => p.payout_address), payable],
+    );
+    return new Map(
+      rows.map(({ poll_index, payee: _payee, ...job }: Job & { poll_index: number; payee?: string }) => [
+        Number(poll_index) - 1,
+        job,
+      ]),
     );
   }
 

@@ -2,6 +2,8 @@ import { Module } from '@nestjs/common';
 import { PaymentsModule } from '../payments/payments.module';
 import { JobsController, MinersController } from './jobs.controller';
 import { JobCreation } from './job-creation.service';
+import { JobDispatch } from './job-dispatch.service';
+import { JobReports } from './job-reports.service';
 import { JobsService } from './jobs.service';
 import { JobRepositoryModule } from './job-repository.module';
 import { JobSweeper } from './job.sweeper';
@@ -10,7 +12,7 @@ import { MinerRepository } from './miner.repository';
 @Module({
   imports: [PaymentsModule, JobRepositoryModule],
   controllers: [JobsController, MinersController],
-  providers: [JobsService, JobCreation, JobSweeper, MinerRepository],
+  providers: [JobsService, JobCreation, JobDispatch, JobReports, JobSweeper, MinerRepository],
   exports: [JobsService],
 })
 export class JobsModule {}

@@ -9,12 +9,13 @@ import { Sql, Transactions } from '../database/transactions';
 import { RecoveryPoints } from '../idempotency/recovery-points';
 import type { JobPayment } from '../payments/job-payment.entity';
 import { PaymentsService, isUuid } from '../payments/payments.service';
-import { cannotSettle } from '../payments/payment.errors';
 import { Job, Miner } from './job.entity';
-import { invalidTransition, minerReportRefused } from './job.errors';
+import { invalidTransition } from './job.errors';
 import { JobRepository } from './job.repository';
 import { MinerRepository } from './miner.repository';
 import { CreateJobInput, JobCreation } from './job-creation.service';
+import { JobDispatch } from './job-dispatch.service';
+import { JobReports } from './job-reports.service';
 import { decodeCursor, encodeCursor } from './cursor';
 
 export type { CreateJobInput };
@@ -42,6 +43,8 @@ export class JobsService {
     private readonly jobs: JobRepository,
     private readonly miners: MinerRepository,
     private readonly creation: JobCreation,
+    private readonly dispatch: JobDispatch,
+    private readonly reports: JobReports,
   ) {}
 
   // ---------------------------------------------------------------- clients
@@ -76,24 +79,14 @@ export class JobsService {
   /** Owner or admin: queued|running → canceled; an escrowed payment is refunded. */
   async cancel(principal: Principal, jobId: string): Promise<Job> {
     const current = await this.get(principal, jobId);
-    if (this.recovery.resumeFrom()) return this.resumeDecided(current.job_id);
+    if (this.recovery.resumeFrom()) return this.reports.resumeDecided(current.job_id);
     const decided = await this.tx.run(async (sql) => {
       const job = await this.jobs.cancel(sql, current.job_id, principal.id);
       if (!job) throw invalidTransition(jobId, (await this.load(jobId, sql)).state);
       await this.recovery.record(sql, { job_id: job.job_id });
-      return this.decidePayment(sql, job, 'refunding', principal.id, 'job_canceled', false);
+      return this.reports.decidePayment(sql, job, 'canceled', principal.id);
     });
     if (decided) await this.payments.settle(decided);
-    return this.load(jobId);
-  }
-
-  /**
-   * A retried cancel/result/fail whose first attempt died after committing the job's
-   * transition: the payment decided with it is carried on to the daemon (same key).
-   */
-  private async resumeDecided(jobId: string): Promise<Job> {
-    const payment = await this.payments.findForJob(this.tx.sql, jobId);
-    if (payment) await this.payments.settleIfDecided(payment);
     return this.load(jobId);
   }
 
@@ -111,29 +104,9 @@ export class JobsService {
     return (await this.miners.upsert(this.tx.sql, principal.id, payoutAddress)) as Miner;
   }
 
-  /**
-   * Claims the oldest dispatchable job. Fail closed: a job with a payment is dispatchable
-   * only while escrowed, and only to a miner registered with a payout address valid for
-   * the payment's currency. SKIP LOCKED: concurrent polls never get the same job.
-   */
-  async poll(principal: Principal): Promise<Job | undefined> {
-    // A retried poll whose first attempt died after claiming a job: that job, not another.
-    const resumed = this.recovery.resumeFrom();
-    if (resumed) return this.load(resumed.job_id);
-    const miner = await this.miners.find(this.tx.sql, principal.id);
-    if (!miner) return this.dispatch(principal.id, [], null);
-    const payable = [...this.config.currencies.values()]
-      .filter((c) => isValidAddress(miner.payout_address, c.addressFormat, c.network))
-      .map((c) => c.code);
-    return this.dispatch(principal.id, payable, miner.payout_address);
-  }
-
-  /** Claims a job and records the payee of its payment in one statement (`JobRepository.claimNext`). */
-  private async dispatch(minerId: string, payable: string[], payoutAddress: string | null): Promise<Job | undefined> {
-    return this.recovery.firstWrite(
-      (sql) => this.jobs.claimNext(sql, minerId, payable, payoutAddress),
-      (job) => (job ? { job_id: job.job_id } : undefined),
-    );
+  /** Claims the oldest dispatchable job (JobDispatch: coalesced with concurrent polls). */
+  poll(principal: Principal): Promise<Job | undefined> {
+    return this.dispatch.poll(principal);
   }
 
   /** Assigned miner: running → completed; the escrow is released to the miner. */
@@ -151,57 +124,19 @@ export class JobsService {
     return this.report(principal, jobId, 'failed', { error });
   }
 
-  private async report(
+  /** A miner's report (JobReports: coalesced with concurrent reports). */
+  private report(
     principal: Principal,
     jobId: string,
     to: 'completed' | 'failed',
     data: { result?: unknown; metrics?: Record<string, unknown>; error?: string },
   ): Promise<Job> {
-    if (!isUuid(jobId)) throw notFound('job', jobId);
-    if (this.recovery.resumeFrom()) return this.resumeDecided(jobId);
-    const decided = await this.tx.run(async (sql) => {
-      // Results after the deadline are refused even before the sweep has expired the job.
-      const job = await this.jobs.report(sql, jobId, principal.id, {
-        to,
-        result: data.result === undefined ? null : JSON.stringify(data.result),
-        metrics: data.metrics ? JSON.stringify(data.metrics) : null,
-        error: data.error ?? null,
-      });
-      if (!job) throw minerReportRefused(jobId, principal.id, await this.jobs.find(sql, jobId));
-      await this.recovery.record(sql, { job_id: job.job_id });
-      return to === 'completed'
-        ? this.decidePayment(sql, job, 'releasing', principal.id, 'job_completed', true)
-        : this.decidePayment(sql, job, 'refunding', principal.id, 'job_failed', false);
+    return this.reports.report(principal, jobId, {
+      to,
+      result: data.result === undefined ? null : JSON.stringify(data.result),
+      metrics: data.metrics ? JSON.stringify(data.metrics) : null,
+      error: data.error ?? null,
     });
-    if (decided) await this.payments.settle(decided);
-    return this.load(jobId);
-  }
-
-  /**
-   * Tells Payments what happened to the job, inside the job's transaction. An escrowed
-   * payment is decided; one that somebody else already settled makes the whole job
-   * transition fail (409), except a completion after an admin already paid the miner.
-   */
-  private async decidePayment(
-    sql: Sql,
-    job: Job,
-    to: 'releasing' | 'refunding',
-    actor: string,
-    reason: string,
-    paidIsFine: boolean,
-  ): Promise<JobPayment | undefined> {
-    if (!job.payment_id) return undefined;
-    // job.payment_status mirrors the payment and is exact under the job's row lock.
-    // Not escrowed yet: the re-drive worker escrows it and, seeing the job ended, refunds it.
-    if (job.payment_status === 'pending' || job.payment_status === 'failed') return undefined;
-    if (job.payment_status === 'escrowed') {
-      const [moved] = await this.payments.decide(sql, [{ payment_id: job.payment_id, to, reason, actor }]);
-      if (moved) return moved;
-    }
-    const now = (await this.payments.findForJob(sql, job.job_id)) as JobPayment;
-    if (paidIsFine && (now.status === 'releasing' || now.status === 'released')) return undefined;
-    if (!paidIsFine && (now.status === 'refunding' || now.status === 'refunded')) return undefined;
-    throw cannotSettle(now.payment_id, now.status);
   }
 
   // ---------------------------------------------------------------- deadlines

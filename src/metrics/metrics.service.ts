@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { CoalescerObserver } from '../common/coalescer';
 
 /**
  * Prometheus metrics, named after what an operator asks ("how many escrows expired
@@ -72,6 +73,59 @@ export class MetricsService {
   readonly oldestOverdueEscrowSeconds = new Gauge({
     name: 'escrow_oldest_overdue_seconds',
     help: 'Age past expiry of the oldest escrow still held (sweeper lag)',
+    registers: [this.registry],
+  });
+  readonly coalescedGroupSize = new Histogram({
+    name: 'coalesced_group_size',
+    help: 'Concurrent single requests carried out together as one group (1: alone), by kind',
+    labelNames: ['kind'],
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
+    registers: [this.registry],
+  });
+  readonly coalescerWaiting = new Gauge({
+    name: 'coalescer_waiting_requests',
+    help: 'Single requests waiting for the group in flight to finish before going as the next group, by kind',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  });
+
+  /** The observer a coalescer of `kind` reports its queue and group sizes to. */
+  coalescerObserver(kind: string): CoalescerObserver {
+    return {
+      waiting: (depth) => this.coalescerWaiting.set({ kind }, depth),
+      carried: (size) => this.coalescedGroupSize.observe({ kind }, size),
+    };
+  }
+
+  readonly providerCalls = new Counter({
+    name: 'payment_provider_calls_total',
+    help: 'Calls to each payment provider (wallet daemon), by provider, call and outcome (ok, rejected, unavailable, unreachable, circuit_open)',
+    labelNames: ['provider', 'call', 'outcome'],
+    registers: [this.registry],
+  });
+  readonly providerFailures = new Counter({
+    name: 'payment_provider_failures_total',
+    help: 'Calls to each payment provider without a definitive answer (what its circuit breaker counts), by provider',
+    labelNames: ['provider'],
+    registers: [this.registry],
+  });
+  readonly providerLatency = new Histogram({
+    name: 'payment_provider_request_duration_seconds',
+    help: 'Payment provider call latency (retries included), by provider and call',
+    labelNames: ['provider', 'call'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly providerCircuitState = new Gauge({
+    name: 'payment_provider_circuit_state',
+    help: "Each payment provider's circuit as this instance last saw it: 0 closed, 1 half-open, 2 open",
+    labelNames: ['provider'],
+    registers: [this.registry],
+  });
+  readonly providerFailovers = new Counter({
+    name: 'payment_provider_failovers_total',
+    help: 'Escrow creations moved to another provider because the first certainly never received them, by from and to',
+    labelNames: ['from', 'to'],
     registers: [this.registry],
   });
 

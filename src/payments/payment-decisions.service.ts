@@ -12,7 +12,13 @@ import { Decision, JobPaymentsRepository } from './job-payments.repository';
 import { cannotSettle } from './payment.errors';
 import { PaymentJobs } from './payment-jobs';
 import { PaymentLog } from './payment-log';
-import { DECIDED_STATUS, DEFAULT_SETTLE_REASON, SettleAsk, settlementRefusal } from './payment-rules';
+import {
+  DECIDED_STATUS,
+  DEFAULT_SETTLE_REASON,
+  releasedAmountOf,
+  SettleAsk,
+  settlementRefusal,
+} from './payment-rules';
 import { PaymentSettlement } from './payment-settlement.service';
 
 /** A settlement ask with the caller who made it. */
@@ -33,7 +39,7 @@ export class PaymentDecisions {
   private readonly settlements: Coalescer<CallerAsk, JobPayment>;
 
   constructor(
-    @Inject(APP_CONFIG) config: AppConfig,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly tx: Transactions,
     private readonly metrics: MetricsService,
     private readonly recovery: RecoveryPoints,
@@ -45,6 +51,7 @@ export class PaymentDecisions {
     this.settlements = new Coalescer<CallerAsk, JobPayment>({
       maxGroup: config.coalesceMaxGroup,
       lanes: config.coalesceLanes,
+      observer: metrics.coalescerObserver('settlement'),
       one: async (ask) => settledOrThrow(await this.settleSet([ask])),
       many: async (asks) =>
         (await this.settleSet(asks)).map((o) => (o.error ? { error: o.error } : { value: o.payment })),
@@ -85,7 +92,8 @@ export class PaymentDecisions {
       asks.forEach((ask, index) => {
         const payment = byId.get(ask.payment_id);
         if (payment && decidedBefore.has(payment.payment_id)) return;
-        const refusal = settlementRefusal(ask.principal, ask, payment, payment?.job_state);
+        const scale = payment ? this.config.currencies.get(payment.currency)?.scale : undefined;
+        const refusal = settlementRefusal(ask.principal, ask, payment, payment?.job_state, scale);
         if (refusal) refusals.set(index, refusal);
         else {
           accepted.push({ ask, index });
@@ -101,6 +109,7 @@ export class PaymentDecisions {
           to: DECIDED_STATUS[ask.action],
           reason: ask.reason ?? DEFAULT_SETTLE_REASON[ask.action],
           actor: ask.principal.id,
+          released_amount: releasedAmountOf(ask),
         })),
       );
       const movedIds = new Set(moved.map((p) => p.payment_id));
