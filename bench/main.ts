@@ -25,6 +25,7 @@ import { BenchDaemon, faucet, ledgerTotals, newAddress, startDaemon } from './da
 import { prepareDatabases, serverSettings } from './database';
 import { DbActivity, renderDb } from './dbstats';
 import { LoadResult, rotating, runLoad, Step } from './load';
+import { measureRoutingCost } from './routing';
 import { cleanupAll, COORDINATOR_ENTRY, installSignalHandlers, onCleanup, ROOT, startCoordinator } from './processes';
 import { renderProfile, summarizeProfile } from './profile';
 import { measureHistory } from './history';
@@ -45,6 +46,7 @@ interface Options {
   sizes: number[];
   createSeconds: number;
   minerSeconds: number;
+  routingSeconds: number;
   readSeconds: number;
   ceilingSeconds: number;
   ceilingClients: number[];
@@ -94,7 +96,8 @@ function parseOptions(argv: string[]): Options {
         '  --create-seconds S, --miner-seconds S, --read-seconds S, --ceiling-seconds S  phase lengths (default 15, 15, 6, 8; quick 5, 5, 2, 3)',
         '  --ceiling-clients a,b  connections of the per-item create/release ceilings (default pool size and --connections; quick pool size)',
         "  --pool N            DB_POOL_SIZE of the coordinator (default: the coordinator's default)",
-        '  --phases a,b        any of reads,ceilings,writes,batch,curve,sweep,webhooks (default: all)',
+        '  --phases a,b        any of reads,ceilings,writes,batch,curve,routing,sweep,webhooks (default: all)',
+        '  --routing-seconds S seconds of each routing run (one provider, then three; 2 rounds; default 6; quick 3)',
         '  --batch-jobs N      paid jobs created through POST /v1/jobs/batch, 100 per request (default 10000; quick 2000)',
         '  --batch-settle N    of those, payments refunded through POST /v1/payments/batch, 500 per request (default 10000; quick 2000)',
         '  --batch-connections N  HTTP connections of the batch phases and their ceilings (default 4)',
@@ -143,6 +146,7 @@ function parseOptions(argv: string[]): Options {
     sizes: list('sizes', quick ? [10_000, 100_000] : [10_000, 100_000, 1_000_000]),
     createSeconds: num('create-seconds', quick ? 5 : 15),
     minerSeconds: num('miner-seconds', quick ? 5 : 15),
+    routingSeconds: num('routing-seconds', quick ? 3 : 6),
     readSeconds: num('read-seconds', quick ? 2 : 6),
     ceilingSeconds: num('ceiling-seconds', quick ? 3 : 8),
     // The coordinator's pool size (what PostgreSQL sees from it) and the HTTP concurrency.
@@ -156,7 +160,7 @@ function parseOptions(argv: string[]): Options {
     phases: new Set(
       typeof flags.get('phases') === 'string'
         ? String(flags.get('phases')).split(',')
-        : ['reads', 'ceilings', 'writes', 'batch', 'curve', 'sweep', 'webhooks'],
+        : ['reads', 'ceilings', 'writes', 'batch', 'curve', 'routing', 'sweep', 'webhooks'],
     ),
     batchJobs: num('batch-jobs', quick ? 2000 : 10_000),
     batchSettle: num('batch-settle', quick ? 2000 : 10_000),
@@ -666,6 +670,27 @@ async function main(): Promise<void> {
       profileDir,
     );
     coordinator.assertAlive('the webhooks phase');
+  }
+
+  // ---------------------------------------------------------------- routing cost (#14)
+  if (options.phases.has('routing')) {
+    progress(
+      `routing: POST /v1/jobs with payment, one provider against three (volume split), ${options.connections} connections, ${options.routingSeconds}s × 2 rounds each`,
+    );
+    report.writes.routing = await measureRoutingCost({
+      main: coordinator,
+      env: (port) => coordinatorEnv(port, false),
+      daemon,
+      logFile: join(logDir, 'coordinator-routed.log'),
+      connections: options.connections,
+      seconds: options.routingSeconds,
+      rounds: 2,
+      step: createStep,
+    });
+    progress(
+      `  routing: CPU per paid job ${report.writes.routing.one_provider_cpu_ms} ms with one provider, ${report.writes.routing.three_providers_cpu_ms} ms with three: ×${report.writes.routing.cpu_ratio}`,
+    );
+    coordinator.assertAlive('the routing phase');
   }
 
   // ---------------------------------------------------------------- expiry sweep

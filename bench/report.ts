@@ -299,7 +299,7 @@ export interface Goal {
   met?: boolean;
 }
 
-/** Issue #10's goals, each with this run's figure, met or not. */
+/** Issue #10's goals (and #14's and #16's), each with this run's figure, met or not. */
 export function goalsOf(r: Report): Goal[] {
   const w = r.writes;
   const out: Goal[] = [];
@@ -345,6 +345,14 @@ export function goalsOf(r: Report): Goal[] {
       ? `${fmt(h.per_s)}/s (${fmt(h.delivered)} of ${fmt(h.events)} in ${h.seconds} s, ${fmt(h.verified)} signatures verified, ${h.sent_twice} sent twice)`
       : 'not measured',
     met: h ? h.per_s >= 2000 && h.delivered === h.events && h.events >= 10_000 : undefined,
+  });
+  const rt = w.routing;
+  out.push({
+    goal: 'routing (#14): CPU per paid job over three providers (volume split) ≤ 1.05 × one provider',
+    figure: rt
+      ? `×${rt.cpu_ratio} (${fmt(rt.three_providers_cpu_ms, 2)} ms against ${fmt(rt.one_provider_cpu_ms, 2)} ms, ${rt.runs.length} alternating runs)`
+      : 'not measured',
+    met: rt ? rt.cpu_ratio <= 1.05 : undefined,
   });
   const s = w.sweep;
   out.push({
