@@ -9,6 +9,9 @@ import { IdempotencyLease1764100000000 } from './src/database/migrations/1764100
 import { PaymentHistory1764200000000 } from './src/database/migrations/1764200000000-PaymentHistory';
 import { Webhooks1764300000000 } from './src/database/migrations/1764300000000-Webhooks';
 import { RollupDeltaVacuum1764400000000 } from './src/database/migrations/1764400000000-RollupDeltaVacuum';
+import { EscrowLifecycle1764500000000 } from './src/database/migrations/1764500000000-EscrowLifecycle';
+import { Reconciliation1764600000000 } from './src/database/migrations/1764600000000-Reconciliation';
+import { PaymentProviders1764700000000 } from './src/database/migrations/1764700000000-PaymentProviders';
 
 /**
  * The one source of database options, used by the app (DatabaseModule) and the TypeORM
@@ -26,6 +29,9 @@ export function dataSourceOptions(url: string, poolSize = 10): DataSourceOptions
       PaymentHistory1764200000000,
       Webhooks1764300000000,
       RollupDeltaVacuum1764400000000,
+      EscrowLifecycle1764500000000,
+      Reconciliation1764600000000,
+      PaymentProviders1764700000000,
     ],
     synchronize: false,
     migrationsRun: false,

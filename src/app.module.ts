@@ -15,7 +15,9 @@ import { IdempotencyModule } from './idempotency/idempotency.module';
 import { JobsModule } from './jobs/jobs.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { PaymentsModule } from './payments/payments.module';
+import { ProvidersAdminModule } from './providers/providers-admin.module';
 import { ReceiptsModule } from './receipts/receipts.module';
+import { ReconciliationModule } from './reconciliation/reconciliation.module';
 import { WebhooksModule } from './webhooks/webhooks.module';
 
 /** Headers never written to a log line. */
@@ -46,10 +48,12 @@ export const REDACTED_PATHS = ['req.headers["x-api-key"]', 'req.headers.authoriz
     IdempotencyModule,
     HealthModule,
     PaymentsModule,
+    ProvidersAdminModule,
     JobsModule,
     ReceiptsModule,
     HistoryModule,
     WebhooksModule,
+    ReconciliationModule,
   ],
   providers: [
     { provide: APP_PIPE, useFactory: createValidationPipe },

@@ -5,9 +5,12 @@ import Decimal from 'decimal.js';
 import type { AppConfig } from '../src/config/app-config';
 import { APP_CONFIG } from '../src/config/config.module';
 import { EscrowService } from '../src/escrow/escrow.service';
+import { Transactions } from '../src/database/transactions';
 import { MetricsService } from '../src/metrics/metrics.service';
 import type { JobPayment } from '../src/payments/job-payment.entity';
-import { HttpWalletDaemonClient } from '../src/wallet-daemon-client/http-wallet-daemon.client';
+import { PaymentProviders } from '../src/providers/payment-providers.service';
+import { parseProviders } from '../src/providers/provider-config';
+import { ProviderStateRepository } from '../src/providers/provider-state.repository';
 import { WalletDaemonRejected } from '../src/wallet-daemon-client/wallet-daemon.client';
 import { startTestApp, TestApp } from './support/app';
 import { PrivateDaemon, startPrivateDaemon } from './support/daemon';
@@ -331,6 +334,7 @@ describe('wallet daemon create-batch', () => {
         currency: 'BTC',
         payer_address: payer,
         escrow_timeout_seconds: 600,
+        provider_id: 'local',
       }) as unknown as JobPayment;
 
     it('holds each payment with its <payment_id>:create key, answering per payment; a repeat or the single hold gets the same holds', async () => {
@@ -379,7 +383,16 @@ describe('wallet daemon create-batch', () => {
           ...t.app.get<AppConfig>(APP_CONFIG),
           walletDaemonUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
         };
-        const escrow = new EscrowService(new HttpWalletDaemonClient(config, t.app.get(MetricsService)));
+        // The one provider `local`, at that server (PAYMENT_PROVIDERS unset).
+        const providers = parseProviders(undefined, config.currencies, { url: config.walletDaemonUrl, token: 'token' });
+        const escrow = new EscrowService(
+          new PaymentProviders(
+            { ...config, paymentProviders: providers },
+            t.app.get(MetricsService),
+            t.app.get(Transactions),
+            t.app.get(ProviderStateRepository),
+          ),
+        );
         const error = await escrow.holdBatch([payment(t.clientWallet, '0.01')]).catch((e: unknown) => e);
         expect(error).toBeInstanceOf(WalletDaemonRejected);
         expect(error).toMatchObject({ status: 404 });

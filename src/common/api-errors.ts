@@ -63,6 +63,11 @@ const EXAMPLES: Partial<Record<ErrorCode, { message: string; details?: Record<st
     message: 'escrow_timeout_seconds must be within 60..2592000',
     details: { fields: { escrow_timeout_seconds: ['must be within 60..2592000'] } },
   },
+  EXTENSION_OUT_OF_RANGE: {
+    message:
+      'Extending by 86400 s would put the escrow 2678400 s past escrowed_at; ESCROW_MAX_TIMEOUT_SECONDS is 2592000',
+    details: { fields: { seconds: ['at most 3600 more seconds are allowed'] }, max_seconds: 3600 },
+  },
   UNAUTHORIZED: { message: 'Missing or unknown X-Api-Key' },
   FORBIDDEN: { message: 'Role miner may not call this route' },
   NOT_FOUND: { message: 'Not found' },
@@ -102,6 +107,12 @@ const EXAMPLES: Partial<Record<ErrorCode, { message: string; details?: Record<st
   WEBHOOK_URL_NOT_ALLOWED: { message: 'url must be https (or http)' },
   WEBHOOK_ENDPOINT_NOT_FOUND: { message: 'webhook endpoint 0193a5b0-7c1e-7d2a-9c4b-2f1e8d7a6b5e not found' },
   WEBHOOK_DELIVERY_NOT_FOUND: { message: 'webhook delivery 0193a5b0-7c1e-7d2a-9c4b-2f1e8d7a6b5d not found' },
+  PROVIDER_NOT_FOUND: { message: 'payment provider backup not found' },
+  NO_PROVIDER_AVAILABLE: {
+    message:
+      'No payment provider can hold 0.001 BTC now (none serves it at this amount, or every one that does is draining or failing); nothing was created',
+    details: { currency: 'BTC' },
+  },
 };
 
 /** An example answer with `code`, in the one error shape. */

@@ -1,5 +1,6 @@
 import { ApiKeyEntry, parseApiKeys } from '../auth/api-keys';
 import { CurrencyConfig, DEFAULT_CURRENCIES, parseCurrencies } from '../common/currencies';
+import { parseProviders, parseRouting, ProviderConfig, RoutingConfig } from '../providers/provider-config';
 
 /**
  * Every setting of the service, validated once at boot. A bad value throws a
@@ -27,6 +28,8 @@ export interface AppConfig {
   /** Groups of one kind in flight at once (1: the next group gathers while one is carried out). */
   coalesceLanes: number;
   redriveIntervalMs: number;
+  /** How often an instance tries a reconciliation pass with the wallet daemon; 0: never. */
+  reconcileIntervalMs: number;
   walletDaemonPort: number;
   walletSeed: string | undefined;
   apiKeys: ApiKeyEntry[];
@@ -71,6 +74,15 @@ export interface AppConfig {
   webhookBatchSize: number;
   /** Seals webhook signing secrets at rest (AES-256-GCM); unset: stored as they are. */
   webhookSecretsKey: Buffer | undefined;
+  /** The wallet daemons payments are held at (README "Providers and routing"); unset: `local` at WALLET_DAEMON_URL. */
+  paymentProviders: ProviderConfig[];
+  paymentRouting: RoutingConfig;
+  /** Consecutive failed calls that open a provider's circuit. */
+  providerBreakerFailures: number;
+  /** How long an open circuit waits before one probe call. */
+  providerBreakerCooldownMs: number;
+  /** How often an instance reloads the shared provider state (breaker, drain) and adds its call counts. */
+  providerStateRefreshMs: number;
 }
 
 /** About 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (README "Webhooks"). */
@@ -121,6 +133,14 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
   if (production && !env.RECEIPT_SIGNING_KEY)
     throw new ConfigError('RECEIPT_SIGNING_KEY: required when NODE_ENV=production');
 
+  const paymentProviders = wrap(() =>
+    parseProviders(env.PAYMENT_PROVIDERS, currencies, {
+      url: walletDaemonUrl,
+      token: env.WALLET_DAEMON_TOKEN || undefined,
+    }),
+  );
+  const paymentRouting = wrap(() => parseRouting(env.PAYMENT_ROUTING, paymentProviders, currencies));
+
   const escrowMinTimeoutSeconds = int(env, 'ESCROW_MIN_TIMEOUT_SECONDS', 60, 1, 86_400);
   const escrowMaxTimeoutSeconds = int(
     env,
@@ -154,6 +174,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
     coalesceMaxGroup: int(env, 'COALESCE_MAX_GROUP', 100, 0, 500),
     coalesceLanes: int(env, 'COALESCE_LANES', 1, 1, 16),
     redriveIntervalMs: int(env, 'REDRIVE_INTERVAL_MS', 1000, 50, 3_600_000),
+    reconcileIntervalMs: intervalOrOff(env, 'RECONCILE_INTERVAL_MS', 60_000, 1000, 86_400_000),
     walletDaemonPort: int(env, 'WALLET_DAEMON_PORT', 20000, 0, 65_535),
     walletSeed: env.WALLET_SEED || undefined,
     apiKeys,
@@ -189,6 +210,11 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
     webhookPollIntervalMs: int(env, 'WEBHOOK_POLL_INTERVAL_MS', 500, 10, 60_000),
     webhookBatchSize: int(env, 'WEBHOOK_BATCH_SIZE', 200, 1, 1000),
     webhookSecretsKey: base64Key(env, 'WEBHOOK_SECRETS_KEY', 32),
+    paymentProviders,
+    paymentRouting,
+    providerBreakerFailures: int(env, 'PROVIDER_BREAKER_FAILURES', 5, 1, 1000),
+    providerBreakerCooldownMs: int(env, 'PROVIDER_BREAKER_COOLDOWN_MS', 10_000, 50, 3_600_000),
+    providerStateRefreshMs: int(env, 'PROVIDER_STATE_REFRESH_MS', 1000, 50, 60_000),
     logLevel: oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'),
   };
 }
@@ -207,6 +233,14 @@ function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number
   if (!/^\d+$/.test(raw)) throw new ConfigError(`${name}: "${raw}" is not a whole number`);
   const value = Number(raw);
   if (value < min || value > max) throw new ConfigError(`${name}: ${value} is outside ${min}..${max}`);
+  return value;
+}
+
+/** 0 (switched off) or a whole number of milliseconds within min..max. */
+function intervalOrOff(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const value = int(env, name, fallback, 0, max);
+  if (value !== 0 && value < min)
+    throw new ConfigError(`${name}: ${value} is neither 0 (off) nor within ${min}..${max}`);
   return value;
 }
 

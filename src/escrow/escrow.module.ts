@@ -1,10 +1,11 @@
 import { Module } from '@nestjs/common';
-import { WalletDaemonModule } from '../wallet-daemon-client/wallet-daemon.module';
+import { ProvidersModule } from '../providers/providers.module';
 import { EscrowService } from './escrow.service';
 
+/** Escrow calls, each to its payment's provider; re-exports the providers (routing) to Payments. */
 @Module({
-  imports: [WalletDaemonModule],
+  imports: [ProvidersModule],
   providers: [EscrowService],
-  exports: [EscrowService],
+  exports: [EscrowService, ProvidersModule],
 })
 export class EscrowModule {}

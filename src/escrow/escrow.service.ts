@@ -1,12 +1,14 @@
 import { Injectable } from '@nestjs/common';
+import { Money } from '../common/money';
 import type { JobPayment } from '../payments/job-payment.entity';
+import { PaymentProviders } from '../providers/payment-providers.service';
 import {
   BatchItemResult,
   CreateEscrowRequest,
   EscrowHold,
   EscrowState,
+  LOOKUP_MAX_IDS,
   SettleRequest,
-  WalletDaemonClient,
   WalletDaemonRejected,
   WalletDaemonUnavailable,
 } from '../wallet-daemon-client/wallet-daemon.client';
@@ -14,6 +16,8 @@ import {
 /** Idempotency keys toward the daemon. Release and refund share one key, so at most one can apply. */
 export const createKey = (paymentId: string) => `${paymentId}:create`;
 export const settleKey = (paymentId: string) => `${paymentId}:settle`;
+/** One key per recorded expiry: a repeat of one extension replays, a later extension is a new call. */
+export const extendKey = (paymentId: string, expiresAt: string) => `${paymentId}:extend:${expiresAt}`;
 
 /**
  * The escrow hold at the wallet daemon: the requests and their idempotency keys.
@@ -21,14 +25,19 @@ export const settleKey = (paymentId: string) => `${paymentId}:settle`;
  * here are never made inside a database transaction. The coordinator's record of each
  * escrow (`payment_escrows`) is written by the statement that moves its payment
  * (`JobPaymentsRepository`), so a status change and its escrow record commit together.
+ *
+ * Every call goes to the payment's own provider (`provider_id`, README "Providers and
+ * routing") through its circuit breaker; a batch call takes payments of one provider.
  */
 @Injectable()
 export class EscrowService {
-  constructor(private readonly daemon: WalletDaemonClient) {}
+  constructor(private readonly providers: PaymentProviders) {}
 
   /** Asks the daemon to hold the payment's amount (safe to repeat: same key, same hold). */
   hold(payment: JobPayment): Promise<EscrowHold> {
-    return this.daemon.createEscrow(holdRequest(payment), createKey(payment.payment_id));
+    return this.providers.call(payment.provider_id, 'escrow_create', (daemon) =>
+      daemon.createEscrow(holdRequest(payment), createKey(payment.payment_id)),
+    );
   }
 
   /**
@@ -39,8 +48,8 @@ export class EscrowService {
    * WalletDaemonRejected 404/405 for the whole call.
    */
   async holdBatch(payments: JobPayment[]): Promise<HoldOutcome[]> {
-    const results = await this.daemon.createEscrows(
-      payments.map((p) => ({ ...holdRequest(p), idempotency_key: createKey(p.payment_id) })),
+    const results = await this.providers.call(oneProvider(payments), 'escrow_create_batch', (daemon) =>
+      daemon.createEscrows(payments.map((p) => ({ ...holdRequest(p), idempotency_key: createKey(p.payment_id) }))),
     );
     return results.map((result) => {
       const { escrow_id, address, transaction_hash, expires_at } = result.body;
@@ -55,10 +64,11 @@ export class EscrowService {
   async settle(payment: JobPayment): Promise<string> {
     const item = settleItem(payment);
     const { idempotency_key: key } = item;
-    const answer =
+    const answer = await this.providers.call(payment.provider_id, `escrow_${item.action}`, (daemon) =>
       item.action === 'release'
-        ? await this.daemon.releaseEscrow({ ...item.request, payee: item.payee }, key)
-        : await this.daemon.refundEscrow({ ...item.request, refund_address: item.refund_address }, key);
+        ? daemon.releaseEscrow({ ...item.request, payee: item.payee, ...item.refundLeg }, key)
+        : daemon.refundEscrow({ ...item.request, refund_address: item.refund_address }, key),
+    );
     return answer.transaction_hash;
   }
 
@@ -69,16 +79,24 @@ export class EscrowService {
    */
   async settleBatch(payments: JobPayment[]): Promise<BatchOutcome[]> {
     const items = payments.map(settleItem);
-    const results = await this.daemon.settleEscrows(
-      items.map((i) =>
-        i.action === 'release'
-          ? { ...i.request, idempotency_key: i.idempotency_key, action: 'release' as const, payee: i.payee }
-          : {
-              ...i.request,
-              idempotency_key: i.idempotency_key,
-              action: 'refund' as const,
-              refund_address: i.refund_address,
-            },
+    const results = await this.providers.call(oneProvider(payments), 'escrow_settle_batch', (daemon) =>
+      daemon.settleEscrows(
+        items.map((i) =>
+          i.action === 'release'
+            ? {
+                ...i.request,
+                idempotency_key: i.idempotency_key,
+                action: 'release' as const,
+                payee: i.payee,
+                ...i.refundLeg,
+              }
+            : {
+                ...i.request,
+                idempotency_key: i.idempotency_key,
+                action: 'refund' as const,
+                refund_address: i.refund_address,
+              },
+        ),
       ),
     );
     return results.map((result) =>
@@ -88,11 +106,57 @@ export class EscrowService {
     );
   }
 
+  /**
+   * What the daemon holds for these payments' escrows, by escrow id (reconciliation): one
+   * read per LOOKUP_MAX_IDS escrows; an escrow the daemon does not know is absent. The one
+   * place reconciliation talks to the daemon.
+   */
+  async lookup(payments: Pick<JobPayment, 'escrow_id' | 'provider_id'>[]): Promise<Map<string, EscrowState>> {
+    const found = new Map<string, EscrowState>();
+    // Each escrow is asked of the provider that holds it.
+    for (const provider of new Set(payments.map((p) => p.provider_id))) {
+      const ids = [
+        ...new Set(payments.flatMap((p) => (p.escrow_id && p.provider_id === provider ? [p.escrow_id] : []))),
+      ];
+      for (let i = 0; i < ids.length; i += LOOKUP_MAX_IDS) {
+        const batch = ids.slice(i, i + LOOKUP_MAX_IDS);
+        for (const escrow of await this.providers.call(provider, 'escrow_lookup', (daemon) =>
+          daemon.lookupEscrows(batch),
+        ))
+          found.set(escrow.escrow_id, escrow);
+      }
+    }
+    return found;
+  }
+
+  /**
+   * Brings the daemon's record of the escrow's expiry up to the payment's recorded
+   * `expires_at` (an extension decided and committed first). Key
+   * `<payment_id>:extend:<expires_at>`, so the request, the re-drive and any retry send the same call.
+   */
+  async extend(payment: JobPayment): Promise<void> {
+    if (!payment.escrow_id) throw new Error(`payment ${payment.payment_id} has no escrow`);
+    const expiresAt = new Date(payment.expires_at).toISOString();
+    const escrowId = payment.escrow_id;
+    await this.providers.call(payment.provider_id, 'escrow_extend', (daemon) =>
+      daemon.extendEscrow({ escrow_id: escrowId, expires_at: expiresAt }, extendKey(payment.payment_id, expiresAt)),
+    );
+  }
+
   /** What the daemon says happened to the payment's escrow (for reconciliation). */
   inspect(payment: JobPayment): Promise<EscrowState> {
     if (!payment.escrow_id) throw new Error(`payment ${payment.payment_id} has no escrow`);
-    return this.daemon.getEscrow(payment.escrow_id);
+    const escrowId = payment.escrow_id;
+    return this.providers.call(payment.provider_id, 'escrow_get', (daemon) => daemon.getEscrow(escrowId));
   }
+}
+
+/** The one provider of a batch call's payments (callers group by provider). */
+function oneProvider(payments: Pick<JobPayment, 'provider_id'>[]): string {
+  const providers = new Set(payments.map((p) => p.provider_id));
+  if (providers.size !== 1)
+    throw new Error(`a daemon batch call takes payments of one provider, got ${providers.size}`);
+  return payments[0].provider_id;
 }
 
 export type BatchOutcome =
@@ -125,14 +189,23 @@ function holdRequest(payment: JobPayment): CreateEscrowRequest {
 /** The daemon request that carries out a payment's decided outcome. */
 function settleItem(payment: JobPayment) {
   if (!payment.escrow_id || !payment.escrow_address) throw new Error(`payment ${payment.payment_id} has no escrow`);
+  const releasing = payment.status === 'releasing';
+  // A partial release (recorded with the decision): the payee gets `released_amount`, the
+  // refund address the rest, in the one settlement. Otherwise the request is as it always was.
+  const partial = releasing && payment.released_amount !== null && !sameAmount(payment.released_amount, payment.amount);
   const request: SettleRequest = {
     escrow_id: payment.escrow_id,
     address: payment.escrow_address,
-    amount: payment.amount,
+    amount: partial ? (payment.released_amount as string) : payment.amount,
     reason: payment.settle_reason ?? payment.status,
   };
   const idempotency_key = settleKey(payment.payment_id);
-  return payment.status === 'releasing'
-    ? { action: 'release' as const, request, idempotency_key, payee: payment.payee_address as string }
+  const refundLeg = partial ? { refund_address: payment.refund_address } : {};
+  return releasing
+    ? { action: 'release' as const, request, idempotency_key, payee: payment.payee_address as string, refundLeg }
     : { action: 'refund' as const, request, idempotency_key, refund_address: payment.refund_address };
+}
+
+function sameAmount(a: string, b: string): boolean {
+  return new Money(a).eq(new Money(b));
 }

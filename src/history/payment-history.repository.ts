@@ -50,14 +50,15 @@ const EXPORT_FIELDS: readonly { name: string; sql: string }[] = [
   { name: 'refund_address', sql: 'p.refund_address' },
   { name: 'payee_address', sql: 'p.payee_address' },
   { name: 'miner_id', sql: 'p.miner_id' },
-  { name: 'provider_id', sql: `'local'::text` },
+  { name: 'provider_id', sql: 'p.provider_id' },
   {
     name: 'released_amount',
-    sql: `CASE p.status WHEN 'released' THEN ${AMOUNT('p.amount')} WHEN 'refunded' THEN ${AMOUNT('0')} END`,
+    // A partial release recorded what the miner got; NULL there is the whole amount (as `settledAmounts`).
+    sql: `CASE p.status WHEN 'released' THEN ${AMOUNT('COALESCE(p.released_amount, p.amount)')} WHEN 'refunded' THEN ${AMOUNT('0')} END`,
   },
   {
     name: 'refunded_amount',
-    sql: `CASE p.status WHEN 'refunded' THEN ${AMOUNT('p.amount')} WHEN 'released' THEN ${AMOUNT('0')} END`,
+    sql: `CASE p.status WHEN 'refunded' THEN ${AMOUNT('p.amount')} WHEN 'released' THEN ${AMOUNT('p.amount - COALESCE(p.released_amount, p.amount)')} END`,
   },
   { name: 'transaction_hash', sql: 'p.transaction_hash' },
   { name: 'refund_transaction_hash', sql: 'p.refund_transaction_hash' },

@@ -93,7 +93,7 @@ export class JobCreation {
       (sql) => this.payments.createPendingWithJob(row, terms, principal.id, sql),
       (created) => ({ job_id: created.job_id }),
     );
-    await this.payments.escrowPayment(payment);
+    await this.payments.escrowPayment(payment, true);
     return this.load(payment.job_id);
   }
 
@@ -140,7 +140,8 @@ export class JobCreation {
     let byId: Map<string, Job>;
     try {
       const payments = jobIds.length ? await this.payments.pendingForJobs(jobIds) : [];
-      await this.payments.escrowMany(payments);
+      // Fresh unless this retry resumes an attempt whose calls may have reached a daemon.
+      await this.payments.escrowMany(payments, !resumed);
       const jobs = jobIds.length ? await this.jobs.findMany(this.tx.sql, jobIds) : [];
       byId = new Map(jobs.map((job) => [job.job_id, job]));
     } catch (error: unknown) {

@@ -23,7 +23,11 @@ export class JobPayment {
   @Column('numeric', { precision: 20, scale: 8 }) amount: string;
   @Column('varchar', { length: 10 }) currency: string;
   @Column('varchar', { length: 16 }) status: PaymentStatus;
+  /** What a release pays the miner, when less than the whole amount was asked for (NULL: the whole amount). */
+  @Column('numeric', { precision: 20, scale: 8, nullable: true }) released_amount: string | null;
   @Column('varchar', { length: 16 }) payment_method: string;
+  /** The payment provider (wallet daemon) its escrow is requested from; every call for it goes there. */
+  @Column('varchar', { length: 64 }) provider_id: string;
   @Column('varchar', { length: 100, nullable: true }) escrow_id: string | null;
   @Column('varchar', { length: 100, nullable: true }) escrow_address: string | null;
   @Column('varchar', { length: 100 }) payer_address: string;

@@ -16,6 +16,8 @@ export interface NewPayment {
   payer_address: string;
   refund_address: string;
   escrow_timeout_seconds: number;
+  /** Where its escrow is requested (routing decided it before this insert). */
+  provider_id: string;
   /** Who asked for it (the payment's first event). */
   actor: string;
 }
@@ -37,6 +39,8 @@ export interface Decision {
   to: 'releasing' | 'refunding';
   reason: string;
   actor: string;
+  /** A partial release: what the miner is paid (the rest is refunded in the same settlement). */
+  released_amount?: string | null;
 }
 
 /** What the daemon answered for one decided payment. */
@@ -77,9 +81,9 @@ export class JobPaymentsRepository {
          VALUES ($1, $2, 'queued', $3, $4, $5::int, now(), now() + $5::int * interval '1 second', now()) RETURNING *),
        created AS (
          INSERT INTO job_payments (payment_id, job_id, client_id, amount, currency, status, payer_address, refund_address,
-                                   escrow_timeout_seconds, next_attempt_at, created_at, updated_at, expires_at)
+                                   escrow_timeout_seconds, next_attempt_at, created_at, updated_at, expires_at, provider_id)
          SELECT $6, job_row.job_id, $2, $7, $8, 'pending', $9, $10, $11::int,
-                now() + $12::int * interval '1 millisecond', now(), now(), now() + $11::int * interval '1 second'
+                now() + $12::int * interval '1 millisecond', now(), now(), now() + $11::int * interval '1 second', $14
            FROM job_row
          RETURNING *),
        logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
@@ -99,6 +103,7 @@ export class JobPaymentsRepository {
         payment.escrow_timeout_seconds,
         this.config.settlementLeaseMs,
         payment.actor,
+        payment.provider_id,
       ],
     );
   }
@@ -107,13 +112,13 @@ export class JobPaymentsRepository {
   insertPending(sql: Sql, payments: NewPayment[]): Promise<JobPayment[]> {
     return sql.rows<JobPayment>(
       `WITH input AS (
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::numeric[], $4::varchar[], $5::varchar[], $6::varchar[], $7::int[], $8::varchar[], $9::varchar[])
-                    AS i(payment_id, job_id, amount, currency, payer_address, refund_address, timeout, client_id, actor)),
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::numeric[], $4::varchar[], $5::varchar[], $6::varchar[], $7::int[], $8::varchar[], $9::varchar[], $11::varchar[])
+                    AS i(payment_id, job_id, amount, currency, payer_address, refund_address, timeout, client_id, actor, provider_id)),
        created AS (
          INSERT INTO job_payments (payment_id, job_id, client_id, amount, currency, status, payer_address, refund_address,
-                                   escrow_timeout_seconds, next_attempt_at, created_at, updated_at, expires_at)
+                                   escrow_timeout_seconds, next_attempt_at, created_at, updated_at, expires_at, provider_id)
          SELECT payment_id, job_id, client_id, amount, currency, 'pending', payer_address, refund_address, timeout,
-                now() + $10::int * interval '1 millisecond', now(), now(), now() + timeout * interval '1 second'
+                now() + $10::int * interval '1 millisecond', now(), now(), now() + timeout * interval '1 second', provider_id
            FROM input
          RETURNING *),
        logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
@@ -130,6 +135,7 @@ export class JobPaymentsRepository {
         payments.map((p) => p.client_id),
         payments.map((p) => p.actor),
         this.config.settlementLeaseMs,
+        payments.map((p) => p.provider_id),
       ],
     );
   }
@@ -181,6 +187,26 @@ export class JobPaymentsRepository {
                   SELECT payment_id, 'pending', 'failed', $2, 'system' FROM moved)
        SELECT * FROM moved`,
       [payment.payment_id, reason, lastError],
+    );
+  }
+
+  /**
+   * A failover: the pending payment's escrow is requested from `to` instead, logged as a
+   * pending → pending event. Only while nothing can be held for it at its provider: still
+   * `pending`, no escrow, never claimed by the re-drive (`attempts = 0`), and still at the
+   * provider the caller tried (the database trigger refuses any other provider change).
+   */
+  moveToProvider(sql: Sql, payment: JobPayment, to: string, why: string): Promise<JobPayment | undefined> {
+    return sql.one<JobPayment>(
+      `WITH moved AS (
+         UPDATE job_payments SET provider_id = $3, updated_at = now()
+          WHERE payment_id = $1 AND status = 'pending' AND escrow_id IS NULL AND attempts = 0 AND provider_id = $2
+         RETURNING *),
+       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
+                  SELECT payment_id, 'pending', 'pending', 'provider_failover', 'system',
+                         jsonb_build_object('from_provider', $2::text, 'to_provider', $3::text, 'error', $4::text) FROM moved)
+       SELECT * FROM moved`,
+      [payment.payment_id, payment.provider_id, to, why],
     );
   }
 
@@ -239,14 +265,19 @@ export class JobPaymentsRepository {
    */
   decide(sql: Sql, decisions: Decision[]): Promise<JobPayment[]> {
     return sql.rows<JobPayment>(
-      `WITH input AS (SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::varchar[]) AS i(payment_id, to_status, reason, actor)),
+      `WITH input AS (SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::varchar[], $6::numeric[])
+                         AS i(payment_id, to_status, reason, actor, released_amount)),
        moved AS (
          UPDATE job_payments p SET status = i.to_status, settle_reason = i.reason, settled_by = i.actor,
+                released_amount = CASE WHEN i.to_status = 'releasing' THEN i.released_amount END,
                 next_attempt_at = now() + $5::int * interval '1 millisecond', updated_at = now()
            FROM input i WHERE p.payment_id = i.payment_id AND p.status = 'escrowed'
          RETURNING p.*),
-       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor)
-                  SELECT payment_id, 'escrowed', status, settle_reason, settled_by FROM moved)
+       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
+                  SELECT payment_id, 'escrowed', status, settle_reason, settled_by,
+                         CASE WHEN released_amount IS NOT NULL THEN jsonb_build_object(
+                           'released_amount', released_amount::text, 'refunded_amount', (amount - released_amount)::text) END
+                    FROM moved)
        SELECT * FROM moved`,
       [
         decisions.map((d) => d.payment_id),
@@ -254,6 +285,7 @@ export class JobPaymentsRepository {
         decisions.map((d) => d.reason),
         decisions.map((d) => d.actor),
         this.config.settlementLeaseMs,
+        decisions.map((d) => d.released_amount ?? null),
       ],
     );
   }
@@ -271,9 +303,10 @@ export class JobPaymentsRepository {
 
   /**
    * releasing → released and refunding → refunded for one settlement or many, with their
-   * events and escrow records: one statement, the jobs locked first.
+   * events and escrow records: one statement, the jobs locked first. `actor`: who learned
+   * the answer (the settlement's own call, or reconciliation reading the daemon's books).
    */
-  recordSettlements(sql: Sql, settled: Settled[]): Promise<Moved[]> {
+  recordSettlements(sql: Sql, settled: Settled[], actor = 'wallet-daemon'): Promise<Moved[]> {
     return sql.rows<Moved>(
       `WITH input AS (SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[]) AS i(payment_id, from_status, tx_hash)),
        locked_jobs AS (SELECT job_id FROM job WHERE job_id = ANY($4::uuid[]) ORDER BY job_id FOR UPDATE),
@@ -288,7 +321,11 @@ export class JobPaymentsRepository {
            FROM input i WHERE p.payment_id = i.payment_id AND p.status = i.from_status AND (SELECT count(*) FROM locked_jobs) >= 0
          RETURNING p.*, i.from_status),
        logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
-                  SELECT m.payment_id, m.from_status, m.status, m.settle_reason, 'wallet-daemon', jsonb_build_object('transaction_hash', i.tx_hash)
+                  SELECT m.payment_id, m.from_status, m.status, m.settle_reason, $5::varchar,
+                         jsonb_build_object('transaction_hash', i.tx_hash)
+                         || CASE WHEN m.released_amount IS NOT NULL THEN jsonb_build_object(
+                              'released_amount', m.released_amount::text, 'refunded_amount', (m.amount - m.released_amount)::text)
+                            ELSE '{}'::jsonb END
                     FROM moved m JOIN input i USING (payment_id)),
        escrow_record AS (
          UPDATE payment_escrows e SET
@@ -302,7 +339,55 @@ export class JobPaymentsRepository {
         settled.map((s) => s.payment.status),
         settled.map((s) => s.transactionHash),
         settled.map((s) => s.payment.job_id),
+        actor,
       ],
+    );
+  }
+
+  // ---------------------------------------------------------------- extension
+
+  /**
+   * escrowed → escrowed with its expiry `seconds` later, within `maxSeconds` of the hold,
+   * logged (`escrow_extended` with the new expiry and the seconds added): a compare-and-set inside the
+   * caller's transaction, which holds the job's lock. The lease it takes is the daemon's
+   * copy of the expiry still to be updated (`confirmExtension` ends it; the re-drive
+   * carries it on otherwise).
+   */
+  extendEscrow(
+    sql: Sql,
+    paymentId: string,
+    seconds: number,
+    maxSeconds: number,
+    actor: string,
+  ): Promise<JobPayment | undefined> {
+    return sql.one<JobPayment>(
+      `WITH moved AS (
+         -- Whole milliseconds: the expiry is sent to the daemon (and keys its call) as JSON's ISO text.
+         UPDATE job_payments SET expires_at = date_trunc('milliseconds', expires_at + $2::int * interval '1 second'),
+                next_attempt_at = now() + $4::int * interval '1 millisecond', updated_at = now()
+          WHERE payment_id = $1 AND status = 'escrowed' AND expires_at > now()
+            AND expires_at + $2::int * interval '1 second' <= escrowed_at + $3::int * interval '1 second'
+         RETURNING *),
+       logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
+                  SELECT payment_id, 'escrowed', 'escrowed', 'escrow_extended', $5,
+                         jsonb_build_object(
+                           'expires_at', to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                           'seconds', $2::int)
+                    FROM moved)
+       SELECT * FROM moved`,
+      [paymentId, seconds, maxSeconds, this.config.settlementLeaseMs, actor],
+    );
+  }
+
+  /**
+   * The daemon has the payment's current expiry: nothing more owed to it. Only while the
+   * expiry is still the one sent (a later extension keeps its own lease).
+   */
+  confirmExtension(sql: Sql, payment: JobPayment): Promise<JobPayment | undefined> {
+    return sql.one<JobPayment>(
+      `UPDATE job_payments SET next_attempt_at = NULL, last_error = NULL, updated_at = now()
+        WHERE payment_id = $1 AND status = 'escrowed' AND expires_at = $2 RETURNING *`,
+      [payment.payment_id, payment.expires_at],
     );
   }
 
@@ -375,6 +460,14 @@ export class JobPaymentsRepository {
       `SELECT p.*, j.state AS job_state FROM job_payments p JOIN job j ON j.job_id = p.job_id
         WHERE p.payment_id = ANY($1::uuid[]) ORDER BY j.job_id FOR UPDATE OF j`,
       [paymentIds],
+    );
+  }
+
+  /** What each provider holds now (escrowed, or decided and not yet settled), per currency, exact. */
+  heldByProvider(sql: Sql): Promise<{ provider_id: string; currency: string; held: string }[]> {
+    return sql.rows<{ provider_id: string; currency: string; held: string }>(
+      `SELECT provider_id, currency, sum(amount)::text AS held FROM job_payments
+        WHERE status IN ('escrowed','releasing','refunding') GROUP BY provider_id, currency`,
     );
   }
 

@@ -9,7 +9,12 @@ import { Sql, Transactions } from '../database/transactions';
 import { EscrowService } from '../escrow/escrow.service';
 import { RecoveryPoints } from '../idempotency/recovery-points';
 import { MetricsService } from '../metrics/metrics.service';
-import { WalletDaemonRejected, WalletDaemonUnavailable } from '../wallet-daemon-client/wallet-daemon.client';
+import { PaymentProviders } from '../providers/payment-providers.service';
+import {
+  WalletDaemonRejected,
+  WalletDaemonUnavailable,
+  WalletDaemonUnreachable,
+} from '../wallet-daemon-client/wallet-daemon.client';
 import type { JobPayment } from './job-payment.entity';
 import { HeldPayment, JobPaymentsRepository, NewJobRow, NewPayment } from './job-payments.repository';
 import { PaymentDaemonCalls } from './payment-daemon-calls.service';
@@ -39,11 +44,21 @@ export class PaymentCreation {
     private readonly decisions: PaymentDecisions,
     private readonly settlement: PaymentSettlement,
     private readonly log: PaymentLog,
+    private readonly providers: PaymentProviders,
   ) {}
 
-  /** Validates payment input; throws a 400-class DomainError before anything is written. */
+  /**
+   * Validates payment input and routes it to a provider; throws a DomainError (400-class,
+   * or 503 NO_PROVIDER_AVAILABLE) before anything is written.
+   */
   prepareTerms(principal: Principal, request: PaymentRequest, fieldPrefix = ''): PaymentTerms {
-    return preparePaymentTerms(this.config, principal, request, fieldPrefix);
+    const terms = preparePaymentTerms(this.config, principal, request, fieldPrefix);
+    const providerId = this.providers.route({
+      currency: terms.currency.code,
+      amount: terms.amount,
+      client_id: principal.id,
+    });
+    return { ...terms, providerId };
   }
 
   /** POST /v1/payments: a payment for an existing queued job of the caller that has none. */
@@ -68,7 +83,7 @@ export class PaymentCreation {
       await this.recovery.record(sql, { payment_id: created.payment_id });
       return created;
     });
-    return this.escrowPayment(payment);
+    return this.escrowPayment(payment, true);
   }
 
   /** Inserts a `pending` payment for an existing job inside the caller's transaction; `escrowPayment` after its commit. */
@@ -115,8 +130,19 @@ export class PaymentCreation {
     return created;
   }
 
-  /** Asks the daemon to hold a pending payment and records the answer. Safe to repeat. */
-  async escrowPayment(payment: JobPayment): Promise<JobPayment> {
+  /**
+   * Asks the payment's provider to hold a pending payment and records the answer. Safe to
+   * repeat. `fresh`: the caller inserted the payment and this is its first daemon call, so
+   * a provider that certainly never received it (connection refused, circuit open) may be
+   * replaced by the next eligible one; any other caller (a retried request, the re-drive)
+   * cannot know what earlier calls reached, and stays with the payment's provider.
+   */
+  async escrowPayment(payment: JobPayment, fresh = false): Promise<JobPayment> {
+    return this.escrowAt(payment, fresh ? new Set() : undefined);
+  }
+
+  /** `tried`: the providers this create certainly never reached (undefined: no failover). */
+  private async escrowAt(payment: JobPayment, tried: Set<string> | undefined): Promise<JobPayment> {
     if (payment.status !== 'pending') return payment;
     try {
       const hold = await this.escrow.hold(payment);
@@ -144,9 +170,39 @@ export class PaymentCreation {
       return await this.settlement.settleIfDecided(held);
     } catch (error) {
       if (error instanceof WalletDaemonRejected) return this.failEscrow(payment, error);
+      if (tried && error instanceof WalletDaemonUnreachable) {
+        const moved = await this.failover(payment, tried, error);
+        if (moved) return this.escrowAt(moved, tried);
+      }
       if (error instanceof WalletDaemonUnavailable) return this.calls.postpone(payment, error, 'escrow_create');
       throw error;
     }
+  }
+
+  /** A fresh payment whose provider refused its create batch: straight to the next provider. */
+  private async escrowElsewhere(payment: JobPayment, error: WalletDaemonUnreachable): Promise<JobPayment> {
+    const tried = new Set<string>();
+    const moved = await this.failover(payment, tried, error);
+    return moved ? this.escrowAt(moved, tried) : this.calls.postpone(payment, error, 'escrow_create');
+  }
+
+  /**
+   * Moves a pending payment whose provider certainly never received its create to the
+   * next eligible provider (compare-and-set on the provider it was at; the same
+   * `<payment_id>:create` key then goes to a different daemon). Undefined: none left, or
+   * the payment changed meanwhile; it then stays where it is for the re-drive.
+   */
+  private async failover(
+    payment: JobPayment,
+    tried: Set<string>,
+    error: WalletDaemonUnreachable,
+  ): Promise<JobPayment | undefined> {
+    tried.add(payment.provider_id);
+    const next = this.providers.failoverTarget(payment, tried);
+    if (!next) return undefined;
+    const moved = await this.payments.moveToProvider(this.tx.sql, payment, next, error.message.slice(0, 500));
+    if (moved) this.metrics.providerFailovers.inc({ from: payment.provider_id, to: next });
+    return moved;
   }
 
   /**
@@ -155,16 +211,28 @@ export class PaymentCreation {
    * hold fails its payment and job, an unanswered one waits for the re-drive, and a hold
    * whose job ended meanwhile is recorded and refunded at once by `escrowPayment`.
    */
-  async escrowMany(payments: JobPayment[]): Promise<void> {
-    const pending = payments.filter((p) => p.status === 'pending');
+  async escrowMany(payments: JobPayment[], fresh = false): Promise<void> {
+    // One daemon call per provider: a batch goes to one daemon.
+    const byProvider = new Map<string, JobPayment[]>();
+    for (const p of payments.filter((p) => p.status === 'pending'))
+      byProvider.set(p.provider_id, [...(byProvider.get(p.provider_id) ?? []), p]);
+    await Promise.all([...byProvider.values()].map((group) => this.escrowGroup(group, fresh)));
+  }
+
+  /** `escrowMany` for the pending payments of one provider. */
+  private async escrowGroup(pending: JobPayment[], fresh: boolean): Promise<void> {
     if (pending.length < 2 || this.calls.lacks('create-batch')) {
-      await runWithConcurrency(pending, 8, (payment) => this.escrowPayment(payment));
+      await runWithConcurrency(pending, 8, (payment) => this.escrowPayment(payment, fresh));
       return;
     }
     const outcomes = await this.calls.batch(pending, () => this.escrow.holdBatch(pending), {
       route: 'create-batch',
-      unavailable: (payment, error) => this.calls.postpone(payment, error, 'escrow_create'),
-      alone: (payment) => this.escrowPayment(payment),
+      // Refused before anything was sent: each item on its own, where a fresh one may fail over.
+      unavailable: (payment, error) =>
+        fresh && error instanceof WalletDaemonUnreachable
+          ? this.escrowElsewhere(payment, error)
+          : this.calls.postpone(payment, error, 'escrow_create'),
+      alone: (payment) => this.escrowPayment(payment, fresh),
     });
     if (!outcomes) return;
     const recorded = await this.recordHoldsOfLiveJobs(
@@ -220,5 +288,12 @@ function newPayment(item: { jobId: string; clientId: string; terms: PaymentTerms
     refund_address: item.terms.refundAddress,
     escrow_timeout_seconds: item.terms.escrowTimeoutSeconds,
     actor: item.actor ?? item.clientId,
+    provider_id: routedProvider(item.terms),
   };
+}
+
+/** The provider `prepareTerms` routed to; terms that skipped routing are a bug, never a guess. */
+function routedProvider(terms: PaymentTerms): string {
+  if (!terms.providerId) throw new Error('payment terms were not routed to a provider');
+  return terms.providerId;
 }

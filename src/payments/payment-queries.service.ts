@@ -35,6 +35,11 @@ export class PaymentQueries {
     return this.events.listForPayment(this.tx.sql, paymentId);
   }
 
+  /** What each provider holds now, per currency (admin: GET /v1/providers). */
+  heldByProvider(): Promise<{ provider_id: string; currency: string; held: string }[]> {
+    return this.payments.heldByProvider(this.tx.sql);
+  }
+
   /** The job's payment, read inside the caller's transaction (after the job lock) or on its own. */
   findForJob(sql: Sql, jobId: string): Promise<JobPayment | undefined> {
     return this.payments.findForJob(sql, jobId);

@@ -7,7 +7,7 @@ import { EscrowService } from '../escrow/escrow.service';
 import { MetricsService } from '../metrics/metrics.service';
 import { WalletDaemonRejected, WalletDaemonUnavailable } from '../wallet-daemon-client/wallet-daemon.client';
 import type { JobPayment } from './job-payment.entity';
-import { JobPaymentsRepository, Settled } from './job-payments.repository';
+import { JobPaymentsRepository, Moved, Settled } from './job-payments.repository';
 import { PaymentDaemonCalls } from './payment-daemon-calls.service';
 import { PaymentLog } from './payment-log';
 
@@ -63,8 +63,12 @@ export class PaymentSettlement {
       await runWithConcurrency(decided, 8, (payment) => this.settle(payment));
       return;
     }
+    // A batch goes to one daemon: the payments of each provider are batched apart.
+    const byProvider = new Map<string, JobPayment[]>();
+    for (const p of decided) byProvider.set(p.provider_id, [...(byProvider.get(p.provider_id) ?? []), p]);
     const batches: JobPayment[][] = [];
-    for (let i = 0; i < decided.length; i += size) batches.push(decided.slice(i, i + size));
+    for (const group of byProvider.values())
+      for (let i = 0; i < group.length; i += size) batches.push(group.slice(i, i + size));
     await runWithConcurrency(batches, 4, (batch) => this.settleBatch(batch));
   }
 
@@ -102,6 +106,19 @@ export class PaymentSettlement {
     if (settled.length === 0) return [];
     const moved = await this.payments.recordSettlements(this.tx.sql, settled);
     for (const m of moved) this.log.transition(m.payment_id, m.from_status, m.status, m.settle_reason, 'wallet-daemon');
+    return moved;
+  }
+
+  /**
+   * Records settlements reconciliation found carried out at the daemon (the daemon's own
+   * hash and outcome): the very statement a settlement's answer is recorded with, so a
+   * payment the settlement path records meanwhile moves once. Returns those that moved.
+   */
+  async recordReconciled(settled: Settled[]): Promise<Moved[]> {
+    if (settled.length === 0) return [];
+    const moved = await this.payments.recordSettlements(this.tx.sql, settled, 'reconciliation');
+    for (const m of moved)
+      this.log.transition(m.payment_id, m.from_status, m.status, m.settle_reason, 'reconciliation');
     return moved;
   }
 

@@ -21,6 +21,8 @@ export interface PaymentTerms {
   payerAddress: string;
   refundAddress: string;
   escrowTimeoutSeconds: number;
+  /** The provider routing chose (set by PaymentCreation.prepareTerms, before anything is written). */
+  providerId?: string;
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { AppConfig } from '../config/app-config';
 import { amountOut, iso } from '../common/format';
+import { DB_AMOUNT_SCALE, Money } from '../common/money';
 import type { PaymentEventView, PaymentView } from './dto/payment.dto';
 import type { JobPayment, PaymentEvent } from './job-payment.entity';
 
@@ -18,8 +19,7 @@ export function toPaymentView(config: AppConfig, p: JobPayment): PaymentView {
     refund_address: p.refund_address,
     payee_address: p.payee_address,
     miner_id: p.miner_id,
-    // One provider until routing across several wallet daemons exists: `local`.
-    provider_id: 'local',
+    provider_id: p.provider_id,
     ...settledAmounts(config, p),
     transaction_hash: p.transaction_hash,
     refund_transaction_hash: p.refund_transaction_hash,
@@ -35,16 +35,25 @@ export function toPaymentView(config: AppConfig, p: JobPayment): PaymentView {
 }
 
 /**
- * Until partial release exists a payment settles whole: released → all to the miner,
- * refunded → all back; before a final outcome (including releasing/refunding) both are null.
+ * released → the miner got `released_amount` (the whole amount unless a partial release
+ * recorded less) and the rest went back to the client; refunded → all back; before a
+ * final outcome (including releasing/refunding) both are null.
  */
 export function settledAmounts(
   config: AppConfig,
-  p: Pick<JobPayment, 'amount' | 'currency' | 'status'>,
+  p: Pick<JobPayment, 'amount' | 'currency' | 'status'> & { released_amount?: string | null },
 ): { released_amount: string | null; refunded_amount: string | null } {
   const zero = amountOut(config, '0', p.currency);
   const whole = amountOut(config, p.amount, p.currency);
-  if (p.status === 'released') return { released_amount: whole, refunded_amount: zero };
+  if (p.status === 'released') {
+    if (p.released_amount === null || p.released_amount === undefined)
+      return { released_amount: whole, refunded_amount: zero };
+    const rest = new Money(p.amount).minus(new Money(p.released_amount)).toFixed(DB_AMOUNT_SCALE);
+    return {
+      released_amount: amountOut(config, p.released_amount, p.currency),
+      refunded_amount: amountOut(config, rest, p.currency),
+    };
+  }
   if (p.status === 'refunded') return { released_amount: zero, refunded_amount: whole };
   return { released_amount: null, refunded_amount: null };
 }

@@ -2,9 +2,10 @@ import { Injectable } from '@nestjs/common';
 import type { Principal } from '../auth/api-keys';
 import type { Sql } from '../database/transactions';
 import type { JobPayment, PaymentEvent } from './job-payment.entity';
-import type { Decision, NewJobRow } from './job-payments.repository';
+import type { Decision, Moved, NewJobRow, Settled } from './job-payments.repository';
 import { PaymentCreation } from './payment-creation.service';
 import { PaymentDecisions, SettleOutcome, isUuid } from './payment-decisions.service';
+import { PaymentExtension } from './payment-extension.service';
 import { PaymentQueries } from './payment-queries.service';
 import { PaymentRedrive } from './payment-redrive.service';
 import type { SettleAsk } from './payment-rules';
@@ -31,6 +32,7 @@ export class PaymentsService {
     private readonly settlement: PaymentSettlement,
     private readonly redrive: PaymentRedrive,
     private readonly queries: PaymentQueries,
+    private readonly extension: PaymentExtension,
   ) {}
 
   // ---------------------------------------------------------------- creation (PaymentCreation)
@@ -58,17 +60,23 @@ export class PaymentsService {
     return this.creation.createPendingMany(sql, items);
   }
 
-  escrowPayment(payment: JobPayment): Promise<JobPayment> {
-    return this.creation.escrowPayment(payment);
+  /** `fresh`: just inserted by the caller, first daemon call (may fail over to another provider). */
+  escrowPayment(payment: JobPayment, fresh = false): Promise<JobPayment> {
+    return this.creation.escrowPayment(payment, fresh);
   }
 
-  escrowMany(payments: JobPayment[]): Promise<void> {
-    return this.creation.escrowMany(payments);
+  escrowMany(payments: JobPayment[], fresh = false): Promise<void> {
+    return this.creation.escrowMany(payments, fresh);
   }
 
   // ---------------------------------------------------------------- decisions (PaymentDecisions)
 
-  release(principal: Principal, paymentId: string, body: { job_id?: string; reason?: string }): Promise<JobPayment> {
+  /** With `amount`, a partial release: the miner gets `amount`, the refund address the rest, in one settlement. */
+  release(
+    principal: Principal,
+    paymentId: string,
+    body: { job_id?: string; reason?: string; amount?: string },
+  ): Promise<JobPayment> {
     return this.decisions.settleOne({ principal, payment_id: paymentId, action: 'release', ...body });
   }
 
@@ -104,6 +112,18 @@ export class PaymentsService {
     return this.decisions.decideForExpiredJobs(sql, jobIds);
   }
 
+  // ---------------------------------------------------------------- extension (PaymentExtension)
+
+  /** Inside the caller's transaction (the job locked): the escrow's expiry `seconds` later. */
+  extendEscrow(sql: Sql, paymentId: string, seconds: number, actor: string): Promise<JobPayment | undefined> {
+    return this.extension.extend(sql, paymentId, seconds, actor);
+  }
+
+  /** After the commit: the daemon's copy of the expiry; false when it did not answer (the re-drive repeats it). */
+  syncEscrowExpiry(payment: JobPayment): Promise<boolean> {
+    return this.extension.syncDaemon(payment);
+  }
+
   // ---------------------------------------------------------------- settlement and re-drive
 
   settle(payment: JobPayment): Promise<JobPayment> {
@@ -126,6 +146,11 @@ export class PaymentsService {
     return this.redrive.observeBacklog();
   }
 
+  /** Settlements the daemon carried out that were not recorded here yet (reconciliation): recorded now, no money moved. */
+  recordReconciled(settled: Settled[]): Promise<Moved[]> {
+    return this.settlement.recordReconciled(settled);
+  }
+
   // ---------------------------------------------------------------- reads (PaymentQueries)
 
   get(principal: Principal, paymentId: string): Promise<JobPayment> {
@@ -146,6 +171,10 @@ export class PaymentsService {
 
   pendingForJobs(jobIds: string[]): Promise<JobPayment[]> {
     return this.queries.pendingForJobs(jobIds);
+  }
+
+  heldByProvider(): Promise<{ provider_id: string; currency: string; held: string }[]> {
+    return this.queries.heldByProvider();
   }
 }
 

@@ -10,12 +10,15 @@ import {
   CreateEscrowRequest,
   EscrowHold,
   EscrowState,
+  ExtendEscrowRequest,
+  ReleaseRequest,
   SettleBatchItem,
   SettleBatchResult,
   SettleRequest,
   WalletDaemonClient,
   WalletDaemonRejected,
   WalletDaemonUnavailable,
+  WalletDaemonUnreachable,
 } from './wallet-daemon.client';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -49,10 +52,7 @@ export class HttpWalletDaemonClient extends WalletDaemonClient {
     return this.call('escrow_create', 'post', '/api/v1/escrow/create', request, idempotencyKey);
   }
 
-  releaseEscrow(
-    request: SettleRequest & { payee: string },
-    idempotencyKey: string,
-  ): Promise<{ transaction_hash: string }> {
+  releaseEscrow(request: ReleaseRequest, idempotencyKey: string): Promise<{ transaction_hash: string }> {
     return this.call('escrow_release', 'post', '/api/v1/escrow/release', request, idempotencyKey);
   }
 
@@ -71,8 +71,26 @@ export class HttpWalletDaemonClient extends WalletDaemonClient {
     return this.batch('escrow_create_batch', '/api/v1/escrow/create-batch', items);
   }
 
+  extendEscrow(request: ExtendEscrowRequest, idempotencyKey: string): Promise<{ expires_at: string }> {
+    return this.call('escrow_extend', 'post', '/api/v1/escrow/extend', request, idempotencyKey);
+  }
+
   getEscrow(escrowId: string): Promise<EscrowState> {
     return this.call('escrow_get', 'get', `/api/v1/escrow/${encodeURIComponent(escrowId)}`);
+  }
+
+  /** A read (nothing changes at the daemon), so no Idempotency-Key; retried like a GET. */
+  async lookupEscrows(escrowIds: string[]): Promise<EscrowState[]> {
+    const answer = await this.call<{ items?: EscrowState[] } | undefined>(
+      'escrow_lookup',
+      'post',
+      '/api/v1/escrow/lookup',
+      {
+        escrow_ids: escrowIds,
+      },
+    );
+    if (!Array.isArray(answer?.items)) throw new WalletDaemonUnavailable('wallet daemon lookup answered without items');
+    return answer.items;
   }
 
   async ping(): Promise<void> {
@@ -105,6 +123,8 @@ export class HttpWalletDaemonClient extends WalletDaemonClient {
     idempotencyKey?: string,
     retries = this.retries,
   ): Promise<T> {
+    // Whether any attempt may have reached the daemon: only a refused connection proves it did not.
+    let mayHaveArrived = false;
     for (let attempt = 0; ; attempt++) {
       const started = process.hrtime.bigint();
       let outcome = 'ok';
@@ -115,6 +135,7 @@ export class HttpWalletDaemonClient extends WalletDaemonClient {
           data,
           headers: idempotencyKey ? { 'idempotency-key': idempotencyKey } : undefined,
         });
+        mayHaveArrived = true;
         if (response.status < 400) return response.data as T;
         const body = (response.data ?? {}) as { code?: string; message?: string };
         if (response.status < 500) {
@@ -133,8 +154,12 @@ export class HttpWalletDaemonClient extends WalletDaemonClient {
         if (error instanceof WalletDaemonRejected || error instanceof WalletDaemonUnavailable) throw error;
         outcome = 'unavailable';
         const kind = (error as AxiosError).code ?? 'network';
+        if (kind !== 'ECONNREFUSED') mayHaveArrived = true;
         this.metrics.walletDaemonErrors.inc({ call: name, kind });
-        if (attempt >= retries) throw new WalletDaemonUnavailable(`wallet daemon ${name} unreachable (${kind})`);
+        if (attempt >= retries) {
+          const message = `wallet daemon ${name} unreachable (${kind})`;
+          throw mayHaveArrived ? new WalletDaemonUnavailable(message) : new WalletDaemonUnreachable(message);
+        }
       } finally {
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         this.metrics.walletDaemonLatency.observe({ call: name, outcome }, seconds);

@@ -24,6 +24,18 @@ export interface SettleRequest {
   reason: string;
 }
 
+/**
+ * A release's extra fields (README "Escrow lifecycle"): `amount` is what the payee gets;
+ * when it is less than the escrow, `refund_address` gets the rest in the same transaction.
+ */
+export type ReleaseRequest = SettleRequest & { payee: string; refund_address?: string };
+
+/** `POST /api/v1/escrow/extend`: the held escrow's expiry moves to `expires_at` (never earlier). */
+export interface ExtendEscrowRequest {
+  escrow_id: string;
+  expires_at: string;
+}
+
 export interface EscrowState {
   escrow_id: string;
   address: string;
@@ -31,7 +43,15 @@ export interface EscrowState {
   currency: string;
   state: 'held' | 'released' | 'refunded';
   transaction_hash: string | null;
+  /** The payment the escrow was created for (every answer of the local daemon carries it). */
+  payment_id?: string;
+  /** What the settlement paid the payee and the refund address (`POST /api/v1/escrow/lookup`; null while held). */
+  released_amount?: string | null;
+  refunded_amount?: string | null;
 }
+
+/** At most this many ids per `POST /api/v1/escrow/lookup` call. */
+export const LOOKUP_MAX_IDS = 500;
 
 /**
  * One item of `POST /api/v1/escrow/settle-batch` (an extension of the single-escrow contract that
@@ -39,7 +59,7 @@ export interface EscrowState {
  * idempotency key, so a retry either way replays it.
  */
 export type SettleBatchItem = SettleRequest & { idempotency_key: string } & (
-    { action: 'release'; payee: string } | { action: 'refund'; refund_address: string }
+    { action: 'release'; payee: string; refund_address?: string } | { action: 'refund'; refund_address: string }
   );
 
 /**
@@ -61,10 +81,7 @@ export type CreateBatchResult = BatchItemResult<EscrowHold>;
 
 export abstract class WalletDaemonClient {
   abstract createEscrow(request: CreateEscrowRequest, idempotencyKey: string): Promise<EscrowHold>;
-  abstract releaseEscrow(
-    request: SettleRequest & { payee: string },
-    idempotencyKey: string,
-  ): Promise<{ transaction_hash: string }>;
+  abstract releaseEscrow(request: ReleaseRequest, idempotencyKey: string): Promise<{ transaction_hash: string }>;
   abstract refundEscrow(
     request: SettleRequest & { refund_address: string },
     idempotencyKey: string,
@@ -74,6 +91,10 @@ export abstract class WalletDaemonClient {
   /** Many creates in one call and one daemon commit; throws WalletDaemonRejected 404/405 where the daemon lacks the route. */
   abstract createEscrows(items: CreateBatchItem[]): Promise<CreateBatchResult[]>;
   abstract getEscrow(escrowId: string): Promise<EscrowState>;
+  /** Moves a held escrow's expiry later (bookkeeping at a daemon that never expires escrows by itself). */
+  abstract extendEscrow(request: ExtendEscrowRequest, idempotencyKey: string): Promise<{ expires_at: string }>;
+  /** Up to LOOKUP_MAX_IDS escrows in one read; ids the daemon does not know are left out of the answer. */
+  abstract lookupEscrows(escrowIds: string[]): Promise<EscrowState[]>;
   abstract ping(): Promise<void>;
 }
 
@@ -97,5 +118,18 @@ export class WalletDaemonUnavailable extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'WalletDaemonUnavailable';
+  }
+}
+
+/**
+ * Certainly not applied: every attempt was refused before anything was sent (the
+ * connection was refused), or no attempt was made (the provider's circuit is open).
+ * Still a WalletDaemonUnavailable to every caller that does not care; an escrow creation
+ * may move to another provider (README "Providers and routing").
+ */
+export class WalletDaemonUnreachable extends WalletDaemonUnavailable {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WalletDaemonUnreachable';
   }
 }

@@ -67,6 +67,20 @@ export class SettlePaymentDto {
   reason?: string;
 }
 
+/** `POST /v1/payments/{id}/release`: the settle body, and optionally how much the miner is paid. */
+export class ReleasePaymentDto extends SettlePaymentDto {
+  /**
+   * Partial release: what the miner is paid, a decimal string > 0, at most the payment's
+   * amount, at most the currency's scale. The rest goes back to the refund address in the
+   * same settlement. Without it the whole amount is released.
+   */
+  @ApiPropertyOptional({ example: '0.0004' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(40)
+  amount?: string;
+}
+
 export class PaymentView {
   @ApiProperty({ example: '0193a5b0-7c1f-7000-8000-000000000001' }) payment_id: string;
   @ApiProperty({ example: '0193a5b0-7c1e-7d2a-9c4b-2f1e8d7a6b5c' }) job_id: string;
@@ -81,11 +95,17 @@ export class PaymentView {
   @ApiProperty() refund_address: string;
   @ApiProperty({ nullable: true, type: String }) payee_address: string | null;
   @ApiProperty({ nullable: true, type: String }) miner_id: string | null;
-  /** The wallet daemon (provider) holding the escrow; `local` while there is a single one. */
+  /** The payment provider (wallet daemon) its escrow is requested from and held at; `local` with a single daemon (README "Providers and routing"). */
   @ApiProperty({ example: 'local' }) provider_id: string;
-  /** Paid to the miner: the amount once `released`, zero once `refunded`, null before the outcome is final. */
+  /**
+   * Paid to the miner: once `released`, the amount (or, after a partial release, the part
+   * released), zero once `refunded`, null before the outcome is final.
+   */
   @ApiProperty({ nullable: true, type: String, example: '0.00100000' }) released_amount: string | null;
-  /** Returned to the client: the amount once `refunded`, zero once `released`, null before the outcome is final. */
+  /**
+   * Returned to the client: the amount once `refunded`; once `released`, what a partial
+   * release sent back (zero after a whole release); null before the outcome is final.
+   */
   @ApiProperty({ nullable: true, type: String, example: '0.00000000' }) refunded_amount: string | null;
   @ApiProperty({ nullable: true, type: String }) transaction_hash: string | null;
   @ApiProperty({ nullable: true, type: String }) refund_transaction_hash: string | null;
@@ -132,6 +152,10 @@ export class ReceiptView {
   @ApiProperty() payer: string;
   @ApiProperty({ nullable: true, type: String }) payee_address: string | null;
   @ApiProperty({ nullable: true, type: String }) refund_address: string | null;
+  /** Paid to the miner (the payment's `released_amount`); null before a final outcome. */
+  @ApiProperty({ nullable: true, type: String, example: '0.00040000' }) released_amount: string | null;
+  /** Returned to the client (the payment's `refunded_amount`); null before a final outcome. */
+  @ApiProperty({ nullable: true, type: String, example: '0.00060000' }) refunded_amount: string | null;
   @ApiProperty({ nullable: true, type: String }) transaction_hash: string | null;
   @ApiProperty({ nullable: true, type: String }) refund_transaction_hash: string | null;
   @ApiProperty() created_at: string;
@@ -163,6 +187,7 @@ export class PaymentBatchDto {
     maxItems: 500,
     example: [
       { payment_id: '0193a5b0-7c1f-7000-8000-000000000001', action: 'release', reason: 'work accepted' },
+      { payment_id: '0193a5b0-7c1f-7000-8000-000000000003', action: 'release', amount: '0.0004' },
       {
         payment_id: '0193a5b0-7c1f-7000-8000-000000000002',
         action: 'refund',
@@ -188,8 +213,12 @@ export class PaymentBatchItemDto extends SettlePaymentDto {
   @IsIn(['release', 'refund'])
   action: 'release' | 'refund';
 
-  /** When given, must equal the payment's amount: a payment settles whole. */
-  @ApiPropertyOptional({ example: '0.00100000' })
+  /**
+   * Release: what the miner is paid (a decimal string, > 0, at most the payment's amount, at
+   * most the currency's scale); the rest is refunded in the same settlement. Refund: when
+   * given, must equal the payment's amount.
+   */
+  @ApiPropertyOptional({ example: '0.0004' })
   @IsOptional()
   @IsString()
   @MaxLength(40)
