@@ -63,6 +63,7 @@ const ROUTES: readonly RouteRow[] = [
   { method: 'GET', path: '/v1/payments/summary', access: ['client', 'miner', 'admin'] },
   { method: 'GET', path: '/v1/payments/export', access: ['client', 'admin'] },
   { method: 'GET', path: '/v1/events', access: ['client', 'admin'] },
+  { method: 'GET', path: '/v1/admin/reconciliation', access: ['admin'] },
   { method: 'GET', path: '/v1/miners/me/payouts', access: ['miner'] },
   { method: 'GET', path: '/v1/payments/{payment_id}/events', access: ['client', 'admin'], owned: true },
   {

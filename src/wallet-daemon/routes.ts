@@ -5,6 +5,7 @@ import { invalidRequest } from './errors';
 import { FaultInjector } from './faults';
 import { readIdempotencyKey, StoredResponse } from './idempotency';
 import { Db } from './ledger';
+import { lookupAnswer } from './lookup';
 import { DroppedAnswers, sendAnswer } from './replies';
 import {
   CREATE_ROUTE,
@@ -12,6 +13,7 @@ import {
   parseCreateBatch,
   parseCreateEscrow,
   parseCurrencyQuery,
+  parseExtendEscrow,
   parseFaucet,
   parseFaultSettings,
   parseNewAddress,
@@ -78,6 +80,12 @@ function registerEscrowRoutes(app: FastifyInstance, deps: WalletRouteDeps): void
   app.post('/api/v1/escrow/create-batch', async (request, reply) =>
     ok(deps, request, reply, { results: await service.createBatch(parseCreateBatch(request.body)) }),
   );
+  // A read of many escrows (reconciliation): no Idempotency-Key, nothing changes.
+  app.post('/api/v1/escrow/lookup', async (request, reply) =>
+    ok(deps, request, reply, await lookupAnswer(deps.pool, request.body)),
+  );
+  // Moves a held escrow's expiry later; keyed `<payment_id>:extend:<expires_at>` by the coordinator.
+  idempotentPost(app, deps, '/api/v1/escrow/extend', parseExtendEscrow, (db, input) => service.extendEscrow(db, input));
   app.get<{ Params: { escrow_id: string } }>('/api/v1/escrow/:escrow_id', async (request, reply) =>
     ok(deps, request, reply, await service.getEscrow(escrowIdOrNotFound(request.params.escrow_id))),
   );
