@@ -27,9 +27,21 @@ describe('loadConfig', () => {
     [{ BODY_MAX_DEPTH: '16' }, 'BODY_MAX_DEPTH'],
     [{ BODY_MAX_DEPTH: '257' }, 'BODY_MAX_DEPTH'],
     [{ BODY_MAX_ENTRIES: '99' }, 'BODY_MAX_ENTRIES'],
+    // 0 switches reconciliation off; anything else is at least a second.
+    [{ RECONCILE_INTERVAL_MS: '500' }, 'RECONCILE_INTERVAL_MS'],
+    [{ RECONCILE_INTERVAL_MS: '-1' }, 'RECONCILE_INTERVAL_MS'],
+    [{ RECONCILE_INTERVAL_MS: '86400001' }, 'RECONCILE_INTERVAL_MS'],
   ])('stops on %j naming %s', (env, name) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(new RegExp(`^${name}: `));
+  });
+
+  it.each([
+    [{}, 60_000],
+    [{ RECONCILE_INTERVAL_MS: '0' }, 0],
+    [{ RECONCILE_INTERVAL_MS: '1000' }, 1000],
+  ])('RECONCILE_INTERVAL_MS from %j: %d', (env, ms) => {
+    expect(loadConfig(env).reconcileIntervalMs).toBe(ms);
   });
 
   it('never echoes a database URL (it may carry a password)', () => {
