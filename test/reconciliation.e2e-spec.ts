@@ -241,6 +241,58 @@ describe('reconciliation (e2e)', () => {
     }
   });
 
+  it('a pass that cannot reach the daemon writes nothing and gives the lease back; a dead holder’s lease runs out', async () => {
+    const before = await report();
+    await priv.daemon.setFaults({ fail_rate: 1 });
+    await expect(pass()).rejects.toThrow(/wallet daemon/);
+    await priv.daemon.resetFaults();
+    expect(await report()).toEqual(before);
+    expect((await api.query(`SELECT lease_holder, lease_until FROM reconciliation_report`))[0]).toEqual({
+      lease_holder: null,
+      lease_until: null,
+    });
+
+    // An instance that died mid-pass: its lease blocks every pass until it runs out, then anyone takes over.
+    await api.query(`UPDATE reconciliation_report SET lease_holder = 'gone', lease_until = now() + interval '1 hour'`);
+    await expect(pass()).resolves.toBeNull();
+    await api.query(`UPDATE reconciliation_report SET lease_until = now() - interval '1 second'`);
+    await expect(pass()).resolves.toMatchObject({ mismatches: [] });
+    expect((await report()).last_run_at).not.toBe(before.last_run_at);
+  });
+
+  it('walks every payment in pages of at most 500 escrow ids per lookup call', async () => {
+    const many = await startApp({ WALLET_DAEMON_RETRIES: '0' }, { daemon: priv.daemon });
+    try {
+      const manyApi = new Api(many);
+      for (let i = 0; i < 6; i++) {
+        const items = Array.from({ length: 100 }, () => ({
+          payload: { job_type: 'ai_inference' },
+          payment_amount: '0.0001',
+        }));
+        const answer = expectStatus(
+          await many.http.post('/v1/jobs/batch').set('X-Api-Key', many.keys.client).send({ items }),
+          200,
+          'POST /v1/jobs/batch',
+        );
+        expect(answer.succeeded).toBe(100);
+      }
+      // One more, settled: the walk over the last 24 hours' settlements finds it.
+      const settled = await manyApi.paidJob('client', { payment_amount: '0.0001' });
+      expect((await manyApi.cancel('client', settled.job_id)).status).toBe(200);
+
+      const result = await pass(many);
+
+      // The daemon refuses more than 500 ids (400), so a finished pass asked in pages.
+      expect(result).toEqual({ checked: 601, matched: 601, repaired: 0, mismatches: [] });
+      await expect(
+        metricValue(many.http, 'wallet_daemon_request_duration_seconds_count', { call: 'escrow_lookup' }),
+      ).resolves.toBe(3);
+    } finally {
+      // Its 600 jobs stay queued in its own database; their holds stay held at the daemon (the ledger still balances).
+      await many.close();
+    }
+  });
+
   // Last: these jobs stay queued with their drifted escrows (cancelling them would settle at the daemon).
   describe('drift the coordinator did not cause is reported, never repaired by moving money', () => {
     const ids: Record<string, Body> = {};
