@@ -3,7 +3,7 @@ import canonicalize from 'canonicalize';
 import { ReconciliationService } from '../src/reconciliation/reconciliation.service';
 import type { TestApp } from './support/app';
 import { PrivateDaemon, startPrivateDaemon } from './support/daemon';
-import { metricValue, query } from './support/flow';
+import { metricValue, query, waitFor } from './support/flow';
 import { Api, Body, expectStatus, startApp } from './support/payments';
 
 jest.setTimeout(60_000);
@@ -290,6 +290,19 @@ describe('reconciliation (e2e)', () => {
     } finally {
       // Its 600 jobs stay queued in its own database; their holds stay held at the daemon (the ledger still balances).
       await many.close();
+    }
+  });
+
+  it('runs by itself every RECONCILE_INTERVAL_MS when the sweeps are on, and stops with the app', async () => {
+    const timed = await startApp({ SWEEPS_ENABLED: 'true', RECONCILE_INTERVAL_MS: '1000' }, { daemon: priv.daemon });
+    try {
+      const ran = await waitFor('a pass by the timer', async () => {
+        const response = await timed.http.get('/v1/admin/reconciliation').set('X-Api-Key', timed.keys.admin);
+        return response.body.last_run_at !== null && response.body;
+      });
+      expect(ran).toMatchObject({ checked: 0, mismatches: [] });
+    } finally {
+      await timed.close();
     }
   });
 

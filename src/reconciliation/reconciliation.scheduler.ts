@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
-import { ReconciliationService } from './reconciliation.service';
+import { PassStopped, ReconciliationService } from './reconciliation.service';
 
 /**
  * Only triggers `ReconciliationService.reconcile` every RECONCILE_INTERVAL_MS on every
@@ -14,6 +14,7 @@ export class ReconciliationScheduler implements OnApplicationBootstrap, OnModule
   private readonly logger = new Logger('Reconciliation');
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  private stopping = false;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -29,15 +30,20 @@ export class ReconciliationScheduler implements OnApplicationBootstrap, OnModule
   /** Stops the timer and waits for a pass in flight, before the database pool closes. */
   async onModuleDestroy(): Promise<void> {
     clearInterval(this.timer);
+    // A pass in flight ends at its next page instead of running to the end.
+    this.stopping = true;
     await this.running;
   }
 
   private tick(ms: number): void {
     if (this.running) return;
     this.running = this.reconciliation
-      .reconcile(Math.floor(ms / 2))
+      .reconcile(Math.floor(ms / 2), () => this.stopping)
       .then(() => undefined)
-      .catch((error: unknown) => this.logger.error({ err: error }, 'reconciliation pass failed; will run again'))
+      .catch((error: unknown) => {
+        if (!(error instanceof PassStopped))
+          this.logger.error({ err: error }, 'reconciliation pass failed; will run again');
+      })
       .finally(() => (this.running = undefined));
   }
 }

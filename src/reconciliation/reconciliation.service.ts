@@ -54,8 +54,10 @@ export class ReconciliationService {
    * One pass over every payment with an escrow that is not final, then every one settled in
    * the last 24 hours. `minGapMs`: skip when the last pass finished less than that ago
    * (the timer's spacing across instances; a direct call runs whenever the lease is free).
+   * `stopping`: asked between pages; true ends the pass unwritten, the lease given back
+   * (an instance shutting down does not wait for a long pass).
    */
-  async reconcile(minGapMs = 0): Promise<PassResult | null> {
+  async reconcile(minGapMs = 0, stopping: () => boolean = () => false): Promise<PassResult | null> {
     const sql = this.tx.sql;
     if (!(await this.reports.claimLease(sql, this.holder, LEASE_MS, minGapMs))) return null;
     const startedAt = new Date();
@@ -67,7 +69,7 @@ export class ReconciliationService {
         if (page.length > 0) await this.checkPage(page, pass);
         if (page.length < PAGE_SIZE) break;
         after = page[page.length - 1].payment_id;
-        await this.keepLease();
+        await this.keepLease(stopping);
       }
       let cursor: SettledCursor | null = null;
       for (;;) {
@@ -76,7 +78,7 @@ export class ReconciliationService {
         if (page.length < PAGE_SIZE) break;
         const last = page[page.length - 1];
         cursor = { settled_at: last.settled_at, payment_id: last.payment_id };
-        await this.keepLease();
+        await this.keepLease(stopping);
       }
       if (!(await this.reports.finish(sql, this.holder, startedAt, pass.report()))) {
         throw new Error('reconciliation lease lost before the report was written; the pass is discarded');
@@ -112,7 +114,8 @@ export class ReconciliationService {
     };
   }
 
-  private async keepLease(): Promise<void> {
+  private async keepLease(stopping: () => boolean): Promise<void> {
+    if (stopping()) throw new PassStopped();
     if (!(await this.reports.renewLease(this.tx.sql, this.holder, LEASE_MS))) {
       throw new Error('reconciliation lease lost mid-pass (a page took longer than the lease); the pass is discarded');
     }
@@ -169,6 +172,14 @@ export class ReconciliationService {
         pass.matched++;
       }
     }
+  }
+}
+
+/** The instance is shutting down: the pass ends between two pages, nothing written. */
+export class PassStopped extends Error {
+  constructor() {
+    super('reconciliation pass stopped: the instance is shutting down');
+    this.name = 'PassStopped';
   }
 }
 
