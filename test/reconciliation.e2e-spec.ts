@@ -336,6 +336,14 @@ describe('reconciliation (e2e)', () => {
         ids.unknownEscrowId,
       ]);
 
+      // Marked refunded here (a bad manual fix, a restored backup) while the daemon still holds the money.
+      ids.finalHere = await api.payment((await api.paidJob('client', { payment_amount: '0.0035' })).payment_id);
+      await api.query(
+        `UPDATE job_payments SET status = 'refunded', refund_transaction_hash = repeat('e', 64), refunded_at = now()
+          WHERE payment_id = $1`,
+        [ids.finalHere.payment_id],
+      );
+
       // An amount changed in the daemon's database.
       ids.amount = await api.payment((await api.paidJob('client', { payment_amount: '0.0033' })).payment_id);
       await query(priv.databaseUrl, `UPDATE wallet_daemon.escrows SET amount = 0.0034 WHERE escrow_id = $1`, [
@@ -383,9 +391,20 @@ describe('reconciliation (e2e)', () => {
         coordinator: expect.objectContaining({ status: 'escrowed', amount: '0.00330000' }),
         daemon: expect.objectContaining({ state: 'held', amount: '0.00340000' }),
       });
-      expect(stored.mismatches).toHaveLength(3);
+      expect(byPayment.get(ids.finalHere.payment_id)).toEqual({
+        payment_id: ids.finalHere.payment_id,
+        kind: 'held_at_daemon_final_here',
+        coordinator: expect.objectContaining({ status: 'refunded', refund_transaction_hash: 'e'.repeat(64) }),
+        daemon: expect.objectContaining({ state: 'held', transaction_hash: null }),
+      });
+      expect(stored.mismatches).toHaveLength(4);
 
-      for (const kind of ['settled_at_daemon_only', 'unknown_at_daemon', 'amount_mismatch']) {
+      for (const kind of [
+        'settled_at_daemon_only',
+        'unknown_at_daemon',
+        'amount_mismatch',
+        'held_at_daemon_final_here',
+      ]) {
         await expect(metricValue(t.http, 'reconciliation_mismatches', { kind })).resolves.toBe(1);
       }
       await expect(metricValue(t.http, 'reconciliation_mismatches', { kind: 'outcome_mismatch' })).resolves.toBe(0);
@@ -394,6 +413,7 @@ describe('reconciliation (e2e)', () => {
       expect(await daemonEscrow(ids.refundedAtDaemon.escrow_id)).toMatchObject({ state: 'refunded' });
       expect(await daemonEscrow(ids.unknown.escrow_id)).toMatchObject({ state: 'held' });
       expect(await daemonEscrow(ids.amount.escrow_id)).toMatchObject({ state: 'held' });
+      expect(await daemonEscrow(ids.finalHere.escrow_id)).toMatchObject({ state: 'held' });
       // And a second pass reports the same, without counting anything twice.
       await pass();
       const again = await report();
