@@ -145,6 +145,11 @@ const ROUTES: readonly RouteRow[] = [
     owned: true,
     body: () => ({}),
   },
+  // Admin only. Drain then resume `local` (one row after the other, after every row that
+  // creates a paid job), so the app takes escrows again afterwards.
+  { method: 'GET', path: '/v1/providers', access: ['admin'] },
+  { method: 'POST', path: '/v1/providers/{provider_id}/drain', access: ['admin'], body: () => ({}) },
+  { method: 'POST', path: '/v1/providers/{provider_id}/resume', access: ['admin'], body: () => ({}) },
   { method: 'GET', path: '/v1/receipts/keys', access: 'public' },
   { method: 'GET', path: '/health/live', access: 'public' },
   { method: 'GET', path: '/health/ready', access: 'public' },
@@ -223,7 +228,8 @@ describe('access: every route × every caller', () => {
       .replace('{job_id}', ids.job_id)
       .replace('{payment_id}', ids.payment_id)
       .replace('{endpoint_id}', ids.endpoint_id)
-      .replace('{delivery_id}', ids.delivery_id);
+      .replace('{delivery_id}', ids.delivery_id)
+      .replace('{provider_id}', 'local');
     const http = app().http;
     let request =
       route.method === 'GET' ? http.get(path) : route.method === 'DELETE' ? http.delete(path) : http.post(path);

@@ -142,13 +142,17 @@ export const POST: readonly ErrorCode[] = [
   'IDEMPOTENCY_KEY_REUSED',
 ];
 
-/** The payment fields of a create (POST /v1/payments, POST /v1/jobs with payment_amount). */
+/**
+ * The payment fields of a create (POST /v1/payments, POST /v1/jobs with payment_amount),
+ * and its routing: no provider may take it now (503, nothing created).
+ */
 export const PAYMENT_TERMS: readonly ErrorCode[] = [
   'INVALID_AMOUNT',
   'UNSUPPORTED_CURRENCY',
   'PAYER_ADDRESS_REQUIRED',
   'INVALID_ADDRESS',
   'ESCROW_TIMEOUT_OUT_OF_RANGE',
+  'NO_PROVIDER_AVAILABLE',
 ];
 
 /** Metadata key holding the codes a route declared (read by nothing at run time; guards against a second call). */
