@@ -9,8 +9,8 @@ import {
 } from '@nestjs/terminus';
 import { Public } from '../auth/auth.guard';
 import { ErrorView, errorExample } from '../common/api-errors';
-import { WalletDaemonClient } from '../wallet-daemon-client/wallet-daemon.client';
-import { WalletDaemonModule } from '../wallet-daemon-client/wallet-daemon.module';
+import { PaymentProviders } from '../providers/payment-providers.service';
+import { ProvidersModule } from '../providers/providers.module';
 
 /**
  * A probe's 503 in the document: Terminus throws a plain 503 HttpException, which the
@@ -35,7 +35,7 @@ export class HealthController {
     private readonly health: HealthCheckService,
     private readonly db: TypeOrmHealthIndicator,
     private readonly indicators: HealthIndicatorService,
-    private readonly daemon: WalletDaemonClient,
+    private readonly providers: PaymentProviders,
   ) {}
 
   /** The process is up. */
@@ -48,32 +48,42 @@ export class HealthController {
     return this.health.check([]);
   }
 
-  /** Ready to take money: the database and the wallet daemon answer. */
+  /** Ready to take money: the database answers, and so does at least one payment provider (wallet daemon). */
   @Get('ready')
   @Public()
   @ApiOperation({
-    summary: 'Readiness: 200 when the database and the wallet daemon answer (no key, never rate limited)',
+    summary:
+      'Readiness: 200 when the database and at least one payment provider (wallet daemon) answer (no key, never rate limited)',
   })
-  @Unavailable('Not ready: the database or the wallet daemon does not answer')
+  @Unavailable('Not ready: the database, or every payment provider (wallet daemon), does not answer')
   @HealthCheck()
   ready() {
     return this.health.check([
       () => this.db.pingCheck('database', { timeout: 2000 }),
       async () => {
+        // Each provider on its own: one down is routed around, so only all down is not ready.
         const indicator = this.indicators.check('wallet_daemon');
-        try {
-          await this.daemon.ping();
-          return indicator.up();
-        } catch (error) {
-          return indicator.down({ message: (error as Error).message });
-        }
+        const answers = await Promise.all(
+          this.providers.ids().map(async (id) => {
+            try {
+              await this.providers.client(id)?.ping();
+              return [id, 'up'] as const;
+            } catch (error) {
+              return [id, `down: ${(error as Error).message}`] as const;
+            }
+          }),
+        );
+        const providers = Object.fromEntries(answers);
+        return answers.some(([, state]) => state === 'up')
+          ? indicator.up({ providers })
+          : indicator.down({ providers });
       },
     ]);
   }
 }
 
 @Module({
-  imports: [TerminusModule, WalletDaemonModule],
+  imports: [TerminusModule, ProvidersModule],
   controllers: [HealthController],
 })
 export class HealthModule {}
