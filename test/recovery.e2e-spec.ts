@@ -64,7 +64,13 @@ describe('recovery', () => {
     let payout: string;
 
     beforeAll(async () => {
-      t = await startApp({ WALLET_DAEMON_RETRIES: '0', SETTLEMENT_LEASE_MS: '200' });
+      // A short breaker cooldown: each outage opens the provider's circuit, and the daemon's
+      // return is then noticed by the first probe after it, not 10 s later.
+      t = await startApp({
+        WALLET_DAEMON_RETRIES: '0',
+        SETTLEMENT_LEASE_MS: '200',
+        PROVIDER_BREAKER_COOLDOWN_MS: '200',
+      });
       payout = await daemon.newAddress();
       await registerMiner(t.http, t.keys.miner, payout);
     });
