@@ -53,18 +53,17 @@ function providersEnv(overrides: Partial<Record<ProviderId, object>> = {}): stri
   );
 }
 
+const routedEnv = (env: Record<string, string>) => ({
+  SETTLEMENT_LEASE_MS: '100',
+  WALLET_DAEMON_RETRIES: '1',
+  WALLET_DAEMON_TIMEOUT_MS: '3000',
+  PROVIDER_BREAKER_COOLDOWN_MS: '1000',
+  ...env,
+});
+
 /** A coordinator routing over the three daemons; both client wallets funded at each of them. */
 async function startRoutedApp(env: Record<string, string>): Promise<TestApp> {
-  const t = await startApp(
-    {
-      SETTLEMENT_LEASE_MS: '100',
-      WALLET_DAEMON_RETRIES: '1',
-      WALLET_DAEMON_TIMEOUT_MS: '3000',
-      PROVIDER_BREAKER_COOLDOWN_MS: '1000',
-      ...env,
-    },
-    { daemon: node('one').priv.daemon },
-  );
+  const t = await startApp(routedEnv(env), { daemon: node('one').priv.daemon });
   for (const id of ['two', 'three'] as const)
     for (const wallet of [t.clientWallet, t.client2Wallet]) await node(id).priv.daemon.faucet(wallet, '10', 'BTC');
   return t;
@@ -180,10 +179,16 @@ afterAll(async () => {
 describe('priority routing, failover, drain (e2e)', () => {
   let t: TestApp;
   let api: Api;
+  let env: Record<string, string>;
+  /** An AITBC wallet of client-1's, funded at every daemon. */
+  let aitbcPayer: string;
 
   beforeAll(async () => {
-    t = await startRoutedApp({ PAYMENT_PROVIDERS: providersEnv(), PAYMENT_ROUTING: 'priority' });
+    env = { PAYMENT_PROVIDERS: providersEnv(), PAYMENT_ROUTING: 'priority' };
+    t = await startRoutedApp(env);
     api = new Api(t);
+    aitbcPayer = await node('one').priv.daemon.newAddress('AITBC');
+    for (const id of PROVIDERS) await node(id).priv.daemon.faucet(aitbcPayer, '100', 'AITBC');
   });
   afterAll(async () => {
     await t?.close();
@@ -198,7 +203,11 @@ describe('priority routing, failover, drain (e2e)', () => {
   });
 
   it('new escrows go to the first provider by priority; provider_id is recorded and shown, GET /v1/providers lists each', async () => {
-    const jobs = [await api.paidJob(), await api.paidJob('client2', { payment_amount: '0.002' })];
+    const jobs = [
+      await api.paidJob(),
+      await api.paidJob('client2', { payment_amount: '0.002' }),
+      await api.paidJob('client', { payment_currency: 'AITBC', payment_amount: '1.5', payer_address: aitbcPayer }),
+    ];
     for (const job of jobs) {
       expect(job.payment_status).toBe('escrowed');
       expect(await providerOf(api, job.payment_id)).toBe('one');
@@ -226,9 +235,9 @@ describe('priority routing, failover, drain (e2e)', () => {
       draining: false,
       calls: expect.stringMatching(/^\d+$/),
       failures: '0',
-      held: { BTC: '0.00300000', AITBC: '0.00000000' },
+      held: { BTC: '0.00300000', AITBC: '1.50000000' },
     });
-    expect(Number(providers[0].calls)).toBeGreaterThanOrEqual(2);
+    expect(Number(providers[0].calls)).toBeGreaterThanOrEqual(3);
     expect(providers[1]).toMatchObject({ state: 'closed', held: { BTC: '0.00000000', AITBC: '0.00000000' } });
     expect(
       expectStatus(await t.http.get('/v1/providers').set('X-Api-Key', api.key('client')), 403, 'client'),
@@ -249,7 +258,7 @@ describe('priority routing, failover, drain (e2e)', () => {
       expect(job.payment_status).toBe('escrowed');
       expect(await providerOf(api, job.payment_id)).toBe('two');
     }
-    const all = [running, refundLater, ...failedOver].map((j) => j.payment_id);
+    let all = [running, refundLater, ...failedOver].map((j) => j.payment_id);
     await expectHeldOnceAtTheirProviders(api, all);
 
     // Each of the first five reached no daemon at `one` (connection refused) and moved on;
@@ -263,6 +272,30 @@ describe('priority routing, failover, drain (e2e)', () => {
     expect(await metricValue(t.http, 'payment_provider_failovers_total', { from: 'one', to: 'two' })).toBe(5);
     expect(await providerView(api, 'one')).toMatchObject({ state: 'open', failures: '5' });
     expect(await metricValue(t.http, 'payment_provider_circuit_state', { provider: 'one' })).toBe(2);
+
+    // AITBC goes the same way.
+    const aitbc = await api.paidJob('client', {
+      payment_currency: 'AITBC',
+      payment_amount: '2',
+      payer_address: aitbcPayer,
+    });
+    expect(aitbc.payment_status).toBe('escrowed');
+    expect(await providerOf(api, aitbc.payment_id)).toBe('two');
+    failedOver.push(aitbc);
+
+    // The circuit is shared: a second instance reads it at start and never calls `one` either.
+    const second = await startApp(routedEnv(env), { sameAs: t });
+    try {
+      const other = new Api(second);
+      expect(await providerView(other, 'one')).toMatchObject({ state: 'open' });
+      const routed = await other.paidJob();
+      expect(routed.payment_status).toBe('escrowed');
+      expect(await providerOf(other, routed.payment_id)).toBe('two');
+      expect(await metricValue(second.http, 'payment_provider_calls_total', { provider: 'one' })).toBe(0);
+      failedOver.push(routed);
+    } finally {
+      await second.close();
+    }
 
     // The miner finishes while `one` is down: the release is decided, and waits (nothing sent: the circuit is open).
     expectStatus(await api.result('miner', running.job_id), 200, 'result');
@@ -278,6 +311,9 @@ describe('priority routing, failover, drain (e2e)', () => {
     expect(await providerView(api, 'one')).toMatchObject({ state: 'closed' });
     const escrow = await node('one').priv.daemon.escrowTransfers(released.escrow_id);
     expect(escrow.map((e) => e.kind).sort()).toEqual(['create', 'release']);
+
+    all = [running, refundLater, ...failedOver].map((j) => j.payment_id);
+    await expectHeldOnceAtTheirProviders(api, all);
 
     // Payments held at `two` settle there.
     expectStatus(await api.cancel('client', failedOver[0].job_id), 200, 'cancel');
