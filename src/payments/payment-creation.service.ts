@@ -63,10 +63,11 @@ export class PaymentCreation {
 
   /** POST /v1/payments: a payment for an existing queued job of the caller that has none. */
   async create(principal: Principal, request: PaymentRequest & { job_id: string }): Promise<JobPayment> {
-    const terms = this.prepareTerms(principal, request);
-    // A retry whose first attempt died after committing the payment: carry that one on to escrow.
+    // A retry whose first attempt died after committing the payment: carry that one on to
+    // escrow at its provider (the same body, so its terms were valid; nothing to route again).
     const resumed = this.recovery.resumeFrom();
     if (resumed) return this.escrowPayment((await this.payments.find(this.tx.sql, resumed.payment_id)) as JobPayment);
+    const terms = this.prepareTerms(principal, request);
     const payment = await this.tx.run(async (sql) => {
       const job = await this.jobs.lockJob(sql, request.job_id);
       if (!job || job.client_id !== principal.id) throw notFound('job', request.job_id);
