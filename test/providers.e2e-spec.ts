@@ -496,6 +496,14 @@ describe('routing rules by currency, amount and client (e2e)', () => {
     await expectHeldOnceAtTheirProviders(api, [job.payment_id]);
   });
 
+  it("the currency's own thresholds come first: outside CURRENCIES' min/max is 400 INVALID_AMOUNT, never routed", async () => {
+    for (const amount of ['1000.00000001', '0.00000545']) {
+      const response = await api.postJob('client', { payload: PAYLOAD, payment_amount: amount });
+      expect(response.status).toBe(400);
+      expect(response.body.code).toBe('INVALID_AMOUNT');
+    }
+  });
+
   it('AITBC → three; with three draining the rule has no fallback: 503, while BTC ≥ 2 takes the rule’s second', async () => {
     const job = await api.paidJob('client', {
       payment_currency: 'AITBC',
