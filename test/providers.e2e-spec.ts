@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { PaymentsService } from '../src/payments/payments.service';
 import { spawnWalletDaemon } from '../src/wallet-daemon/spawn';
 import type { TestApp } from './support/app';
 import { DAEMON_LOG_FILE, PrivateDaemon, WalletDaemonHelper } from './support/daemon';
 import { createDatabase, requiredTestEnv, TEST_ENV, withClient, withDatabaseName } from './support/postgres';
-import { metricValue, query } from './support/flow';
+import { metricValue, query, waitFor } from './support/flow';
 import { Api, Body, Dec, expectStatus, inBatches, PAYLOAD, sat8, startApp } from './support/payments';
 
 jest.setTimeout(180_000);
@@ -302,6 +303,19 @@ describe('priority routing, failover, drain (e2e)', () => {
     expect((await api.payment(running.payment_id)).status).toBe('releasing');
     expectStatus(await api.cancel('client', refundLater.job_id), 200, 'cancel');
     expect((await api.payment(refundLater.payment_id)).status).toBe('refunding');
+
+    // Still down after the cooldown: the half-open probe (the re-drive's settle-batch) fails, and the circuit opens again.
+    await waitFor(
+      'the circuit of one to be half-open',
+      async () => (await providerView(api, 'one')).state === 'half_open',
+    );
+    const reopened = await waitFor('the failed probe to reopen the circuit', async () => {
+      await t.app.get(PaymentsService).redriveDue();
+      const view = await providerView(api, 'one');
+      return view.failures === '6' && view;
+    });
+    expect(reopened.state).toBe('open');
+    expect((await api.payment(running.payment_id)).status).toBe('releasing');
 
     await restartDaemon('one');
     // After the cooldown one probe goes through, succeeds, and closes the circuit.
