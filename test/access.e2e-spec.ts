@@ -117,6 +117,14 @@ const ROUTES: readonly RouteRow[] = [
   },
   {
     method: 'POST',
+    path: '/v1/jobs/{job_id}/extend',
+    access: ['client', 'admin'],
+    owned: true,
+    body: () => ({ seconds: 60 }),
+    fresh: { ok: 200 },
+  },
+  {
+    method: 'POST',
     path: '/v1/webhook-endpoints',
     access: ['client', 'admin'],
     body: () => ({ url: WEBHOOK_URL }),

@@ -77,7 +77,8 @@ describe('POST /v1/payments/batch', () => {
       { payment_id: 'not-a-uuid', action: 'release' },
       { payment_id: runningRefund.payment_id, action: 'refund' },
       { payment_id: wrongJob.payment_id, action: 'refund', job_id: toRefund.job_id },
-      { payment_id: wrongAmount.payment_id, action: 'release', amount: '0.001' },
+      // More than the payment (a release of less is a partial release, README "Escrow lifecycle").
+      { payment_id: wrongAmount.payment_id, action: 'release', amount: '0.0021' },
       { payment_id: noPayee.job_id, action: 'settle' },
       { payment_id: settled.job_id, action: 'refund', surprise: true },
     ];

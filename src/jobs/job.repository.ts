@@ -227,6 +227,28 @@ export class JobRepository extends PaymentJobs {
     );
   }
 
+  // ---------------------------------------------------------------- extension
+
+  /** The job row, locked (job before payment, always), with the database's clock, for an extension. */
+  lockForExtension(sql: Sql, jobId: string): Promise<(Job & { db_now: Date }) | undefined> {
+    return sql.one<Job & { db_now: Date }>(`SELECT *, now() AS db_now FROM job WHERE job_id = $1 FOR UPDATE`, [jobId]);
+  }
+
+  /**
+   * A live job's deadline, not yet passed, `seconds` later (its TTL with it), within
+   * `maxTtlSeconds` of its request: a compare-and-set (no row: final, past, or beyond the maximum).
+   */
+  extendDeadline(sql: Sql, jobId: string, seconds: number, maxTtlSeconds: number): Promise<Job | undefined> {
+    return sql.one<Job>(
+      `UPDATE job SET ttl_seconds = ttl_seconds + $2::int, expires_at = expires_at + $2::int * interval '1 second',
+              updated_at = now()
+        WHERE job_id = $1 AND state IN ('queued','running') AND expires_at > now()
+          AND expires_at + $2::int * interval '1 second' <= requested_at + $3::int * interval '1 second'
+       RETURNING *`,
+      [jobId, seconds, maxTtlSeconds],
+    );
+  }
+
   // ---------------------------------------------------------------- for Payments (PaymentJobs)
 
   lockJob(sql: Sql, jobId: string): Promise<JobFacts | undefined> {

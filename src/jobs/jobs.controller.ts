@@ -29,7 +29,10 @@ import {
   MinerView,
   RegisterMinerDto,
 } from './dto/job.dto';
+import { ExtendJobDto, ExtensionView } from './dto/job-extension.dto';
+import { JobExtension } from './job-extension.service';
 import { toJobView, toMinerView } from './job.view';
+import { toPaymentView } from '../payments/payment.view';
 import type { Job } from './job.entity';
 import { JobsService } from './jobs.service';
 
@@ -40,6 +43,7 @@ export class JobsController {
   constructor(
     private readonly jobs: JobsService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly extension: JobExtension,
   ) {}
 
   @Post()
@@ -131,6 +135,45 @@ export class JobsController {
   @ApiErrors(KEYED, POST, 'JOB_NOT_FOUND', 'INVALID_JOB_TRANSITION', 'PAYMENT_ALREADY_SETTLED', 'PAYMENT_NOT_ESCROWED')
   async cancel(@CurrentPrincipal() principal: Principal, @Param('job_id') jobId: string): Promise<JobView> {
     return toJobView(this.config, await this.jobs.cancel(principal, jobId));
+  }
+
+  @Post(':job_id/extend')
+  @HttpCode(200)
+  @Roles('client', 'admin')
+  @ApiOperation({
+    summary: "Give a queued or running job more time: its deadline and its escrow's expiry move `seconds` later",
+    description:
+      "Owner or admin. Both deadlines move by exactly `seconds`, within JOB_TTL_MAX_SECONDS of the job's request and " +
+      "ESCROW_MAX_TIMEOUT_SECONDS of the escrow's hold (400 `EXTENSION_OUT_OF_RANGE`, `details.max_seconds` says how much is left). " +
+      '409 when the job is final (`INVALID_JOB_TRANSITION`), past its deadline (`JOB_EXPIRED`), or its payment is not `escrowed` (`PAYMENT_NOT_ESCROWED`: still pending, ' +
+      'or already releasing, refunding or settled). The extension is recorded (event `escrow_extended`) before the wallet daemon is told; ' +
+      'a 503 `WALLET_DAEMON_UNAVAILABLE` means it is recorded and in force and the daemon call is retried automatically ' +
+      '(a retry with the same Idempotency-Key does not extend again).',
+  })
+  @ApiBody({
+    type: ExtendJobDto,
+    examples: {
+      halfHour: { summary: 'Thirty more minutes', value: { seconds: 1800 } },
+    },
+  })
+  @ApiOkResponse({ type: ExtensionView })
+  @ApiErrors(
+    KEYED,
+    POST,
+    'JOB_NOT_FOUND',
+    'INVALID_JOB_TRANSITION',
+    'JOB_EXPIRED',
+    'PAYMENT_NOT_ESCROWED',
+    'EXTENSION_OUT_OF_RANGE',
+    'WALLET_DAEMON_UNAVAILABLE',
+  )
+  async extend(
+    @CurrentPrincipal() principal: Principal,
+    @Param('job_id') jobId: string,
+    @Body() body: ExtendJobDto,
+  ): Promise<ExtensionView> {
+    const { job, payment } = await this.extension.extend(principal, jobId, body.seconds);
+    return { job: toJobView(this.config, job), payment: payment && toPaymentView(this.config, payment) };
   }
 }
 

@@ -12,13 +12,7 @@ import { Decision, JobPaymentsRepository } from './job-payments.repository';
 import { cannotSettle } from './payment.errors';
 import { PaymentJobs } from './payment-jobs';
 import { PaymentLog } from './payment-log';
-import {
-  DECIDED_STATUS,
-  DEFAULT_SETTLE_REASON,
-  releasedAmountOf,
-  SettleAsk,
-  settlementRefusal,
-} from './payment-rules';
+import { DECIDED_STATUS, DEFAULT_SETTLE_REASON, releasedAmountOf, SettleAsk, settlementRefusal } from './payment-rules';
 import { PaymentSettlement } from './payment-settlement.service';
 
 /** A settlement ask with the caller who made it. */

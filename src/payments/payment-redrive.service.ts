@@ -8,6 +8,7 @@ import type { JobPayment } from './job-payment.entity';
 import { JobPaymentsRepository } from './job-payments.repository';
 import { PaymentCreation } from './payment-creation.service';
 import { PaymentDaemonCalls } from './payment-daemon-calls.service';
+import { PaymentExtension } from './payment-extension.service';
 import { PaymentJobs } from './payment-jobs';
 import { PaymentLog } from './payment-log';
 import { PaymentSettlement, isDecided } from './payment-settlement.service';
@@ -33,6 +34,7 @@ export class PaymentRedrive {
     private readonly creation: PaymentCreation,
     private readonly settlement: PaymentSettlement,
     private readonly log: PaymentLog,
+    private readonly extension: PaymentExtension,
   ) {}
 
   /**
@@ -76,6 +78,10 @@ export class PaymentRedrive {
         return this.creation.escrowPayment(payment);
       case 'failed':
         return this.refundLateHold(payment);
+      case 'escrowed':
+        // An extension committed but not yet confirmed by the daemon: the same call again.
+        await this.extension.syncDaemon(payment);
+        return payment;
       default:
         // Nothing owed to the daemon any more (a stale attempt): stop re-driving it.
         await this.payments.stopRedrive(this.tx.sql, payment);

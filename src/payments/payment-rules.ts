@@ -1,6 +1,6 @@
 import type { Principal } from '../auth/api-keys';
 import { DomainError, notFound, validationError } from '../common/errors';
-import { Money } from '../common/money';
+import { DB_AMOUNT_SCALE, Money } from '../common/money';
 import type { JobPayment, PaymentStatus } from './job-payment.entity';
 import { cannotSettle } from './payment.errors';
 
@@ -20,7 +20,11 @@ export interface SettleAsk {
   /** When given, must be the payment's job. */
   job_id?: string;
   reason?: string;
-  /** When given, must be the payment's whole amount (a payment settles whole). */
+  /**
+   * Release: what the miner is paid (> 0, at most the payment's amount, at most the
+   * currency's scale); the rest goes back to the refund address in the same settlement.
+   * Refund: when given, must be the payment's whole amount (a refund returns everything).
+   */
   amount?: string;
 }
 
@@ -56,6 +60,7 @@ export function settlementRefusal(
   ask: SettleAsk,
   payment: JobPayment | undefined,
   jobState: string | undefined,
+  scale = DB_AMOUNT_SCALE,
 ): DomainError | undefined {
   if (!payment || !canSeePayment(principal, payment)) return notFound('payment', ask.payment_id);
   if (ask.job_id !== undefined && ask.job_id !== payment.job_id) {
@@ -65,8 +70,14 @@ export function settlementRefusal(
       { payment_job_id: payment.job_id },
     );
   }
-  if (ask.amount !== undefined && !sameAmount(ask.amount, payment.amount)) {
-    return validationError(`A payment settles whole: amount must be ${payment.amount}`, {
+  if (ask.amount !== undefined && ask.action === 'release') {
+    const problem = releaseAmountProblem(ask.amount, payment.amount, scale);
+    if (problem) {
+      return validationError(`amount ${problem}`, { fields: { amount: [problem] } });
+    }
+  }
+  if (ask.amount !== undefined && ask.action === 'refund' && !sameAmount(ask.amount, payment.amount)) {
+    return validationError(`A refund returns the whole payment: amount must be ${payment.amount}`, {
       fields: { amount: [`must equal the payment's amount ${payment.amount}`] },
     });
   }
@@ -83,6 +94,34 @@ export function settlementRefusal(
   }
   return undefined;
 }
+
+/**
+ * Why `asked` cannot be what a release pays, or undefined: a plain decimal string with
+ * at most `scale` decimals, greater than zero, at most the payment's `amount`.
+ */
+export function releaseAmountProblem(asked: unknown, amount: string, scale: number): string | undefined {
+  if (typeof asked !== 'string' || !PLAIN_DECIMAL.test(asked)) {
+    return 'must be a decimal string such as "0.0005" (no sign, exponent or spaces)';
+  }
+  const decimals = asked.includes('.') ? asked.length - asked.indexOf('.') - 1 : 0;
+  if (decimals > scale) return `has ${decimals} decimal places; the currency allows at most ${scale}`;
+  const value = new Money(asked);
+  if (value.isZero()) return 'must be greater than zero';
+  if (value.gt(new Money(amount))) return `must be at most the payment's amount ${amount}`;
+  return undefined;
+}
+
+/**
+ * What the decision records as released: the asked amount at the database's scale when a
+ * release names one (the compare-and-set stores it, so every retry settles exactly that),
+ * null for the whole amount (no `amount`) and for refunds.
+ */
+export function releasedAmountOf(ask: SettleAsk): string | null {
+  if (ask.action !== 'release' || ask.amount === undefined) return null;
+  return new Money(ask.amount).toFixed(DB_AMOUNT_SCALE);
+}
+
+const PLAIN_DECIMAL = /^(0|[1-9][0-9]*)(\.[0-9]+)?$/;
 
 function sameAmount(asked: string, amount: string): boolean {
   try {

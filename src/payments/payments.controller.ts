@@ -30,6 +30,7 @@ import {
   PaymentBatchView,
   PaymentEventsView,
   PaymentView,
+  ReleasePaymentDto,
   SettlePaymentDto,
 } from './dto/payment.dto';
 import type { JobPayment } from './job-payment.entity';
@@ -128,8 +129,28 @@ export class PaymentsController {
   @Post('payments/:payment_id/release')
   @HttpCode(200)
   @Roles('client', 'admin')
-  @ApiOperation({ summary: "Release the escrow to the assigned miner's payout address" })
-  @settleBody('Job completed successfully')
+  @ApiOperation({
+    summary: "Release the escrow to the assigned miner's payout address (all of it, or `amount` of it)",
+    description:
+      'With `amount` (a partial release) the miner is paid that much and the rest of the escrow goes back to the refund address, ' +
+      'in one settlement at the wallet daemon; the payment ends `released` with `released_amount` and `refunded_amount`. ' +
+      "`amount` must be a decimal string > 0, at most the payment's amount and the currency's scale (400 otherwise, nothing done).",
+  })
+  @ApiBody({
+    type: ReleasePaymentDto,
+    required: false,
+    examples: {
+      reason: { summary: 'Release it all, with a reason', value: { reason: 'Job completed successfully' } },
+      partial: {
+        summary: 'Partial release: pay the miner 0.0004, refund the rest',
+        value: { amount: '0.0004', reason: 'Half the frames rendered' },
+      },
+      job: {
+        summary: "Checking that it is the job's payment (use your job's id)",
+        value: { job_id: '0193a5b0-7c1e-7d2a-9c4b-2f1e8d7a6b5c', reason: 'Job completed successfully' },
+      },
+    },
+  })
   @ApiOkResponse({ type: PaymentView })
   @ApiErrors(
     KEYED,
@@ -143,7 +164,7 @@ export class PaymentsController {
   async release(
     @CurrentPrincipal() principal: Principal,
     @Param('payment_id') paymentId: string,
-    @Body() body: SettlePaymentDto,
+    @Body() body: ReleasePaymentDto,
   ): Promise<PaymentView> {
     return toPaymentView(this.config, await this.payments.release(principal, paymentId, body ?? {}));
   }

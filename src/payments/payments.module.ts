@@ -5,6 +5,7 @@ import { PaymentCreation } from './payment-creation.service';
 import { PaymentDaemonCalls } from './payment-daemon-calls.service';
 import { PaymentDecisions } from './payment-decisions.service';
 import { PaymentEventsRepository } from './payment-events.repository';
+import { PaymentExtension } from './payment-extension.service';
 import { PaymentLog } from './payment-log';
 import { PaymentQueries } from './payment-queries.service';
 import { PaymentRedrive } from './payment-redrive.service';
@@ -29,6 +30,7 @@ import { PaymentsService } from './payments.service';
     PaymentDecisions,
     PaymentCreation,
     PaymentRedrive,
+    PaymentExtension,
     PaymentQueries,
     PaymentsService,
   ],

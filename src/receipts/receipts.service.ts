@@ -3,7 +3,9 @@ import type { Principal } from '../auth/api-keys';
 import { amountOut, iso } from '../common/format';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
+import { Money } from '../common/money';
 import type { JobPayment } from '../payments/job-payment.entity';
+import { settledAmounts } from '../payments/payment.view';
 import { HistoryService } from '../history/history.service';
 import { ReceiptPublicKey, ReceiptSigner } from './receipt-signer';
 
@@ -33,6 +35,9 @@ export class ReceiptsService {
 
   private facts(p: JobPayment) {
     const released = p.status === 'released' || p.status === 'releasing';
+    const amounts = settledAmounts(this.config, p);
+    // A partial release pays the miner and returns the rest: both addresses are on the receipt.
+    const refundedToo = released && amounts.refunded_amount !== null && !new Money(amounts.refunded_amount).isZero();
     return {
       // One receipt per payment and status: a refund and a release can never share an id.
       receipt_id: `rcpt_${p.payment_id}_${p.status}`,
@@ -45,7 +50,9 @@ export class ReceiptsService {
       status: p.status,
       payer: p.payer_address,
       payee_address: released ? p.payee_address : null,
-      refund_address: released ? null : p.refund_address,
+      refund_address: released && !refundedToo ? null : p.refund_address,
+      released_amount: amounts.released_amount,
+      refunded_amount: amounts.refunded_amount,
       transaction_hash: p.transaction_hash,
       refund_transaction_hash: p.refund_transaction_hash,
       created_at: iso(p.created_at),

@@ -1,4 +1,5 @@
 import Decimal from 'decimal.js';
+import type { EscrowRow } from './ledger';
 
 /** Every currency of the daemon has 8 decimals (satoshi-like minor units). */
 export const AMOUNT_SCALE = 8;
@@ -35,4 +36,15 @@ function toDecimal(input: unknown): Decimal | null {
 /** Wire format of an amount: a decimal string with exactly 8 decimals. */
 export function formatAmount(value: Decimal.Value): string {
   return new Decimal(value).toFixed(AMOUNT_SCALE);
+}
+
+/** What an escrow paid the payee and gave back to the refund address; null while held. */
+export function settledAmounts(escrow: Pick<EscrowRow, 'state' | 'amount' | 'released_amount'>): {
+  released_amount: string | null;
+  refunded_amount: string | null;
+} {
+  if (escrow.state === 'held') return { released_amount: null, refunded_amount: null };
+  const whole = new Decimal(escrow.amount);
+  const released = escrow.state === 'refunded' ? new Decimal(0) : new Decimal(escrow.released_amount ?? whole);
+  return { released_amount: formatAmount(released), refunded_amount: formatAmount(whole.minus(released)) };
 }

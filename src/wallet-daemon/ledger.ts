@@ -31,6 +31,8 @@ export interface EscrowRow {
   state: EscrowState;
   payee: string | null;
   refund_address: string | null;
+  /** On a release: what the payee got (NULL on releases older than partial release: the whole amount). */
+  released_amount: string | null;
   settle_reason: string | null;
   timeout_seconds: number;
   expires_at: Date;
@@ -256,6 +258,10 @@ export interface Settlement {
   state: 'released' | 'refunded';
   /** Payee on release, refund address on refund. */
   recipient: string;
+  /** On a release: what the payee gets (the whole amount unless a partial release). */
+  releasedAmount: Decimal | null;
+  /** On a partial release: where the rest goes, in the same transfer. */
+  refundAddress: string | null;
   transactionHash: string;
   reason: string | null;
 }
@@ -284,6 +290,7 @@ export interface TransferView {
   amount: string;
   from: string;
   to: string;
+  credits: Array<{ address: string; amount: string }>;
   created_at: Date;
 }
 
@@ -294,7 +301,11 @@ export async function escrowTransfers(db: Db, escrowId: string): Promise<Transfe
             (SELECT a.address FROM wallet_daemon.entries e JOIN wallet_daemon.accounts a USING (account_id)
              WHERE e.transaction_hash = t.transaction_hash AND e.amount < 0 LIMIT 1) AS "from",
             (SELECT a.address FROM wallet_daemon.entries e JOIN wallet_daemon.accounts a USING (account_id)
-             WHERE e.transaction_hash = t.transaction_hash AND e.amount > 0 LIMIT 1) AS "to"
+             WHERE e.transaction_hash = t.transaction_hash AND e.amount > 0 ORDER BY e.entry_id LIMIT 1) AS "to",
+            -- Every credited address: a partial release credits the payee first, then the refund address.
+            (SELECT json_agg(json_build_object('address', a.address, 'amount', e.amount::text) ORDER BY e.entry_id)
+               FROM wallet_daemon.entries e JOIN wallet_daemon.accounts a USING (account_id)
+              WHERE e.transaction_hash = t.transaction_hash AND e.amount > 0) AS credits
      FROM wallet_daemon.transfers t
      WHERE t.escrow_id = $1
      ORDER BY t.seq`,
@@ -368,10 +379,11 @@ export async function claimSettlements(db: Db, settlements: Settlement[]): Promi
     `UPDATE wallet_daemon.escrows e
      SET state = s.state,
          payee = CASE WHEN s.state = 'released' THEN s.recipient END,
-         refund_address = CASE WHEN s.state = 'refunded' THEN s.recipient END,
+         refund_address = CASE WHEN s.state = 'refunded' THEN s.recipient ELSE s.refund_address END,
+         released_amount = CASE WHEN s.state = 'released' THEN s.released_amount END,
          settle_transaction_hash = s.transaction_hash, settle_reason = s.reason, settled_at = now()
-     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
-          AS s(escrow_id, state, recipient, transaction_hash, reason)
+     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[], $7::text[])
+          AS s(escrow_id, state, recipient, transaction_hash, reason, released_amount, refund_address)
      WHERE e.escrow_id = s.escrow_id AND e.state = 'held'
      RETURNING e.*`,
     [
@@ -380,9 +392,28 @@ export async function claimSettlements(db: Db, settlements: Settlement[]): Promi
       settlements.map((s) => s.recipient),
       settlements.map((s) => s.transactionHash),
       settlements.map((s) => s.reason),
+      settlements.map((s) => (s.releasedAmount ? formatAmount(s.releasedAmount) : null)),
+      settlements.map((s) => s.refundAddress),
     ],
   );
   return rows;
+}
+
+/**
+ * Moves a held escrow's expiry to `expiresAt`, never earlier than it already is (so
+ * extensions arriving out of order end at the latest one). Returns the row as it now
+ * stands, or null when no such escrow exists; the caller checks that it is still held.
+ */
+export async function extendEscrowExpiry(db: Db, escrowId: string, expiresAt: Date): Promise<EscrowRow | null> {
+  const { rows } = await db.query<EscrowRow>(
+    `WITH target AS (SELECT * FROM wallet_daemon.escrows WHERE escrow_id = $1 FOR UPDATE),
+     moved AS (
+       UPDATE wallet_daemon.escrows e SET expires_at = GREATEST(e.expires_at, $2::timestamptz)
+         FROM target t WHERE e.escrow_id = t.escrow_id AND t.state = 'held' RETURNING e.*)
+     SELECT * FROM moved UNION ALL SELECT * FROM target WHERE NOT EXISTS (SELECT 1 FROM moved)`,
+    [escrowId, expiresAt.toISOString()],
+  );
+  return rows[0] ?? null;
 }
 
 /**

@@ -21,8 +21,21 @@ export interface SettleEscrowRequest {
   recipient: string;
   /** When given, must match the escrow (ESCROW_MISMATCH otherwise). */
   expectedAddress?: string;
+  /**
+   * Refund: when given, must be the escrow's amount. Release: what the payee gets, at most
+   * the escrow's amount (ESCROW_MISMATCH otherwise); less is a partial release whose rest
+   * goes to `refundAddress` in the same transfer.
+   */
   expectedAmount?: Decimal;
+  /** Release only: where the rest of a partial release goes (required when `amount` is less than the escrow). */
+  refundAddress?: string;
   reason: string | null;
+}
+
+/** A request to move a held escrow's expiry later (`POST /api/v1/escrow/extend`). */
+export interface ExtendEscrowRequest {
+  escrowId: string;
+  expiresAt: Date;
 }
 
 export interface FaucetRequest {
@@ -65,9 +78,27 @@ function parseSettlement(fields: Body, recipientField: 'payee' | 'refund_address
     recipient: stringField(fields, recipientField, MAX_ADDRESS_LENGTH),
     expectedAddress: fields.address === undefined ? undefined : stringField(fields, 'address', MAX_ADDRESS_LENGTH),
     expectedAmount: fields.amount === undefined ? undefined : amountField(fields, 'amount'),
+    refundAddress:
+      recipientField === 'payee' && fields.refund_address !== undefined && fields.refund_address !== null
+        ? stringField(fields, 'refund_address', MAX_ADDRESS_LENGTH)
+        : undefined,
     reason:
       fields.reason === undefined || fields.reason === null ? null : stringField(fields, 'reason', MAX_REASON_LENGTH),
   };
+}
+
+/** ISO-8601 with a zone (`2026-11-30T12:00:00.000Z`): what the coordinator sends as `expires_at`. */
+const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$/;
+
+export function parseExtendEscrow(body: unknown): ExtendEscrowRequest {
+  const fields = asObject(body);
+  const escrowId = escrowIdField(fields);
+  const text = fields.expires_at;
+  const expiresAt = typeof text === 'string' && ISO_INSTANT.test(text) ? new Date(text) : undefined;
+  if (!expiresAt || Number.isNaN(expiresAt.getTime())) {
+    throw invalidRequest('expires_at must be an ISO-8601 timestamp with a time zone');
+  }
+  return { escrowId, expiresAt };
 }
 
 /** Where each settlement action is sent as a single call: a batch item is that very call. */

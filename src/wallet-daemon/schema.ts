@@ -97,6 +97,27 @@ const SCHEMA_STATEMENTS: readonly string[] = [
    )`,
   `CREATE INDEX IF NOT EXISTS escrows_payment_id_idx ON wallet_daemon.escrows (payment_id)`,
 
+  // Partial release: the payee gets `released_amount`, the rest goes back to `refund_address`
+  // in the same transfer. NULL on a release is the whole amount (releases before this column).
+  `ALTER TABLE wallet_daemon.escrows ADD COLUMN IF NOT EXISTS released_amount numeric(20, 8)`,
+  // The settlement check, widened once to allow a released escrow with a refund leg; the
+  // replacement is guarded by its new name, so starting again does not re-validate the table.
+  `DO $$ BEGIN
+     IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'escrows_settlement_consistent_v2') THEN
+       ALTER TABLE wallet_daemon.escrows DROP CONSTRAINT IF EXISTS escrows_settlement_consistent;
+       ALTER TABLE wallet_daemon.escrows ADD CONSTRAINT escrows_settlement_consistent_v2 CHECK (
+         (state = 'held' AND settle_transaction_hash IS NULL AND settled_at IS NULL
+            AND payee IS NULL AND refund_address IS NULL AND released_amount IS NULL)
+         OR (state = 'released' AND settle_transaction_hash IS NOT NULL AND settled_at IS NOT NULL
+            AND payee IS NOT NULL
+            AND (released_amount IS NULL OR (released_amount > 0 AND released_amount <= amount))
+            -- a refund leg exactly when less than the whole amount was released
+            AND ((refund_address IS NOT NULL) = (released_amount IS NOT NULL AND released_amount < amount)))
+         OR (state = 'refunded' AND settle_transaction_hash IS NOT NULL AND settled_at IS NOT NULL
+            AND refund_address IS NOT NULL AND payee IS NULL AND released_amount IS NULL));
+     END IF;
+   END $$`,
+
   `CREATE TABLE IF NOT EXISTS wallet_daemon.idempotency_keys (
      idempotency_key text PRIMARY KEY CHECK (length(idempotency_key) BETWEEN 1 AND 255),
      route           text NOT NULL,

@@ -2,7 +2,7 @@ import Decimal from 'decimal.js';
 import { accountOf, BatchItemResult, BatchRun, PendingItem } from './batch';
 import { escrowNotFound, WalletDaemonError } from './errors';
 import { StoredResponse } from './idempotency';
-import { formatAmount } from './amounts';
+import { formatAmount, settledAmounts } from './amounts';
 import {
   AccountRef,
   assertSpendable,
@@ -25,6 +25,9 @@ interface Settling extends PendingItem {
   escrow?: EscrowRow;
   recipientField?: 'payee' | 'refund_address';
   recipient?: AccountRef;
+  /** A partial release: what the payee gets and where the rest goes. */
+  releasedAmount?: Decimal | null;
+  refund?: AccountRef | null;
   transactionHash?: string;
 }
 
@@ -58,18 +61,26 @@ export async function settleDistinctBatch(
   settling = run.keep(settling, (s) => {
     const escrow = escrows.get(s.request.escrowId);
     if (!escrow) throw escrowNotFound(s.request.escrowId);
-    const { currency, recipientField, recipientAddress } = wallet.checkSettlement(escrow, s.outcome, s.request);
-    Object.assign(s, { escrow, recipientField, recipient: { currency: currency.code, address: recipientAddress } });
+    const checked = wallet.checkSettlement(escrow, s.outcome, s.request);
+    const { currency, recipientField, recipientAddress, releasedAmount, refundAddress } = checked;
+    Object.assign(s, {
+      escrow,
+      recipientField,
+      recipient: { currency: currency.code, address: recipientAddress },
+      releasedAmount,
+      refund: refundAddress === null ? null : { currency: currency.code, address: refundAddress },
+    });
   });
 
   // 4. Recipient accounts (created on first use), which must be wallet addresses.
   const recipients = await ensureAddressAccounts(
     db,
-    settling.map((s) => s.recipient as AccountRef),
+    settling.flatMap((s) => [s.recipient as AccountRef, ...(s.refund ? [s.refund] : [])]),
   );
-  settling = run.keep(settling, (s) =>
-    assertSpendable(accountOf(recipients, s.recipient as AccountRef), s.recipientField as string),
-  );
+  settling = run.keep(settling, (s) => {
+    assertSpendable(accountOf(recipients, s.recipient as AccountRef), s.recipientField as string);
+    if (s.refund) assertSpendable(accountOf(recipients, s.refund), 'refund_address');
+  });
 
   // 5. The compare-and-set for all of them; whoever is not held any more is refused.
   for (const s of settling) {
@@ -83,6 +94,8 @@ export async function settleDistinctBatch(
           escrowId: s.request.escrowId,
           state: s.outcome,
           recipient: (s.recipient as AccountRef).address,
+          releasedAmount: s.releasedAmount ?? null,
+          refundAddress: s.refund?.address ?? null,
           transactionHash: s.transactionHash as string,
           reason: s.request.reason,
         })),
@@ -102,7 +115,8 @@ export async function settleDistinctBatch(
   }
   settling = settling.filter((s) => settled.has(s.request.escrowId));
 
-  // 6. The money: each whole hold to its recipient.
+  // 6. The money: each whole hold to its recipient, or — a partial release — split between
+  // the payee and the refund address as the legs of one transfer (one transaction hash).
   const holds = await findAccounts(
     db,
     settling.map((s) => ({ currency: (s.escrow as EscrowRow).currency, address: (s.escrow as EscrowRow).address })),
@@ -112,6 +126,8 @@ export async function settleDistinctBatch(
     settling.map((s) => {
       const escrow = s.escrow as EscrowRow;
       const amount = new Decimal(escrow.amount);
+      const paid = s.releasedAmount ?? amount;
+      const rest = amount.minus(paid);
       return {
         transfer: {
           transactionHash: s.transactionHash as string,
@@ -122,7 +138,8 @@ export async function settleDistinctBatch(
         },
         legs: [
           { account: accountOf(holds, escrow), amount: amount.neg() },
-          { account: accountOf(recipients, s.recipient as AccountRef), amount },
+          { account: accountOf(recipients, s.recipient as AccountRef), amount: paid },
+          ...(s.refund && rest.gt(0) ? [{ account: accountOf(recipients, s.refund), amount: rest }] : []),
         ],
       };
     }),
@@ -142,15 +159,17 @@ export async function settleDistinctBatch(
 
 /** The answer to a settlement, single or batched (stored for replays). */
 export function settledAnswer(settled: EscrowRow, recipientField: 'payee' | 'refund_address'): StoredResponse {
-  return {
-    statusCode: 200,
-    body: {
-      escrow_id: settled.escrow_id,
-      transaction_hash: settled.settle_transaction_hash,
-      state: settled.state,
-      amount: formatAmount(settled.amount),
-      currency: settled.currency,
-      [recipientField]: recipientField === 'payee' ? settled.payee : settled.refund_address,
-    },
+  const body: Record<string, unknown> = {
+    escrow_id: settled.escrow_id,
+    transaction_hash: settled.settle_transaction_hash,
+    state: settled.state,
+    amount: formatAmount(settled.amount),
+    currency: settled.currency,
+    [recipientField]: recipientField === 'payee' ? settled.payee : settled.refund_address,
   };
+  // A partial release also says how the hold was split (a whole release answers as before).
+  if (settled.state === 'released' && settled.refund_address !== null) {
+    Object.assign(body, settledAmounts(settled), { refund_address: settled.refund_address });
+  }
+  return { statusCode: 200, body };
 }

@@ -1,6 +1,7 @@
+import Decimal from 'decimal.js';
 import { Pool } from 'pg';
 import { uuidv7 } from 'uuidv7';
-import { formatAmount } from './amounts';
+import { formatAmount, settledAmounts } from './amounts';
 import { Currency, CurrencyCode, CurrencyRegistry } from './currencies';
 import { escrowNotFound, invalidRequest, WalletDaemonError } from './errors';
 import { HdWallet } from './hd-wallet';
@@ -12,6 +13,7 @@ import {
   ensureMintAccount,
   EscrowRow,
   escrowTransfers,
+  extendEscrowExpiry,
   findAccount,
   findEscrow,
   insertEscrow,
@@ -28,6 +30,7 @@ import {
   BatchItem,
   BatchSettlement,
   CreateEscrowRequest,
+  ExtendEscrowRequest,
   FaucetRequest,
   SettleEscrowRequest,
   SettlementAction,
@@ -170,15 +173,39 @@ export class WalletService {
   /**
    * What a settlement request must satisfy before any money moves, in the order the
    * single call checks it: the escrow's address and amount when given, then a valid
-   * recipient address of the escrow's currency (canonical form returned).
+   * recipient address of the escrow's currency (canonical form returned). A release of
+   * less than the escrow (partial release) also needs a valid `refund_address` for the rest.
    */
   checkSettlement(escrow: EscrowRow, outcome: 'released' | 'refunded', request: SettleEscrowRequest) {
     const currency = this.currencyOf(escrow);
-    this.assertMatches(escrow, currency, request);
+    this.assertMatches(escrow, currency, outcome, request);
     const recipientField = outcome === 'released' ? ('payee' as const) : ('refund_address' as const);
     const recipientAddress = this.currencies.normalize(currency, request.recipient);
     if (!recipientAddress) throw invalidRequest(`${recipientField} is not a valid ${currency.code} address`);
-    return { currency, recipientField, recipientAddress };
+    const whole = new Decimal(escrow.amount);
+    const releasedAmount = outcome === 'released' ? (request.expectedAmount ?? whole) : null;
+    let refundAddress: string | null = null;
+    // Less than the whole hold only passes assertMatches with a refund_address (a partial release).
+    if (releasedAmount?.lt(whole) && request.refundAddress !== undefined) {
+      refundAddress = this.currencies.normalize(currency, request.refundAddress);
+      if (!refundAddress) throw invalidRequest(`refund_address is not a valid ${currency.code} address`);
+    }
+    return { currency, recipientField, recipientAddress, releasedAmount, refundAddress };
+  }
+
+  /**
+   * Moves a held escrow's expiry later (never earlier: the latest extension wins, in
+   * whatever order they arrive). This daemon never settles an escrow by itself when it
+   * expires — the coordinator's sweep asks for the refund — so this is its record of the
+   * deadline, kept in line with the coordinator's.
+   */
+  async extendEscrow(db: Db, request: ExtendEscrowRequest): Promise<StoredResponse> {
+    const escrow = await extendEscrowExpiry(db, request.escrowId, request.expiresAt);
+    if (!escrow) throw escrowNotFound(request.escrowId);
+    if (escrow.state !== 'held') {
+      throw new WalletDaemonError('ESCROW_NOT_HELD', `escrow ${escrow.escrow_id} is already ${escrow.state}`);
+    }
+    return { statusCode: 200, body: escrowView(escrow) };
   }
 
   async getEscrow(escrowId: string): Promise<object> {
@@ -195,6 +222,7 @@ export class WalletService {
         amount: formatAmount(t.amount),
         from: t.from,
         to: t.to,
+        credits: t.credits.map((c) => ({ address: c.address, amount: formatAmount(c.amount) })),
         created_at: t.created_at.toISOString(),
       })),
     };
@@ -251,12 +279,22 @@ export class WalletService {
     return currency;
   }
 
-  private assertMatches(escrow: EscrowRow, currency: Currency, request: SettleEscrowRequest): void {
+  private assertMatches(
+    escrow: EscrowRow,
+    currency: Currency,
+    outcome: 'released' | 'refunded',
+    request: SettleEscrowRequest,
+  ): void {
     const { expectedAddress, expectedAmount } = request;
     if (expectedAddress !== undefined && this.currencies.normalize(currency, expectedAddress) !== escrow.address) {
       throw new WalletDaemonError('ESCROW_MISMATCH', `address does not match escrow ${escrow.escrow_id}`);
     }
-    if (expectedAmount !== undefined && !expectedAmount.eq(escrow.amount)) {
+    // A release with a refund_address may pay less than the escrow (the rest is refunded),
+    // never more; otherwise, as a refund, `amount` is a check that it moves the whole hold.
+    const partial = outcome === 'released' && request.refundAddress !== undefined;
+    const mismatch =
+      expectedAmount !== undefined && (partial ? expectedAmount.gt(escrow.amount) : !expectedAmount.eq(escrow.amount));
+    if (mismatch) {
       throw new WalletDaemonError(
         'ESCROW_MISMATCH',
         `amount ${formatAmount(expectedAmount)} does not match escrow amount ${formatAmount(escrow.amount)}`,
@@ -299,6 +337,7 @@ export function escrowView(escrow: EscrowRow): object {
     create_transaction_hash: escrow.create_transaction_hash,
     payee: escrow.payee,
     refund_address: escrow.refund_address,
+    ...settledAmounts(escrow),
     reason: escrow.settle_reason,
     timeout_seconds: escrow.timeout_seconds,
     expires_at: escrow.expires_at.toISOString(),

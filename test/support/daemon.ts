@@ -34,7 +34,10 @@ export interface DaemonTransfer {
   kind: 'create' | 'release' | 'refund' | 'faucet';
   amount: string;
   from: string;
+  /** The first credited address (the payee of a release). */
   to: string;
+  /** Every credited address in order: a partial release credits the payee, then the refund address. */
+  credits: Array<{ address: string; amount: string }>;
   created_at: string;
 }
 
