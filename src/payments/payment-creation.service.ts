@@ -222,7 +222,7 @@ export class PaymentCreation {
 
   /** `escrowMany` for the pending payments of one provider. */
   private async escrowGroup(pending: JobPayment[], fresh: boolean): Promise<void> {
-    if (pending.length < 2 || this.calls.lacks('create-batch')) {
+    if (pending.length < 2 || this.calls.lacks('create-batch', pending[0].provider_id)) {
       await runWithConcurrency(pending, 8, (payment) => this.escrowPayment(payment, fresh));
       return;
     }

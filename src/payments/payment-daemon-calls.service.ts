@@ -15,17 +15,17 @@ export type BatchRoute = 'create-batch' | 'settle-batch';
 @Injectable()
 export class PaymentDaemonCalls {
   private readonly logger = new Logger('Payments');
-  /** Batch routes this daemon answered 404/405: one call per escrow from then on. */
-  private readonly unsupported = new Set<BatchRoute>();
+  /** `<provider>/<route>` of the batch routes a provider answered 404/405: one call per escrow there from then on. */
+  private readonly unsupported = new Set<string>();
 
   constructor(
     private readonly tx: Transactions,
     private readonly payments: JobPaymentsRepository,
   ) {}
 
-  /** Whether the daemon has shown it lacks `route`. */
-  lacks(route: BatchRoute): boolean {
-    return this.unsupported.has(route);
+  /** Whether the provider's daemon has shown it lacks `route`. */
+  lacks(route: BatchRoute, providerId: string): boolean {
+    return this.unsupported.has(`${providerId}/${route}`);
   }
 
   /** Keeps decided work for the re-drive worker, with exponential backoff and jitter. */
@@ -42,7 +42,8 @@ export class PaymentDaemonCalls {
    * One daemon batch call (create-batch or settle-batch) for `payments`. When the call as a
    * whole has no answer, each payment is handled as an unanswered single call; when it is
    * refused as a whole (nothing was applied), each goes alone, and a 404/405 marks the
-   * route missing at this daemon so later batches go one call per escrow. Returns the
+   * route missing at this provider's daemon (`payments` are of one provider) so later
+   * batches there go one call per escrow. Returns the
    * per-item outcomes, or undefined when the items were handled here.
    */
   async batch<O>(
@@ -63,8 +64,12 @@ export class PaymentDaemonCalls {
       }
       if (!(error instanceof WalletDaemonRejected)) throw error;
       if (error.status === 404 || error.status === 405) {
-        this.unsupported.add(fallback.route);
-        this.logger.warn({ status: error.status }, `wallet daemon has no ${fallback.route} route; one call per escrow`);
+        const provider = payments[0].provider_id;
+        this.unsupported.add(`${provider}/${fallback.route}`);
+        this.logger.warn(
+          { status: error.status, provider },
+          `wallet daemon has no ${fallback.route} route; one call per escrow`,
+        );
       }
       await runWithConcurrency(payments, 8, fallback.alone);
       return undefined;

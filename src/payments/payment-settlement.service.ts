@@ -57,19 +57,21 @@ export class PaymentSettlement {
    * one call per escrow from then on.
    */
   async settleMany(payments: JobPayment[]): Promise<void> {
-    const decided = payments.filter(isDecided);
-    const size = this.calls.lacks('settle-batch') ? 0 : this.config.walletDaemonBatchSize;
-    if (size < 2 || decided.length < 2) {
-      await runWithConcurrency(decided, 8, (payment) => this.settle(payment));
-      return;
-    }
     // A batch goes to one daemon: the payments of each provider are batched apart.
     const byProvider = new Map<string, JobPayment[]>();
-    for (const p of decided) byProvider.set(p.provider_id, [...(byProvider.get(p.provider_id) ?? []), p]);
+    for (const p of payments.filter(isDecided))
+      byProvider.set(p.provider_id, [...(byProvider.get(p.provider_id) ?? []), p]);
+    const singles: JobPayment[] = [];
     const batches: JobPayment[][] = [];
-    for (const group of byProvider.values())
-      for (let i = 0; i < group.length; i += size) batches.push(group.slice(i, i + size));
-    await runWithConcurrency(batches, 4, (batch) => this.settleBatch(batch));
+    for (const [provider, group] of byProvider) {
+      const size = this.calls.lacks('settle-batch', provider) ? 0 : this.config.walletDaemonBatchSize;
+      if (size < 2 || group.length < 2) singles.push(...group);
+      else for (let i = 0; i < group.length; i += size) batches.push(group.slice(i, i + size));
+    }
+    await Promise.all([
+      runWithConcurrency(singles, 8, (payment) => this.settle(payment)),
+      runWithConcurrency(batches, 4, (batch) => this.settleBatch(batch)),
+    ]);
   }
 
   private async settleBatch(batch: JobPayment[]): Promise<void> {
