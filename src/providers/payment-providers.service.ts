@@ -113,7 +113,7 @@ export class PaymentProviders implements OnApplicationBootstrap, OnModuleDestroy
   route(payment: PaymentToRoute): string {
     this.refreshIfStale();
     const routed = toRouted(payment);
-    const [chosen] = candidates(this.config.paymentRouting, this.providers, this.standing, routed, this.split);
+    const [chosen] = candidates(this.config.paymentRouting, this.providers, this.standingAt(), routed, this.split);
     if (!chosen) throw noProvider(routed);
     return chosen.id;
   }
@@ -124,7 +124,7 @@ export class PaymentProviders implements OnApplicationBootstrap, OnModuleDestroy
    * or undefined when there is none.
    */
   failoverTarget(payment: PaymentToRoute, tried: ReadonlySet<string>): string | undefined {
-    const order = failoverCandidates(this.config.paymentRouting, this.providers, this.standing, toRouted(payment));
+    const order = failoverCandidates(this.config.paymentRouting, this.providers, this.standingAt(), toRouted(payment));
     return order.find((p) => !tried.has(p.id))?.id;
   }
 
@@ -191,13 +191,16 @@ export class PaymentProviders implements OnApplicationBootstrap, OnModuleDestroy
     return this.clients.get(providerId);
   }
 
-  private readonly standing = (id: string): ProviderStanding => {
-    const row = this.rows.get(id) ?? CLOSED;
-    return {
-      draining: (row as Partial<ProviderStateRow>).draining ?? false,
-      open: circuitState(row, new Date(), this.settings) === 'open',
+  /** Each provider's standing now, from this instance's copy of the shared rows. */
+  private standingAt(now = new Date()): (id: string) => ProviderStanding {
+    return (id) => {
+      const row = this.rows.get(id);
+      return {
+        draining: row?.draining ?? false,
+        open: circuitState(row ?? CLOSED, now, this.settings) === 'open',
+      };
     };
-  };
+  }
 
   /** Lets a call through the breaker, or throws WalletDaemonUnreachable (nothing sent). */
   private async admit(providerId: string, call: string): Promise<void> {

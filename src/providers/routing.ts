@@ -40,12 +40,20 @@ export function matches(when: RoutingCondition, payment: RoutedPayment): boolean
   return true;
 }
 
-/** Priority order: lower `priority` first, ties in the order of PAYMENT_PROVIDERS. */
-export function byPriority(providers: readonly ProviderConfig[]): ProviderConfig[] {
-  return providers
-    .map((provider, index) => ({ provider, index }))
-    .sort((a, b) => a.provider.priority - b.provider.priority || a.index - b.index)
-    .map(({ provider }) => provider);
+/** Each configured list's priority order, sorted once (routing runs for every paid job). */
+const sortedLists = new WeakMap<readonly ProviderConfig[], readonly ProviderConfig[]>();
+
+/** Priority order: lower `priority` first, ties in the order of PAYMENT_PROVIDERS. Do not mutate the result. */
+export function byPriority(providers: readonly ProviderConfig[]): readonly ProviderConfig[] {
+  let sorted = sortedLists.get(providers);
+  if (!sorted) {
+    sorted = providers
+      .map((provider, index) => ({ provider, index }))
+      .sort((a, b) => a.provider.priority - b.provider.priority || a.index - b.index)
+      .map(({ provider }) => provider);
+    sortedLists.set(providers, sorted);
+  }
+  return sorted;
 }
 
 /**
