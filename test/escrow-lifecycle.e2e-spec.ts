@@ -5,6 +5,7 @@ import { verifyReceipt } from '../src/receipts/receipt-signer';
 import { startTestApp, TestApp } from './support/app';
 import { PrivateDaemon, startPrivateDaemon, WalletDaemonHelper } from './support/daemon';
 import { moveDeadline } from './support/deadlines';
+import { WebhookReceiver } from './support/webhook-receiver';
 import {
   claimJob,
   createPaidJob,
@@ -165,6 +166,25 @@ describe('escrow lifecycle', () => {
       const key = keys.find((k: Body) => k.key_id === receipt.signature.key_id);
       expect(verifyReceipt(receipt, key.public_key_pem)).toBe(true);
       expect(verifyReceipt({ ...receipt, released_amount: '0.00100000' }, key.public_key_pem)).toBe(false);
+
+      // The miner's payouts and the export say what the miner got, and what went back.
+      const payouts = (await t.http.get('/v1/miners/me/payouts').set('X-Api-Key', t.keys.miner)).body.items;
+      expect(payouts.find((p: Body) => p.payment_id === job.payment_id)).toMatchObject({ amount: '0.00040000' });
+      const exported = await t.http
+        .get(`/v1/payments/export?format=ndjson&job_id=${job.job_id}`)
+        .set('X-Api-Key', t.keys.client)
+        .buffer(true);
+      const lines = String(exported.text)
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line));
+      expect(lines).toEqual([
+        expect.objectContaining({
+          payment_id: job.payment_id,
+          released_amount: '0.00040000',
+          refunded_amount: '0.00060000',
+        }),
+      ]);
 
       // A second release of the settled payment moves nothing.
       const again = await post('admin', `/v1/payments/${job.payment_id}/release`, { amount: '0.0001' });
@@ -479,6 +499,49 @@ describe('escrow lifecycle', () => {
         expect([key, path, response.status, response.body.code]).toEqual([key, path, status, code]);
       }
       await expect(getJob(t.http, t.keys.client, job.job_id)).resolves.toMatchObject({ expires_at: job.expires_at });
+    });
+  });
+
+  describe('partial release webhook', () => {
+    let w: TestApp;
+    let receiver: WebhookReceiver;
+
+    beforeAll(async () => {
+      w = await startTestApp({
+        ...LIMITS,
+        WEBHOOK_ALLOW_PRIVATE_URLS: 'true',
+        WEBHOOK_POLL_INTERVAL_MS: '50',
+        WEBHOOK_RETRY_SCHEDULE: '1,1,1',
+      });
+      receiver = await WebhookReceiver.start();
+    });
+
+    afterAll(async () => {
+      await receiver?.close();
+      await w?.close();
+    });
+
+    it('payment.released carries both amounts, as exact strings, as the payment reads', async () => {
+      const minerPayout = await w.daemon.newAddress();
+      await registerMiner(w.http, w.keys.miner, minerPayout);
+      const endpoint = await w.http
+        .post('/v1/webhook-endpoints')
+        .set('X-Api-Key', w.keys.client)
+        .send({ url: receiver.url, event_types: ['payment.released'] });
+      expect(endpoint.status).toBe(201);
+      receiver.secrets = [endpoint.body.secret];
+      const job = await createPaidJob(w.http, w.keys.client, { amount: '0.00123457' });
+      await claimJob(w.http, w.keys.miner, job.job_id);
+      const released = await w.http
+        .post(`/v1/payments/${job.payment_id}/release`)
+        .set('X-Api-Key', w.keys.client)
+        .send({ amount: '0.00000001' });
+      expect(released.body).toMatchObject({ released_amount: '0.00000001', refunded_amount: '0.00123456' });
+
+      const webhook = await receiver.waitFor('payment.released', job.payment_id);
+      expect(webhook.verifiedBy).toEqual([0]);
+      expect(webhook.body.data.payment).toEqual(await getPayment(w.http, w.keys.client, job.payment_id));
+      await w.daemon.expectLedgerConserved();
     });
   });
 

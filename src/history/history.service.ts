@@ -78,7 +78,8 @@ export class HistoryService {
     return this.page(await this.repository.listPayouts(principal.id, limit + 1, cursor), limit, (p) => ({
       payment_id: p.payment_id,
       job_id: p.job_id,
-      amount: amountOut(this.config, p.amount, p.currency) as string,
+      // What the miner got: after a partial release, the released part (README "Escrow lifecycle").
+      amount: amountOut(this.config, p.released_amount ?? p.amount, p.currency) as string,
       currency: p.currency,
       payee_address: p.payee_address as string,
       transaction_hash: p.transaction_hash as string,
