@@ -676,7 +676,7 @@ async function main(): Promise<void> {
   // ---------------------------------------------------------------- routing cost (#14)
   if (options.phases.has('routing')) {
     progress(
-      `routing: POST /v1/jobs with payment, one provider against three (volume split), ${options.connections} connections, ${options.routingSeconds}s × 2 rounds each`,
+      `routing: POST /v1/jobs with payment, one provider against three (priority, volume split), ${options.connections} connections, ${options.routingSeconds}s × 3 rounds each`,
     );
     report.writes.routing = await measureRoutingCost({
       main: coordinator,
@@ -685,11 +685,11 @@ async function main(): Promise<void> {
       logFile: join(logDir, 'coordinator-routed.log'),
       connections: options.connections,
       seconds: options.routingSeconds,
-      rounds: 2,
+      rounds: 3,
       step: createStep,
     });
     progress(
-      `  routing: CPU per paid job ${report.writes.routing.one_provider_cpu_ms} ms with one provider, ${report.writes.routing.three_providers_cpu_ms} ms with three: ×${report.writes.routing.cpu_ratio}`,
+      `  routing: CPU per paid job ${report.writes.routing.one_provider_cpu_ms} ms with one provider; over three ${report.writes.routing.three_providers_cpu_ms} ms by priority (×${report.writes.routing.cpu_ratio}), ${report.writes.routing.volume_split_cpu_ms} ms by volume split (×${report.writes.routing.volume_split_cpu_ratio})`,
     );
     coordinator.assertAlive('the routing phase');
   }

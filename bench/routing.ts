@@ -14,21 +14,26 @@ export interface CreateCost {
 }
 
 export interface RoutingPhaseResult {
-  /** Alternating runs: one provider (the main coordinator), three (a coordinator routing by volume split). */
-  runs: CreateCost[];
+  /** Alternating runs: one provider (the main coordinator), three by priority, three by volume split. */
+  runs: (CreateCost & { routing: string })[];
   one_provider_cpu_ms: number;
   three_providers_cpu_ms: number;
-  /** CPU per paid job routed over three providers relative to one (the goal: ≤ 1.05). */
+  /** CPU per paid job routed by priority over three providers relative to one (the goal: ≤ 1.05). */
   cpu_ratio: number;
+  volume_split_cpu_ms: number;
+  /** The same for volume split, where each coalesced group is also split into one daemon call per provider. */
+  volume_split_cpu_ratio: number;
 }
 
 /**
  * What routing costs (issue #14's goal: ≤ 5 % CPU per paid job). The same paid-job creation
  * load runs, alternately, against the main coordinator (the default single provider) and
- * against a second coordinator whose PAYMENT_PROVIDERS lists three providers — all the one
- * local daemon under three ids, so the daemon's and PostgreSQL's work is the same and only
- * the routing differs — with PAYMENT_ROUTING=volume_split. CPU is summed over the
- * coordinator under load, the daemon and PostgreSQL, per 201.
+ * against coordinators whose PAYMENT_PROVIDERS lists three providers — all the one local
+ * daemon under three ids, so the holds are the same work — routing by priority (every
+ * payment through eligibility, breaker state and its provider recorded: the routing itself)
+ * and by volume split (also a coalesced group split into one daemon call per provider).
+ * Each coordinator gets an unmeasured warm-up first. CPU is summed over the coordinator
+ * under load, the daemon and PostgreSQL, per 201.
  */
 export async function measureRoutingCost(options: {
   main: Coordinator;
@@ -49,52 +54,62 @@ export async function measureRoutingCost(options: {
     priority: i + 1,
     weight: 1,
   }));
-  const routed = await startCoordinator(
-    'routed',
-    {
-      ...options.env(await freePort()),
-      PAYMENT_PROVIDERS: JSON.stringify(providers),
-      PAYMENT_ROUTING: 'volume_split',
-    },
-    options.logFile,
-  );
-  const runs: CreateCost[] = [];
+  const routed = async (routing: string) =>
+    startCoordinator(
+      `routed-${routing}`,
+      {
+        ...options.env(await freePort()),
+        PAYMENT_PROVIDERS: JSON.stringify(providers),
+        PAYMENT_ROUTING: routing,
+      },
+      options.logFile.replace(/\.log$/, `-${routing}.log`),
+    );
+  const targets: { routing: string; providers: number; coordinator: Coordinator }[] = [
+    { routing: 'single', providers: 1, coordinator: options.main },
+  ];
+  const runs: RoutingPhaseResult['runs'] = [];
   try {
+    for (const routing of ['priority', 'volume_split'])
+      targets.push({ routing, providers: 3, coordinator: await routed(routing) });
+    const load = (target: (typeof targets)[number], seconds: number, name: string) => {
+      trackPid('coordinator', target.coordinator.pid);
+      return runLoad(name, {
+        url: target.coordinator.url,
+        connections: options.connections,
+        duration: seconds,
+        steps: [options.step()],
+        expect: { create: [201] },
+      });
+    };
+    for (const target of targets) await load(target, 2, `warm-up (${target.routing})`);
     for (let round_ = 0; round_ < options.rounds; round_++) {
-      for (const [count, coordinator] of [
-        [1, options.main],
-        [3, routed],
-      ] as const) {
-        trackPid('coordinator', coordinator.pid);
-        const load = await runLoad(`create (${count} provider${count > 1 ? 's' : ''})`, {
-          url: coordinator.url,
-          connections: options.connections,
-          duration: options.seconds,
-          steps: [options.step()],
-          expect: { create: [201] },
-        });
-        runs.push(cost(count, load));
-        const last = runs[runs.length - 1];
+      for (const target of targets) {
+        const run = {
+          routing: target.routing,
+          ...cost(target.providers, await load(target, options.seconds, `create (${target.routing})`)),
+        };
+        runs.push(run);
         progress(
-          `  routing: ${count} provider(s): ${last.jobs_per_s} jobs/s, p99 ${last.p99_ms} ms, CPU ${last.cpu_ms_per_job} ms per paid job (coordinator ${last.cpu_ms_coordinator})`,
+          `  routing ${run.routing} over ${run.providers} provider(s): ${run.jobs_per_s} jobs/s, p99 ${run.p99_ms} ms, CPU ${run.cpu_ms_per_job} ms per paid job (coordinator ${run.cpu_ms_coordinator})`,
         );
       }
     }
   } finally {
     trackPid('coordinator', options.main.pid);
-    await routed.stop();
+    for (const target of targets.slice(1)) await target.coordinator.stop();
   }
-  const mean = (n: number) => {
-    const of = runs.filter((r) => r.providers === n);
+  const mean = (routing: string) => {
+    const of = runs.filter((r) => r.routing === routing);
     return of.reduce((sum, r) => sum + r.cpu_ms_per_job, 0) / of.length;
   };
-  const one = mean(1);
-  const three = mean(3);
+  const one = mean('single');
   return {
     runs,
     one_provider_cpu_ms: round(one, 2),
-    three_providers_cpu_ms: round(three, 2),
-    cpu_ratio: round(three / one, 3),
+    three_providers_cpu_ms: round(mean('priority'), 2),
+    cpu_ratio: round(mean('priority') / one, 3),
+    volume_split_cpu_ms: round(mean('volume_split'), 2),
+    volume_split_cpu_ratio: round(mean('volume_split') / one, 3),
   };
 }
 

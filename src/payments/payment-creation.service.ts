@@ -6,7 +6,7 @@ import { DomainError, notFound } from '../common/errors';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
 import { Sql, Transactions } from '../database/transactions';
-import { EscrowService } from '../escrow/escrow.service';
+import { EscrowService, HoldOutcome } from '../escrow/escrow.service';
 import { RecoveryPoints } from '../idempotency/recovery-points';
 import { MetricsService } from '../metrics/metrics.service';
 import { PaymentProviders } from '../providers/payment-providers.service';
@@ -207,25 +207,44 @@ export class PaymentCreation {
   }
 
   /**
-   * Escrows many pending payments: one daemon call (create-batch) and one statement that
-   * records every hold whose job is still live. The rest take the single path: a refused
-   * hold fails its payment and job, an unanswered one waits for the re-drive, and a hold
-   * whose job ended meanwhile is recorded and refunded at once by `escrowPayment`.
+   * Escrows many pending payments: one daemon call (create-batch) per provider, the calls
+   * side by side, then one statement that records every hold whose job is still live,
+   * whichever provider answered it (a commit per group, not per provider). The rest take
+   * the single path: a refused hold fails its payment and job, an unanswered one waits for
+   * the re-drive, and a hold whose job ended meanwhile is recorded and refunded at once by
+   * `escrowPayment`.
    */
   async escrowMany(payments: JobPayment[], fresh = false): Promise<void> {
-    // One daemon call per provider: a batch goes to one daemon.
     const byProvider = new Map<string, JobPayment[]>();
     for (const p of payments.filter((p) => p.status === 'pending'))
       byProvider.set(p.provider_id, [...(byProvider.get(p.provider_id) ?? []), p]);
-    await Promise.all([...byProvider.values()].map((group) => this.escrowGroup(group, fresh)));
+    const groups = [...byProvider.values()];
+    const alone = groups.filter((g) => g.length < 2 || this.calls.lacks('create-batch', g[0].provider_id)).flat();
+    const batched = groups.filter((g) => g.length >= 2 && !this.calls.lacks('create-batch', g[0].provider_id));
+    const [, answered] = await Promise.all([
+      runWithConcurrency(alone, 8, (payment) => this.escrowPayment(payment, fresh)),
+      Promise.all(batched.map((group) => this.holdGroup(group, fresh))),
+    ]);
+    const answers = answered.flat();
+    if (answers.length === 0) return;
+    const recorded = await this.recordHoldsOfLiveJobs(
+      answers.flatMap(({ payment, outcome }) => ('hold' in outcome ? [{ payment, hold: outcome.hold }] : [])),
+    );
+    await runWithConcurrency(answers, 8, async ({ payment, outcome }) => {
+      if (outcome.error instanceof WalletDaemonRejected) await this.failEscrow(payment, outcome.error);
+      else if (outcome.error) await this.calls.postpone(payment, outcome.error, 'escrow_create');
+      else if (!recorded.has(payment.payment_id)) await this.escrowPayment(payment);
+    });
   }
 
-  /** `escrowMany` for the pending payments of one provider. */
-  private async escrowGroup(pending: JobPayment[], fresh: boolean): Promise<void> {
-    if (pending.length < 2 || this.calls.lacks('create-batch', pending[0].provider_id)) {
-      await runWithConcurrency(pending, 8, (payment) => this.escrowPayment(payment, fresh));
-      return;
-    }
+  /**
+   * One provider's create-batch call for its pending payments: each payment's answer, or
+   * none when the call as a whole failed (then each payment was handled on its own here).
+   */
+  private async holdGroup(
+    pending: JobPayment[],
+    fresh: boolean,
+  ): Promise<{ payment: JobPayment; outcome: HoldOutcome }[]> {
     const outcomes = await this.calls.batch(pending, () => this.escrow.holdBatch(pending), {
       route: 'create-batch',
       // Refused before anything was sent: each item on its own, where a fresh one may fail over.
@@ -235,22 +254,7 @@ export class PaymentCreation {
           : this.calls.postpone(payment, error, 'escrow_create'),
       alone: (payment) => this.escrowPayment(payment, fresh),
     });
-    if (!outcomes) return;
-    const recorded = await this.recordHoldsOfLiveJobs(
-      pending.flatMap((payment, i) => {
-        const outcome = outcomes[i];
-        return 'hold' in outcome ? [{ payment, hold: outcome.hold }] : [];
-      }),
-    );
-    await runWithConcurrency(
-      pending.map((payment, i) => ({ payment, error: outcomes[i].error })),
-      8,
-      async ({ payment, error }) => {
-        if (error instanceof WalletDaemonRejected) await this.failEscrow(payment, error);
-        else if (error) await this.calls.postpone(payment, error, 'escrow_create');
-        else if (!recorded.has(payment.payment_id)) await this.escrowPayment(payment);
-      },
-    );
+    return outcomes ? pending.map((payment, i) => ({ payment, outcome: outcomes[i] })) : [];
   }
 
   /** pending → escrowed for many holds of live jobs: the same one statement as a single hold. */
