@@ -97,7 +97,7 @@ function parseOptions(argv: string[]): Options {
         '  --ceiling-clients a,b  connections of the per-item create/release ceilings (default pool size and --connections; quick pool size)',
         "  --pool N            DB_POOL_SIZE of the coordinator (default: the coordinator's default)",
         '  --phases a,b        any of reads,ceilings,writes,batch,curve,routing,sweep,webhooks (default: all)',
-        '  --routing-seconds S seconds of each routing run (one provider, then three; 2 rounds; default 6; quick 3)',
+        '  --routing-seconds S seconds of each routing run (one provider, three by priority, three by volume split; 3 rounds; default 6; quick 3)',
         '  --batch-jobs N      paid jobs created through POST /v1/jobs/batch, 100 per request (default 10000; quick 2000)',
         '  --batch-settle N    of those, payments refunded through POST /v1/payments/batch, 500 per request (default 10000; quick 2000)',
         '  --batch-connections N  HTTP connections of the batch phases and their ceilings (default 4)',
