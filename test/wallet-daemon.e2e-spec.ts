@@ -707,4 +707,39 @@ describe('local wallet daemon (HTTP)', () => {
       expect((await api.get('/api/v1/faults')).body).toEqual({ fail_rate: 0, latency_ms: 0, drop_rate: 0 });
     });
   });
+  describe('addresses used outside the sequence', () => {
+    let a: PrivateDaemon;
+    let b: PrivateDaemon;
+    afterAll(async () => {
+      await a?.stop();
+      await b?.stop();
+    });
+
+    it('never makes a hold of an address the ledger already knows: a daemon from the same seed skips it', async () => {
+      // Two fresh daemons from one seed derive the same addresses in the same order.
+      [a, b] = await Promise.all([startPrivateDaemon(), startPrivateDaemon()]);
+      const [apiA, apiB] = [new DaemonApi(a.daemon.endpoint), new DaemonApi(b.daemon.endpoint)];
+      const first = await apiA.newAddress();
+      const second = await apiA.newAddress();
+      // At B both are ordinary funded addresses, though B has not handed either out yet.
+      await apiB.fund(first, '1');
+      await apiB.fund(second, '5');
+
+      const { status, body } = await apiB.post('/api/v1/escrow/create', {
+        payment_id: randomUUID(),
+        amount: '2',
+        currency: 'BTC',
+        payer: second,
+        timeout_seconds: 120,
+      });
+      expect(status).toBe(201);
+      expect([first, second]).not.toContain(body.address);
+      expect(await apiB.balanceOf(first)).toBe('1.00000000');
+      expect(await apiB.balanceOf(second)).toBe('3.00000000');
+      expect(await apiB.balanceOf(body.address)).toBe('2.00000000');
+      // And an address B hands out is not one of them either.
+      expect([first, second, body.address]).not.toContain(await apiB.newAddress());
+      await apiB.expectLedgerConserved();
+    });
+  });
 });

@@ -14,7 +14,9 @@ import {
   EscrowRow,
   escrowTransfers,
   extendEscrowExpiry,
+  accountKey,
   findAccount,
+  findAccounts,
   findEscrow,
   insertEscrow,
   ledgerTotals,
@@ -245,9 +247,32 @@ export class WalletService {
 
   /**
    * A fresh HD address per entry of `currencies` (one index per address from the
-   * currency's sequence, so no two escrows or address requests ever share one).
+   * currency's sequence, so no two escrows or address requests ever share one). An
+   * address the ledger already knows is not fresh, and its index is skipped: it was used
+   * outside this daemon's sequence (another daemon started from the same seed, or funds
+   * sent to an address before it was handed out), and an escrow hold must never be an
+   * account that already holds money.
    */
   async deriveNextAddresses(db: Db, currencies: Currency[]): Promise<string[]> {
+    const addresses = await this.deriveAddresses(db, currencies);
+    for (;;) {
+      const known = await findAccounts(
+        db,
+        addresses.map((address, i) => ({ currency: currencies[i].code, address })),
+      );
+      const used = addresses.flatMap((address, i) =>
+        known.has(accountKey({ currency: currencies[i].code, address })) ? [i] : [],
+      );
+      if (used.length === 0) return addresses;
+      const again = await this.deriveAddresses(
+        db,
+        used.map((i) => currencies[i]),
+      );
+      used.forEach((i, k) => (addresses[i] = again[k]));
+    }
+  }
+
+  private async deriveAddresses(db: Db, currencies: Currency[]): Promise<string[]> {
     const counts = new Map<CurrencyCode, number>();
     for (const { code } of currencies) counts.set(code, (counts.get(code) ?? 0) + 1);
     const indexes = new Map<CurrencyCode, number[]>();
