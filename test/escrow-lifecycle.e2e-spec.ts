@@ -604,5 +604,41 @@ describe('escrow lifecycle', () => {
       expect(done.body.payment.expires_at).toBe(expiresAt);
       await priv.daemon.expectLedgerConserved();
     });
+
+    it('a payment left releasing (its partial release not confirmed yet) cannot be extended; the re-drive settles it exactly', async () => {
+      const minerPayout = await priv.daemon.newAddress();
+      await registerMiner(d.http, d.keys.miner, minerPayout);
+      const refundAddress = await priv.daemon.newAddress();
+      const job = await createPaidJob(d.http, d.keys.client, { amount: '0.001', refund_address: refundAddress });
+      await claimJob(d.http, d.keys.miner, job.job_id);
+      await priv.daemon.setFaults({ fail_rate: 1 });
+      const release = await d.http
+        .post(`/v1/payments/${job.payment_id}/release`)
+        .set('X-Api-Key', d.keys.client)
+        .send({ amount: '0.00025' });
+      expect(release.body).toMatchObject({ status: 'releasing', released_amount: null, refunded_amount: null });
+
+      const refused = await d.http
+        .post(`/v1/jobs/${job.job_id}/extend`)
+        .set('X-Api-Key', d.keys.client)
+        .send({ seconds: 60 });
+      expect([refused.status, refused.body.code, refused.body.details.status]).toEqual([
+        409,
+        'PAYMENT_NOT_ESCROWED',
+        'releasing',
+      ]);
+
+      // The recorded decision is what the re-drive carries out: 0.00025 to the miner, the rest back.
+      await priv.daemon.resetFaults();
+      const settled = await waitFor('the re-drive to settle the partial release', async () => {
+        await d.app.get(PaymentsService).redriveDue();
+        const payment = await getPayment(d.http, d.keys.client, job.payment_id);
+        return payment.status === 'released' && payment;
+      });
+      expect(settled).toMatchObject({ released_amount: '0.00025000', refunded_amount: '0.00075000' });
+      expect(await priv.daemon.balance(minerPayout)).toBe('0.00025000');
+      expect(await priv.daemon.balance(refundAddress)).toBe('0.00075000');
+      await priv.daemon.expectLedgerConserved();
+    });
   });
 });
