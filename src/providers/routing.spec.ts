@@ -28,7 +28,7 @@ const pay = (amount: string, currency = 'BTC', clientId = 'client-1'): RoutedPay
 });
 const healthy: ProviderStanding = { draining: false, open: false };
 const allHealthy = () => healthy;
-const ids = (list: ProviderConfig[]) => list.map((p) => p.id);
+const ids = (list: readonly ProviderConfig[]) => list.map((p) => p.id);
 
 describe('isEligible', () => {
   const capped = provider('capped', { currencies: ['BTC'], maxAmount: new Map([['BTC', new Money('10')]]) });
