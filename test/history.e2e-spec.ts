@@ -606,5 +606,24 @@ describe('payment history (e2e)', () => {
         await a.end();
       }
     });
+
+    it('types an escrow extension as payment.escrow_extended, never a second payment.escrowed', async () => {
+      const job = await api.paidJob('client', { payment_amount: '0.0004' });
+      const extended = await t.http
+        .post(`/v1/jobs/${job.job_id}/extend`)
+        .set('X-Api-Key', api.key('client'))
+        .send({ seconds: 60 });
+      expectStatus(extended, 200, 'extend');
+      const ours = (items: Body[]) => items.filter((e) => e.payment_id === job.payment_id).map((e) => e.type);
+      expect(ours((await drain('admin', null)).items)).toEqual([
+        'payment.created',
+        'payment.escrowed',
+        'payment.escrow_extended',
+      ]);
+      expect(ours((await drain('admin', null, '&types=payment.escrowed')).items)).toEqual(['payment.escrowed']);
+      expect(ours((await drain('client', null, '&types=payment.escrow_extended')).items)).toEqual([
+        'payment.escrow_extended',
+      ]);
+    });
   });
 });

@@ -159,8 +159,16 @@ describe('cursors', () => {
 
 describe('event types and receipts', () => {
   it('names events after the status they reach', () => {
-    expect(eventType('pending')).toBe('payment.created');
-    expect(eventType('released')).toBe('payment.released');
+    expect(eventType({ from_status: null, to_status: 'pending', reason: 'payment_created' })).toBe('payment.created');
+    expect(eventType({ from_status: 'releasing', to_status: 'released', reason: 'job_completed' })).toBe(
+      'payment.released',
+    );
+    expect(eventType({ from_status: 'escrowed', to_status: 'escrowed', reason: 'escrow_extended' })).toBe(
+      'payment.escrow_extended',
+    );
+    expect(eventType({ from_status: 'pending', to_status: 'pending', reason: 'provider_failover' })).toBe(
+      'payment.provider_changed',
+    );
     expect(badFields(() => parseEventTypes('payment.created,payment.paid'))).toEqual(['types']);
     expect(parseEventTypes('payment.created, payment.failed')).toEqual(['payment.created', 'payment.failed']);
   });

@@ -30,7 +30,7 @@ import {
   PaymentFilters,
   rollupPlan,
 } from './history-filters';
-import { canReadReceipt, EVENT_TYPE_STATUS, eventType } from './history-rules';
+import { canReadReceipt, EVENT_TYPE_ROWS, eventType } from './history-rules';
 import { PagedPayment, PaymentHistoryRepository } from './payment-history.repository';
 
 const isUuid = (s: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(s);
@@ -150,13 +150,22 @@ export class HistoryService {
       query.limit ?? 100,
       cursor,
       principal.role === 'admin' ? undefined : principal.id,
-      types?.map((t) => EVENT_TYPE_STATUS[t]),
+      types && {
+        statuses: types.flatMap((t) => {
+          const rows = EVENT_TYPE_ROWS[t];
+          return 'to' in rows ? [rows.to] : [];
+        }),
+        sameStatusReasons: types.flatMap((t) => {
+          const rows = EVENT_TYPE_ROWS[t];
+          return 'sameStatusReason' in rows ? [rows.sameStatusReason] : [];
+        }),
+      },
     );
     const last = rows[rows.length - 1];
     return {
       items: rows.map((e) => ({
         event_id: e.event_id,
-        type: eventType(e.to_status),
+        type: eventType(e),
         payment_id: e.payment_id,
         job_id: e.job_id,
         from_status: e.from_status,

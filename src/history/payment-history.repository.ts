@@ -441,14 +441,20 @@ export class PaymentHistoryRepository implements OnModuleInit {
     limit: number,
     cursor: FeedCursor | undefined,
     clientId: string | undefined,
-    statuses: PaymentStatus[] | undefined,
+    types: { statuses: PaymentStatus[]; sameStatusReasons: string[] } | undefined,
   ): Promise<FeedEvent[]> {
     const params = new Params();
     const where = [`e.tx < (${FEED_HORIZON})`];
     if (cursor)
       where.push(`(e.tx, e.event_id) > (${params.add(cursor.tx)}::xid8, ${params.add(cursor.eventId)}::bigint)`);
     if (clientId !== undefined) where.push(`p.client_id = ${params.add(clientId)}`);
-    if (statuses) where.push(`e.to_status = ANY(${params.add(statuses)}::varchar[])`);
+    if (types) {
+      // A status change to one of `statuses`, or an event that keeps the status with one of the reasons.
+      where.push(
+        `((e.to_status = ANY(${params.add(types.statuses)}::varchar[]) AND e.from_status IS DISTINCT FROM e.to_status)
+          OR (e.from_status = e.to_status AND e.reason = ANY(${params.add(types.sameStatusReasons)}::varchar[])))`,
+      );
+    }
     return this.tx.sql.rows<FeedEvent>(
       `SELECT e.event_id::text AS event_id, e.tx::text AS tx, e.payment_id, p.job_id, e.from_status, e.to_status,
               e.reason, e.actor, e.created_at
