@@ -47,6 +47,7 @@ interface Options {
   createSeconds: number;
   minerSeconds: number;
   routingSeconds: number;
+  routingRounds: number;
   readSeconds: number;
   ceilingSeconds: number;
   ceilingClients: number[];
@@ -97,7 +98,8 @@ function parseOptions(argv: string[]): Options {
         '  --ceiling-clients a,b  connections of the per-item create/release ceilings (default pool size and --connections; quick pool size)',
         "  --pool N            DB_POOL_SIZE of the coordinator (default: the coordinator's default)",
         '  --phases a,b        any of reads,ceilings,writes,batch,curve,routing,sweep,webhooks (default: all)',
-        '  --routing-seconds S seconds of each routing run (one provider, three by priority, three by volume split; 3 rounds; default 6; quick 3)',
+        '  --routing-seconds S seconds of each routing run (one provider, three by priority, three by volume split; default 6; quick 3)',
+        '  --routing-rounds N  alternating rounds of those three runs; each figure is the median (default 5; quick 2)',
         '  --batch-jobs N      paid jobs created through POST /v1/jobs/batch, 100 per request (default 10000; quick 2000)',
         '  --batch-settle N    of those, payments refunded through POST /v1/payments/batch, 500 per request (default 10000; quick 2000)',
         '  --batch-connections N  HTTP connections of the batch phases and their ceilings (default 4)',
@@ -147,6 +149,7 @@ function parseOptions(argv: string[]): Options {
     createSeconds: num('create-seconds', quick ? 5 : 15),
     minerSeconds: num('miner-seconds', quick ? 5 : 15),
     routingSeconds: num('routing-seconds', quick ? 3 : 6),
+    routingRounds: num('routing-rounds', quick ? 2 : 5),
     readSeconds: num('read-seconds', quick ? 2 : 6),
     ceilingSeconds: num('ceiling-seconds', quick ? 3 : 8),
     // The coordinator's pool size (what PostgreSQL sees from it) and the HTTP concurrency.
@@ -676,7 +679,7 @@ async function main(): Promise<void> {
   // ---------------------------------------------------------------- routing cost (#14)
   if (options.phases.has('routing')) {
     progress(
-      `routing: POST /v1/jobs with payment, one provider against three (priority, volume split), ${options.connections} connections, ${options.routingSeconds}s × 3 rounds each`,
+      `routing: POST /v1/jobs with payment, one provider against three (priority, volume split), ${options.connections} connections, ${options.routingSeconds}s × ${options.routingRounds} rounds each`,
     );
     report.writes.routing = await measureRoutingCost({
       main: coordinator,
@@ -685,7 +688,7 @@ async function main(): Promise<void> {
       logFile: join(logDir, 'coordinator-routed.log'),
       connections: options.connections,
       seconds: options.routingSeconds,
-      rounds: 3,
+      rounds: options.routingRounds,
       step: createStep,
     });
     progress(
