@@ -43,6 +43,8 @@ export interface LoadOptions {
   duration?: number;
   /** Total number of requests (all steps). */
   amount?: number;
+  /** Requests per second over all connections (autocannon's overallRate); unset: as fast as answers come. */
+  overallRate?: number;
   /** Stop an `amount` run after this many seconds at the latest. */
   maxSeconds?: number;
   /** Checked after every response (step name, status): true stops the run there. */
@@ -77,6 +79,7 @@ export async function runLoad(name: string, options: LoadOptions): Promise<LoadR
     connections: options.amount ? Math.max(1, Math.min(options.connections, options.amount)) : options.connections,
     ...(options.amount ? { amount: options.amount } : { duration: options.duration }),
     timeout: 30,
+    ...(options.overallRate ? { overallRate: options.overallRate } : {}),
     requests: options.steps,
   });
   instance.on('response', (client: any, status: number, _bytes: number, ms: number) => {

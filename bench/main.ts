@@ -48,6 +48,7 @@ interface Options {
   minerSeconds: number;
   routingSeconds: number;
   routingRounds: number;
+  routingRate: number;
   readSeconds: number;
   ceilingSeconds: number;
   ceilingClients: number[];
@@ -100,6 +101,7 @@ function parseOptions(argv: string[]): Options {
         '  --phases a,b        any of reads,ceilings,writes,batch,curve,routing,sweep,webhooks (default: all)',
         '  --routing-seconds S seconds of each routing run (one provider, three by priority, three by volume split; default 6; quick 3)',
         '  --routing-rounds N  alternating rounds of those three runs; each figure is the median (default 5; quick 2)',
+        '  --routing-rate R    paid jobs per second offered in each routing run, the same for all three (default 300)',
         '  --batch-jobs N      paid jobs created through POST /v1/jobs/batch, 100 per request (default 10000; quick 2000)',
         '  --batch-settle N    of those, payments refunded through POST /v1/payments/batch, 500 per request (default 10000; quick 2000)',
         '  --batch-connections N  HTTP connections of the batch phases and their ceilings (default 4)',
@@ -150,6 +152,7 @@ function parseOptions(argv: string[]): Options {
     minerSeconds: num('miner-seconds', quick ? 5 : 15),
     routingSeconds: num('routing-seconds', quick ? 3 : 6),
     routingRounds: num('routing-rounds', quick ? 2 : 5),
+    routingRate: num('routing-rate', 300),
     readSeconds: num('read-seconds', quick ? 2 : 6),
     ceilingSeconds: num('ceiling-seconds', quick ? 3 : 8),
     // The coordinator's pool size (what PostgreSQL sees from it) and the HTTP concurrency.
@@ -679,7 +682,7 @@ async function main(): Promise<void> {
   // ---------------------------------------------------------------- routing cost (#14)
   if (options.phases.has('routing')) {
     progress(
-      `routing: POST /v1/jobs with payment, one provider against three (priority, volume split), ${options.connections} connections, ${options.routingSeconds}s × ${options.routingRounds} rounds each`,
+      `routing: POST /v1/jobs with payment, one provider against three (priority, volume split), ${options.connections} connections at ${options.routingRate} jobs/s, ${options.routingSeconds}s × ${options.routingRounds} rounds each`,
     );
     report.writes.routing = await measureRoutingCost({
       main: coordinator,
@@ -689,6 +692,7 @@ async function main(): Promise<void> {
       connections: options.connections,
       seconds: options.routingSeconds,
       rounds: options.routingRounds,
+      rate: options.routingRate,
       step: createStep,
     });
     progress(

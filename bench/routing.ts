@@ -32,7 +32,7 @@ export interface RoutingPhaseResult {
  * daemon under three ids, so the holds are the same work — routing by priority (every
  * payment through eligibility, breaker state and its provider recorded: the routing itself)
  * and by volume split (also a coalesced group split into one daemon call per provider).
- * Each coordinator gets an unmeasured warm-up first. CPU is summed over the coordinator
+ * Each coordinator gets an unmeasured warm-up run of the same length first. CPU is summed over the coordinator
  * under load, the daemon and PostgreSQL, per 201.
  */
 export async function measureRoutingCost(options: {
@@ -44,6 +44,13 @@ export async function measureRoutingCost(options: {
   connections: number;
   seconds: number;
   rounds: number;
+  /**
+   * Paid jobs per second offered to every configuration alike. At full speed the CPU per
+   * job follows the throughput (bigger coalesced groups when faster), which varies more
+   * between runs than the 5 % looked for; at one fixed rate below every configuration's
+   * limit, the groups are alike and the CPU per job compares the routing itself.
+   */
+  rate: number;
   step: () => Step;
 }): Promise<RoutingPhaseResult> {
   const providers = ['route-a', 'route-b', 'route-c'].map((id, i) => ({
@@ -77,11 +84,12 @@ export async function measureRoutingCost(options: {
         url: target.coordinator.url,
         connections: options.connections,
         duration: seconds,
+        overallRate: options.rate,
         steps: [options.step()],
         expect: { create: [201] },
       });
     };
-    for (const target of targets) await load(target, 2, `warm-up (${target.routing})`);
+    for (const target of targets) await load(target, options.seconds, `warm-up (${target.routing})`);
     for (let round_ = 0; round_ < options.rounds; round_++) {
       for (const target of targets) {
         const run = {
