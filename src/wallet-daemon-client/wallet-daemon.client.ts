@@ -1,6 +1,6 @@
 /**
  * The coordinator's view of the wallet daemon (docs/wallet-daemon.md).
- * An abstract class so it can be a DI token; the one implementation speaks HTTP.
+ * `PaymentProviders` makes one per configured provider; the one implementation speaks HTTP.
  */
 export interface EscrowHold {
   escrow_id: string;
