@@ -13,12 +13,6 @@ async function main(): Promise<void> {
   const daemon = await buildWalletDaemon(config);
   await daemon.app.listen({ host: WALLET_DAEMON_HOST, port: config.port });
   const { port } = daemon.app.server.address() as AddressInfo;
-  printLine(process.stdout, {
-    level: 30,
-    listening: true,
-    url: `http://${WALLET_DAEMON_HOST}:${port}`,
-    msg: 'wallet daemon listening',
-  });
 
   let stopping = false;
   const stop = (reason: string) => {
@@ -39,6 +33,13 @@ async function main(): Promise<void> {
     process.stdin.once('close', () => stop('parent closed stdin'));
     process.stdin.resume();
   }
+  // Announced once the stop handlers exist: whoever waits for this line may stop the daemon at once.
+  printLine(process.stdout, {
+    level: 30,
+    listening: true,
+    url: `http://${WALLET_DAEMON_HOST}:${port}`,
+    msg: 'wallet daemon listening',
+  });
 }
 
 main().catch((error: unknown) => {

@@ -19,10 +19,12 @@ describe('spawnWalletDaemon', () => {
     const logFile = join(dir, 'logs', 'daemon.log');
     const entry = fakeEntry(
       dir,
+      // The handler before the listening line, as a real server has it: the test stops the process the
+      // moment it reads that line, and a SIGTERM before the handler exists would kill it by default.
       `console.log('{"msg":"starting"}');
+       process.on('SIGTERM', () => { console.log('{"msg":"bye"}'); process.exit(0); });
        console.log(JSON.stringify({ listening: true, url: 'http://127.0.0.1:1234',
          env: [process.env.WALLET_DATABASE_URL, process.env.WALLET_DAEMON_PORT, process.env.EXTRA] }));
-       process.on('SIGTERM', () => { console.log('{"msg":"bye"}'); process.exit(0); });
        setInterval(() => {}, 1000);`,
     );
     // A grace far above any machine's load: the stop must come from the SIGTERM handler, never the SIGKILL fallback.
