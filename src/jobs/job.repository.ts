@@ -120,15 +120,20 @@ export class JobRepository extends PaymentJobs {
     );
   }
 
-  /** `report` for many jobs at once (coalesced reports; each job at most once): the jobs that moved. */
+  /**
+   * `report` for many jobs at once (coalesced reports; each job at most once): the jobs that
+   * moved. The jobs are locked first, in `job_id` order (the lock order of every statement
+   * that locks several jobs), so this never deadlocks with a batch or a sweep.
+   */
   reportMany(sql: Sql, reports: (JobReport & { job_id: string; miner_id: string })[]): Promise<Job[]> {
     return sql.rows<Job>(
-      `UPDATE job SET state = r.to_state, result = r.result::jsonb, metrics = r.metrics::jsonb, error = r.error,
+      `WITH locked_jobs AS (SELECT job_id FROM job WHERE job_id = ANY($1::uuid[]) ORDER BY job_id FOR UPDATE)
+       UPDATE job SET state = r.to_state, result = r.result::jsonb, metrics = r.metrics::jsonb, error = r.error,
               finished_at = now(), updated_at = now()
          FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::text[], $5::text[], $6::text[])
               AS r(job_id, miner_id, to_state, result, metrics, error)
         WHERE job.job_id = r.job_id AND job.state = 'running' AND job.assigned_miner_id = r.miner_id
-          AND job.expires_at > now()
+          AND job.expires_at > now() AND (SELECT count(*) FROM locked_jobs) >= 0
         RETURNING job.*`,
       [
         reports.map((r) => r.job_id),
