@@ -1,9 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { PaymentsService } from '../src/payments/payments.service';
 import { spawnWalletDaemon } from '../src/wallet-daemon/spawn';
 import type { TestApp } from './support/app';
-import { DAEMON_LOG_FILE, PrivateDaemon, WalletDaemonHelper } from './support/daemon';
-import { createDatabase, requiredTestEnv, TEST_ENV, withClient, withDatabaseName } from './support/postgres';
+import { DAEMON_LOG_FILE, PrivateDaemon, startPrivateDaemon } from './support/daemon';
 import { metricValue, query, waitFor } from './support/flow';
 import { Api, Body, Dec, expectStatus, inBatches, PAYLOAD, sat8, startApp } from './support/payments';
 
@@ -112,23 +110,10 @@ async function stopDaemon(id: ProviderId): Promise<void> {
   await node(id).stop();
 }
 
-/** A daemon of this file on a database of its own (as `startPrivateDaemon`, with its own seed). */
+/** A daemon of this file on a database of its own, with its own seed. */
 async function startDaemon(id: ProviderId): Promise<Node> {
-  const adminUrl = requiredTestEnv(TEST_ENV.adminUrl);
-  const name = `${requiredTestEnv(TEST_ENV.dbPrefix)}_p_${process.pid}_${id}_${randomBytes(3).toString('hex')}`;
-  await withClient(adminUrl, (client) => createDatabase(client, name));
-  const token = randomBytes(16).toString('hex');
-  const databaseUrl = withDatabaseName(adminUrl, name);
-  const spawned = await spawnWalletDaemon({
-    databaseUrl,
-    token,
-    port: 0,
-    seed: SEEDS[id],
-    env: { LOG_LEVEL: 'error' },
-    logFile: DAEMON_LOG_FILE,
-  });
-  const stop = () => spawned.stop();
-  return { id, priv: { daemon: new WalletDaemonHelper({ url: spawned.url, token }), databaseUrl, stop }, stop };
+  const priv = await startPrivateDaemon({ seed: SEEDS[id] });
+  return { id, priv, stop: () => priv.stop() };
 }
 
 /** Starts the daemon again on its database and port (its URL, so the coordinator's configuration still points at it). */
