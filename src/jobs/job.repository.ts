@@ -47,6 +47,10 @@ const AFTER_LAST = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
  * Two statements span tables for one round trip: a paid job is inserted together with
  * its payment by `JobPaymentsRepository.insertPendingWithJob` (the payment's rules decide
  * that statement), and `claimNext` records the payee on the claimed job's payment.
+ *
+ * A state or status test on a set of ids is written `(… = …) IS TRUE`, so that the rows
+ * are looked up by primary key and never by walking a partial or status index the
+ * statistics happen to favour (see `JobPaymentsRepository`).
  */
 @Injectable()
 export class JobRepository extends PaymentJobs {
@@ -132,7 +136,7 @@ export class JobRepository extends PaymentJobs {
               finished_at = now(), updated_at = now()
          FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::text[], $5::text[], $6::text[])
               AS r(job_id, miner_id, to_state, result, metrics, error)
-        WHERE job.job_id = r.job_id AND job.state = 'running' AND job.assigned_miner_id = r.miner_id
+        WHERE job.job_id = r.job_id AND (job.state = 'running') IS TRUE AND job.assigned_miner_id = r.miner_id
           AND job.expires_at > now() AND (SELECT count(*) FROM locked_jobs) >= 0
         RETURNING job.*`,
       [
@@ -167,7 +171,7 @@ export class JobRepository extends PaymentJobs {
           RETURNING *),
        payee AS (
          UPDATE job_payments p SET miner_id = $1, payee_address = $3, updated_at = now()
-           FROM job_row j WHERE p.payment_id = j.payment_id AND p.status = 'escrowed')
+           FROM job_row j WHERE p.payment_id = j.payment_id AND (p.status = 'escrowed') IS TRUE)
        SELECT * FROM job_row`,
       [minerId, payable, payoutAddress],
     );
@@ -200,7 +204,7 @@ export class JobRepository extends PaymentJobs {
           RETURNING job.*, polls.poll_index, polls.payout_address AS payee),
        payee AS (
          UPDATE job_payments p SET miner_id = j.assigned_miner_id, payee_address = j.payee, updated_at = now()
-           FROM job_rows j WHERE p.payment_id = j.payment_id AND p.status = 'escrowed')
+           FROM job_rows j WHERE p.payment_id = j.payment_id AND (p.status = 'escrowed') IS TRUE)
        SELECT * FROM job_rows`,
       [polls.map((p) => p.miner_id), polls.map((p) => p.payout_address), payable],
     );
@@ -267,7 +271,7 @@ export class JobRepository extends PaymentJobs {
     await sql.rows(
       `UPDATE job SET state = $2, error = 'payment refunded: ' || r.reason, finished_at = now(), updated_at = now()
          FROM unnest($1::uuid[], $3::text[]) AS r(job_id, reason)
-        WHERE job.job_id = r.job_id AND state IN ('queued','running')`,
+        WHERE job.job_id = r.job_id AND (state IN ('queued','running')) IS TRUE`,
       [
         payments.map((p) => p.job_id),
         cause === 'escrow_expired' ? 'expired' : 'canceled',

@@ -66,6 +66,13 @@ export type Moved = JobPayment & { from_status: PaymentStatus };
  * `(SELECT count(*) FROM locked_jobs) >= 0`: a condition on no row, which PostgreSQL
  * evaluates once (a one-time filter) before it reads any payment row, so every job is
  * locked first. The others run inside a transaction that took `PaymentJobs.lockJob` first.
+ *
+ * A status test on a set of ids is written `(p.status = 'escrowed') IS TRUE` (the same
+ * test: status is never NULL), which no index can serve, so the ids are looked up by
+ * primary key whatever the statistics say. Written plainly, the planner walked the whole
+ * status index whenever statistics called that status rare (after a bulk load, or an
+ * ANALYZE of a quiet table), and with 8,000 escrowed payments each group's decision took
+ * 16–37 ms instead of 2–3.
  */
 @Injectable()
 export class JobPaymentsRepository {
@@ -155,7 +162,7 @@ export class JobPaymentsRepository {
          UPDATE job_payments p SET status = 'escrowed', escrow_id = i.escrow_id, escrow_address = i.escrow_address, escrowed_at = now(),
                 next_attempt_at = NULL, last_error = NULL, updated_at = now()
            FROM input i
-          WHERE p.payment_id = i.payment_id AND p.status = 'pending' AND (SELECT count(*) FROM locked_jobs) >= 0
+          WHERE p.payment_id = i.payment_id AND (p.status = 'pending') IS TRUE AND (SELECT count(*) FROM locked_jobs) >= 0
             AND (NOT $5::boolean OR EXISTS (SELECT 1 FROM locked_jobs l WHERE l.job_id = p.job_id AND l.state IN ('queued','running')))
          RETURNING p.*),
        logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
@@ -271,7 +278,7 @@ export class JobPaymentsRepository {
          UPDATE job_payments p SET status = i.to_status, settle_reason = i.reason, settled_by = i.actor,
                 released_amount = CASE WHEN i.to_status = 'releasing' THEN i.released_amount END,
                 next_attempt_at = now() + $5::int * interval '1 millisecond', updated_at = now()
-           FROM input i WHERE p.payment_id = i.payment_id AND p.status = 'escrowed'
+           FROM input i WHERE p.payment_id = i.payment_id AND (p.status = 'escrowed') IS TRUE
          RETURNING p.*),
        logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
                   SELECT payment_id, 'escrowed', status, settle_reason, settled_by,
@@ -294,7 +301,7 @@ export class JobPaymentsRepository {
   escrowedOfEndedJobs(sql: Sql, jobIds: string[]): Promise<{ payment_id: string; reason: string }[]> {
     return sql.rows<{ payment_id: string; reason: string }>(
       `SELECT payment_id, CASE WHEN expires_at <= now() THEN 'escrow_expired' ELSE 'job_expired' END AS reason
-         FROM job_payments WHERE job_id = ANY($1::uuid[]) AND status = 'escrowed' ORDER BY payment_id FOR UPDATE`,
+         FROM job_payments WHERE job_id = ANY($1::uuid[]) AND (status = 'escrowed') IS TRUE ORDER BY payment_id FOR UPDATE`,
       [jobIds],
     );
   }
@@ -318,7 +325,7 @@ export class JobPaymentsRepository {
                 refund_transaction_hash = CASE i.from_status WHEN 'refunding' THEN i.tx_hash ELSE p.refund_transaction_hash END,
                 refunded_at = CASE i.from_status WHEN 'refunding' THEN now() ELSE p.refunded_at END,
                 verified_at = now(), next_attempt_at = NULL, last_error = NULL, updated_at = now()
-           FROM input i WHERE p.payment_id = i.payment_id AND p.status = i.from_status AND (SELECT count(*) FROM locked_jobs) >= 0
+           FROM input i WHERE p.payment_id = i.payment_id AND (p.status = i.from_status) IS TRUE AND (SELECT count(*) FROM locked_jobs) >= 0
          RETURNING p.*, i.from_status),
        logged AS (INSERT INTO payment_events (payment_id, from_status, to_status, reason, actor, details)
                   SELECT m.payment_id, m.from_status, m.status, m.settle_reason, $5::varchar,

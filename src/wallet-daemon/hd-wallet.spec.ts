@@ -1,4 +1,5 @@
-import { isValidAddress } from '../common/addresses';
+import { HDKey } from '@scure/bip32';
+import { isValidAddress, p2wpkhAddress } from '../common/addresses';
 import { CurrencyRegistry } from './currencies';
 import { externalChainPath, hash160, HdWallet } from './hd-wallet';
 
@@ -66,6 +67,21 @@ describe('HdWallet', () => {
       expect(isValidAddress(btc, 'btc', 'regtest')).toBe(true);
       expect(isValidAddress(aitbc, 'aitbc', '')).toBe(true);
       expect(isValidAddress(main, 'btc', 'mainnet')).toBe(true);
+    }
+  });
+
+  it('derives every child as @scure/bip32 does (first indexes, random ones, the last one)', () => {
+    const btc = regtest.find('BTC')!;
+    const seeds = [SEED, BIP84_SEED, Uint8Array.from(Buffer.from('ff'.repeat(32), 'hex'))];
+    const indexes = [...Array.from({ length: 40 }, (_, i) => i), 2 ** 20 + 7, 1_234_567_891, 0x7fffffff];
+    for (let i = 0; i < 40; i++) indexes.push(Math.floor(Math.random() * 0x80000000));
+    for (const seed of seeds) {
+      const wallet = new HdWallet(seed);
+      const chain = HDKey.fromMasterSeed(seed).derive(externalChainPath(btc));
+      for (const index of indexes) {
+        const expected = p2wpkhAddress(hash160(chain.deriveChild(index).publicKey!), btc.format, btc.network);
+        expect([index, wallet.addressAt(btc, index)]).toEqual([index, expected]);
+      }
     }
   });
 
