@@ -99,7 +99,7 @@ export async function prepareDatabases(name: string, statements = false): Promis
   };
 }
 
-async function dropDatabase(adminUrl: string, db: string): Promise<void> {
+export async function dropDatabase(adminUrl: string, db: string): Promise<void> {
   const admin = new Client({ connectionString: adminUrl });
   await admin.connect();
   try {

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, release as osRelease } from 'node:os';
 import { join } from 'node:path';
 import { Decimal } from 'decimal.js';
-import { Pool } from 'pg';
+import { Client, Pool } from 'pg';
 import { freePort } from '../src/database/embedded-postgres';
 import {
   CeilingResult,
@@ -22,7 +22,7 @@ import {
 import { CurvePoint, curveSvg } from './chart';
 import { cpuSince, cpuSnapshot, renderCpu, trackBackends, trackPid, untrackPid } from './cpu';
 import { BenchDaemon, faucet, ledgerTotals, newAddress, startDaemon } from './daemon';
-import { prepareDatabases, serverSettings } from './database';
+import { dropDatabase, prepareDatabases, serverSettings, withDatabase } from './database';
 import { DbActivity, renderDb } from './dbstats';
 import { LoadResult, rotating, runLoad, Step } from './load';
 import { measureRoutingCost } from './routing';
@@ -247,11 +247,11 @@ async function main(): Promise<void> {
   );
 
   const { privateKey } = generateKeyPairSync('ed25519');
-  const coordinatorEnv = (port: number, sweeps: boolean): Record<string, string> => ({
+  const coordinatorEnv = (port: number, sweeps: boolean, databaseUrl = dbs.url): Record<string, string> => ({
     NODE_ENV: 'production',
     PORT: String(port),
     DATA_DIR: join(ROOT, '.data', 'bench'),
-    DATABASE_URL: dbs.url,
+    DATABASE_URL: databaseUrl,
     WALLET_DAEMON_URL: daemon.url,
     WALLET_DAEMON_TOKEN: daemon.token,
     RECEIPT_SIGNING_KEY: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
@@ -646,18 +646,40 @@ async function main(): Promise<void> {
 
   // ---------------------------------------------------------------- payment history and reporting
   if (options.phases.has('history')) {
-    const history = await measureHistory({
-      db,
-      base,
-      adminKey: admin.key,
-      coordinator,
-      createStep,
-      connections: options.connections,
-      sizes: [options.historySizes[0], options.historySizes[1]],
-      // p99 of 1,000 is the 10th slowest: one GC pause or scheduler hiccup cannot decide it.
-      samples: options.quick ? 100 : 1000,
-      loadSeconds: options.quick ? 5 : 10,
-    });
+    // The small list size lives in a database of its own, with its own coordinator, so both
+    // sizes can be measured in alternating blocks (see bench/history.ts).
+    const smallName = `${new URL(dbs.url).pathname.slice(1)}_small`;
+    const admin0 = new Client({ connectionString: dbs.adminUrl });
+    await admin0.connect();
+    await admin0.query(`CREATE DATABASE "${smallName}"`).finally(() => admin0.end());
+    onCleanup(`drop database ${smallName}`, () => dropDatabase(dbs.adminUrl, smallName));
+    const smallUrl = withDatabase(dbs.adminUrl, smallName);
+    const smallDb = new Pool({ connectionString: smallUrl, max: 2, application_name: 'bench' });
+    onCleanup('bench pg pool (small history)', () => smallDb.end());
+    const smallCoordinator = await startCoordinator(
+      'history-small',
+      coordinatorEnv(await freePort(), false, smallUrl),
+      join(logDir, 'coordinator-history-small.log'),
+    );
+    let history: Awaited<ReturnType<typeof measureHistory>>;
+    try {
+      history = await measureHistory({
+        db,
+        base,
+        adminKey: admin.key,
+        coordinator,
+        small: { db: smallDb, base: smallCoordinator.url },
+        createStep,
+        connections: options.connections,
+        sizes: [options.historySizes[0], options.historySizes[1]],
+        // p99 of 2,000 is the 20th slowest: one GC pause or scheduler hiccup cannot decide it.
+        samples: options.quick ? 100 : 2000,
+        listRounds: options.quick ? 2 : 10,
+        loadSeconds: options.quick ? 5 : 10,
+      });
+    } finally {
+      await smallCoordinator.stop();
+    }
     writeFileSync(join(logDir, 'history.json'), JSON.stringify(history, null, 2));
     progress(`history figures in ${join(logDir, 'history.json')}`);
     coordinator.assertAlive('the history phase');
