@@ -278,36 +278,6 @@ export async function releaseCeiling(
   return r;
 }
 
-/** Removes everything the ceiling runs wrote, so the API phases see the database as before. */
-export async function removeCeilingRows(db: Pool): Promise<void> {
-  const client = await db.connect();
-  try {
-    const { rows } = await client.query(`SELECT rolsuper FROM pg_roles WHERE rolname = current_user`);
-    // payment_events is append-only by trigger; replica mode skips triggers for this session only.
-    if (rows[0]?.rolsuper) await client.query(`SET session_replication_role = replica`);
-    else await client.query(`ALTER TABLE payment_events DISABLE TRIGGER payment_events_no_change`);
-    await client.query('BEGIN');
-    await client.query(
-      `DELETE FROM payment_events WHERE payment_id IN (SELECT payment_id FROM job_payments WHERE client_id = $1)`,
-      [CEILING_CLIENT],
-    );
-    await client.query(
-      `DELETE FROM payment_escrows WHERE payment_id IN (SELECT payment_id FROM job_payments WHERE client_id = $1)`,
-      [CEILING_CLIENT],
-    );
-    await client.query(`DELETE FROM job_payments WHERE client_id = $1`, [CEILING_CLIENT]);
-    await client.query(`DELETE FROM job WHERE client_id = $1`, [CEILING_CLIENT]);
-    await client.query('COMMIT');
-    if (rows[0]?.rolsuper) await client.query(`RESET session_replication_role`);
-    else await client.query(`ALTER TABLE payment_events ENABLE TRIGGER payment_events_no_change`);
-    await client.query(`DROP TABLE IF EXISTS bench_ceiling_queue`);
-    await client.query(`DROP SEQUENCE IF EXISTS bench_ceiling_seq`);
-    await client.query(`VACUUM (ANALYZE) job, job_payments, payment_escrows, payment_events`);
-  } finally {
-    client.release();
-  }
-}
-
 // ------------------------------------------------------------------ reads
 
 export type ReadKind = 'get_payment' | 'list_first' | 'list_deep';
@@ -897,30 +867,4 @@ export async function settleGroupCeiling(
     `  ceiling settle, ${group} per group, both databases (pg, ${clients} clients): ${r.items_per_s} settlements/s (${r.tps} groups/s, avg ${r.avg_latency_ms} ms)`,
   );
   return r;
-}
-
-/** Removes the ceiling's wallet rows (entries, escrows, transfers, accounts, idempotency records), so the ledger checks see only the bench's own money. */
-export async function removeCeilingWalletRows(walletUrl: string): Promise<void> {
-  const wallet = new Client({ connectionString: walletUrl, application_name: 'bench-ceiling' });
-  await wallet.connect();
-  try {
-    await inTx(wallet, async () => {
-      await wallet.query(
-        `DELETE FROM wallet_daemon.entries WHERE account_id IN (SELECT account_id FROM wallet_daemon.accounts WHERE address LIKE '${WALLET_PREFIX}%')`,
-      );
-      const { rows } = await wallet.query<{ escrow_id: string }>(
-        `DELETE FROM wallet_daemon.escrows WHERE address LIKE '${WALLET_PREFIX}%' RETURNING escrow_id`,
-      );
-      await wallet.query(`DELETE FROM wallet_daemon.transfers WHERE escrow_id = ANY($1::uuid[])`, [
-        rows.map((r) => r.escrow_id),
-      ]);
-      await wallet.query(`DELETE FROM wallet_daemon.accounts WHERE address LIKE '${WALLET_PREFIX}%'`);
-      await wallet.query(`DELETE FROM wallet_daemon.idempotency_keys WHERE idempotency_key LIKE '${KEY_PREFIX}%'`);
-    });
-    await wallet.query(
-      `VACUUM (ANALYZE) wallet_daemon.entries, wallet_daemon.escrows, wallet_daemon.transfers, wallet_daemon.accounts, wallet_daemon.idempotency_keys`,
-    );
-  } finally {
-    await wallet.end();
-  }
 }

@@ -14,15 +14,13 @@ import {
   readCeiling,
   ReadKind,
   releaseCeiling,
-  removeCeilingRows,
-  removeCeilingWalletRows,
   settleGroupCeiling,
   sweepDecisionCeiling,
 } from './ceiling';
 import { CurvePoint, curveSvg } from './chart';
 import { cpuSince, cpuSnapshot, renderCpu, trackBackends, trackPid, untrackPid } from './cpu';
 import { BenchDaemon, faucet, ledgerTotals, newAddress, startDaemon } from './daemon';
-import { dropDatabase, prepareDatabases, serverSettings, withDatabase } from './database';
+import { dropDatabase, prepareDatabases, scratchDatabases, serverSettings, withDatabase } from './database';
 import { DbActivity, renderDb } from './dbstats';
 import { LoadResult, rotating, runLoad, Step } from './load';
 import { measureRoutingCost } from './routing';
@@ -390,33 +388,38 @@ async function main(): Promise<void> {
   let releaseCeil: number | undefined;
   if (options.phases.has('ceilings')) {
     progress(
-      `ceilings: the same SQL directly against ${dbs.server === 'embedded' ? 'the embedded server' : 'the DATABASE_URL server'}`,
+      `ceilings: the same SQL directly against ${dbs.server === 'embedded' ? 'the embedded server' : 'the DATABASE_URL server'}, in scratch databases with the service's schemas`,
     );
-    for (const c of options.ceilingClients)
-      report.ceilings.create.push(await createCeiling(dbs.url, c, options.ceilingSeconds, usePgbench));
-    const queued = await prepareReleaseQueue(db);
-    const share = Math.floor(queued / options.ceilingClients.length);
-    for (const c of options.ceilingClients)
-      report.ceilings.release.push(await releaseCeiling(dbs.url, c, share, usePgbench));
-    report.ceilings.sweep_decisions = await sweepDecisionCeiling(db, options.sweep, 1000);
-    if (options.phases.has('batch')) {
-      // The batch phases' limit: the same rows, a group per transaction, at the same connections.
-      report.ceilings.create_group = await createGroupCeiling(
-        dbs,
-        options.batchConnections,
-        JOB_GROUP,
-        options.ceilingSeconds,
-      );
-      report.ceilings.settle_group = await settleGroupCeiling(
-        db,
-        dbs,
-        options.batchConnections,
-        SETTLE_GROUP,
-        options.batchSettle,
-      );
-      await removeCeilingWalletRows(dbs.walletUrl);
+    // Never in the measured databases: see scratchDatabases.
+    const scratch = await scratchDatabases(dbs.adminUrl, `${new URL(dbs.url).pathname.slice(1)}_ceiling`);
+    const scratchDb = new Pool({ connectionString: scratch.url, max: 4, application_name: 'bench' });
+    try {
+      for (const c of options.ceilingClients)
+        report.ceilings.create.push(await createCeiling(scratch.url, c, options.ceilingSeconds, usePgbench));
+      const queued = await prepareReleaseQueue(scratchDb);
+      const share = Math.floor(queued / options.ceilingClients.length);
+      for (const c of options.ceilingClients)
+        report.ceilings.release.push(await releaseCeiling(scratch.url, c, share, usePgbench));
+      report.ceilings.sweep_decisions = await sweepDecisionCeiling(scratchDb, options.sweep, 1000);
+      if (options.phases.has('batch')) {
+        // The batch phases' limit: the same rows, a group per transaction, at the same connections.
+        report.ceilings.create_group = await createGroupCeiling(
+          scratch,
+          options.batchConnections,
+          JOB_GROUP,
+          options.ceilingSeconds,
+        );
+        report.ceilings.settle_group = await settleGroupCeiling(
+          scratchDb,
+          scratch,
+          options.batchConnections,
+          SETTLE_GROUP,
+          options.batchSettle,
+        );
+      }
+    } finally {
+      await scratchDb.end();
     }
-    await removeCeilingRows(db);
     createCeil = Math.max(...report.ceilings.create.map((c) => c.tps));
     releaseCeil = Math.max(...report.ceilings.release.map((c) => c.tps));
     progress(
