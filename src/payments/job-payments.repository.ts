@@ -70,9 +70,9 @@ export type Moved = JobPayment & { from_status: PaymentStatus };
  * A status test on a set of ids is written `(p.status = 'escrowed') IS TRUE` (the same
  * test: status is never NULL), which no index can serve, so the ids are looked up by
  * primary key whatever the statistics say. Written plainly, the planner walked the whole
- * status index whenever statistics called that status rare (after a bulk load, or an
- * ANALYZE of a quiet table), and with 8,000 escrowed payments each group's decision took
- * 16–37 ms instead of 2–3.
+ * status index whenever statistics called that status rare (after a bulk load of settled
+ * history, say): with 8,000 escrowed payments a decision over 30 ids took 16–23 ms
+ * instead of 3, and a group of polls 122 ms.
  */
 @Injectable()
 export class JobPaymentsRepository {
