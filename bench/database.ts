@@ -1,10 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, Pool } from 'pg';
-import { DataSource } from 'typeorm';
-import { dataSourceOptions } from '../ormconfig';
 import { startEmbeddedPostgres } from '../src/database/embedded-postgres';
-import { runMigrationsLocked } from '../src/database/migrations';
+import { migrateDatabase } from '../src/database/migrations';
 import { ensureWalletSchema } from '../src/wallet-daemon/schema';
 import { onCleanup, ROOT } from './processes';
 import { progress, sleep } from './util';
@@ -85,11 +83,7 @@ export async function prepareDatabases(name: string, statements = false): Promis
   try {
     version = String((await admin.query(`SELECT current_setting('server_version') AS v`)).rows[0].v);
     await dropLeftovers(admin, server === 'embedded' || isLocal(adminUrl), server === 'embedded');
-    for (const db of [name, `${name}_wallet`]) {
-      await admin.query(`DROP DATABASE IF EXISTS "${db}"`);
-      await admin.query(`CREATE DATABASE "${db}"`);
-      onCleanup(`drop database ${db}`, () => dropDatabase(adminUrl, db));
-    }
+    await createDatabasePair(admin, adminUrl, name);
   } finally {
     await admin.end();
   }
@@ -101,6 +95,15 @@ export async function prepareDatabases(name: string, statements = false): Promis
     server,
     version,
   };
+}
+
+/** `name` and `name`_wallet, created empty (dropped first if a run left them), dropped at clean-up. */
+async function createDatabasePair(admin: Client, adminUrl: string, name: string): Promise<void> {
+  for (const db of [name, `${name}_wallet`]) {
+    await admin.query(`DROP DATABASE IF EXISTS "${db}"`);
+    await admin.query(`CREATE DATABASE "${db}"`);
+    onCleanup(`drop database ${db}`, () => dropDatabase(adminUrl, db));
+  }
 }
 
 export async function dropDatabase(adminUrl: string, db: string): Promise<void> {
@@ -127,24 +130,13 @@ export async function scratchDatabases(adminUrl: string, name: string): Promise<
   const admin = new Client({ connectionString: adminUrl });
   await admin.connect();
   try {
-    for (const db of [name, `${name}_wallet`]) {
-      await admin.query(`DROP DATABASE IF EXISTS "${db}"`);
-      await admin.query(`CREATE DATABASE "${db}"`);
-      onCleanup(`drop database ${db}`, () => dropDatabase(adminUrl, db));
-    }
+    await createDatabasePair(admin, adminUrl, name);
   } finally {
     await admin.end();
   }
   const url = withDatabase(adminUrl, name);
   const walletUrl = withDatabase(adminUrl, `${name}_wallet`);
-  // Two connections: runMigrationsLocked holds one for its advisory lock while the migrations take another.
-  const dataSource = new DataSource(dataSourceOptions(url, 2));
-  await dataSource.initialize();
-  try {
-    await runMigrationsLocked(dataSource);
-  } finally {
-    await dataSource.destroy();
-  }
+  await migrateDatabase(url);
   const wallet = new Pool({ connectionString: walletUrl, max: 1 });
   try {
     await ensureWalletSchema(wallet);

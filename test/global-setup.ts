@@ -1,10 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import type { Client } from 'pg';
-import { DataSource } from 'typeorm';
-import { dataSourceOptions } from '../ormconfig';
 import { startEmbeddedPostgres } from '../src/database/embedded-postgres';
-import { runMigrationsLocked } from '../src/database/migrations';
+import { migrateDatabase } from '../src/database/migrations';
 import { spawnWalletDaemon } from '../src/wallet-daemon/spawn';
 import globalTeardown from './global-teardown';
 import { DAEMON_LOG_FILE, TEST_WALLET_SEED } from './support/daemon';
@@ -51,7 +49,7 @@ export default async function globalSetup(): Promise<void> {
         await dropLeftoversOfDeadRuns(admin, base);
         await dropDatabase(admin, template);
         await createDatabase(admin, template);
-        await migrate(withDatabaseName(server.adminUrl, template));
+        await migrateDatabase(withDatabaseName(server.adminUrl, template));
         // CREATE DATABASE … TEMPLATE fails while anyone is connected to the template.
         await admin.query(`ALTER DATABASE ${quoteIdent(template)} WITH ALLOW_CONNECTIONS false`);
         await dropDatabase(admin, wallet);
@@ -112,18 +110,6 @@ async function choosePostgres(): Promise<ChosenServer> {
   );
   infraState().stopEmbeddedPostgres = () => embedded.stop();
   return { url: embedded.url, adminUrl: embedded.adminUrl };
-}
-
-async function migrate(url: string): Promise<void> {
-  // Two connections: runMigrationsLocked holds the advisory lock on one while migrating on another.
-  const dataSource = new DataSource(dataSourceOptions(url, 2));
-  await dataSource.initialize();
-  try {
-    await runMigrationsLocked(dataSource);
-  } finally {
-    // A template must have no open connections.
-    await dataSource.destroy();
-  }
 }
 
 /**

@@ -1,4 +1,5 @@
 import { DataSource } from 'typeorm';
+import { dataSourceOptions } from '../../ormconfig';
 
 /** Arbitrary but fixed: every coordinator instance takes the same advisory lock. */
 const MIGRATION_LOCK_KEY = 724_031_001;
@@ -20,5 +21,18 @@ export async function runMigrationsLocked(dataSource: DataSource): Promise<strin
     }
   } finally {
     await runner.release();
+  }
+}
+
+/** Brings the database at `url` to the latest schema on connections of its own, closed after (tests, the bench). */
+export async function migrateDatabase(url: string): Promise<void> {
+  // Two connections: runMigrationsLocked holds the advisory lock on one while migrating on another.
+  const dataSource = new DataSource(dataSourceOptions(url, 2));
+  await dataSource.initialize();
+  try {
+    await runMigrationsLocked(dataSource);
+  } finally {
+    // Closed, not left to the pool: a database used as a template must have no open connections.
+    await dataSource.destroy();
   }
 }
