@@ -99,14 +99,28 @@ export async function prepareDatabases(name: string, statements = false): Promis
 
 /** `name` and `name`_wallet, created empty (dropped first if a run left them), dropped at clean-up. */
 async function createDatabasePair(admin: Client, adminUrl: string, name: string): Promise<void> {
-  for (const db of [name, `${name}_wallet`]) {
-    await admin.query(`DROP DATABASE IF EXISTS "${db}"`);
-    await admin.query(`CREATE DATABASE "${db}"`);
-    onCleanup(`drop database ${db}`, () => dropDatabase(adminUrl, db));
-  }
+  for (const db of [name, `${name}_wallet`]) await createFreshDatabase(admin, adminUrl, db);
 }
 
-export async function dropDatabase(adminUrl: string, db: string): Promise<void> {
+async function createFreshDatabase(admin: Client, adminUrl: string, db: string): Promise<void> {
+  await admin.query(`DROP DATABASE IF EXISTS "${db}"`);
+  await admin.query(`CREATE DATABASE "${db}"`);
+  onCleanup(`drop database ${db}`, () => dropDatabase(adminUrl, db));
+}
+
+/** One more empty database `name` on the bench's server, dropped at clean-up; its URL. */
+export async function extraDatabase(adminUrl: string, name: string): Promise<string> {
+  const admin = new Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    await createFreshDatabase(admin, adminUrl, name);
+  } finally {
+    await admin.end();
+  }
+  return withDatabase(adminUrl, name);
+}
+
+async function dropDatabase(adminUrl: string, db: string): Promise<void> {
   const admin = new Client({ connectionString: adminUrl });
   await admin.connect();
   try {

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, release as osRelease } from 'node:os';
 import { join } from 'node:path';
 import { Decimal } from 'decimal.js';
-import { Client, Pool } from 'pg';
+import { Pool } from 'pg';
 import { freePort } from '../src/database/embedded-postgres';
 import {
   CeilingResult,
@@ -20,7 +20,7 @@ import {
 import { CurvePoint, curveSvg } from './chart';
 import { cpuSince, cpuSnapshot, renderCpu, trackBackends, trackPid, untrackPid } from './cpu';
 import { BenchDaemon, faucet, ledgerTotals, newAddress, startDaemon } from './daemon';
-import { dropDatabase, prepareDatabases, scratchDatabases, serverSettings, withDatabase } from './database';
+import { extraDatabase, prepareDatabases, scratchDatabases, serverSettings } from './database';
 import { DbActivity, renderDb } from './dbstats';
 import { LoadResult, rotating, runLoad, Step } from './load';
 import { measureRoutingCost } from './routing';
@@ -651,12 +651,7 @@ async function main(): Promise<void> {
   if (options.phases.has('history')) {
     // The small list size lives in a database of its own, with its own coordinator, so both
     // sizes can be measured in alternating blocks (see bench/history.ts).
-    const smallName = `${new URL(dbs.url).pathname.slice(1)}_small`;
-    const admin0 = new Client({ connectionString: dbs.adminUrl });
-    await admin0.connect();
-    await admin0.query(`CREATE DATABASE "${smallName}"`).finally(() => admin0.end());
-    onCleanup(`drop database ${smallName}`, () => dropDatabase(dbs.adminUrl, smallName));
-    const smallUrl = withDatabase(dbs.adminUrl, smallName);
+    const smallUrl = await extraDatabase(dbs.adminUrl, `${new URL(dbs.url).pathname.slice(1)}_small`);
     const smallDb = new Pool({ connectionString: smallUrl, max: 2, application_name: 'bench' });
     onCleanup('bench pg pool (small history)', () => smallDb.end());
     const smallCoordinator = await startCoordinator(
