@@ -12,6 +12,7 @@ import { RollupDeltaVacuum1764400000000 } from './src/database/migrations/176440
 import { EscrowLifecycle1764500000000 } from './src/database/migrations/1764500000000-EscrowLifecycle';
 import { Reconciliation1764600000000 } from './src/database/migrations/1764600000000-Reconciliation';
 import { PaymentProviders1764700000000 } from './src/database/migrations/1764700000000-PaymentProviders';
+import { StatementTriggers1764800000000 } from './src/database/migrations/1764800000000-StatementTriggers';
 
 /**
  * The one source of database options, used by the app (DatabaseModule) and the TypeORM
@@ -32,6 +33,7 @@ export function dataSourceOptions(url: string, poolSize = 10): DataSourceOptions
       EscrowLifecycle1764500000000,
       Reconciliation1764600000000,
       PaymentProviders1764700000000,
+      StatementTriggers1764800000000,
     ],
     synchronize: false,
     migrationsRun: false,
