@@ -130,6 +130,69 @@ describe('Coalescer', () => {
     expect(seen).toEqual(['request-1', undefined]);
   });
 
+  it('the next group starts once the last one hands off, beside its remaining steps; at most two groups in flight', async () => {
+    const events: string[] = [];
+    /** Per group: hand off when `commit` opens, finish when `finish` opens. */
+    const gates = new Map<string, { commit: () => void; finish: () => void }>();
+    const gate = () => {
+      let open: () => void = () => undefined;
+      return { promise: new Promise<void>((resolve) => (open = resolve)), open: () => open() };
+    };
+    let releaseOne: () => void = () => undefined;
+    const coalescer = new Coalescer<number, number>({
+      maxGroup: 10,
+      one: async (n) => {
+        events.push(`one(${n}) starts`);
+        await new Promise<void>((resolve) => (releaseOne = resolve));
+        return n;
+      },
+      many: async (ns, handOff) => {
+        const name = ns.join(',');
+        const commit = gate();
+        const finish = gate();
+        gates.set(name, { commit: commit.open, finish: finish.open });
+        events.push(`many(${name}) starts`);
+        await commit.promise;
+        handOff();
+        await finish.promise;
+        events.push(`many(${name}) ends`);
+        return ns.map((n) => ({ value: n }));
+      },
+    });
+    const flush = () => new Promise((resolve) => setImmediate(resolve));
+    const answers = [coalescer.submit(1), coalescer.submit(2), coalescer.submit(3)];
+    releaseOne();
+    await flush();
+    expect(events).toEqual(['one(1) starts', 'many(2,3) starts']);
+
+    answers.push(coalescer.submit(4), coalescer.submit(5));
+    await flush();
+    expect(events).toHaveLength(2); // 4 and 5 wait: group (2,3) has not committed yet
+    gates.get('2,3')!.commit();
+    await flush();
+    expect(events).toEqual(['one(1) starts', 'many(2,3) starts', 'many(4,5) starts']);
+
+    answers.push(coalescer.submit(6), coalescer.submit(7));
+    gates.get('4,5')!.commit();
+    await flush();
+    // (4,5) handed off, but (2,3) is still in flight: a third group would make three.
+    expect(events).toHaveLength(3);
+    gates.get('2,3')!.finish();
+    await flush();
+    expect(events.slice(3)).toEqual(['many(2,3) ends', 'many(6,7) starts']);
+
+    gates.get('6,7')!.commit();
+    gates.get('4,5')!.finish();
+    gates.get('6,7')!.finish();
+    await expect(Promise.all(answers)).resolves.toEqual([1, 2, 3, 4, 5, 6, 7]);
+    // The lane is free again: a later request goes at once, alone.
+    const later = coalescer.submit(8);
+    await flush();
+    expect(events.at(-1)).toBe('one(8) starts');
+    releaseOne();
+    await expect(later).resolves.toBe(8);
+  });
+
   it('maxGroup below 2 turns coalescing off: every request alone, at once', async () => {
     const { coalescer, calls, open } = doubling(0);
     const all = [1, 2, 3].map((n) => coalescer.submit(n));

@@ -24,8 +24,10 @@ export interface CoalescerOptions<I, O> {
    * Many requests as one set (one transaction, one daemon call…), an outcome per input, in
    * order. It throws only when nothing was committed (then each request goes alone); once
    * something is committed, a failure must come back as the items' outcomes instead.
+   * `handOff`, called once its first transaction has committed (before the daemon call),
+   * lets the lane's next group start beside this one's remaining steps.
    */
-  many(inputs: I[]): Promise<ItemOutcome<O>[]>;
+  many(inputs: I[], handOff: () => void): Promise<ItemOutcome<O>[]>;
   observer?: CoalescerObserver;
 }
 
@@ -68,20 +70,40 @@ export class Coalescer<I, O> {
     });
   }
 
+  /**
+   * A lane's groups overlap by one step: the next group starts once the last one has
+   * handed off (its first transaction committed), so its transaction runs while the last
+   * one is at the daemon and recording — the stages of two groups fill each other's
+   * waits instead of running in series. At most two groups per lane are in flight.
+   */
   private async drain(): Promise<void> {
+    let older: Promise<void> = Promise.resolve();
+    let latest: Promise<void> = Promise.resolve();
     try {
-      while (this.waiting.length > 0) {
+      for (;;) {
+        await older;
+        if (this.waiting.length === 0) {
+          await latest;
+          // Nothing awaited between this check and the lane's release: a request arriving
+          // later finds the lane free and goes at once.
+          if (this.waiting.length === 0) return;
+        }
         const group = this.waiting.splice(0, this.options.maxGroup);
         this.options.observer?.waiting(this.waiting.length);
         this.options.observer?.carried(group.length);
-        await this.carryOut(group);
+        let handOff: () => void = () => undefined;
+        const handedOff = new Promise<void>((resolve) => (handOff = resolve));
+        const done = this.carryOut(group, handOff).finally(handOff);
+        await handedOff;
+        older = latest;
+        latest = done;
       }
     } finally {
       this.inFlight--;
     }
   }
 
-  private async carryOut(group: Coalescer<I, O>['waiting']): Promise<void> {
+  private async carryOut(group: Coalescer<I, O>['waiting'], handOff: () => void): Promise<void> {
     if (group.length === 1) {
       const [only] = group;
       await this.options.one(only.input).then(only.resolve, only.reject);
@@ -89,7 +111,10 @@ export class Coalescer<I, O> {
     }
     let outcomes: ItemOutcome<O>[];
     try {
-      outcomes = await this.options.many(group.map((request) => request.input));
+      outcomes = await this.options.many(
+        group.map((request) => request.input),
+        handOff,
+      );
     } catch {
       await Promise.all(group.map((request) => this.options.one(request.input).then(request.resolve, request.reject)));
       return;

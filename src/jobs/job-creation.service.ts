@@ -61,7 +61,7 @@ export class JobCreation {
       lanes: config.coalesceLanes,
       observer: metrics.coalescerObserver('create'),
       one: ({ principal, input }) => this.createOne(principal, input),
-      many: (items) => this.createSet(items),
+      many: (items, handOff) => this.createSet(items, handOff),
     });
   }
 
@@ -107,8 +107,11 @@ export class JobCreation {
     return this.createSet(inputs.map((input) => ({ principal, input })));
   }
 
-  /** Creates as one set, each by its own principal (a batch, or coalesced single requests). */
-  private async createSet(items: NewJob[]): Promise<ItemOutcome<Job>[]> {
+  /**
+   * Creates as one set, each by its own principal (a batch, or coalesced single requests);
+   * `handOff` is told once the jobs and payments are committed, before the escrow call.
+   */
+  private async createSet(items: NewJob[], handOff?: () => void): Promise<ItemOutcome<Job>[]> {
     // A retry whose first attempt died after inserting: the jobs it made, by position.
     const resumed = this.recovery.resumeFrom()?.job_ids?.split(',');
     const prepared = items.map(({ principal, input }, index) => {
@@ -136,6 +139,7 @@ export class JobCreation {
         await this.recovery.record(sql, { job_ids: prepared.map((p) => ('jobId' in p ? p.jobId : '')).join(',') });
       });
     }
+    handOff?.();
     const jobIds = prepared.flatMap((p) => ('jobId' in p && p.jobId ? [p.jobId] : []));
     let byId: Map<string, Job>;
     try {

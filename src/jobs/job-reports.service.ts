@@ -50,7 +50,7 @@ export class JobReports {
       lanes: config.coalesceLanes,
       observer: metrics.coalescerObserver('report'),
       one: (report) => this.reportOne(report),
-      many: (reports) => this.reportMany(reports),
+      many: (reports, handOff) => this.reportMany(reports, handOff),
     });
   }
 
@@ -103,12 +103,15 @@ export class JobReports {
    * whole transaction alone (its payment already settled the other way) throws before
    * anything commits, and the coalescer then carries every report out alone.
    */
-  private async reportMany(reports: MinerReport[]): Promise<ItemOutcome<Job>[]> {
+  private async reportMany(reports: MinerReport[], handOff?: () => void): Promise<ItemOutcome<Job>[]> {
     // The same job twice in one group: the first goes in the set; each repeat goes alone
     // after it, and so gets the answer it would have got arriving second.
     const seen = new Set<string>();
     const repeated = reports.map((r) => seen.has(r.job_id) || !seen.add(r.job_id));
-    const outcomes = await this.reportSet(reports.filter((_, i) => !repeated[i]));
+    const outcomes = await this.reportSet(
+      reports.filter((_, i) => !repeated[i]),
+      handOff,
+    );
     const answers: ItemOutcome<Job>[] = [];
     for (const [i, report] of reports.entries()) {
       if (!repeated[i]) answers.push(outcomes.shift() as ItemOutcome<Job>);
@@ -123,8 +126,8 @@ export class JobReports {
     return answers;
   }
 
-  /** Reports on distinct jobs as one set (see `reportMany`). */
-  private async reportSet(reports: MinerReport[]): Promise<ItemOutcome<Job>[]> {
+  /** Reports on distinct jobs as one set (see `reportMany`); `handOff` is told once the decisions commit. */
+  private async reportSet(reports: MinerReport[], handOff?: () => void): Promise<ItemOutcome<Job>[]> {
     const { moved, refused, decided } = await this.tx.run(async (sql) => {
       const moved = new Map((await this.jobs.reportMany(sql, reports)).map((job) => [job.job_id, job]));
       const refused = new Map<string, Error>();
@@ -144,6 +147,7 @@ export class JobReports {
       return { moved, refused, decided: (await this.decidePayments(sql, ends)).filter((p) => p !== undefined) };
     });
     // Committed: from here every failure is the items' outcome, never the group's.
+    handOff?.();
     try {
       await this.payments.settleMany(decided);
       const jobs = new Map((await this.jobs.findMany(this.tx.sql, [...moved.keys()])).map((j) => [j.job_id, j]));

@@ -47,8 +47,8 @@ export class PaymentDecisions {
       lanes: config.coalesceLanes,
       observer: metrics.coalescerObserver('settlement'),
       one: async (ask) => settledOrThrow(await this.settleSet([ask])),
-      many: async (asks) =>
-        (await this.settleSet(asks)).map((o) => (o.error ? { error: o.error } : { value: o.payment })),
+      many: async (asks, handOff) =>
+        (await this.settleSet(asks, handOff)).map((o) => (o.error ? { error: o.error } : { value: o.payment })),
     });
   }
 
@@ -74,8 +74,11 @@ export class PaymentDecisions {
     return this.settleSet(asks.map((ask) => ({ ...ask, principal })));
   }
 
-  /** `settleRequested` for asks of several callers (coalesced single calls). */
-  private async settleSet(asks: CallerAsk[]): Promise<SettleOutcome[]> {
+  /**
+   * `settleRequested` for asks of several callers (coalesced single calls); `handOff` is
+   * told once the decisions commit, before the daemon call.
+   */
+  private async settleSet(asks: CallerAsk[], handOff?: () => void): Promise<SettleOutcome[]> {
     // A retry whose first attempt died after deciding: those decisions are carried on as they stand.
     const decidedBefore = new Set(this.recovery.resumeFrom()?.payment_ids?.split(',') ?? []);
     const { refusals, decided } = await this.tx.run(async (sql) => {
@@ -120,6 +123,7 @@ export class PaymentDecisions {
       return { refusals, decided: [...moved, ...facts.filter((p) => decidedBefore.has(p.payment_id))] };
     });
 
+    handOff?.();
     let finalById: Map<string, JobPayment>;
     try {
       if (decided.length === 1) await this.settlement.settle(decided[0]);
