@@ -237,6 +237,68 @@ describe('POST /v1/payments/batch', () => {
     expect(Number(n)).toBe(500);
   });
 
+  it('set statements keep the trigger-kept copies exact: every job mirrors its payment, the rollup equals the payments, one delta per key and statement', async () => {
+    const jobs: { job_id: string; payment_id: string }[] = [];
+    for (const key of ['client', 'client2'] as const) {
+      const created = await t.http
+        .post('/v1/jobs/batch')
+        .set('X-Api-Key', t.keys[key])
+        .send({
+          items: Array.from({ length: 80 }, (_, i) => ({ payload: { i }, payment_amount: `0.0000${(i % 9) + 1}` })),
+        });
+      expect(created.body.succeeded).toBe(80);
+      jobs.push(...created.body.items.map((item: { job: { job_id: string; payment_id: string } }) => item.job));
+    }
+    const deltaRows = async () =>
+      Number((await query<{ n: string }>(t.databaseUrl, `SELECT count(*) AS n FROM payment_rollup_delta`))[0].n);
+    const before = await deltaRows();
+    // 150 refunds of two clients in one request: one decision statement, one recording statement.
+    const response = await batch(
+      'admin',
+      jobs.slice(0, 150).map((job) => ({ payment_id: job.payment_id, action: 'refund' })),
+    );
+    expect(response.body).toMatchObject({ succeeded: 150, failed: 0 });
+    // Row triggers wrote 12 rows per refund (1,800 here). Summed per statement, each of the two
+    // statements (decision, recording) writes one row per key and status: 4 keys (all payments,
+    // two clients, no miner) × 2 statuses = 8, doubled should UTC midnight pass meanwhile.
+    expect((await deltaRows()) - before).toBeLessThanOrEqual(2 * 8 * 2);
+
+    const [{ stale }] = await query<{ stale: string }>(
+      t.databaseUrl,
+      `SELECT count(*) AS stale FROM job j JOIN job_payments p ON p.payment_id = j.payment_id
+        WHERE j.payment_status IS DISTINCT FROM p.status OR j.payment_amount IS DISTINCT FROM p.amount`,
+    );
+    expect(Number(stale)).toBe(0);
+    const mirrored = await query<{ payment_status: string }>(
+      t.databaseUrl,
+      `SELECT payment_status FROM job WHERE job_id = ANY($1::uuid[])`,
+      [jobs.map((job) => job.job_id)],
+    );
+    expect(mirrored.filter((j) => j.payment_status === 'refunded')).toHaveLength(150);
+    expect(mirrored.filter((j) => j.payment_status === 'escrowed')).toHaveLength(10);
+
+    // The rollup (folded rows plus deltas) against the payments themselves, every key of every scope.
+    const [{ differences }] = await query<{ differences: string }>(
+      t.databaseUrl,
+      `WITH truth AS (
+         SELECT s.scope, s.id AS scope_id, (p.created_at AT TIME ZONE 'UTC')::date AS day, p.currency, p.status,
+                count(*) AS count, sum(p.amount) AS amount
+           FROM job_payments p
+          CROSS JOIN LATERAL (VALUES ('a', ''), ('c', p.client_id), ('m', COALESCE(p.miner_id, ''))) AS s(scope, id)
+          GROUP BY 1, 2, 3, 4, 5),
+       rolled AS (
+         SELECT scope, scope_id, day, currency, status, sum(count) AS count, sum(amount) AS amount
+           FROM (SELECT scope, scope_id, day, currency, status, count, amount FROM payment_rollup
+                 UNION ALL
+                 SELECT scope, scope_id, day, currency, status, count, amount FROM payment_rollup_delta) r
+          GROUP BY 1, 2, 3, 4, 5
+         HAVING sum(count) <> 0 OR sum(amount) <> 0)
+       SELECT (SELECT count(*) FROM (SELECT * FROM truth EXCEPT SELECT * FROM rolled) a)
+            + (SELECT count(*) FROM (SELECT * FROM rolled EXCEPT SELECT * FROM truth) b) AS differences`,
+    );
+    expect(Number(differences)).toBe(0);
+  });
+
   it("an admin settles any client's payments in one batch; a miner may not call it", async () => {
     const mine = await running();
     const theirs = await createPaidJob(t.http, t.keys.client2);
