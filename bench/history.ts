@@ -97,10 +97,10 @@ async function seed(db: Pool, from: number, to: number, anchor: string): Promise
     for (let lo = from; lo < to; lo += CHUNK) {
       const hi = Math.min(to, lo + CHUNK);
       await client.query('BEGIN');
-      await client.query('ALTER TABLE job_payments DISABLE TRIGGER job_payments_mirror');
+      await client.query('ALTER TABLE job_payments DISABLE TRIGGER job_payments_mirror_inserted');
       await client.query(JOBS_SQL, [lo, hi - 1, anchor]);
       await client.query(PAYMENTS_SQL, [lo, hi - 1, anchor]);
-      await client.query('ALTER TABLE job_payments ENABLE TRIGGER job_payments_mirror');
+      await client.query('ALTER TABLE job_payments ENABLE TRIGGER job_payments_mirror_inserted');
       await client.query('COMMIT');
       if (to - from > CHUNK) progress(`  seeded ${hi.toLocaleString('en-US')} of ${to.toLocaleString('en-US')}`);
     }
@@ -140,8 +140,8 @@ async function triggerCost(db: Pool, anchor: string): Promise<{ with_us: number;
     const client = await db.connect();
     try {
       await client.query('BEGIN');
-      await client.query('ALTER TABLE job_payments DISABLE TRIGGER job_payments_mirror');
-      if (!withTriggers) await client.query('ALTER TABLE job_payments DISABLE TRIGGER job_payments_rollup_rows');
+      await client.query('ALTER TABLE job_payments DISABLE TRIGGER job_payments_mirror_inserted');
+      if (!withTriggers) await client.query('ALTER TABLE job_payments DISABLE TRIGGER job_payments_rollup_insert');
       await client.query(JOBS_SQL, [from, from + rows - 1, anchor]);
       const began = now();
       await client.query(PAYMENTS_SQL, [from, from + rows - 1, anchor]);

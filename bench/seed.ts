@@ -15,7 +15,7 @@ import { progress, round } from './util';
  *
  * The mirror trigger (and FK checks) are skipped during the seed with
  * `session_replication_role = replica` when the role is a superuser, otherwise with
- * `ALTER TABLE job_payments DISABLE TRIGGER job_payments_mirror` (re-enabled after).
+ * `ALTER TABLE job_payments DISABLE TRIGGER job_payments_mirror_inserted` (re-enabled after).
  * payment_events rows are not seeded: nothing measured reads them.
  */
 export interface SeedSpec {
@@ -46,7 +46,7 @@ export async function seedRows(db: Client, from: number, to: number, spec: SeedS
   const { rows } = await db.query(`SELECT rolsuper FROM pg_roles WHERE rolname = current_user`);
   const superuser = rows[0]?.rolsuper === true;
   if (superuser) await db.query(`SET session_replication_role = replica`);
-  else await db.query(`ALTER TABLE job_payments DISABLE TRIGGER job_payments_mirror`);
+  else await db.query(`ALTER TABLE job_payments DISABLE TRIGGER job_payments_mirror_inserted`);
   try {
     for (let lo = from; lo < to; lo += CHUNK) {
       const hi = Math.min(to, lo + CHUNK);
@@ -63,7 +63,7 @@ export async function seedRows(db: Client, from: number, to: number, spec: SeedS
     throw error;
   } finally {
     if (superuser) await db.query(`RESET session_replication_role`);
-    else await db.query(`ALTER TABLE job_payments ENABLE TRIGGER job_payments_mirror`);
+    else await db.query(`ALTER TABLE job_payments ENABLE TRIGGER job_payments_mirror_inserted`);
   }
   await db.query(`VACUUM (ANALYZE) job, job_payments, payment_escrows`);
   // Flush the seeded pages now, so no checkpoint triggered by them runs during the measured reads.
