@@ -13,9 +13,9 @@ export interface CoalescerOptions<I, O> {
   /** Most requests carried out as one group (0 or 1: every request alone). */
   maxGroup: number;
   /**
-   * Groups in flight at once (default 1). A group's latency is mostly waiting (commits'
-   * fsyncs, the daemon call), so with one lane the CPUs sit partly idle under load; a
-   * second lane fills that wait with the next group.
+   * Lanes (default 1): groups that may be in their first step at once. Within a lane the
+   * next group starts when the last one hands off, so up to two per lane are in flight;
+   * more lanes make smaller groups (measured on 2 cores: no more throughput, more CPU).
    */
   lanes?: number;
   /** One request alone: the single path, no added cost when there is nothing to share. */
