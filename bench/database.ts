@@ -110,22 +110,21 @@ async function createFreshDatabase(admin: Client, adminUrl: string, db: string):
 
 /** One more empty database `name` on the bench's server, dropped at clean-up; its URL. */
 export async function extraDatabase(adminUrl: string, name: string): Promise<string> {
-  const admin = new Client({ connectionString: adminUrl });
-  await admin.connect();
-  try {
-    await createFreshDatabase(admin, adminUrl, name);
-  } finally {
-    await admin.end();
-  }
+  await asAdmin(adminUrl, (admin) => createFreshDatabase(admin, adminUrl, name));
   return withDatabase(adminUrl, name);
 }
 
 async function dropDatabase(adminUrl: string, db: string): Promise<void> {
+  // WITH (FORCE) (PostgreSQL 13+) ends sessions a killed process may have left behind.
+  await asAdmin(adminUrl, (admin) => admin.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`));
+}
+
+/** `work` on a connection of its own to the admin database, closed after. */
+async function asAdmin(adminUrl: string, work: (admin: Client) => Promise<unknown>): Promise<void> {
   const admin = new Client({ connectionString: adminUrl });
   await admin.connect();
   try {
-    // WITH (FORCE) (PostgreSQL 13+) ends sessions a killed process may have left behind.
-    await admin.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`);
+    await work(admin);
   } finally {
     await admin.end();
   }
@@ -141,13 +140,7 @@ async function dropDatabase(adminUrl: string, db: string): Promise<void> {
  * paid job).
  */
 export async function scratchDatabases(adminUrl: string, name: string): Promise<{ url: string; walletUrl: string }> {
-  const admin = new Client({ connectionString: adminUrl });
-  await admin.connect();
-  try {
-    await createDatabasePair(admin, adminUrl, name);
-  } finally {
-    await admin.end();
-  }
+  await asAdmin(adminUrl, (admin) => createDatabasePair(admin, adminUrl, name));
   const url = withDatabase(adminUrl, name);
   const walletUrl = withDatabase(adminUrl, `${name}_wallet`);
   await migrateDatabase(url);
