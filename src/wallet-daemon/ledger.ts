@@ -347,13 +347,26 @@ export async function ensureAddressAccounts(db: Db, refs: AccountRef[]): Promise
  * named account; one that already existed is returned as it is, whatever its kind.
  */
 export async function insertAccounts(db: Db, kind: AccountKind, refs: AccountRef[]): Promise<Map<string, Account>> {
-  await db.query(
-    `INSERT INTO wallet_daemon.accounts (kind, currency, address)
-     SELECT $1, currency, address FROM unnest($2::text[], $3::text[]) AS u(currency, address)
-     ON CONFLICT (currency, address) DO NOTHING`,
+  // One round trip: the new rows from RETURNING, the ones already there from the
+  // statement's snapshot (which does not show its own inserts, so nothing comes twice).
+  const { rows } = await db.query<Account>(
+    `WITH inserted AS (
+       INSERT INTO wallet_daemon.accounts (kind, currency, address)
+       SELECT $1, currency, address FROM unnest($2::text[], $3::text[]) AS u(currency, address)
+       ON CONFLICT (currency, address) DO NOTHING
+       RETURNING ${ACCOUNT_COLUMNS})
+     SELECT * FROM inserted
+     UNION ALL
+     SELECT ${ACCOUNT_COLUMNS} FROM wallet_daemon.accounts
+     JOIN unnest($2::text[], $3::text[]) AS u(currency, address) USING (currency, address)`,
     [kind, refs.map((r) => r.currency), refs.map((r) => r.address)],
   );
-  return findAccounts(db, refs);
+  const found = new Map(rows.map((account) => [accountKey(account), account]));
+  // Only an account another transaction inserted meanwhile is in neither half: it was
+  // committed after this statement's snapshot, so a new statement finds it.
+  const missing = refs.filter((ref) => !found.has(accountKey(ref)));
+  if (missing.length > 0) for (const [key, account] of await findAccounts(db, missing)) found.set(key, account);
+  return found;
 }
 
 export async function findAccounts(db: Db, refs: AccountRef[]): Promise<Map<string, Account>> {
@@ -429,49 +442,52 @@ export async function lockAccounts(db: Db, accountIds: string[]): Promise<Map<st
 }
 
 /**
- * postTransfer for many transfers: the transfers, then every touched account locked in
- * id order (so two batches cannot deadlock on order), one balance update with the
- * summed legs, and the entries. A balance check
+ * postTransfer for many transfers, in one statement as postTransfer is (one round trip,
+ * so an account locked here stays locked only until the commit): the transfers, every
+ * touched account locked in id order (so two batches cannot deadlock on order), one
+ * balance update per account with its summed legs, and the entries. A balance check
  * failing here means an invariant broke (holds only ever hold their escrow's amount),
  * so the whole batch fails rather than guessing which transfer to drop.
  */
 export async function postTransfers(db: Db, transfers: Array<{ transfer: TransferInput; legs: Leg[] }>): Promise<void> {
   for (const { transfer, legs } of transfers) assertBalanced(transfer, legs);
   const column = <T>(pick: (t: TransferInput) => T) => transfers.map(({ transfer }) => pick(transfer));
-  await db.query(
-    `INSERT INTO wallet_daemon.transfers (transaction_hash, kind, currency, amount, escrow_id)
-     SELECT * FROM unnest($1::char(64)[], $2::text[], $3::text[], $4::numeric[], $5::uuid[])`,
-    [
-      column((t) => t.transactionHash),
-      column((t) => t.kind),
-      column((t) => t.currency),
-      column((t) => formatAmount(t.amount)),
-      column((t) => t.escrowId),
-    ],
-  );
-
   const entries = transfers.flatMap(({ transfer, legs }) =>
     legs.map((leg) => ({ hash: transfer.transactionHash, leg })),
   );
   const deltas = new Map<string, Decimal>();
   for (const { leg } of entries)
     deltas.set(leg.account.accountId, (deltas.get(leg.account.accountId) ?? new Decimal(0)).plus(leg.amount));
-  const accountIds = [...deltas.keys()].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : BigInt(a) > BigInt(b) ? 1 : 0));
-  await lockAccounts(db, accountIds);
-  const { rowCount } = await db.query(
-    `UPDATE wallet_daemon.accounts a SET balance = a.balance + d.delta
-     FROM unnest($1::bigint[], $2::numeric[]) AS d(account_id, delta)
-     WHERE a.account_id = d.account_id AND (a.kind = 'mint' OR a.balance + d.delta >= 0)`,
-    [accountIds, accountIds.map((id) => formatAmount(deltas.get(id) as Decimal))],
-  );
-  if (rowCount !== accountIds.length) throw new Error('a batched transfer would take an account below zero');
-  await db.query(
-    `INSERT INTO wallet_daemon.entries (transaction_hash, account_id, amount)
-     SELECT * FROM unnest($1::char(64)[], $2::bigint[], $3::numeric[])`,
+  const accountIds = [...deltas.keys()];
+  // The update reads the accounts through `locked`, whose rows are locked in id order as
+  // they are sorted; the update itself only ever meets rows this statement already holds.
+  const { rows } = await db.query<{ moved: number }>(
+    `WITH transfers AS (
+       INSERT INTO wallet_daemon.transfers (transaction_hash, kind, currency, amount, escrow_id)
+       SELECT * FROM unnest($1::char(64)[], $2::text[], $3::text[], $4::numeric[], $5::uuid[])),
+     locked AS (
+       SELECT account_id FROM wallet_daemon.accounts WHERE account_id = ANY($6::bigint[]) ORDER BY account_id FOR UPDATE),
+     moved AS (
+       UPDATE wallet_daemon.accounts a SET balance = a.balance + d.delta
+         FROM locked l JOIN unnest($6::bigint[], $7::numeric[]) AS d(account_id, delta) USING (account_id)
+        WHERE a.account_id = l.account_id AND (a.kind = 'mint' OR a.balance + d.delta >= 0)
+        RETURNING a.account_id),
+     entries AS (
+       INSERT INTO wallet_daemon.entries (transaction_hash, account_id, amount)
+       SELECT * FROM unnest($8::char(64)[], $9::bigint[], $10::numeric[]))
+     SELECT count(*)::int AS moved FROM moved`,
     [
+      column((t) => t.transactionHash),
+      column((t) => t.kind),
+      column((t) => t.currency),
+      column((t) => formatAmount(t.amount)),
+      column((t) => t.escrowId),
+      accountIds,
+      accountIds.map((id) => formatAmount(deltas.get(id) as Decimal)),
       entries.map((e) => e.hash),
       entries.map((e) => e.leg.account.accountId),
       entries.map((e) => formatAmount(e.leg.amount)),
     ],
   );
+  if (rows[0].moved !== accountIds.length) throw new Error('a batched transfer would take an account below zero');
 }

@@ -8,6 +8,7 @@ import { describeJsonShapeProblem, JsonShapeLimits, jsonShapeProblem } from '../
 import { invalidRequest, WalletDaemonError, WalletErrorBody } from './errors';
 import { FaultInjector } from './faults';
 import { HdWallet } from './hd-wallet';
+import { PreparedStatementClient } from './prepared-client';
 import { pruneIdempotencyKeys } from './idempotency';
 import { dropAnswer, DroppedAnswers } from './replies';
 import { registerWalletRoutes } from './routes';
@@ -31,6 +32,7 @@ export async function buildWalletDaemon(config: WalletDaemonConfig): Promise<Wal
     connectionString: config.databaseUrl,
     max: config.poolSize,
     application_name: 'wallet-daemon',
+    Client: PreparedStatementClient,
   });
   const app = Fastify({
     logger: {
