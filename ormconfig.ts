@@ -13,6 +13,7 @@ import { EscrowLifecycle1764500000000 } from './src/database/migrations/17645000
 import { Reconciliation1764600000000 } from './src/database/migrations/1764600000000-Reconciliation';
 import { PaymentProviders1764700000000 } from './src/database/migrations/1764700000000-PaymentProviders';
 import { StatementTriggers1764800000000 } from './src/database/migrations/1764800000000-StatementTriggers';
+import { DropRedundantClientIndex1764900000000 } from './src/database/migrations/1764900000000-DropRedundantClientIndex';
 
 /**
  * The one source of database options, used by the app (DatabaseModule) and the TypeORM
@@ -34,6 +35,7 @@ export function dataSourceOptions(url: string, poolSize = 10): DataSourceOptions
       Reconciliation1764600000000,
       PaymentProviders1764700000000,
       StatementTriggers1764800000000,
+      DropRedundantClientIndex1764900000000,
     ],
     synchronize: false,
     migrationsRun: false,
