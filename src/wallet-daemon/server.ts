@@ -8,8 +8,8 @@ import { describeJsonShapeProblem, JsonShapeLimits, jsonShapeProblem } from '../
 import { invalidRequest, WalletDaemonError, WalletErrorBody } from './errors';
 import { FaultInjector } from './faults';
 import { HdWallet } from './hd-wallet';
-import { PreparedStatementClient } from './prepared-client';
 import { pruneIdempotencyKeys } from './idempotency';
+import { PreparedStatementClient } from './prepared-client';
 import { dropAnswer, DroppedAnswers } from './replies';
 import { registerWalletRoutes } from './routes';
 import { ensureWalletSchema } from './schema';
