@@ -2,6 +2,7 @@ import Decimal from 'decimal.js';
 import { Pool, PoolClient } from 'pg';
 import {
   Account,
+  accountKey,
   ensureAccount,
   ensureMintAccount,
   findAccounts,
@@ -31,7 +32,8 @@ const address = (what: string) => `${what}-${process.pid}-${++next}`;
 
 async function balances(accounts: Account[]): Promise<string[]> {
   const found = await findAccounts(pool, accounts);
-  return accounts.map((a) => new Decimal(found.get(`${a.currency}/${a.address}`)?.balance ?? 'NaN').toFixed(8));
+  // An account that is missing reads as 'missing', which no expected balance equals.
+  return accounts.map((a) => found.get(accountKey(a))?.balance ?? 'missing');
 }
 
 describe('insertAccounts', () => {
@@ -42,8 +44,8 @@ describe('insertAccounts', () => {
       { currency: 'BTC', address: old.address },
       { currency: 'BTC', address: fresh },
     ]);
-    expect(found.get(`BTC/${old.address}`)).toEqual(old);
-    expect(found.get(`BTC/${fresh}`)).toMatchObject({
+    expect(found.get(accountKey(old))).toEqual(old);
+    expect(found.get(accountKey({ currency: 'BTC', address: fresh }))).toMatchObject({
       kind: 'escrow',
       currency: 'BTC',
       address: fresh,
@@ -70,7 +72,10 @@ describe('insertAccounts', () => {
       other.release();
     }
     const found = await waiting;
-    expect(found.get(`BTC/${contested}`)).toMatchObject({ kind: 'address', address: contested });
+    expect(found.get(accountKey({ currency: 'BTC', address: contested }))).toMatchObject({
+      kind: 'address',
+      address: contested,
+    });
   });
 });
 
