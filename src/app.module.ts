@@ -5,6 +5,7 @@ import { LoggerModule } from 'nestjs-pino';
 import { randomUUID } from 'node:crypto';
 import { AuthModule } from './auth/auth.module';
 import { GlobalErrorFilter } from './common/error.filter';
+import { InFlightRequests } from './common/in-flight-requests';
 import { createValidationPipe } from './common/validation';
 import { AppConfigModule } from './config/config.module';
 import { DatabaseModule } from './database/database.module';
@@ -57,6 +58,9 @@ export const REDACTED_PATHS = ['req.headers["x-api-key"]', 'req.headers.authoriz
   ],
   providers: [
     { provide: APP_PIPE, useFactory: createValidationPipe },
+    // First, so it wraps everything else a request runs (interceptors apply in this order).
+    InFlightRequests,
+    { provide: APP_INTERCEPTOR, useExisting: InFlightRequests },
     { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },
     { provide: APP_FILTER, useClass: GlobalErrorFilter },
   ],

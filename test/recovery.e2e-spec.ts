@@ -369,6 +369,64 @@ describe('recovery', () => {
     }
   });
 
+  it('graceful stop (SIGTERM) while the escrow of a paid job is at the daemon and its caller has hung up: the hold is recorded before the process exits', async () => {
+    const identity = await startApp({});
+    const proxy = await startDaemonProxy(daemon.endpoint.url);
+    const creates = () => proxy.calls.filter((call) => call.path === '/api/v1/escrow/create');
+    try {
+      // No re-drive in this process: only the request itself can record the hold.
+      const coordinator: CoordinatorProcess = await spawnCoordinator(identity, {
+        WALLET_DAEMON_URL: proxy.url,
+        SWEEPS_ENABLED: 'false',
+        LOG_LEVEL: 'info',
+      });
+      proxy.holdAnswers((call) => call.path === '/api/v1/escrow/create');
+      const caller = new AbortController();
+      const sent = fetch(`${coordinator.url}/v1/jobs`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-api-key': identity.keys.client },
+        body: JSON.stringify({ payload: { job_type: 'ai_inference', parameters: {} }, payment_amount: '0.0031' }),
+        signal: caller.signal,
+      }).catch((error: unknown) => error);
+      const applied = await waitFor(
+        'the daemon to hold the escrow',
+        async () => creates().find((call) => call.status !== undefined),
+        30_000,
+        20,
+      );
+      expect(applied).toMatchObject({ status: 201, delivered: false });
+      const paymentId = (JSON.parse(applied.answer!) as { payment_id: string }).payment_id;
+      expect(await statusOf(identity.databaseUrl, paymentId)).toBe('pending');
+
+      // The caller hangs up, then the process is asked to stop while the daemon's answer is still held back.
+      caller.abort();
+      await expect(sent).resolves.toMatchObject({ name: 'AbortError' });
+      const stopped = coordinator.stop();
+      await waitFor(
+        'the coordinator to wait for its request, or to exit',
+        async () =>
+          coordinator.outputTail().includes('request(s) in flight before closing the database pool') ||
+          coordinator.child.exitCode !== null,
+        10_000,
+        20,
+      );
+      proxy.deliverHeld();
+      await stopped;
+
+      expect(coordinator.child.exitCode).toBe(0);
+      expect(await statusOf(identity.databaseUrl, paymentId)).toBe('escrowed');
+      const [job] = await query<{ payment_status: string; state: string }>(
+        identity.databaseUrl,
+        `SELECT j.state, j.payment_status FROM job j JOIN job_payments p ON p.job_id = j.job_id WHERE p.payment_id = $1`,
+        [paymentId],
+      );
+      expect(job).toEqual({ state: 'queued', payment_status: 'escrowed' });
+      expect(creates()).toHaveLength(1);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('three coordinator processes sweep 500 overdue escrows at once: 500 refunds, none twice, no deadlock', async () => {
     const total = 500;
     const amount = '0.001';
