@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Decimal from 'decimal.js';
+import { Client } from 'pg';
 import type { AppConfig } from '../src/config/app-config';
 import { APP_CONFIG } from '../src/config/config.module';
 import { EscrowService } from '../src/escrow/escrow.service';
@@ -14,7 +15,7 @@ import { ProviderStateRepository } from '../src/providers/provider-state.reposit
 import { WalletDaemonRejected } from '../src/wallet-daemon-client/wallet-daemon.client';
 import { startTestApp, TestApp } from './support/app';
 import { PrivateDaemon, startPrivateDaemon } from './support/daemon';
-import { mapConcurrent, query } from './support/flow';
+import { mapConcurrent, query, waitFor } from './support/flow';
 
 // POST /api/v1/escrow/create-batch of the local wallet daemon, over HTTP, and the
 // coordinator's EscrowService.holdBatch on top of it. A daemon of this file alone, so
@@ -295,6 +296,60 @@ describe('wallet daemon create-batch', () => {
     expect(await own.daemon.balance(payer)).toBe('0.00000000');
     expect((await held()).minus(heldBefore).toFixed(8)).toBe('1.00000000');
     expect(await escrowsOf([...batches.flat(), ...singles].map((b) => b.payment_id))).toHaveLength(100);
+  });
+
+  it('gives back the key of an item found short once its payer is locked, although its answer was stored before', async () => {
+    const payer = await own.daemon.fundedAddress('0.3');
+    const [first, second] = [createBody(payer, '0.2'), createBody(payer, '0.1')];
+    const single = createBody(payer, '0.15');
+    const lockWaits = async () =>
+      Number(
+        (
+          await daemonRows(
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+          )
+        )[0].n,
+      );
+    // An open transaction holds the payer's row: a single create of 0.15 queues on it,
+    // then the batch, which read 0.3 unlocked (enough for both items), wrote its escrows
+    // and stored both answers, queues behind the single create. Released, the single
+    // create debits first, and the batch, once it has the payer, finds 0.15.
+    const holder = new Client({ connectionString: own.databaseUrl });
+    await holder.connect();
+    let singleAnswer: Promise<Answer> | undefined;
+    let batchAnswer: Promise<Answer> | undefined;
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM wallet_daemon.accounts WHERE address = $1 FOR UPDATE`, [payer]);
+      singleAnswer = createSingle(single, `${single.payment_id}:create`);
+      await waitFor('the single create to wait on the payer', async () => (await lockWaits()) >= 1);
+      batchAnswer = createBatch([item(first), item(second)]);
+      await waitFor('the batch to wait on the payer', async () => (await lockWaits()) >= 2);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
+    }
+    expect((await singleAnswer)?.status).toBe(201);
+    const { body } = await batchAnswer;
+    expect(body.results[0]).toMatchObject({ status: 402, body: { code: 'INSUFFICIENT_FUNDS' }, replayed: false });
+    expect(body.results[1]).toMatchObject({ status: 201, replayed: false, body: { payment_id: second.payment_id } });
+    expect(await escrowsOf([first.payment_id])).toEqual([]);
+    expect(
+      await daemonRows(`SELECT idempotency_key FROM wallet_daemon.idempotency_keys WHERE idempotency_key = $1`, [
+        `${first.payment_id}:create`,
+      ]),
+    ).toEqual([]);
+    expect(await own.daemon.balance(payer)).toBe('0.05000000');
+
+    // The same item once the payer can pay: held now, not a replay of the answer stored before the lock.
+    await own.daemon.faucet(payer, '0.15');
+    const { body: retried } = await createBatch([item(first)]);
+    expect(retried.results[0]).toMatchObject({
+      status: 201,
+      replayed: false,
+      body: { payment_id: first.payment_id, state: 'held' },
+    });
+    expect(await own.daemon.balance(payer)).toBe('0.00000000');
   });
 
   // Each malformed batch also carries a valid create, which must not be held.

@@ -36,6 +36,8 @@ export interface PendingItem {
 export class BatchRun<T extends PendingItem> {
   private readonly results: BatchItemResult[];
   private readonly failedKeys: string[] = [];
+  /** Keys whose answers `storeAnswers` already wrote. */
+  private readonly storedKeys = new Set<string>();
 
   constructor(
     private readonly db: Db,
@@ -100,10 +102,25 @@ export class BatchRun<T extends PendingItem> {
     if (item.key !== undefined) this.failedKeys.push(item.key);
   }
 
-  /** Stores the done items' answers with the work, gives back failed items' keys, and answers all in request order. */
+  /**
+   * Stores the answers of items whose answer is already known, ahead of the steps that
+   * lock shared accounts (a payer, a miner's payout address), so those row locks — which
+   * concurrent batches wait on — are held for one statement fewer. The same transaction
+   * as the work, so an answer never outlives a rolled-back batch; an item refused after
+   * this still has its key (and the answer with it) given back by `finish`.
+   */
+  async storeAnswers(done: Array<{ item: T; response: StoredResponse }>): Promise<void> {
+    const answers = done.flatMap(({ item, response }) =>
+      item.key === undefined || this.storedKeys.has(item.key) ? [] : [{ key: item.key, response }],
+    );
+    if (answers.length === 0) return;
+    await storeIdempotentResponses(this.db, answers);
+    for (const { key } of answers) this.storedKeys.add(key);
+  }
+
+  /** Stores the done items' answers not stored yet, gives back failed items' keys, and answers all in request order. */
   async finish(done: Array<{ item: T; response: StoredResponse }>): Promise<BatchItemResult[]> {
-    const stored = done.flatMap(({ item, response }) => (item.key === undefined ? [] : [{ key: item.key, response }]));
-    if (stored.length > 0) await storeIdempotentResponses(this.db, stored);
+    await this.storeAnswers(done);
     await releaseIdempotencyKeys(this.db, this.failedKeys);
     for (const { item, response } of done) this.answer(item.index, response);
     return this.results;

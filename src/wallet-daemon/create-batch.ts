@@ -96,6 +96,8 @@ export async function createDistinctBatch(
     }),
   );
   creating.forEach((c, i) => (c.escrow = escrows[i]));
+  // Every answer is known now; stored before the payers are locked (see `storeAnswers`).
+  await run.storeAnswers(creating.map((c) => ({ item: c, response: createdAnswer(c.escrow as EscrowRow) })));
 
   // 6. The payers locked (in id order, as every batch locks accounts) and the funds decided
   //    again on what they hold now: a concurrent debit may have left less than step 4 saw.
@@ -131,7 +133,7 @@ export async function createDistinctBatch(
     }),
   );
 
-  // 8. Answers stored with the work; failed items' keys given back.
+  // 8. Failed items' keys given back (their answers with them); the answers in request order.
   return run.finish(funded.map((c) => ({ item: c, response: createdAnswer(c.escrow as EscrowRow) })));
 }
 

@@ -114,6 +114,15 @@ export async function settleDistinctBatch(
     }
   }
   settling = settling.filter((s) => settled.has(s.request.escrowId));
+  const answers = settling.map((s) => ({
+    item: s,
+    response: settledAnswer(
+      settled.get(s.request.escrowId) as EscrowRow,
+      s.recipientField as 'payee' | 'refund_address',
+    ),
+  }));
+  // Stored before the transfers lock the recipients' accounts (see `storeAnswers`).
+  await run.storeAnswers(answers);
 
   // 6. The money: each whole hold to its recipient, or — a partial release — split between
   // the payee and the refund address as the legs of one transfer (one transaction hash).
@@ -145,16 +154,8 @@ export async function settleDistinctBatch(
     }),
   );
 
-  // 7. Answers stored with the work; failed items' keys given back.
-  return run.finish(
-    settling.map((s) => ({
-      item: s,
-      response: settledAnswer(
-        settled.get(s.request.escrowId) as EscrowRow,
-        s.recipientField as 'payee' | 'refund_address',
-      ),
-    })),
-  );
+  // 7. Failed items' keys given back; the answers in request order.
+  return run.finish(answers);
 }
 
 /** The answer to a settlement, single or batched (stored for replays). */
