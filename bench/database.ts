@@ -1,11 +1,10 @@
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, Pool } from 'pg';
 import { startEmbeddedPostgres } from '../src/database/embedded-postgres';
 import { migrateDatabase } from '../src/database/migrations';
 import { ensureWalletSchema } from '../src/wallet-daemon/schema';
 import { onCleanup, ROOT } from './processes';
-import { progress, sleep } from './util';
+import { progress } from './util';
 
 /** shared_buffers of the benchmark's embedded server. */
 const EMBEDDED_SHARED_BUFFERS = '1GB';
@@ -51,7 +50,6 @@ export async function prepareDatabases(name: string, statements = false): Promis
   } else {
     const dataDir = join(ROOT, '.data', 'bench-pg');
     progress(`DATABASE_URL unset: starting embedded PostgreSQL under ${dataDir}`);
-    await stopOrphanedServer(join(dataDir, 'pg'));
     const logLines: string[] = [];
     // Sized as a server holding a million payments would be (the default 128 MB is a
     // laptop's): the 1M read figures then measure indexes, not the buffer cache. The
@@ -207,25 +205,4 @@ function isAlive(pid: number): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
-}
-
-/**
- * A benchmark killed with SIGKILL leaves its embedded server running (nothing could stop
- * it); the next start on the same data directory would fail on its lock file. The server
- * of our own data directory is ours: stop it (fast shutdown) first.
- */
-async function stopOrphanedServer(pgDir: string): Promise<void> {
-  const lock = join(pgDir, 'postmaster.pid');
-  if (!existsSync(lock)) return;
-  const pid = Number(readFileSync(lock, 'utf8').split('\n')[0]);
-  let cmdline: string;
-  try {
-    cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-  } catch {
-    return; // not running: PostgreSQL removes a stale lock file itself
-  }
-  if (!cmdline.includes('postgres') || !cmdline.includes(pgDir)) return;
-  progress(`stopping the embedded PostgreSQL (pid ${pid}) an interrupted run left running`);
-  process.kill(pid, 'SIGINT');
-  for (let i = 0; i < 100 && isAlive(pid); i++) await sleep(100);
 }

@@ -151,7 +151,6 @@ export async function createApp(): Promise<NestFastifyApplication> {
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule, adapter, { bufferLogs: true });
   app.useLogger(app.get(Logger));
-  app.enableShutdownHooks();
   const config = app.get<AppConfig>(APP_CONFIG);
   setSecurityHeaders(app, await securityHeaders());
   rejectNonJsonBodies(app);

@@ -93,6 +93,67 @@ describe('npm start', () => {
   });
 });
 
+describe('npm start, stopped from its terminal or by a process manager', () => {
+  let home: string;
+  beforeEach(async () => {
+    home = await mkdtemp(join(tmpdir(), 'npm-start-stop-'));
+    await chmod(home, 0o755);
+  });
+  afterEach(async () => {
+    await stopLeftoverServer(join(home, 'data', 'pg'));
+    await rm(home, { recursive: true, force: true });
+  });
+
+  it.each<[string, NodeJS.Signals, boolean]>([
+    ['Ctrl-C in its terminal (SIGINT to its whole process group)', 'SIGINT', true],
+    ['SIGTERM to the process alone, as a process manager sends it', 'SIGTERM', false],
+  ])(
+    '%s: stops the app, then the daemon and the embedded server, exits 0 and warns of nothing',
+    async (_how, signal, wholeGroup) => {
+      const daemonPort = await freePort();
+      const coordinator = await spawnAsNpmStart(
+        { DATA_DIR: join(home, 'data'), WALLET_DAEMON_PORT: String(daemonPort), LOG_LEVEL: 'info' },
+        { ownProcessGroup: true },
+      );
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
+        coordinator.child.once('exit', (code, exitSignal) => done({ code, signal: exitSignal })),
+      );
+      process.kill(wholeGroup ? -coordinator.pid : coordinator.pid, signal);
+
+      expect(await exited).toEqual({ code: 0, signal: null });
+      const lines = coordinator
+        .outputTail()
+        .split('\n')
+        .filter((line) => line.startsWith('{"level"'))
+        .map((line) => JSON.parse(line) as { level: number; msg?: string });
+      const fromStop = lines.slice(lines.findIndex((line) => line.msg === 'stopping'));
+      expect(fromStop.map((line) => line.msg)).toEqual(expect.arrayContaining(['stopping', 'stopped']));
+      expect(lines.filter((line) => line.level >= 40)).toEqual([]);
+      // A clean shutdown removes the server's lock file; the daemon no longer listens.
+      expect(existsSync(join(home, 'data', 'pg', 'postmaster.pid'))).toBe(false);
+      await expect(fetch(`http://127.0.0.1:${daemonPort}/health`)).rejects.toThrow();
+    },
+  );
+
+  it('after a SIGKILL, which leaves its embedded server running, starts again on the same DATA_DIR', async () => {
+    const dataDir = join(home, 'data');
+    const first = await spawnAsNpmStart({ DATA_DIR: dataDir, WALLET_DAEMON_PORT: String(await freePort()) });
+    await first.kill();
+    const lockFile = join(dataDir, 'pg', 'postmaster.pid');
+    const leftPid = Number((await readFile(lockFile, 'utf8')).split('\n')[0]);
+    expect(() => process.kill(leftPid, 0)).not.toThrow();
+
+    const second = await spawnAsNpmStart({ DATA_DIR: dataDir, WALLET_DAEMON_PORT: String(await freePort()) });
+    try {
+      expect((await fetch(`${second.url}/health/ready`)).status).toBe(200);
+      expect(Number((await readFile(lockFile, 'utf8')).split('\n')[0])).not.toBe(leftPid);
+      expect(() => process.kill(leftPid, 0)).toThrow();
+    } finally {
+      await second.stop();
+    }
+  });
+});
+
 describe('npm start with DATA_DIR inside a directory the embedded server’s user cannot enter', () => {
   const asRoot = process.getuid?.() === 0;
   // As root the server runs as postgres, whom a root-owned 0700 directory (what `mktemp -d`

@@ -64,6 +64,10 @@ export async function spawnWalletDaemon(options: SpawnWalletDaemonOptions): Prom
   const child = spawn(process.execPath, [entry], {
     env: daemonEnv(options),
     stdio: ['pipe', 'pipe', 'pipe'],
+    // A process group of its own: Ctrl-C in a terminal signals the whole foreground group,
+    // and the daemon would stop while the coordinator still finishes its requests; the
+    // coordinator stops it after them. It still exits with its parent (stdin closes).
+    detached: true,
   });
   const log = openLog(options.logFile);
   const stopped = new Promise<void>((done) => child.once('exit', () => done()));

@@ -105,12 +105,24 @@ export async function spawnCoordinator(
  * it a DATA_DIR and a WALLET_DAEMON_PORT of its own. Resolves once `/health/ready` answers
  * 200; rejects with its output if it exits first.
  */
-export function spawnAsNpmStart(env: Record<string, string>): Promise<CoordinatorProcess> {
+export function spawnAsNpmStart(
+  env: Record<string, string>,
+  options: { ownProcessGroup?: boolean } = {},
+): Promise<CoordinatorProcess> {
   // initdb, migrations and the daemon's start all come before it is ready.
-  return spawnMain({ NODE_ENV: 'development', ...env }, NPM_START_READY_TIMEOUT_MS);
+  return spawnMain({ NODE_ENV: 'development', ...env }, NPM_START_READY_TIMEOUT_MS, options.ownProcessGroup);
 }
 
-async function spawnMain(env: Record<string, string>, readyTimeoutMs = READY_TIMEOUT_MS): Promise<CoordinatorProcess> {
+/**
+ * `ownProcessGroup`: the process leads a process group of its own, as a command started
+ * in a terminal does, so a test can signal the whole group the way Ctrl-C does
+ * (`process.kill(-pid, 'SIGINT')`).
+ */
+async function spawnMain(
+  env: Record<string, string>,
+  readyTimeoutMs = READY_TIMEOUT_MS,
+  ownProcessGroup = false,
+): Promise<CoordinatorProcess> {
   if (!existsSync(COORDINATOR_ENTRY)) {
     throw new Error(`coordinator is not built (${COORDINATOR_ENTRY} missing); run \`npx nest build\` first`);
   }
@@ -128,6 +140,7 @@ async function spawnMain(env: Record<string, string>, readyTimeoutMs = READY_TIM
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: ownProcessGroup,
   });
   live.add(child);
   const exited = new Promise<void>((done) => child.once('exit', () => done()));
