@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { Client, Pool } from 'pg';
+import { processAlive } from '../src/common/process-alive';
 import { startEmbeddedPostgres } from '../src/database/embedded-postgres';
 import { migrateDatabase } from '../src/database/migrations';
 import { ensureWalletSchema } from '../src/wallet-daemon/schema';
@@ -191,18 +192,9 @@ async function dropLeftovers(admin: Client, local: boolean, all: boolean): Promi
   );
   for (const { datname } of rows) {
     const pid = Number(/_p(\d+)/.exec(datname)?.[1]);
-    if (!all && isAlive(pid)) continue;
+    if (!all && processAlive(pid)) continue;
     if (pid === process.pid) continue;
     await admin.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`).catch(() => undefined);
     progress(`dropped leftover database ${datname} of an interrupted run`);
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import type { Client } from 'pg';
+import { processAlive } from '../src/common/process-alive';
 import { startEmbeddedPostgres } from '../src/database/embedded-postgres';
 import { migrateDatabase } from '../src/database/migrations';
 import { spawnWalletDaemon } from '../src/wallet-daemon/spawn';
@@ -120,17 +121,8 @@ async function dropLeftoversOfDeadRuns(admin: Client, base: string): Promise<voi
   const runPid = new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}_r(\\d+)_`);
   for (const name of await databasesWithPrefix(admin, `${base}_r`)) {
     const pid = runPid.exec(name)?.[1];
-    if (!pid || Number(pid) === process.pid || isAlive(Number(pid))) continue;
+    if (!pid || Number(pid) === process.pid || processAlive(Number(pid))) continue;
     await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)}`).catch(() => undefined);
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, resolve, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { processAlive } from '../common/process-alive';
 import { withDatabaseName } from './database-url';
 import { assertServerCanReach } from './server-user-access';
 
@@ -188,15 +189,6 @@ async function stopLeftoverServer(databaseDir: string): Promise<void> {
   if (!command.includes('postgres') || !command.includes(databaseDir)) return;
   process.kill(pid, 'SIGINT');
   for (let i = 0; i < 150 && processAlive(pid); i++) await sleep(100);
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Creates the database if it does not exist yet (CREATE DATABASE has no IF NOT EXISTS). */
