@@ -95,7 +95,7 @@ export async function startEmbeddedPostgres(
   const stop =
     process.platform === 'win32'
       ? await server.start().then(() => () => server.stop())
-      : await startPostmaster(databaseDir, ['-D', databaseDir, '-p', String(port), ...postgresFlags], log);
+      : await startPostmaster(['-D', databaseDir, '-p', String(port), ...postgresFlags], log);
   // `?host=<directory>` makes pg (and libpq tools such as psql and pgbench) use the socket.
   const socket = `?host=${encodeURIComponent(databaseDir)}`;
   const adminUrl = `postgres://postgres:postgres@127.0.0.1:${port}/postgres${socket}`;
@@ -116,11 +116,7 @@ export async function startEmbeddedPostgres(
  * waited for). The server is also stopped when this process exits (a crash or
  * `process.exit`); only a SIGKILL leaves it running, and the next start stops it first.
  */
-async function startPostmaster(
-  databaseDir: string,
-  args: string[],
-  log: (line: string) => void,
-): Promise<() => Promise<void>> {
+async function startPostmaster(args: string[], log: (line: string) => void): Promise<() => Promise<void>> {
   const child = spawn(postgresBinary(), args, {
     ...postgresUserIds(),
     // Messages in English, whatever the machine's locale: the readiness line is matched below.
@@ -139,7 +135,10 @@ async function startPostmaster(
       if (output.includes('database system is ready to accept connections')) ready();
     });
     child.once('error', fail);
-    void exited.then(() => fail(new Error(`PostgreSQL exited while starting (code ${child.exitCode})`)));
+    void exited.then(() => {
+      const lastLines = output.trim().split('\n').slice(-5).join('\n');
+      fail(new Error(`PostgreSQL exited while starting (code ${child.exitCode}):\n${lastLines}`));
+    });
   });
   process.once('exit', stopOnExit);
   return async () => {
