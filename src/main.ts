@@ -20,6 +20,31 @@ const log = pino({ level: process.env.LOG_LEVEL ?? 'info' });
 async function bootstrap(): Promise<void> {
   let config = loadConfig(process.env);
   const stops: (() => Promise<void>)[] = [];
+  let app: Awaited<ReturnType<typeof createApp>> | undefined = undefined;
+
+  // SIGINT (Ctrl-C) and SIGTERM stop the service in order: the app first (running requests
+  // finish, background work stops, the pool closes: `app.close()` runs every shutdown hook),
+  // then the local daemon, then the embedded server, which run in process groups of their
+  // own so that a terminal's Ctrl-C reaches only this process. Listening from the start, a
+  // stop during start-up stops what has started so far. These listeners stand in for
+  // Nest's `enableShutdownHooks`, which re-raises the signal once the app has closed and so
+  // ended the process before the daemon and the database were stopped. A second signal
+  // ends it at once (the embedded server is still told to stop, on exit).
+  let stopping = false;
+  const shutdown = async (signal: NodeJS.Signals) => {
+    if (stopping) {
+      log.warn({ signal }, 'second stop signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    await app?.close();
+    for (const stop of stops) await stop().catch((error: unknown) => log.error({ err: error }, 'stop failed'));
+    log.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGINT', (signal) => void shutdown(signal));
+  process.on('SIGTERM', (signal) => void shutdown(signal));
 
   if (!config.databaseUrl) {
     const started = Date.now();
@@ -52,30 +77,8 @@ async function bootstrap(): Promise<void> {
   }
   config = loadConfig(process.env);
 
-  const app = await createApp();
-  // SIGINT (Ctrl-C) and SIGTERM stop the service in order: the app first (running requests
-  // finish, background work stops, the pool closes: `app.close()` runs every shutdown hook),
-  // then the local daemon, then the embedded server, which run in process groups of their
-  // own so that a terminal's Ctrl-C reaches only this process. These listeners stand in for
-  // Nest's `enableShutdownHooks`, which re-raises the signal once the app has closed and so
-  // ended the process before the daemon and the database were stopped. A second signal
-  // ends it at once (the embedded server is still told to stop, on exit).
-  let stopping = false;
-  const shutdown = async (signal: NodeJS.Signals) => {
-    if (stopping) {
-      log.warn({ signal }, 'second stop signal: exiting now');
-      process.exit(1);
-    }
-    stopping = true;
-    log.info({ signal }, 'stopping');
-    await app.close();
-    for (const stop of stops) await stop().catch((error: unknown) => log.error({ err: error }, 'stop failed'));
-    log.info('stopped');
-    process.exit(0);
-  };
-  process.on('SIGINT', (signal) => void shutdown(signal));
-  process.on('SIGTERM', (signal) => void shutdown(signal));
-
+  app = await createApp();
+  if (stopping) return; // a stop signal came during start-up: shutdown() closes the app
   await app.listen({ port: config.port, host: '0.0.0.0' });
   const url = `http://127.0.0.1:${config.port}`;
   log.info({ url, docs: `${url}/docs` }, 'coordinator listening');
