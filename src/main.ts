@@ -28,13 +28,15 @@ async function bootstrap(): Promise<void> {
   // own so that a terminal's Ctrl-C reaches only this process. Listening from the start, a
   // stop during start-up stops what has started so far. These listeners stand in for
   // Nest's `enableShutdownHooks`, which re-raises the signal once the app has closed and so
-  // ended the process before the daemon and the database were stopped. A second signal
-  // ends it at once (the embedded server is still told to stop, on exit).
+  // ended the process before the daemon and the database were stopped. Signals during the
+  // stop are ignored: under `npm start` each Ctrl-C arrives twice (from the terminal and
+  // forwarded by npm), and the stop is bounded anyway (20 s for running requests, 5 s for
+  // the daemon, then a fast shutdown of the server).
   let stopping = false;
   const shutdown = async (signal: NodeJS.Signals) => {
     if (stopping) {
-      log.warn({ signal }, 'second stop signal: exiting now');
-      process.exit(1);
+      log.info({ signal }, 'already stopping');
+      return;
     }
     stopping = true;
     log.info({ signal }, 'stopping');

@@ -105,7 +105,11 @@ describe('npm start, stopped from its terminal or by a process manager', () => {
   });
 
   it.each<[string, NodeJS.Signals, boolean]>([
-    ['Ctrl-C in its terminal (SIGINT to its whole process group)', 'SIGINT', true],
+    [
+      'Ctrl-C in its terminal (SIGINT to its whole process group, twice as under npm, which forwards it)',
+      'SIGINT',
+      true,
+    ],
     ['SIGTERM to the process alone, as a process manager sends it', 'SIGTERM', false],
   ])(
     '%s: stops the app, then the daemon and the embedded server, exits 0 and warns of nothing',
@@ -119,6 +123,7 @@ describe('npm start, stopped from its terminal or by a process manager', () => {
         coordinator.child.once('exit', (code, exitSignal) => done({ code, signal: exitSignal })),
       );
       process.kill(wholeGroup ? -coordinator.pid : coordinator.pid, signal);
+      if (wholeGroup) process.kill(-coordinator.pid, signal);
 
       expect(await exited).toEqual({ code: 0, signal: null });
       const lines = coordinator
