@@ -2,8 +2,8 @@ import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { DEMO_CLIENT_WALLET } from '../src/config/app-config';
+import { stopLeftoverServer } from '../src/database/embedded-postgres';
 import { CoordinatorProcess, freePort, spawnAsNpmStart, stopAllCoordinators } from './support/processes';
 import { withClient } from './support/postgres';
 
@@ -15,28 +15,6 @@ import { withClient } from './support/postgres';
 async function embeddedServerUrl(databaseDir: string, database: string): Promise<string> {
   const port = (await readFile(join(databaseDir, 'postmaster.pid'), 'utf8')).split('\n')[3].trim();
   return `postgres://postgres:postgres@127.0.0.1:${port}/${database}`;
-}
-
-/**
- * Stops the embedded server if it outlived the coordinator (SIGKILLed when its shutdown
- * exceeds the stop grace period): a postmaster keeps running without its parent.
- */
-async function stopLeftoverServer(databaseDir: string): Promise<void> {
-  const pidFile = join(databaseDir, 'postmaster.pid');
-  if (!existsSync(pidFile)) return;
-  const pid = Number((await readFile(pidFile, 'utf8')).split('\n')[0]);
-  const alive = () => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  if (!alive()) return;
-  process.kill(pid, 'SIGINT'); // fast shutdown
-  const deadline = Date.now() + 15_000;
-  while (alive() && Date.now() < deadline) await sleep(100);
 }
 
 async function tablesInSchema(url: string, schema: string): Promise<string[]> {

@@ -178,7 +178,7 @@ function isRunning(child: ChildProcess): boolean {
  * SIGKILLed before it could stop it): its postmaster.pid names a live postgres of this
  * directory. Without this the new server would refuse the directory's lock file.
  */
-async function stopLeftoverServer(databaseDir: string): Promise<void> {
+export async function stopLeftoverServer(databaseDir: string): Promise<void> {
   const lockFile = join(databaseDir, 'postmaster.pid');
   if (!existsSync(lockFile)) return;
   const pid = Number(readFileSync(lockFile, 'utf8').split('\n')[0]);
