@@ -21,8 +21,22 @@ import { ReceiptsModule } from './receipts/receipts.module';
 import { ReconciliationModule } from './reconciliation/reconciliation.module';
 import { WebhooksModule } from './webhooks/webhooks.module';
 
-/** Headers never written to a log line. */
-export const REDACTED_PATHS = ['req.headers["x-api-key"]', 'req.headers.authorization', 'req.headers.cookie'];
+/** Headers never written to a log line: shown as `[redacted]`. */
+export const SECRET_HEADERS = ['x-api-key', 'authorization', 'cookie'];
+
+/**
+ * The request as log lines show it (pino's standard fields), its secret-bearing headers
+ * replaced in a copy. A serializer, not pino's `redact` option: pino-http serializes the
+ * request into a child logger on every request, logged or not, and `redact`'s clone of
+ * it was about a tenth of the CPU of a `GET /v1/payments/{id}`.
+ */
+export function requestForLog<R extends { headers: Record<string, unknown> }>(req: R): R {
+  const headers = { ...req.headers };
+  for (const name of SECRET_HEADERS) if (headers[name] !== undefined) headers[name] = '[redacted]';
+  // `req` is pino's fresh copy of the request; the request's own headers stay untouched.
+  req.headers = headers;
+  return req;
+}
 
 @Module({
   imports: [
@@ -38,8 +52,7 @@ export const REDACTED_PATHS = ['req.headers["x-api-key"]', 'req.headers.authoriz
           (req.headers['x-request-id'] as string | undefined)?.slice(0, 100) ??
           (req as { id?: string }).id ??
           randomUUID(),
-        redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
-        serializers: { res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }) },
+        serializers: { req: requestForLog, res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }) },
         autoLogging: { ignore: (req) => (req.url ?? '').startsWith('/health') || req.url === '/metrics' },
       },
     }),

@@ -203,6 +203,67 @@ describe('coalesced single requests', () => {
     }
   });
 
+  it("16 concurrent GET /v1/payments/{id} by two clients while the first is held up: the 14 others with a uuid in one statement, each caller its own payment; another client's, an unknown and a malformed id are 404, an upper-case id is found", async () => {
+    const mine = [];
+    const theirs = [];
+    for (let i = 0; i < 4; i++) mine.push(await createPaidJob(t.http, t.keys.client, { amount: '0.00004' }));
+    for (let i = 0; i < 4; i++) theirs.push(await createPaidJob(t.http, t.keys.client2, { amount: '0.00005' }));
+    const unknown = '0193a5b0-7c1e-7d2a-9c4b-2f1e8d7a6b5c';
+    const asks: { key: string; id: string; expect: number }[] = [
+      ...mine.map((job) => ({ key: t.keys.client, id: job.payment_id as string, expect: 200 })),
+      ...theirs.map((job) => ({ key: t.keys.client2, id: job.payment_id as string, expect: 200 })),
+      // Each asked for by both: the owner reads it, the other client is told it does not exist.
+      ...mine.slice(0, 3).map((job) => ({ key: t.keys.client2, id: job.payment_id as string, expect: 404 })),
+      { key: t.keys.client, id: theirs[0].payment_id.toUpperCase(), expect: 404 },
+      { key: t.keys.client2, id: theirs[1].payment_id.toUpperCase(), expect: 200 },
+      { key: t.keys.admin, id: mine[3].payment_id, expect: 200 },
+      { key: t.keys.client, id: unknown, expect: 404 },
+      { key: t.keys.client, id: 'not-a-uuid', expect: 404 },
+    ];
+    const before = await groups('payment_read');
+    // The first read goes alone and waits on this lock (reads take ACCESS SHARE); the others,
+    // arriving meanwhile, must wait for it and then go as one group.
+    const blocker = new Client({ connectionString: t.databaseUrl });
+    await blocker.connect();
+    const answers = await (async () => {
+      try {
+        await blocker.query('BEGIN');
+        await blocker.query('LOCK TABLE job_payments IN ACCESS EXCLUSIVE MODE');
+        // `.then` sends each request now (supertest sends on the first await).
+        const reads = asks.map((ask) =>
+          t.http
+            .get(`/v1/payments/${ask.id}`)
+            .set('X-Api-Key', ask.key)
+            .then((r) => r),
+        );
+        // The malformed id never reaches the coalescer: 14 wait behind the first.
+        await waitFor('14 reads waiting behind the first', async () =>
+          (await metricValue(t.http, 'coalescer_waiting_requests', { kind: 'payment_read' })) === 14 ? true : undefined,
+        );
+        await blocker.query('COMMIT');
+        return await Promise.all(reads);
+      } finally {
+        await blocker.end();
+      }
+    })();
+
+    expect(answers.map((a) => a.status)).toEqual(asks.map((ask) => ask.expect));
+    asks.forEach((ask, i) => {
+      const body = answers[i].body;
+      if (ask.expect === 200) expect(body.payment_id).toBe(ask.id.toLowerCase());
+      else expect(body.code).toBe('PAYMENT_NOT_FOUND');
+    });
+    const owners = answers.filter((a) => a.status === 200).map((a) => [a.body.payment_id, a.body.client_id]);
+    const all = [...mine, ...theirs];
+    const ownerOf = new Map(all.map((job, i) => [job.payment_id, i < 4 ? t.principals.client : t.principals.client2]));
+    for (const [paymentId, clientId] of owners) expect(clientId).toBe(ownerOf.get(paymentId));
+    const after = await groups('payment_read');
+    expect({ groups: after.count - before.count, reads: after.requests - before.requests }).toEqual({
+      groups: 2,
+      reads: 15,
+    });
+  });
+
   it("concurrent results and failures by two miners: settled in few daemon calls, each report its own answer, each payment once; another miner's job and a repeated report are refused alone", async () => {
     const payout2 = await pd.daemon.newAddress();
     await registerMiner(t.http, t.keys.miner2, payout2);

@@ -1,7 +1,11 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import type { Principal } from '../auth/api-keys';
+import { Coalescer } from '../common/coalescer';
 import { DomainError, notFound } from '../common/errors';
+import type { AppConfig } from '../config/app-config';
+import { APP_CONFIG } from '../config/config.module';
 import { Sql, Transactions } from '../database/transactions';
+import { MetricsService } from '../metrics/metrics.service';
 import type { JobPayment, PaymentEvent } from './job-payment.entity';
 import { JobPaymentsRepository } from './job-payments.repository';
 import { isUuid } from './payment-decisions.service';
@@ -11,14 +15,40 @@ import { canSeePayment } from './payment-rules';
 /** Reads of payments and their audit trail. Others' payments are not found (404), never forbidden. */
 @Injectable()
 export class PaymentQueries {
+  /**
+   * Concurrent reads of payments by id, looked up together: one statement for everyone
+   * who asked while the last one was out. Under load a read's cost is mostly the round
+   * trip (the query's socket write, its parse, PostgreSQL's execution), not the row.
+   * Each group starts after its requests arrived, so a read sees every commit before it.
+   */
+  private readonly reads: Coalescer<string, JobPayment | undefined>;
+
   constructor(
+    @Inject(APP_CONFIG) config: AppConfig,
+    metrics: MetricsService,
     private readonly tx: Transactions,
     private readonly payments: JobPaymentsRepository,
     private readonly events: PaymentEventsRepository,
-  ) {}
+  ) {
+    this.reads = new Coalescer<string, JobPayment | undefined>({
+      maxGroup: config.coalesceMaxGroup,
+      lanes: config.coalesceLanes,
+      observer: metrics.coalescerObserver('payment_read'),
+      one: (paymentId) => this.payments.find(this.tx.sql, paymentId),
+      many: async (paymentIds, handOff) => {
+        // Nothing to commit: the next group may start while this one's query is out.
+        handOff();
+        const found = new Map(
+          (await this.payments.findMany(this.tx.sql, [...new Set(paymentIds)])).map((p) => [p.payment_id, p]),
+        );
+        return paymentIds.map((paymentId) => ({ value: found.get(paymentId) }));
+      },
+    });
+  }
 
   async get(principal: Principal, paymentId: string): Promise<JobPayment> {
-    const payment = isUuid(paymentId) ? await this.payments.find(this.tx.sql, paymentId) : undefined;
+    // PostgreSQL reads a uuid in any case and answers in lower case, the key the group matches on.
+    const payment = isUuid(paymentId) ? await this.reads.submit(paymentId.toLowerCase()) : undefined;
     if (!payment || !canSeePayment(principal, payment)) throw notFound('payment', paymentId);
     return payment;
   }
