@@ -30,7 +30,7 @@ import { measureHistory } from './history';
 import { goalsOf, renderReport, Report } from './report';
 import { seededId, seedRows, SeedSpec } from './seed';
 import { enableStatements, renderStatements, topStatements } from './statements';
-import { now, percentile, progress, ratio, round, sleep, stamp } from './util';
+import { now, percentile, progress, ratio, round, satisfiesEngines, sleep, stamp } from './util';
 import { BenchReceiver, measureWebhookDelivery, registerBenchEndpoint } from './webhooks';
 
 // ------------------------------------------------------------------ options
@@ -212,6 +212,13 @@ async function main(): Promise<void> {
     `coordinator benchmark ${runId}${options.quick ? ' (quick)' : ''}: ${cpus().length} CPUs, logs under ${logDir}`,
   );
   const began = now();
+  const engines = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { engines: { node: string } })
+    .engines.node;
+  if (!satisfiesEngines(process.versions.node, engines))
+    progress(
+      `WARNING: Node ${process.versions.node} is outside package.json's engines (${engines}); the services run on it, ` +
+        'so these figures are not what a supported Node gives (run the bench with Node 22 or 24 on PATH)',
+    );
 
   if (options.waitIdle) await waitForIdle(options.waitIdle);
   const machineLoad = await loadAtStart();

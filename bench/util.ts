@@ -65,3 +65,23 @@ export async function waitFor(
     await sleep(everyMs);
   }
 }
+
+/**
+ * Whether Node `version` satisfies an engines range of `^a.b.c` and `>=a.b.c`
+ * alternatives joined by `||` (the forms package.json's engines uses); any other form
+ * counts as not satisfied, so the bench warns rather than guesses.
+ */
+export function satisfiesEngines(version: string, range: string): boolean {
+  const parse = (v: string) => v.split('.').map(Number);
+  const atLeast = (a: number[], b: number[]) => {
+    for (let i = 0; i < 3; i++) if (a[i] !== b[i]) return a[i] > b[i];
+    return true;
+  };
+  const have = parse(version);
+  return range.split('||').some((alternative) => {
+    const match = /^\s*(\^|>=)(\d+)\.(\d+)\.(\d+)\s*$/.exec(alternative);
+    if (!match) return false;
+    const floor = [Number(match[2]), Number(match[3]), Number(match[4])];
+    return atLeast(have, floor) && (match[1] === '>=' || have[0] === floor[0]);
+  });
+}
