@@ -70,6 +70,46 @@ describe('batch settlement in the sweeps', () => {
     }
   });
 
+  it('sweeps 35 due escrows in batches of 10 with a slow daemon, two batches settling at once: each payment refunded once, the books equal', async () => {
+    const t = await startTestApp({ WALLET_DAEMON_BATCH_SIZE: '10' }, { daemon: own.daemon });
+    try {
+      const paymentIds = await dueEscrows(t, 35);
+      const heldBefore = await query<{ held: string }>(
+        t.databaseUrl,
+        `SELECT coalesce(sum(amount), 0)::text AS held FROM job_payments WHERE status = 'escrowed'`,
+      );
+      // Each settle-batch call takes 300 ms, far longer than deciding the next batch: the
+      // second batch settles while the first is still at the daemon.
+      await own.daemon.setFaults({ latency_ms: 300 });
+      try {
+        await expect(t.app.get(JobsService).expireDue(10)).resolves.toBe(35);
+      } finally {
+        await own.daemon.resetFaults();
+      }
+
+      expect(await batchCalls(t)).toBe(4);
+      for (const paymentId of paymentIds) {
+        const payment = await getPayment(t.http, t.keys.client, paymentId);
+        expect(payment).toMatchObject({ status: 'refunded', settle_reason: 'job_expired' });
+        const events = await paymentEvents(t.http, t.keys.client, paymentId);
+        expect(events.filter((e: { to: string }) => e.to === 'refunded')).toHaveLength(1);
+        expect(kinds(await t.daemon.escrowTransfers(payment.escrow_id))).toEqual(['create', 'refund']);
+      }
+      const [after] = await query<{ escrowed: string; refunded: string }>(
+        t.databaseUrl,
+        `SELECT coalesce(sum(amount) FILTER (WHERE status = 'escrowed'), 0)::text AS escrowed,
+                coalesce(sum(amount) FILTER (WHERE status = 'refunded' AND payment_id = ANY($1::uuid[])), 0)::text AS refunded
+           FROM job_payments`,
+        [paymentIds],
+      );
+      expect(after).toEqual({ escrowed: '0', refunded: '0.00350000' });
+      expect(heldBefore[0].held).toBe('0.00350000');
+      await t.daemon.expectLedgerConserved();
+    } finally {
+      await t.close();
+    }
+  });
+
   it('an item the daemon refuses is reconciled on its own; the rest of the batch is recorded', async () => {
     const t = await startTestApp({ WALLET_DAEMON_BATCH_SIZE: '200' }, { daemon: own.daemon });
     try {

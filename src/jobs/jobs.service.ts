@@ -31,6 +31,10 @@ export interface Page<T> {
  * a job with a payment moves, Payments is told inside the same transaction, and the daemon
  * is called after commit.
  */
+
+/** Swept batches settling at once (measured on 2 cores: one left a third of the machine idle). */
+const SETTLING_BATCHES = 2;
+
 @Injectable()
 export class JobsService {
   private readonly logger = new Logger('Jobs');
@@ -150,9 +154,11 @@ export class JobsService {
    */
   async expireDue(batchSize = 1000): Promise<number> {
     let total = 0;
-    // One batch settles at the daemon while the next is decided. Decisions commit first,
-    // so a crash in between leaves leased work for the re-drive, never lost money.
-    let settling: Promise<unknown> = Promise.resolve();
+    // Decided batches settle at the daemon while the next is decided, up to
+    // SETTLING_BATCHES at once (their steps fill each other's waits on the two databases).
+    // Decisions commit first, so a crash in between leaves leased work for the re-drive,
+    // never lost money.
+    const settling: Promise<unknown>[] = [];
     let settleError: { error: unknown } | undefined;
     const settleInBackground = (payments: JobPayment[]) =>
       this.payments.settleMany(payments).catch((error: unknown) => (settleError ??= { error }));
@@ -160,13 +166,13 @@ export class JobsService {
       for (;;) {
         const decided = await this.expireBatch(batchSize);
         total += decided.count;
-        await settling;
+        if (settling.length >= SETTLING_BATCHES) await settling.shift();
         if (settleError) break;
-        settling = settleInBackground(decided.payments);
+        settling.push(settleInBackground(decided.payments));
         if (decided.count < batchSize) break;
       }
     } finally {
-      await settling;
+      await Promise.all(settling);
     }
     if (settleError) throw settleError.error;
     return total;
