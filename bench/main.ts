@@ -113,6 +113,7 @@ function parseOptions(argv: string[]): Options {
         '  --statements        print the SQL statements PostgreSQL spent the most time on (pg_stat_statements)',
         '  --wait-idle [S]     on a shared machine, wait up to S seconds (default 600) until the CPUs are idle before starting',
         '  BENCH_SQL=…         SQL run once after the migrations (try an index before writing its migration)',
+        '  BENCH_NODE_ARGS=…   Node flags for the coordinators (e.g. --max-semi-space-size=8, see README "Performance")',
         '  DATABASE_URL        a server to create the bench databases on (else embedded PostgreSQL)',
         '',
       ].join('\n'),
@@ -296,6 +297,7 @@ async function main(): Promise<void> {
   onCleanup('bench wallet pg pool', () => walletDb.end());
   trackBackends(db, [new URL(dbs.url).pathname.slice(1), new URL(dbs.walletUrl).pathname.slice(1)]);
 
+  if (process.env.BENCH_NODE_ARGS) progress(`BENCH_NODE_ARGS: coordinators run with ${process.env.BENCH_NODE_ARGS}`);
   if (process.env.BENCH_SQL) {
     // Experiments: e.g. BENCH_SQL='CREATE INDEX … ' to try a schema change before it goes into a migration.
     progress(`BENCH_SQL: ${process.env.BENCH_SQL}`);

@@ -99,7 +99,9 @@ export async function startCoordinator(
   const profile = profileDir
     ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`]
     : [];
-  const child = spawn(process.execPath, [...profile, '-r', preload, entry], {
+  // BENCH_NODE_ARGS: V8/Node flags for the coordinators (e.g. --max-semi-space-size=8), to measure a setting.
+  const nodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, ...profile, '-r', preload, entry], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
