@@ -25,16 +25,15 @@ export interface Page<T> {
   next_cursor: string | null;
 }
 
+/** Swept batches settling at once (measured on 2 cores: one left a third of the machine idle). */
+const SETTLING_BATCHES = 2;
+
 /**
  * The job lifecycle: queued → running → completed | failed, queued|running → canceled |
  * expired (creation is `JobCreation`). Every transition is a compare-and-set UPDATE; when
  * a job with a payment moves, Payments is told inside the same transaction, and the daemon
  * is called after commit.
  */
-
-/** Swept batches settling at once (measured on 2 cores: one left a third of the machine idle). */
-const SETTLING_BATCHES = 2;
-
 @Injectable()
 export class JobsService {
   private readonly logger = new Logger('Jobs');
