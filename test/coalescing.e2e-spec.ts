@@ -140,6 +140,34 @@ describe('coalesced single requests', () => {
     }
   });
 
+  /**
+   * Sends the requests `send` starts (each already sent: `.then` on supertest) while another
+   * connection holds job_payments in `mode`: the first goes alone and waits on the lock, the
+   * others must queue behind it; once `waiting` of them do, the lock goes and they run as a
+   * group. The answers, in order.
+   */
+  async function heldBehindFirst<T>(
+    mode: string,
+    kind: string,
+    waiting: number,
+    send: () => Promise<T>[],
+  ): Promise<T[]> {
+    const blocker = new Client({ connectionString: t.databaseUrl });
+    await blocker.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query(`LOCK TABLE job_payments IN ${mode} MODE`);
+      const sent = send();
+      await waitFor(`${waiting} ${kind} requests waiting behind the first`, async () =>
+        (await metricValue(t.http, 'coalescer_waiting_requests', { kind })) === waiting ? true : undefined,
+      );
+      await blocker.query('COMMIT');
+      return await Promise.all(sent);
+    } finally {
+      await blocker.end();
+    }
+  }
+
   /** The coalesced group sizes of `kind` so far: how many groups, and how many requests in them. */
   const groups = async (kind: string) => ({
     count: await metricValue(t.http, 'coalesced_group_size_count', { kind }),
@@ -151,31 +179,17 @@ describe('coalesced single requests', () => {
     await registerMiner(t.http, t.keys.miner2, payout2);
     for (let i = 0; i < 16; i++) await createPaidJob(t.http, t.keys.client, { amount: '0.00002' });
     const before = await groups('poll');
-    // The first poll goes alone and waits on this lock (it records its payee on job_payments);
-    // the 15 that arrive meanwhile must wait for it and then go as one group.
-    const blocker = new Client({ connectionString: t.databaseUrl });
-    await blocker.connect();
-    const answers = await (async () => {
-      try {
-        await blocker.query('BEGIN');
-        await blocker.query('LOCK TABLE job_payments IN EXCLUSIVE MODE');
-        const polls = Array.from({ length: 16 }, (_, i) => {
-          const key = i % 2 ? t.keys.miner2 : t.keys.miner;
-          return t.http
-            .post('/v1/miners/poll')
-            .set('X-Api-Key', key)
-            .send({})
-            .then((r) => ({ r, key }));
-        });
-        await waitFor('15 polls waiting behind the first', async () =>
-          (await metricValue(t.http, 'coalescer_waiting_requests', { kind: 'poll' })) === 15 ? true : undefined,
-        );
-        await blocker.query('COMMIT');
-        return await Promise.all(polls);
-      } finally {
-        await blocker.end();
-      }
-    })();
+    // The first poll goes alone and waits on the lock (it records its payee on job_payments).
+    const answers = await heldBehindFirst('EXCLUSIVE', 'poll', 15, () =>
+      Array.from({ length: 16 }, (_, i) => {
+        const key = i % 2 ? t.keys.miner2 : t.keys.miner;
+        return t.http
+          .post('/v1/miners/poll')
+          .set('X-Api-Key', key)
+          .send({})
+          .then((r) => ({ r, key }));
+      }),
+    );
 
     expect(answers.map(({ r }) => r.status)).toEqual(answers.map(() => 200));
     const jobIds = answers.map(({ r }) => r.body.job_id as string);
@@ -221,31 +235,16 @@ describe('coalesced single requests', () => {
       { key: t.keys.client, id: 'not-a-uuid', expect: 404 },
     ];
     const before = await groups('payment_read');
-    // The first read goes alone and waits on this lock (reads take ACCESS SHARE); the others,
-    // arriving meanwhile, must wait for it and then go as one group.
-    const blocker = new Client({ connectionString: t.databaseUrl });
-    await blocker.connect();
-    const answers = await (async () => {
-      try {
-        await blocker.query('BEGIN');
-        await blocker.query('LOCK TABLE job_payments IN ACCESS EXCLUSIVE MODE');
-        // `.then` sends each request now (supertest sends on the first await).
-        const reads = asks.map((ask) =>
-          t.http
-            .get(`/v1/payments/${ask.id}`)
-            .set('X-Api-Key', ask.key)
-            .then((r) => r),
-        );
-        // The malformed id never reaches the coalescer: 14 wait behind the first.
-        await waitFor('14 reads waiting behind the first', async () =>
-          (await metricValue(t.http, 'coalescer_waiting_requests', { kind: 'payment_read' })) === 14 ? true : undefined,
-        );
-        await blocker.query('COMMIT');
-        return await Promise.all(reads);
-      } finally {
-        await blocker.end();
-      }
-    })();
+    // The first read goes alone and waits on the lock (reads take ACCESS SHARE); the malformed
+    // id never reaches the coalescer, so 14 wait behind the first.
+    const answers = await heldBehindFirst('ACCESS EXCLUSIVE', 'payment_read', 14, () =>
+      asks.map((ask) =>
+        t.http
+          .get(`/v1/payments/${ask.id}`)
+          .set('X-Api-Key', ask.key)
+          .then((r) => r),
+      ),
+    );
 
     expect(answers.map((a) => a.status)).toEqual(asks.map((ask) => ask.expect));
     asks.forEach((ask, i) => {
