@@ -291,28 +291,23 @@ export async function measureHistory(o: HistoryOptions): Promise<{ goals: Goal[]
     `  summary p99: ${summary.p99} ms (all), ${summaryClient.p99} ms (one client), p50 ${summary.p50} ms; amount_min (from the payments): p50 ${summaryScan.p50} ms; right after the fold, before the deltas' vacuum: p50 ${summaryDeadDeltas.p50} ms`,
   );
 
-  // Export every payment; RSS growth is the peak during the export over the RSS before it.
-  const rssBefore = rssMb(o.coordinator.pid);
-  o.coordinator.rss.takePhasePeakMb();
-  const exportBegan = now();
-  const response = await fetch(`${base}/v1/payments/export?format=csv`, { headers: { 'x-api-key': adminKey } });
-  if (response.status !== 200 || !response.body) throw new Error(`export → ${response.status}`);
-  let lines = 0;
-  let bytes = 0;
-  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-    bytes += chunk.length;
-    // Buffer.indexOf, not a JS loop over every byte: the reader shares the CPUs with the coordinator it measures.
-    const data = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    for (let i = data.indexOf(10); i !== -1; i = data.indexOf(10, i + 1)) lines++;
+  // Export every payment, twice. The goal is judged on the first: RSS growth is its peak over
+  // the RSS before it, on a coordinator that has not exported yet. The second shows what an
+  // export adds once the process has reached the high-water mark a fast stream leaves (V8's
+  // young generation, and the buffers awaiting its next collection, kept by the allocator).
+  const first = await exportAll(o);
+  const second = await exportAll(o);
+  const exportRate = first.rows_per_s;
+  const rssGrowth = first.rss_growth_mb;
+  for (const [name, e] of [
+    ['export', first],
+    ['export again', second],
+  ] as const) {
+    progress(
+      `  ${name}: ${e.rows.toLocaleString('en-US')} rows, ${round(e.bytes / 2 ** 20)} MiB in ${e.seconds} s = ${e.rows_per_s} rows/s; ` +
+        `RSS ${e.rss_before_mb} → peak ${e.rss_peak_mb} MiB (+${e.rss_growth_mb})`,
+    );
   }
-  const exportSeconds = (now() - exportBegan) / 1000;
-  const rssPeak = o.coordinator.rss.takePhasePeakMb();
-  const exported = lines - 1; // header; amounts carry no line breaks, reasons here have none
-  const exportRate = round(exported / exportSeconds, 0);
-  const rssGrowth = round(Math.max(0, rssPeak - rssBefore), 1);
-  progress(
-    `  export: ${exported.toLocaleString('en-US')} rows, ${round(bytes / 2 ** 20)} MiB in ${round(exportSeconds, 2)} s = ${exportRate} rows/s; RSS ${round(rssBefore)} → peak ${rssPeak} MiB`,
-  );
 
   // The feed under a write load: a consumer follows from the current end while 64 connections create paid jobs.
   const feed = await followFeed(o);
@@ -358,17 +353,43 @@ export async function measureHistory(o: HistoryOptions): Promise<{ goals: Goal[]
       summary_client: summaryClient,
       summary_before_delta_vacuum: summaryDeadDeltas,
       summary_scan: summaryScan,
-      export: {
-        rows: exported,
-        bytes,
-        seconds: round(exportSeconds, 2),
-        rows_per_s: exportRate,
-        rss_before_mb: round(rssBefore),
-        rss_peak_mb: rssPeak,
-      },
+      export: first,
+      export_again: second,
       feed,
       trigger_cost_us: cost,
     },
+  };
+}
+
+/**
+ * One CSV export of every payment, read as fast as the coordinator sends it, with the
+ * coordinator's RSS sampled during it.
+ */
+async function exportAll(o: HistoryOptions) {
+  const rssBefore = rssMb(o.coordinator.pid);
+  o.coordinator.rss.takePhasePeakMb();
+  const began = now();
+  const response = await fetch(`${o.base}/v1/payments/export?format=csv`, { headers: { 'x-api-key': o.adminKey } });
+  if (response.status !== 200 || !response.body) throw new Error(`export → ${response.status}`);
+  let lines = 0;
+  let bytes = 0;
+  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    bytes += chunk.length;
+    // Buffer.indexOf, not a JS loop over every byte: the reader shares the CPUs with the coordinator it measures.
+    const data = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    for (let i = data.indexOf(10); i !== -1; i = data.indexOf(10, i + 1)) lines++;
+  }
+  const seconds = (now() - began) / 1000;
+  const rssPeak = o.coordinator.rss.takePhasePeakMb();
+  const rows = lines - 1; // header; amounts carry no line breaks, reasons here have none
+  return {
+    rows,
+    bytes,
+    seconds: round(seconds, 2),
+    rows_per_s: round(rows / seconds, 0),
+    rss_before_mb: round(rssBefore),
+    rss_peak_mb: rssPeak,
+    rss_growth_mb: round(Math.max(0, rssPeak - rssBefore), 1),
   };
 }
 
