@@ -1,5 +1,6 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
+import { PeriodicWork } from '../common/periodic-work';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
 import { HistoryService } from './history.service';
@@ -10,30 +11,22 @@ export const ROLLUP_FOLD_INTERVAL_MS = 5000;
 /** Only triggers the fold (safe on every instance at once: one folds, the others skip); off with the sweeps. */
 @Injectable()
 export class RollupFolder implements OnApplicationBootstrap, OnModuleDestroy {
-  private readonly logger = new Logger('RollupFolder');
-  private running?: Promise<void>;
+  private readonly work: PeriodicWork;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-    private readonly scheduler: SchedulerRegistry,
+    scheduler: SchedulerRegistry,
     private readonly history: HistoryService,
-  ) {}
+  ) {
+    this.work = new PeriodicWork(scheduler, new Logger('RollupFolder'), 'rollup fold');
+  }
 
   onApplicationBootstrap(): void {
     if (!this.config.sweepsEnabled) return;
-    const tick = () => {
-      if (this.running) return;
-      this.running = this.history
-        .foldRollup()
-        .then(() => undefined)
-        .catch((error: unknown) => this.logger.error({ err: error }, 'rollup fold failed; will run again'))
-        .finally(() => (this.running = undefined));
-    };
-    this.scheduler.addInterval('rollup-fold', setInterval(tick, ROLLUP_FOLD_INTERVAL_MS));
+    this.work.every('rollup-fold', ROLLUP_FOLD_INTERVAL_MS, () => this.history.foldRollup());
   }
 
   async onModuleDestroy(): Promise<void> {
-    if (this.scheduler.doesExist('interval', 'rollup-fold')) this.scheduler.deleteInterval('rollup-fold');
-    await this.running;
+    await this.work.stop();
   }
 }

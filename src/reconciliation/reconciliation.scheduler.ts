@@ -1,4 +1,6 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnModuleDestroy } from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
+import { PeriodicWork } from '../common/periodic-work';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
 import { PassStopped, ReconciliationService } from './reconciliation.service';
@@ -11,39 +13,32 @@ import { PassStopped, ReconciliationService } from './reconciliation.service';
  */
 @Injectable()
 export class ReconciliationScheduler implements OnApplicationBootstrap, OnModuleDestroy {
-  private readonly logger = new Logger('Reconciliation');
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
+  private readonly work: PeriodicWork;
   private stopping = false;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
+    scheduler: SchedulerRegistry,
     private readonly reconciliation: ReconciliationService,
-  ) {}
+  ) {
+    this.work = new PeriodicWork(scheduler, new Logger('Reconciliation'), 'reconciliation pass');
+  }
 
   onApplicationBootstrap(): void {
     const ms = this.config.reconcileIntervalMs;
     if (!this.config.sweepsEnabled || ms === 0) return;
-    this.timer = setInterval(() => this.tick(ms), ms);
+    this.work.every(
+      'reconciliation',
+      ms,
+      () => this.reconciliation.reconcile(Math.floor(ms / 2), () => this.stopping),
+      (error) => error instanceof PassStopped,
+    );
   }
 
   /** Stops the timer and waits for a pass in flight, before the database pool closes. */
   async onModuleDestroy(): Promise<void> {
-    clearInterval(this.timer);
     // A pass in flight ends at its next page instead of running to the end.
     this.stopping = true;
-    await this.running;
-  }
-
-  private tick(ms: number): void {
-    if (this.running) return;
-    this.running = this.reconciliation
-      .reconcile(Math.floor(ms / 2), () => this.stopping)
-      .then(() => undefined)
-      .catch((error: unknown) => {
-        if (!(error instanceof PassStopped))
-          this.logger.error({ err: error }, 'reconciliation pass failed; will run again');
-      })
-      .finally(() => (this.running = undefined));
+    await this.work.stop();
   }
 }
