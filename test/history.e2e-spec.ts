@@ -378,6 +378,9 @@ describe('payment history (e2e)', () => {
       expect(answer.status).toBe(200);
       expect(answer.headers['content-type']).toMatch(/^text\/csv/);
       expect(answer.headers['content-disposition']).toMatch(/^attachment; filename="payments.csv"/);
+      expect(answer.headers['cache-control']).toBe('no-store');
+      // The CSV export writes its own response; the security headers of every answer are on it too.
+      expect(answer.headers['x-content-type-options']).toBe('nosniff');
       const records: string[][] = parse(answer.text, { relax_column_count: false });
       expect(records[0]).toEqual([...EXPORT_COLUMNS]);
       const expected = newestFirst(all).map((p) => EXPORT_COLUMNS.map((c) => (p[c] === null ? '' : String(p[c]))));
@@ -451,8 +454,8 @@ describe('payment history (e2e)', () => {
       return expectStatus(await get(who, `/v1/payments/summary?${query}`), 200, `summary ${query}`);
     }
 
-    it('a client that goes away mid-export leaves no connection busy', async () => {
-      // 100,000 payments of a client of their own: far more than the socket buffers hold, so the COPY is still running when the client leaves.
+    /** 100,000 payments of a client of their own: far more than the socket buffers hold, so a COPY still runs while its client does not read. */
+    async function seedBulk(): Promise<void> {
       await api.query(
         `WITH jobs AS (
            INSERT INTO job (job_id, client_id, state, payload, constraints, ttl_seconds, requested_at, expires_at, updated_at)
@@ -465,49 +468,93 @@ describe('payment history (e2e)', () => {
                 now() - random() * interval '1 day', now(), now(), now()
            FROM jobs`,
       );
-      const copying = async () =>
-        Number(
-          (
-            await api.query<{ n: string }>(
-              `SELECT count(*) AS n FROM pg_stat_activity
-                WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle' AND query LIKE 'COPY (%'`,
-            )
-          )[0].n,
-        );
+    }
+    async function dropBulk(): Promise<void> {
+      await api.query(`DELETE FROM job_payments WHERE client_id = 'client-bulk'`);
+      await api.query(`DELETE FROM job WHERE client_id = 'client-bulk'`);
+    }
+    /** COPY statements running in the test database (the exports' own connections). */
+    const copying = async () =>
+      Number(
+        (
+          await api.query<{ n: string }>(
+            `SELECT count(*) AS n FROM pg_stat_activity
+              WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle' AND query LIKE 'COPY (%'`,
+          )
+        )[0].n,
+      );
+    /** Polls until `copying()` is `n` (10 s at most) and returns the last count. */
+    async function copyingBecomes(n: number): Promise<number> {
+      let now = await copying();
+      for (let i = 0; i < 100 && now !== n; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        now = await copying();
+      }
+      return now;
+    }
+    /** The bulk export's response once its head arrives, on a real socket (to pause and drop it). */
+    async function bulkExport(): Promise<IncomingMessage> {
+      const server = t.app.getHttpServer();
+      if (!server.listening) await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const { port } = server.address() as AddressInfo;
+      return new Promise<IncomingMessage>((resolve, reject) =>
+        httpGet(
+          {
+            host: '127.0.0.1',
+            port,
+            path: '/v1/payments/export?client_id=client-bulk',
+            headers: { 'X-Api-Key': api.key('admin') },
+          },
+          resolve,
+        ).on('error', reject),
+      );
+    }
+
+    it('a client that goes away mid-export leaves no connection busy', async () => {
+      await seedBulk();
       try {
-        const server = t.app.getHttpServer();
-        if (!server.listening) await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-        const { port } = server.address() as AddressInfo;
-        const response = await new Promise<IncomingMessage>((resolve, reject) =>
-          httpGet(
-            {
-              host: '127.0.0.1',
-              port,
-              path: '/v1/payments/export?client_id=client-bulk',
-              headers: { 'X-Api-Key': api.key('admin') },
-            },
-            resolve,
-          ).on('error', reject),
-        );
+        const response = await bulkExport();
         expect(response.statusCode).toBe(200);
         // Read one chunk, then stop reading: the COPY waits on the full socket.
         await new Promise((resolve) => response.once('data', resolve));
         response.pause();
         expect(await copying()).toBe(1);
         response.destroy();
-        let left = await copying();
-        for (let i = 0; i < 100 && left > 0; i++) {
-          await new Promise((resolve) => setTimeout(resolve, 100));
-          left = await copying();
-        }
-        expect(left).toBe(0);
-        // The pool still serves exports.
+        expect(await copyingBecomes(0)).toBe(0);
+        // Exports still run.
         const again = await get('admin', '/v1/payments/export?client_id=client-1').buffer(true);
         expect(again.status).toBe(200);
         expect(parse(again.text).length).toBe(all.filter((p) => p.client_id === 'client-1').length + 1);
       } finally {
-        await api.query(`DELETE FROM job_payments WHERE client_id = 'client-bulk'`);
-        await api.query(`DELETE FROM job WHERE client_id = 'client-bulk'`);
+        await dropBulk();
+      }
+    });
+
+    it('runs at most four CSV exports at once per instance; the next starts when one ends', async () => {
+      await seedBulk();
+      const responses: IncomingMessage[] = [];
+      try {
+        const requests = Array.from({ length: 5 }, () =>
+          bulkExport().then((response) => {
+            response.pause();
+            responses.push(response);
+            return response;
+          }),
+        );
+        expect(await copyingBecomes(4)).toBe(4);
+        // The fifth waits for a place: still four statements, and no answer for it, a second later.
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        expect(await copying()).toBe(4);
+        expect(responses).toHaveLength(4);
+        responses[0].destroy();
+        await Promise.all(requests);
+        expect(responses).toHaveLength(5);
+        expect(responses.every((r) => r.statusCode === 200)).toBe(true);
+        expect(await copyingBecomes(4)).toBe(4);
+      } finally {
+        for (const r of responses) r.destroy();
+        expect(await copyingBecomes(0)).toBe(0);
+        await dropBulk();
       }
     });
 

@@ -1,5 +1,6 @@
 import type { PaymentFilters } from './history-filters';
-import { CrlfLines, exportCopySql } from './payment-history.repository';
+import { crlfParts } from './csv-lines';
+import { exportCopySql } from './payment-history.repository';
 
 /**
  * The COPY statement of the CSV export carries its filter values as literals (COPY takes
@@ -72,26 +73,20 @@ describe('exportCopySql: filter values are literals only', () => {
   });
 });
 
-describe('CrlfLines', () => {
-  async function run(chunks: string[]): Promise<string> {
-    const t = new CrlfLines();
-    const out: Buffer[] = [];
-    t.on('data', (b: Buffer) => out.push(b));
-    const done = new Promise((resolve) => t.on('end', resolve));
-    for (const c of chunks) t.write(Buffer.from(c));
-    t.end();
-    await done;
-    return Buffer.concat(out).toString();
+describe('crlfParts', () => {
+  function run(chunks: string[]): string {
+    const state = { quoted: false };
+    return Buffer.concat(chunks.flatMap((c) => crlfParts(Buffer.from(c), state))).toString();
   }
 
-  it('ends every line with CRLF and keeps line breaks inside quoted fields, across any chunking', async () => {
+  it('ends every line with CRLF and keeps line breaks inside quoted fields, across any chunking', () => {
     const input = 'a,b\n1,"x, ""y""\nz"\n2,\n"",""""\n3,"\r\n"\n';
     const expected = 'a,b\r\n1,"x, ""y""\nz"\r\n2,\r\n"",""""\r\n3,"\r\n"\r\n';
-    expect(await run([input])).toBe(expected);
+    expect(run([input])).toBe(expected);
     for (let size = 1; size <= 7; size++) {
       const chunks: string[] = [];
       for (let i = 0; i < input.length; i += size) chunks.push(input.slice(i, i + size));
-      expect(await run(chunks)).toBe(expected);
+      expect(run(chunks)).toBe(expected);
     }
   });
 });

@@ -2,6 +2,7 @@ import { PageQuery } from '../common/page.query';
 import { Controller, Get, Query, Res } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiProduces, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
+import { Readable } from 'node:stream';
 import type { Principal } from '../auth/api-keys';
 import { CurrentPrincipal, Roles } from '../auth/auth.guard';
 import { ApiErrors, KEYED } from '../common/api-errors';
@@ -86,11 +87,21 @@ export class HistoryController {
     @Res() reply: FastifyReply,
   ): Promise<void> {
     const out = await this.history.export(principal, query);
-    await reply
-      .header('Content-Type', out.contentType)
-      .header('Content-Disposition', `attachment; filename="${out.filename}"`)
-      .header('Cache-Control', 'no-store')
-      .send(out.stream);
+    const headers = {
+      'Content-Type': out.contentType,
+      'Content-Disposition': `attachment; filename="${out.filename}"`,
+      'Cache-Control': 'no-store',
+    };
+    if (out.body instanceof Readable) {
+      await reply.headers(headers).send(out.body);
+      return;
+    }
+    // The CSV export writes the response itself (each buffer goes back to its worker once
+    // the socket has it), so Fastify hands the reply over; the security headers set on
+    // the raw response at the request's start go out with these.
+    reply.hijack();
+    reply.raw.writeHead(200, headers);
+    await out.body.writeTo(reply.raw);
   }
 
   @Get('events')

@@ -9,6 +9,7 @@ import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
 import type { JobPayment } from '../payments/job-payment.entity';
 import { toPaymentView } from '../payments/payment.view';
+import type { CsvExport } from './csv-export';
 import type {
   EventsQuery,
   ExportQuery,
@@ -38,9 +39,13 @@ const isUuid = (s: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-
 /** Rows per page of the NDJSON export: big enough to amortize a round trip, small enough to stay well under a MiB. */
 const EXPORT_BATCH = 1000;
 
-/** An export ready to stream: its first batch has been read, so a failure to start is still an ordinary error. */
+/**
+ * An export ready to stream: its first bytes have been read, so a failure to start is
+ * still an ordinary error. The body is a CSV export's worker (it writes the response
+ * itself) or the NDJSON stream.
+ */
 export interface ExportStream {
-  stream: Readable;
+  body: CsvExport | Readable;
   contentType: string;
   filename: string;
 }
@@ -130,14 +135,14 @@ export class HistoryService {
     const filters: PaymentFilters = parseFilters(rawFilters, principal, this.currencyCodes);
     if (format === 'csv')
       return {
-        stream: await this.repository.exportCsv(filters, this.scales),
+        body: await this.repository.exportCsv(filters, this.scales),
         contentType: 'text/csv; charset=utf-8',
         filename: 'payments.csv',
       };
     const batches = this.repository.exportNdjsonBatches(filters, this.scales, EXPORT_BATCH);
     const first = await batches.next();
     return {
-      stream: new BatchStream(batches, first),
+      body: new BatchStream(batches, first),
       contentType: 'application/x-ndjson; charset=utf-8',
       filename: 'payments.ndjson',
     };

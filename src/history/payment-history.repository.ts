@@ -1,12 +1,14 @@
 // Owns the payment_rollup and payment_rollup_delta tables; reads job_payments, job and payment_events (never writes them).
-import { Injectable, OnModuleInit } from '@nestjs/common';
-import { Transform, type Readable, type TransformCallback, pipeline } from 'node:stream';
+import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
 import { escapeLiteral, type Pool, type PoolClient } from 'pg';
-import { to as copyTo } from 'pg-copy-streams';
 import { DataSource } from 'typeorm';
+import { Semaphore } from '../common/concurrency';
+import type { AppConfig } from '../config/app-config';
+import { APP_CONFIG } from '../config/config.module';
 import { prepared } from '../database/prepared';
 import { Transactions } from '../database/transactions';
 import type { JobPayment, PaymentEvent, PaymentStatus } from '../payments/job-payment.entity';
+import { CsvExport } from './csv-export';
 import type { FeedCursor, GroupKey, KeysetCursor, PaymentFilters, RollupPlan } from './history-filters';
 
 /** A payment row with the exact position of its keyset cursor (microsecond timestamp). */
@@ -82,7 +84,7 @@ const NDJSON_LINE = `json_build_object(${EXPORT_FIELDS.map((f) => `'${f.name}', 
  * field and quotes per RFC 4180 itself (quotes doubled, a field quoted when it holds a
  * comma, quote, CR or LF). Made byte-for-byte what the line-per-row export wrote: NULL is
  * an empty unquoted field (COPY's CSV default), an empty string is turned into NULL (COPY
- * would print it `""`), and COPY's LF line ends become CRLF in `CrlfLines`.
+ * would print it `""`), and COPY's LF line ends become CRLF (`crlfParts`).
  *
  * COPY takes no bind parameters, so every filter value is written into the text as a
  * literal. Each has been validated by `parseFilters` (uuid, decimal, ISO time, principal id,
@@ -123,61 +125,6 @@ export function exportCopySql(f: PaymentFilters, scales: ReadonlyMap<string, num
           TO STDOUT WITH (FORMAT csv, HEADER true)`;
 }
 
-/**
- * COPY's CSV lines end in LF; the export's (RFC 4180) in CRLF. Adds the CR before every
- * LF outside a quoted field (a line break inside a quoted reason stays as it was). The
- * quote state is carried across chunks: each `"` toggles it, so a doubled quote inside a
- * field toggles twice. `started` settles once the first bytes (or the end) have arrived,
- * so a statement that fails at once is still an ordinary error answer.
- */
-export class CrlfLines extends Transform {
-  private quoted = false;
-  private resolveStarted!: () => void;
-  private rejectStarted!: (error: Error) => void;
-  readonly started = new Promise<void>((resolve, reject) => {
-    this.resolveStarted = resolve;
-    this.rejectStarted = reject;
-  });
-
-  fail(error: Error): void {
-    this.rejectStarted(error);
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.resolveStarted();
-    const parts: Buffer[] = [];
-    let start = 0;
-    let i = 0;
-    // Next quote and next LF at or after i; -1: none left in this chunk.
-    let quote = chunk.indexOf(0x22, 0);
-    let lf = chunk.indexOf(0x0a, 0);
-    while (i < chunk.length) {
-      if (quote !== -1 && quote < i) quote = chunk.indexOf(0x22, i);
-      if (lf !== -1 && lf < i) lf = chunk.indexOf(0x0a, i);
-      if (this.quoted) {
-        if (quote === -1) break;
-        this.quoted = false;
-        i = quote + 1;
-      } else if (lf !== -1 && (quote === -1 || lf < quote)) {
-        parts.push(chunk.subarray(start, lf), CRLF);
-        start = i = lf + 1;
-      } else if (quote !== -1) {
-        this.quoted = true;
-        i = quote + 1;
-      } else break;
-    }
-    parts.push(chunk.subarray(start));
-    callback(null, parts.length === 1 ? chunk : Buffer.concat(parts));
-  }
-
-  override _flush(callback: TransformCallback): void {
-    this.resolveStarted();
-    callback();
-  }
-}
-
-const CRLF = Buffer.from('\r\n');
-
 /** Statement parameters, numbered as they are added. */
 class Params {
   readonly values: unknown[] = [];
@@ -204,19 +151,25 @@ function filterConditions(f: PaymentFilters, params: Params): string[] {
   return where;
 }
 
+/** CSV exports running at once on one instance: each holds a database connection of its own. */
+const CONCURRENT_CSV_EXPORTS = 4;
+
 const whereOf = (conditions: string[]) => (conditions.length ? `WHERE ${conditions.join(' AND ')}` : '');
 
 /**
  * Every read statement of the payment history, and the rollup's fold. Reads run as single
- * statements on the shared pool; the export holds one connection of it in a read-only
- * REPEATABLE READ transaction for as long as its stream runs (one consistent snapshot,
- * rows fetched in batches from a server-side cursor).
+ * statements on the shared pool; the NDJSON export holds one connection of it in a
+ * read-only REPEATABLE READ transaction for as long as its stream runs (one consistent
+ * snapshot, read in keyset pages); the CSV export is one COPY on a connection of its own,
+ * in a worker thread (`CsvExport`).
  */
 @Injectable()
 export class PaymentHistoryRepository implements OnModuleInit {
   private pool: Pool;
+  private readonly csvExports = new Semaphore(CONCURRENT_CSV_EXPORTS);
 
   constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly tx: Transactions,
     private readonly dataSource: DataSource,
   ) {}
@@ -392,42 +345,27 @@ export class PaymentHistoryRepository implements OnModuleInit {
   }
 
   /**
-   * The CSV export (see `exportCopySql`), streamed from COPY with backpressure: the
-   * connection's socket is read only as fast as the HTTP client takes the bytes. One
-   * statement is one snapshot. The connection goes back to the pool when the copy ends;
-   * on an error or a client that went away it is closed instead (PostgreSQL ends the
-   * COPY when its socket closes), so no connection stays busy. Resolves once the first
-   * bytes have arrived.
+   * The CSV export (see `exportCopySql`), read by a worker thread on a connection of its
+   * own (`CsvExport`), at most `CONCURRENT_CSV_EXPORTS` at once on this instance (later
+   * ones wait their turn); the API's pool is not used. One statement is one snapshot.
+   * Resolves once the first bytes have arrived.
    */
-  async exportCsv(f: PaymentFilters, scales: ReadonlyMap<string, number>): Promise<Readable> {
-    const client: PoolClient = await this.pool.connect();
-    const lines = new CrlfLines();
+  async exportCsv(f: PaymentFilters, scales: ReadonlyMap<string, number>): Promise<CsvExport> {
+    const sql = exportCopySql(f, scales);
+    const release = await this.csvExports.acquire();
     try {
-      await client.query('BEGIN READ ONLY');
       // The export reads rows in an index's (created_at, payment_id) order: left to costs,
       // PostgreSQL may sort the whole result in temporary files before the first byte (it
       // did for a server-side cursor over this ORDER BY on the bench's rows, whose
       // created_at is scattered over the heap). A job_id export (a handful of rows) keeps
       // the planner's choice.
-      if (f.jobId === undefined) await client.query('SET LOCAL enable_sort = off');
+      const csv = await CsvExport.start(this.config.databaseUrl as string, sql, f.jobId === undefined);
+      void csv.exited.then(release);
+      return csv;
     } catch (error) {
-      client.release(error as Error);
+      release();
       throw error;
     }
-    const copy = client.query(copyTo(exportCopySql(f, scales)));
-    pipeline(copy, lines, (error) => {
-      if (error) {
-        lines.fail(error);
-        client.release(error);
-        return;
-      }
-      client.query('COMMIT').then(
-        () => client.release(),
-        (commitError: Error) => client.release(commitError),
-      );
-    });
-    await lines.started;
-    return lines;
   }
 
   /**
