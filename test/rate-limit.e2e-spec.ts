@@ -21,6 +21,15 @@ describe('rate limiting', () => {
     expect(limited.body).toMatchObject({ status_code: 429, code: 'RATE_LIMITED' });
   });
 
+  it('tells the limit on every answer, the CSV export (which writes its own response) included', async () => {
+    for (const path of ['/v1/payments', '/v1/payments/export']) {
+      const answer = await t.http.get(path).set('X-Api-Key', t.keys.admin);
+      expect(answer.status).toBe(200);
+      expect(answer.headers['x-ratelimit-limit']).toBe('5');
+      expect(Number(answer.headers['x-ratelimit-remaining'])).toBeLessThan(5);
+    }
+  });
+
   it('counts each principal separately', async () => {
     const other = await t.http.get('/v1/jobs').set('X-Api-Key', t.keys.client2);
     expect(other.status).toBe(200);

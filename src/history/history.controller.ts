@@ -97,10 +97,10 @@ export class HistoryController {
       return;
     }
     // The CSV export writes the response itself (each buffer goes back to its worker once
-    // the socket has it), so Fastify hands the reply over; the security headers set on
-    // the raw response at the request's start go out with these.
+    // the socket has it), so Fastify hands the reply over, with the headers set so far
+    // (security, rate limit) written out here.
     reply.hijack();
-    reply.raw.writeHead(200, headers);
+    reply.raw.writeHead(200, { ...reply.getHeaders(), ...headers });
     await out.body.writeTo(reply.raw);
   }
 
