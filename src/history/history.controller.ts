@@ -100,7 +100,9 @@ export class HistoryController {
     // the socket has it), so Fastify hands the reply over, with the headers set so far
     // (security, rate limit) written out here.
     reply.hijack();
-    reply.raw.writeHead(200, { ...reply.getHeaders(), ...headers });
+    for (const [name, value] of Object.entries(reply.getHeaders()))
+      if (value !== undefined) reply.raw.setHeader(name, value);
+    reply.raw.writeHead(200, headers);
     await out.body.writeTo(reply.raw);
   }
 
