@@ -1,5 +1,5 @@
 import { parse } from 'csv-parse/sync';
-import { get as httpGet, type IncomingMessage } from 'node:http';
+import { type ClientRequest, get as httpGet, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Client } from 'pg';
 import { HistoryService } from '../src/history/history.service';
@@ -492,13 +492,14 @@ describe('payment history (e2e)', () => {
       }
       return now;
     }
-    /** The bulk export's response once its head arrives, on a real socket (to pause and drop it). */
-    async function bulkExport(): Promise<IncomingMessage> {
+    /** The bulk export on a real socket (to pause and drop it): the request, and its response once the head arrives. */
+    async function bulkRequest(): Promise<{ request: ClientRequest; response: Promise<IncomingMessage> }> {
       const server = t.app.getHttpServer();
       if (!server.listening) await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
       const { port } = server.address() as AddressInfo;
-      return new Promise<IncomingMessage>((resolve, reject) =>
-        httpGet(
+      let request!: ClientRequest;
+      const response = new Promise<IncomingMessage>((resolve, reject) => {
+        request = httpGet(
           {
             host: '127.0.0.1',
             port,
@@ -506,9 +507,11 @@ describe('payment history (e2e)', () => {
             headers: { 'X-Api-Key': api.key('admin') },
           },
           resolve,
-        ).on('error', reject),
-      );
+        ).on('error', reject);
+      });
+      return { request, response };
     }
+    const bulkExport = async () => (await bulkRequest()).response;
 
     it('a client that goes away mid-export leaves no connection busy', async () => {
       await seedBulk();
@@ -551,6 +554,34 @@ describe('payment history (e2e)', () => {
         expect(responses).toHaveLength(5);
         expect(responses.every((r) => r.statusCode === 200)).toBe(true);
         expect(await copyingBecomes(4)).toBe(4);
+      } finally {
+        for (const r of responses) r.destroy();
+        expect(await copyingBecomes(0)).toBe(0);
+        await dropBulk();
+      }
+    });
+
+    it('an export whose client left while it waited for a place holds no connection once its turn comes', async () => {
+      await seedBulk();
+      const responses: IncomingMessage[] = [];
+      try {
+        for (let i = 0; i < 4; i++) {
+          const response = await bulkExport();
+          response.pause();
+          responses.push(response);
+        }
+        expect(await copyingBecomes(4)).toBe(4);
+        // A fifth waits for a place; its client gives up meanwhile.
+        const fifth = await bulkRequest();
+        fifth.response.catch(() => undefined);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        fifth.request.destroy();
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        // A place frees: the fifth export starts, finds its client gone and stops, so three remain.
+        responses.shift()?.destroy();
+        expect(await copyingBecomes(3)).toBe(3);
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        expect(await copying()).toBe(3);
       } finally {
         for (const r of responses) r.destroy();
         expect(await copyingBecomes(0)).toBe(0);

@@ -63,7 +63,7 @@ export class CsvExport {
     await csv.waitForMessage();
     const first = csv.inbox[0];
     if (first.type === 'error') {
-      await csv.worker.terminate();
+      csv.stop();
       throw new Error(`export failed: ${first.message}`);
     }
     return csv;
@@ -76,7 +76,10 @@ export class CsvExport {
    * only that tells an HTTP client that a 200 answer is incomplete.
    */
   async writeTo(res: ServerResponse): Promise<void> {
-    res.once('close', () => void this.worker.terminate());
+    res.once('close', () => this.stop());
+    // A client that left before this (while the export waited for its turn or its first
+    // bytes) has had its 'close' already: stop now, or the worker would wait for buffers forever.
+    if (res.destroyed || !res.socket || res.socket.destroyed) this.stop();
     for (;;) {
       await this.waitForMessage();
       const message = this.inbox.shift() as FromExportWorker;
@@ -95,10 +98,17 @@ export class CsvExport {
       }
       const { buffer, length } = message;
       res.write(Buffer.from(buffer, 0, length), (error) => {
-        // On the socket: the buffer goes back to the worker for the next bytes.
-        if (!error && !this.done) this.worker.postMessage(buffer, [buffer]);
+        // On the socket: the buffer goes back to the worker for the next bytes. A failed
+        // write means the response is gone: nothing more will be taken.
+        if (error) this.stop();
+        else if (!this.done) this.worker.postMessage(buffer, [buffer]);
       });
     }
+  }
+
+  /** Ends the export where it is: the worker is terminated and its connection closed. */
+  stop(): void {
+    void this.worker.terminate();
   }
 
   private receive(message: FromExportWorker): void {

@@ -99,11 +99,17 @@ export class HistoryController {
     // The CSV export writes the response itself (each buffer goes back to its worker once
     // the socket has it), so Fastify hands the reply over, with the headers set so far
     // (security, rate limit) written out here.
-    reply.hijack();
-    for (const [name, value] of Object.entries(reply.getHeaders()))
-      if (value !== undefined) reply.raw.setHeader(name, value);
-    reply.raw.writeHead(200, headers);
-    await out.body.writeTo(reply.raw);
+    const csv = out.body;
+    try {
+      reply.hijack();
+      for (const [name, value] of Object.entries(reply.getHeaders()))
+        if (value !== undefined) reply.raw.setHeader(name, value);
+      reply.raw.writeHead(200, headers);
+    } catch (error) {
+      csv.stop();
+      throw error;
+    }
+    await csv.writeTo(reply.raw);
   }
 
   @Get('events')
