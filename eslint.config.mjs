@@ -28,6 +28,26 @@ export default tseslint.config(
     },
   },
   {
+    // A write route is declared with PostRoute/DeleteRoute (src/common/write-routes.ts), which add
+    // what every write needs (in-flight count, Idempotency-Key); Nest's own decorators would skip it.
+    files: ['src/**/*.ts'],
+    ignores: ['src/common/write-routes.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            {
+              name: '@nestjs/common',
+              importNames: ['Post', 'Delete', 'Put', 'Patch'],
+              message: 'Declare write routes with PostRoute/DeleteRoute from src/common/write-routes.ts.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // Tests and the benchmark read untyped JSON (HTTP answers via supertest, database rows, result
     // files): `any` is their input, and the assertions check its shape at run time.
     files: ['test/**/*.ts', 'src/**/*.spec.ts', 'bench/**/*.ts'],

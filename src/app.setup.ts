@@ -10,6 +10,7 @@ import { AppModule } from './app.module';
 import { GlobalErrorFilter } from './common/error.filter';
 import { DomainError } from './common/errors';
 import { describeJsonShapeProblem, JsonShapeLimits, jsonShapeProblem } from './common/json-limits';
+import { installRequestLogging } from './common/request-logging';
 import type { AppConfig } from './config/app-config';
 import { APP_CONFIG } from './config/config.module';
 
@@ -151,6 +152,7 @@ export async function createApp(): Promise<NestFastifyApplication> {
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule, adapter, { bufferLogs: true });
   app.useLogger(app.get(Logger));
+  await installRequestLogging(app);
   const config = app.get<AppConfig>(APP_CONFIG);
   setSecurityHeaders(app, await securityHeaders());
   rejectNonJsonBodies(app);

@@ -29,7 +29,7 @@ describe('logs', () => {
     await stopAllCoordinators();
   });
 
-  it('never writes an API key, a bearer token or the wallet daemon token, and tags lines with the request id', async () => {
+  it('never writes an API key, a bearer token or the wallet daemon token; one line per request, and the lines a request logs carry its id', async () => {
     const requestId = `req-${randomBytes(6).toString('hex')}`;
     const created = await fetch(`${coordinator.url}/v1/jobs`, {
       method: 'POST',
@@ -57,8 +57,18 @@ describe('logs', () => {
     const lines = output.split('\n').filter((line) => line.startsWith('{'));
     expect(lines.length).toBeGreaterThan(0);
     for (const line of lines) expect(() => JSON.parse(line)).not.toThrow();
-    expect(output).toContain(requestId);
     expect(output).toContain('[redacted]');
+    // The request's own line, and the lines logged while it ran (it ran alone: not coalesced), carry its id.
+    const ofRequest = lines
+      .map((line) => JSON.parse(line))
+      .filter((l) => l.reqId === requestId || l.req?.id === requestId);
+    expect(ofRequest.find((l) => l.msg === 'request completed')).toMatchObject({
+      req: { method: 'POST', url: '/v1/jobs' },
+      res: { statusCode: 201 },
+    });
+    expect(ofRequest.filter((l) => l.msg === 'payment status changed').map((l) => l.to)).toEqual(
+      expect.arrayContaining(['pending', 'escrowed']),
+    );
     for (const secret of [
       ...Object.values(keys),
       'should-not-appear-anywhere',

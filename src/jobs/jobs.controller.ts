@@ -1,4 +1,4 @@
-import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query, Req, Res } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Inject, Param, Query, Req, Res } from '@nestjs/common';
 import {
   ApiBody,
   ApiCreatedResponse,
@@ -14,6 +14,7 @@ import { CurrentPrincipal, Roles } from '../auth/auth.guard';
 import { ApiErrors, KEYED, PAYMENT_TERMS, POST } from '../common/api-errors';
 import { batchAnswer, inPlace, itemError, validateItem } from '../common/batch';
 import { DomainError } from '../common/errors';
+import { PostRoute } from '../common/write-routes';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
 import {
@@ -46,7 +47,7 @@ export class JobsController {
     private readonly extension: JobExtension,
   ) {}
 
-  @Post()
+  @PostRoute()
   @Roles('client')
   @ApiOperation({
     summary: 'Create a job; with payment_amount its payment is escrowed in the same request',
@@ -80,7 +81,7 @@ export class JobsController {
     return toJobView(this.config, await this.jobs.create(principal, body));
   }
 
-  @Post('batch')
+  @PostRoute('batch')
   @HttpCode(200)
   @Roles('client')
   @ApiOperation({
@@ -127,7 +128,7 @@ export class JobsController {
     return toJobView(this.config, await this.jobs.get(principal, jobId));
   }
 
-  @Post(':job_id/cancel')
+  @PostRoute(':job_id/cancel')
   @HttpCode(200)
   @Roles('client', 'admin')
   @ApiOperation({ summary: 'Cancel a queued or running job; its escrow is refunded' })
@@ -137,7 +138,7 @@ export class JobsController {
     return toJobView(this.config, await this.jobs.cancel(principal, jobId));
   }
 
-  @Post(':job_id/extend')
+  @PostRoute(':job_id/extend')
   @HttpCode(200)
   @Roles('client', 'admin')
   @ApiOperation({
@@ -186,7 +187,7 @@ export class MinersController {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  @Post('register')
+  @PostRoute('register')
   @HttpCode(200)
   @Roles('miner')
   @ApiOperation({ summary: 'Register (or change) the payout address; required before paid work' })
@@ -196,7 +197,7 @@ export class MinersController {
     return toMinerView(await this.jobs.registerMiner(principal, body.payout_address));
   }
 
-  @Post('poll')
+  @PostRoute('poll')
   @HttpCode(200)
   @Roles('miner')
   @ApiOperation({ summary: 'Claim the oldest dispatchable job (204 when there is none)' })
@@ -215,7 +216,7 @@ export class MinersController {
     return toJobView(this.config, job);
   }
 
-  @Post('jobs/:job_id/result')
+  @PostRoute('jobs/:job_id/result')
   @HttpCode(200)
   @Roles('miner')
   @ApiOperation({ summary: 'Report a result: running → completed; the escrow is released to this miner' })
@@ -238,7 +239,7 @@ export class MinersController {
     return toJobView(this.config, await this.jobs.complete(principal, jobId, body.result, body.metrics));
   }
 
-  @Post('jobs/:job_id/fail')
+  @PostRoute('jobs/:job_id/fail')
   @HttpCode(200)
   @Roles('miner')
   @ApiOperation({ summary: 'Report a failure: running → failed; the escrow is refunded' })

@@ -1,10 +1,11 @@
-import { Body, Controller, Get, HttpCode, Inject, Param, Post, Req } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Inject, Param, Req } from '@nestjs/common';
 import { ApiBody, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import type { Principal } from '../auth/api-keys';
 import { ApiErrors, KEYED, PAYMENT_TERMS, POST } from '../common/api-errors';
 import { assertDistinct, batchAnswer, inPlace, itemError, validateItem } from '../common/batch';
 import { DomainError } from '../common/errors';
+import { PostRoute } from '../common/write-routes';
 import { CurrentPrincipal, Roles } from '../auth/auth.guard';
 import type { AppConfig } from '../config/app-config';
 import { APP_CONFIG } from '../config/config.module';
@@ -47,7 +48,7 @@ export class PaymentsController {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  @Post('payments')
+  @PostRoute('payments')
   @Roles('client')
   @ApiOperation({
     summary: 'Pay for an existing queued job of yours; the amount is escrowed at once',
@@ -69,7 +70,7 @@ export class PaymentsController {
     return toPaymentView(this.config, await this.payments.create(principal, body));
   }
 
-  @Post('payments/batch')
+  @PostRoute('payments/batch')
   @HttpCode(200)
   @Roles('client', 'admin')
   @ApiOperation({
@@ -126,7 +127,7 @@ export class PaymentsController {
     return toPaymentView(this.config, await this.payments.getForJob(principal, jobId));
   }
 
-  @Post('payments/:payment_id/release')
+  @PostRoute('payments/:payment_id/release')
   @HttpCode(200)
   @Roles('client', 'admin')
   @ApiOperation({
@@ -169,7 +170,7 @@ export class PaymentsController {
     return toPaymentView(this.config, await this.payments.release(principal, paymentId, body ?? {}));
   }
 
-  @Post('payments/:payment_id/refund')
+  @PostRoute('payments/:payment_id/refund')
   @HttpCode(200)
   @Roles('client', 'admin')
   @ApiOperation({ summary: 'Refund the escrow to the refund address (clients: only before the job runs)' })

@@ -1,7 +1,8 @@
-import { Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
+import { Controller, Get, HttpCode, Param } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiParam, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import { Roles } from '../auth/auth.guard';
 import { ApiErrors, KEYED, POST } from '../common/api-errors';
+import { PostRoute } from '../common/write-routes';
 import { ProviderListView, ProviderView } from './dto/provider.dto';
 import { ProvidersAdminService } from './providers-admin.service';
 
@@ -27,7 +28,7 @@ export class ProvidersController {
     return this.providers.list();
   }
 
-  @Post(':provider_id/drain')
+  @PostRoute(':provider_id/drain')
   @HttpCode(200)
   @Roles('admin')
   @ApiOperation({
@@ -42,7 +43,7 @@ export class ProvidersController {
     return this.providers.setDraining(providerId, true);
   }
 
-  @Post(':provider_id/resume')
+  @PostRoute(':provider_id/resume')
   @HttpCode(200)
   @Roles('admin')
   @ApiOperation({ summary: 'Resume a drained provider: it takes new escrows again' })

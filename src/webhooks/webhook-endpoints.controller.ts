@@ -1,4 +1,4 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Param, Query } from '@nestjs/common';
 import {
   ApiCreatedResponse,
   ApiNoContentResponse,
@@ -11,6 +11,7 @@ import {
 import type { Principal } from '../auth/api-keys';
 import { CurrentPrincipal, Roles } from '../auth/auth.guard';
 import { ApiErrors, KEYED, POST } from '../common/api-errors';
+import { DeleteRoute, PostRoute } from '../common/write-routes';
 import { decodeCursor, encodeCursor } from '../jobs/cursor';
 import {
   CreateWebhookEndpointDto,
@@ -32,7 +33,7 @@ const ENDPOINT_ID = { name: 'endpoint_id', example: '0193a5b0-7c1e-7d2a-9c4b-2f1
 export class WebhookEndpointsController {
   constructor(private readonly endpoints: WebhookEndpointsService) {}
 
-  @Post()
+  @PostRoute()
   @Roles('client', 'admin')
   @ApiOperation({
     summary: 'Register a webhook endpoint',
@@ -80,7 +81,7 @@ export class WebhookEndpointsController {
     return toEndpointView(await this.endpoints.get(principal, endpointId));
   }
 
-  @Delete(':endpoint_id')
+  @DeleteRoute(':endpoint_id')
   @HttpCode(204)
   @Roles('client', 'admin')
   @ApiOperation({ summary: 'Delete an endpoint; its pending deliveries are dropped' })
@@ -91,7 +92,7 @@ export class WebhookEndpointsController {
     await this.endpoints.delete(principal, endpointId);
   }
 
-  @Post(':endpoint_id/rotate-secret')
+  @PostRoute(':endpoint_id/rotate-secret')
   @HttpCode(200)
   @Roles('client', 'admin')
   @ApiOperation({
@@ -140,7 +141,7 @@ export class WebhookEndpointsController {
     };
   }
 
-  @Post(':endpoint_id/deliveries/:delivery_id/retry')
+  @PostRoute(':endpoint_id/deliveries/:delivery_id/retry')
   @HttpCode(200)
   @Roles('client', 'admin')
   @ApiOperation({
