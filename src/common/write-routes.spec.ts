@@ -2,7 +2,7 @@ import { RequestMethod } from '@nestjs/common';
 import { INTERCEPTORS_METADATA, METHOD_METADATA, PATH_METADATA } from '@nestjs/common/constants';
 import { APP_INTERCEPTOR } from '@nestjs/core';
 import { readdirSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { AppModule } from '../app.module';
 import { WRITE_ROUTE_INTERCEPTORS } from './write-routes';
 
@@ -25,7 +25,7 @@ function routes(): { route: string; method: RequestMethod; interceptors: unknown
         const handler = prototype[name];
         if (typeof handler !== 'function' || Reflect.getMetadata(PATH_METADATA, handler) === undefined) continue;
         found.push({
-          route: `${relative(SRC, join(SRC, file))} ${value.name}.${name}`,
+          route: `${file} ${value.name}.${name}`,
           method: Reflect.getMetadata(METHOD_METADATA, handler) as RequestMethod,
           interceptors: (Reflect.getMetadata(INTERCEPTORS_METADATA, handler) as unknown[] | undefined) ?? [],
         });
