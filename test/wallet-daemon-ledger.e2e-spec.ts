@@ -115,6 +115,44 @@ describe('postTransfers', () => {
     );
     expect(rows[0].n).toBe(0);
   });
+
+  it('refuses the whole batch when an escrow hold would go below zero, and writes nothing', async () => {
+    const { payer, hold } = await funded('1');
+    await withTransaction(pool, (db) => postTransfers(db, [transfer(payer, hold, '0.5', 'create')]));
+    const overdraws = transfer(hold, payer, '0.75', 'refund');
+    await expect(withTransaction(pool, (db) => postTransfers(db, [overdraws]))).rejects.toThrow(
+      'a batched transfer would take an escrow hold below zero',
+    );
+    expect(await balances([payer, hold])).toEqual(['0.50000000', '0.50000000']);
+  });
+
+  it("writes a batch's transfers while another batch holds the account both pay into, and waits only to move that balance", async () => {
+    const { payer, hold: first } = await funded('2');
+    const second = await ensureAccount(pool, 'escrow', 'BTC', address('hold'));
+    await withTransaction(pool, (db) =>
+      postTransfers(db, [transfer(payer, first, '1', 'create'), transfer(payer, second, '1', 'create')]),
+    );
+    const refundAddress = await ensureAccount(pool, 'address', 'BTC', address('refund'));
+    const holder = await pool.connect();
+    let waiting: Promise<void> | undefined;
+    try {
+      await holder.query('BEGIN');
+      await postTransfers(holder, [transfer(first, refundAddress, '1', 'refund')]);
+      // The other batch credits the same account: its transfers and entries go in at
+      // once, and it waits on the account's row in its last statement only.
+      waiting = withTransaction(pool, (db) => postTransfers(db, [transfer(second, refundAddress, '1', 'refund')]));
+      await waitForLockWait();
+      const { rows } = await pool.query<{ query: string }>(
+        `SELECT query FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+      );
+      expect(rows.map((r) => r.query.trimStart().slice(0, 15))).toEqual(['WITH locked AS ']);
+      await holder.query('COMMIT');
+    } finally {
+      holder.release();
+    }
+    await waiting;
+    expect(await balances([first, second, refundAddress])).toEqual(['0.00000000', '0.00000000', '2.00000000']);
+  });
 });
 
 describe('the pool client', () => {
@@ -157,7 +195,7 @@ describe('the pool client', () => {
   });
 });
 
-function transfer(from: Account, to: Account, amount: string, kind: 'create' | 'faucet') {
+function transfer(from: Account, to: Account, amount: string, kind: 'create' | 'refund' | 'faucet') {
   const value = new Decimal(amount);
   return {
     transfer: {

@@ -168,7 +168,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): AppConfig {
     walletDaemonToken: env.WALLET_DAEMON_TOKEN || undefined,
     walletDaemonTimeoutMs: int(env, 'WALLET_DAEMON_TIMEOUT_MS', 5000, 50, 120_000),
     walletDaemonRetries: int(env, 'WALLET_DAEMON_RETRIES', 3, 0, 10),
-    walletDaemonBatchSize: int(env, 'WALLET_DAEMON_BATCH_SIZE', 200, 0, 500),
+    walletDaemonBatchSize: int(env, 'WALLET_DAEMON_BATCH_SIZE', 500, 0, 500),
     settlementLeaseMs: int(env, 'SETTLEMENT_LEASE_MS', 30_000, 100, 3_600_000),
     idempotencyLeaseMs: int(env, 'IDEMPOTENCY_LEASE_MS', 30_000, 100, 300_000),
     coalesceMaxGroup: int(env, 'COALESCE_MAX_GROUP', 100, 0, 500),

@@ -431,23 +431,30 @@ export async function extendEscrowExpiry(db: Db, escrowId: string, expiresAt: Da
 
 /**
  * Locks the accounts in id order (so two batches cannot deadlock on order) and returns
- * their balances as of the lock, by account id.
+ * their balances as of the lock, by account id. FOR NO KEY UPDATE, as in `postTransfers`:
+ * other batches' entries for these accounts are written meanwhile, not after this commit.
  */
 export async function lockAccounts(db: Db, accountIds: string[]): Promise<Map<string, string>> {
   const { rows } = await db.query<{ account_id: string; balance: string }>(
-    `SELECT account_id, balance FROM wallet_daemon.accounts WHERE account_id = ANY($1::bigint[]) ORDER BY account_id FOR UPDATE`,
+    `SELECT account_id, balance FROM wallet_daemon.accounts WHERE account_id = ANY($1::bigint[]) ORDER BY account_id FOR NO KEY UPDATE`,
     [accountIds],
   );
   return new Map(rows.map((row) => [String(row.account_id), row.balance]));
 }
 
 /**
- * postTransfer for many transfers, in one statement as postTransfer is (one round trip,
- * so an account locked here stays locked only until the commit): the transfers, every
- * touched account locked in id order (so two batches cannot deadlock on order), one
- * balance update per account with its summed legs, and the entries. A balance check
- * failing here means an invariant broke (holds only ever hold their escrow's amount),
- * so the whole batch fails rather than guessing which transfer to drop.
+ * postTransfer for many transfers, in two statements, shared rows last. An address
+ * account (a payer, a refund address, a payee) is shared by every batch that moves its
+ * money, and its row lock, held to the commit, makes those batches wait for each other;
+ * so the first statement writes what belongs to this batch alone — the transfers, their
+ * entries, and the balances of the escrow holds (a hold is only ever moved by the
+ * transaction that created or claimed its escrow) — and the second, the last before the
+ * commit, moves the shared balances (address and mint accounts), locked in id order so
+ * two batches cannot deadlock on order. The locks are FOR NO KEY UPDATE, which an entry's
+ * foreign-key check (FOR KEY SHARE) does not wait for: another batch's first statement
+ * never waits for this batch's commit. A balance check failing here means an invariant
+ * broke (holds only ever hold their escrow's amount; payers were locked and checked
+ * before), so the whole batch fails rather than guessing which transfer to drop.
  */
 export async function postTransfers(db: Db, transfers: Array<{ transfer: TransferInput; legs: Leg[] }>): Promise<void> {
   for (const { transfer, legs } of transfers) assertBalanced(transfer, legs);
@@ -455,22 +462,21 @@ export async function postTransfers(db: Db, transfers: Array<{ transfer: Transfe
   const entries = transfers.flatMap(({ transfer, legs }) =>
     legs.map((leg) => ({ hash: transfer.transactionHash, leg })),
   );
-  const deltas = new Map<string, Decimal>();
-  for (const { leg } of entries)
+  // One balance change per account: its legs summed, holds apart from shared accounts.
+  const holds = new Map<string, Decimal>();
+  const shared = new Map<string, Decimal>();
+  for (const { leg } of entries) {
+    const deltas = leg.account.kind === 'escrow' ? holds : shared;
     deltas.set(leg.account.accountId, (deltas.get(leg.account.accountId) ?? new Decimal(0)).plus(leg.amount));
-  const accountIds = [...deltas.keys()];
-  // The update reads the accounts through `locked`, whose rows are locked in id order as
-  // they are sorted; the update itself only ever meets rows this statement already holds.
+  }
   const { rows } = await db.query<{ moved: number }>(
     `WITH transfers AS (
        INSERT INTO wallet_daemon.transfers (transaction_hash, kind, currency, amount, escrow_id)
        SELECT * FROM unnest($1::char(64)[], $2::text[], $3::text[], $4::numeric[], $5::uuid[])),
-     locked AS (
-       SELECT account_id FROM wallet_daemon.accounts WHERE account_id = ANY($6::bigint[]) ORDER BY account_id FOR UPDATE),
      moved AS (
        UPDATE wallet_daemon.accounts a SET balance = a.balance + d.delta
-         FROM locked l JOIN unnest($6::bigint[], $7::numeric[]) AS d(account_id, delta) USING (account_id)
-        WHERE a.account_id = l.account_id AND (a.kind = 'mint' OR a.balance + d.delta >= 0)
+         FROM unnest($6::bigint[], $7::numeric[]) AS d(account_id, delta)
+        WHERE a.account_id = d.account_id AND a.kind = 'escrow' AND a.balance + d.delta >= 0
         RETURNING a.account_id),
      entries AS (
        INSERT INTO wallet_daemon.entries (transaction_hash, account_id, amount)
@@ -482,12 +488,28 @@ export async function postTransfers(db: Db, transfers: Array<{ transfer: Transfe
       column((t) => t.currency),
       column((t) => formatAmount(t.amount)),
       column((t) => t.escrowId),
-      accountIds,
-      accountIds.map((id) => formatAmount(deltas.get(id) as Decimal)),
+      [...holds.keys()],
+      [...holds.values()].map(formatAmount),
       entries.map((e) => e.hash),
       entries.map((e) => e.leg.account.accountId),
       entries.map((e) => formatAmount(e.leg.amount)),
     ],
   );
-  if (rows[0].moved !== accountIds.length) throw new Error('a batched transfer would take an account below zero');
+  if (rows[0].moved !== holds.size) throw new Error('a batched transfer would take an escrow hold below zero');
+  if (shared.size === 0) return;
+  // The update reads the accounts through `locked`, whose rows are locked in id order as
+  // they are sorted; the update itself only ever meets rows this statement already holds.
+  const { rows: sharedRows } = await db.query<{ moved: number }>(
+    `WITH locked AS (
+       SELECT account_id FROM wallet_daemon.accounts WHERE account_id = ANY($1::bigint[])
+        ORDER BY account_id FOR NO KEY UPDATE),
+     moved AS (
+       UPDATE wallet_daemon.accounts a SET balance = a.balance + d.delta
+         FROM locked l JOIN unnest($1::bigint[], $2::numeric[]) AS d(account_id, delta) USING (account_id)
+        WHERE a.account_id = l.account_id AND a.kind <> 'escrow' AND (a.kind = 'mint' OR a.balance + d.delta >= 0)
+        RETURNING a.account_id)
+     SELECT count(*)::int AS moved FROM moved`,
+    [[...shared.keys()], [...shared.values()].map(formatAmount)],
+  );
+  if (sharedRows[0].moved !== shared.size) throw new Error('a batched transfer would take an account below zero');
 }
