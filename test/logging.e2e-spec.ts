@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import { KeyName, PRINCIPALS } from './support/app';
 import { sharedDaemon } from './support/daemon';
 import { createIsolatedDatabase } from './support/database';
@@ -77,5 +78,50 @@ describe('logs', () => {
     ]) {
       expect(output).not.toContain(secret);
     }
+  });
+
+  it('logs a request whose client left before sending its body as `request aborted`, with its id and no key', async () => {
+    const requestId = `req-${randomBytes(6).toString('hex')}`;
+    const { hostname, port } = new URL(coordinator.url);
+    const socket = connect(Number(port), hostname);
+    try {
+      // `Expect: 100-continue`: the server's "100 Continue" says the request reached the
+      // app (its hooks are registered), so leaving after it is leaving mid-request.
+      const continued = new Promise<void>((resolve, reject) => {
+        socket.once('data', (chunk) =>
+          chunk.toString().startsWith('HTTP/1.1 100') ? resolve() : reject(new Error(chunk.toString())),
+        );
+        socket.once('error', reject);
+      });
+      socket.write(
+        [
+          'POST /v1/jobs HTTP/1.1',
+          `host: ${hostname}:${port}`,
+          'content-type: application/json',
+          'content-length: 1000',
+          'expect: 100-continue',
+          `x-api-key: ${keys.client}`,
+          `x-request-id: ${requestId}`,
+          '',
+          '',
+        ].join('\r\n'),
+      );
+      await continued;
+      socket.write('{"payload": {"prompt": "half a bo');
+    } finally {
+      socket.destroy();
+    }
+    const aborted = () =>
+      coordinator
+        .outputTail()
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line))
+        .find((l) => l.msg === 'request aborted' && l.req?.id === requestId);
+    await waitFor('the aborted request to be logged', async () => aborted() !== undefined, 30_000);
+    expect(aborted()).toMatchObject({
+      req: { method: 'POST', url: '/v1/jobs', headers: { 'x-api-key': '[redacted]' } },
+    });
+    expect(coordinator.outputTail()).not.toContain(keys.client);
   });
 });
