@@ -369,7 +369,12 @@ describe('reconciliation (e2e)', () => {
       expect(byPayment.get(ids.refundedAtDaemon.payment_id)).toEqual({
         payment_id: ids.refundedAtDaemon.payment_id,
         kind: 'settled_at_daemon_only',
-        coordinator: expect.objectContaining({ status: 'escrowed', escrow_id: ids.refundedAtDaemon.escrow_id }),
+        coordinator: expect.objectContaining({
+          status: 'escrowed',
+          escrow_id: ids.refundedAtDaemon.escrow_id,
+          released_amount: null,
+          refunded_amount: null,
+        }),
         daemon: expect.objectContaining({
           escrow_id: ids.refundedAtDaemon.escrow_id,
           state: 'refunded',
@@ -394,7 +399,13 @@ describe('reconciliation (e2e)', () => {
       expect(byPayment.get(ids.finalHere.payment_id)).toEqual({
         payment_id: ids.finalHere.payment_id,
         kind: 'held_at_daemon_final_here',
-        coordinator: expect.objectContaining({ status: 'refunded', refund_transaction_hash: 'e'.repeat(64) }),
+        // Both sides' legs, to read against each other: all back to the client here, nothing yet there.
+        coordinator: expect.objectContaining({
+          status: 'refunded',
+          refund_transaction_hash: 'e'.repeat(64),
+          released_amount: '0.00000000',
+          refunded_amount: '0.00350000',
+        }),
         daemon: expect.objectContaining({ state: 'held', transaction_hash: null }),
       });
       expect(stored.mismatches).toHaveLength(4);

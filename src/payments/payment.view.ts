@@ -34,28 +34,42 @@ export function toPaymentView(config: AppConfig, p: JobPayment): PaymentView {
   };
 }
 
+type SettledLegs = { released_amount: string | null; refunded_amount: string | null };
+
 /**
  * released → the miner got `released_amount` (the whole amount unless a partial release
  * recorded less) and the rest went back to the client; refunded → all back; before a
- * final outcome (including releasing/refunding) both are null.
+ * final outcome (including releasing/refunding) both are null. At the database's scale,
+ * as the row holds its amounts.
  */
-export function settledAmounts(
-  config: AppConfig,
-  p: Pick<JobPayment, 'amount' | 'currency' | 'status'> & { released_amount?: string | null },
-): { released_amount: string | null; refunded_amount: string | null } {
-  const zero = amountOut(config, '0', p.currency);
-  const whole = amountOut(config, p.amount, p.currency);
+export function settledLegs(
+  p: Pick<JobPayment, 'amount' | 'status'> & { released_amount?: string | null },
+): SettledLegs {
+  const zero = new Money(0).toFixed(DB_AMOUNT_SCALE);
+  const whole = new Money(p.amount).toFixed(DB_AMOUNT_SCALE);
   if (p.status === 'released') {
     if (p.released_amount === null || p.released_amount === undefined)
       return { released_amount: whole, refunded_amount: zero };
-    const rest = new Money(p.amount).minus(new Money(p.released_amount)).toFixed(DB_AMOUNT_SCALE);
+    const released = new Money(p.released_amount);
     return {
-      released_amount: amountOut(config, p.released_amount, p.currency),
-      refunded_amount: amountOut(config, rest, p.currency),
+      released_amount: released.toFixed(DB_AMOUNT_SCALE),
+      refunded_amount: new Money(p.amount).minus(released).toFixed(DB_AMOUNT_SCALE),
     };
   }
   if (p.status === 'refunded') return { released_amount: zero, refunded_amount: whole };
   return { released_amount: null, refunded_amount: null };
+}
+
+/** `settledLegs` at the currency's scale, as the API shows amounts. */
+export function settledAmounts(
+  config: AppConfig,
+  p: Pick<JobPayment, 'amount' | 'currency' | 'status'> & { released_amount?: string | null },
+): SettledLegs {
+  const legs = settledLegs(p);
+  return {
+    released_amount: amountOut(config, legs.released_amount, p.currency),
+    refunded_amount: amountOut(config, legs.refunded_amount, p.currency),
+  };
 }
 
 export function toEventView(e: PaymentEvent): PaymentEventView {

@@ -5,6 +5,7 @@ import { iso } from '../common/format';
 import { Transactions } from '../database/transactions';
 import { EscrowService } from '../escrow/escrow.service';
 import type { JobPayment } from '../payments/job-payment.entity';
+import { settledLegs } from '../payments/payment.view';
 import { PaymentsService } from '../payments/payments.service';
 import { LOOKUP_MAX_IDS, type EscrowState } from '../wallet-daemon-client/wallet-daemon.client';
 import type { MismatchView, ReconciliationReportView } from './dto/reconciliation.dto';
@@ -228,6 +229,8 @@ function mismatchView(p: JobPayment, kind: MismatchView['kind'], d: EscrowState 
       escrow_id: p.escrow_id as string,
       transaction_hash: p.transaction_hash,
       refund_transaction_hash: p.refund_transaction_hash,
+      // What the row says each side got, to read against the daemon's legs.
+      ...settledLegs(p),
     },
     daemon: d
       ? {

@@ -9,6 +9,10 @@ export class CoordinatorEscrowView {
   @ApiProperty({ example: '0193a5b0-7c1f-7000-8000-0000000000e1' }) escrow_id: string;
   @ApiProperty({ nullable: true, type: String, example: null }) transaction_hash: string | null;
   @ApiProperty({ nullable: true, type: String, example: null }) refund_transaction_hash: string | null;
+  /** What the row says the miner got: null until released or refunded (the whole amount unless a partial release). */
+  @ApiProperty({ nullable: true, type: String, example: null }) released_amount: string | null;
+  /** What the row says went back to the client: null until released or refunded. */
+  @ApiProperty({ nullable: true, type: String, example: null }) refunded_amount: string | null;
 }
 
 /** What the wallet daemon said about the escrow (its lookup answer). */
