@@ -448,9 +448,10 @@ export async function lockAccounts(db: Db, accountIds: string[]): Promise<Map<st
  * money, and its row lock, held to the commit, makes those batches wait for each other;
  * so the first statement writes what belongs to this batch alone — the transfers, their
  * entries, and the balances of the escrow holds (a hold is only ever moved by the
- * transaction that created or claimed its escrow) — and the second, the last before the
- * commit, moves the shared balances (address and mint accounts), locked in id order so
- * two batches cannot deadlock on order. The locks are FOR NO KEY UPDATE, which an entry's
+ * transaction that created or claimed its escrow) — and the second moves the shared
+ * balances (address and mint accounts), locked in id order so two batches cannot
+ * deadlock on order; the batch routes post their transfers as their last step, so these
+ * locks are held only until the commit that follows. The locks are FOR NO KEY UPDATE, which an entry's
  * foreign-key check (FOR KEY SHARE) does not wait for: another batch's first statement
  * never waits for this batch's commit. A balance check failing here means an invariant
  * broke (holds only ever hold their escrow's amount; payers were locked and checked
