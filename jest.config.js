@@ -8,6 +8,9 @@ const transformIgnorePatterns = ['/node_modules/(?!(@nestjs|@scure|@noble|canoni
 module.exports = {
   // E2E files boot whole apps and run property suites; 5 s is too short for those.
   testTimeout: 120000,
+  // One worker per core (jest's default leaves one core idle): the e2e files wait on
+  // PostgreSQL, daemons and child processes much of the time, and each has databases of its own.
+  maxWorkers: '100%',
   projects: [
     {
       displayName: 'unit',

@@ -4,6 +4,7 @@ import type { TestApp } from './support/app';
 import { DAEMON_LOG_FILE, PrivateDaemon, startPrivateDaemon } from './support/daemon';
 import { metricValue, query, waitFor } from './support/flow';
 import { Api, Body, Dec, expectStatus, inBatches, PAYLOAD, sat8, startApp } from './support/payments';
+import { portOutsideEphemeralRange } from './support/ports';
 
 jest.setTimeout(180_000);
 
@@ -56,7 +57,9 @@ const routedEnv = (env: Record<string, string>) => ({
   SETTLEMENT_LEASE_MS: '100',
   WALLET_DAEMON_RETRIES: '1',
   WALLET_DAEMON_TIMEOUT_MS: '3000',
-  PROVIDER_BREAKER_COOLDOWN_MS: '1000',
+  // Long enough that a circuit opened by a test stays open through the steps that assert
+  // it (a second instance starting, a few requests) on a loaded machine.
+  PROVIDER_BREAKER_COOLDOWN_MS: '3000',
   ...env,
 });
 
@@ -110,9 +113,12 @@ async function stopDaemon(id: ProviderId): Promise<void> {
   await node(id).stop();
 }
 
-/** A daemon of this file on a database of its own, with its own seed. */
+/**
+ * A daemon of this file on a database of its own, with its own seed, on a port no other
+ * listener is given while it is stopped (a stopped provider must refuse connections).
+ */
 async function startDaemon(id: ProviderId): Promise<Node> {
-  const priv = await startPrivateDaemon({ seed: SEEDS[id] });
+  const priv = await startPrivateDaemon({ seed: SEEDS[id], port: await portOutsideEphemeralRange() });
   return { id, priv, stop: () => priv.stop() };
 }
 
@@ -294,19 +300,23 @@ describe('priority routing, failover, drain (e2e)', () => {
       'the circuit of one to be half-open',
       async () => (await providerView(api, 'one')).state === 'half_open',
     );
-    const reopened = await waitFor('the failed probe to reopen the circuit', async () => {
-      await t.app.get(PaymentsService).redriveDue();
-      const view = await providerView(api, 'one');
-      return view.failures === '6' && view;
-    });
+    const reopened = await waitFor(
+      'the failed probe to reopen the circuit',
+      async () => {
+        await t.app.get(PaymentsService).redriveDue();
+        const view = await providerView(api, 'one');
+        return view.failures === '6' && view;
+      },
+      20_000,
+    );
     expect(reopened.state).toBe('open');
     expect((await api.payment(running.payment_id)).status).toBe('releasing');
 
     await restartDaemon('one');
     // After the cooldown one probe goes through, succeeds, and closes the circuit.
-    const released = await api.redriveUntil(running.payment_id, 'released');
+    const released = await api.redriveUntil(running.payment_id, 'released', 20_000);
     expect(released.provider_id).toBe('one');
-    await api.redriveUntil(refundLater.payment_id, 'refunded');
+    await api.redriveUntil(refundLater.payment_id, 'refunded', 20_000);
     expect(await providerView(api, 'one')).toMatchObject({ state: 'closed' });
     const escrow = await node('one').priv.daemon.escrowTransfers(released.escrow_id);
     expect(escrow.map((e) => e.kind).sort()).toEqual(['create', 'release']);

@@ -149,9 +149,10 @@ let privateDaemons = 0;
  * A wallet daemon of this test file alone, on its own database. Use it for fault
  * injection: faults are daemon-wide, and on the shared daemon they would hit the
  * test files running in parallel. Stop it in `afterAll`. `seed`: its own HD seed (several
- * daemons from one seed hand out the same addresses).
+ * daemons from one seed hand out the same addresses); `port`: a fixed port (default: any
+ * free one).
  */
-export async function startPrivateDaemon(options: { seed?: string } = {}): Promise<PrivateDaemon> {
+export async function startPrivateDaemon(options: { seed?: string; port?: number } = {}): Promise<PrivateDaemon> {
   const adminUrl = requiredTestEnv(TEST_ENV.adminUrl);
   // Random part: files sharing a worker each restart the counter (own module registry).
   const name = `${requiredTestEnv(TEST_ENV.dbPrefix)}_d_${process.pid}_${++privateDaemons}_${randomBytes(3).toString('hex')}`;
@@ -161,7 +162,7 @@ export async function startPrivateDaemon(options: { seed?: string } = {}): Promi
   const spawned = await spawnWalletDaemon({
     databaseUrl,
     token,
-    port: 0,
+    port: options.port ?? 0,
     seed: options.seed ?? TEST_WALLET_SEED,
     env: { LOG_LEVEL: 'error' },
     logFile: DAEMON_LOG_FILE,
