@@ -35,6 +35,17 @@ export function redact(url: string): string {
   return u.toString();
 }
 
+/** `name=value,name=value` (BENCH_PG): extra server settings of the embedded PostgreSQL, for experiments. */
+export function parseServerSettings(raw: string): Record<string, string> {
+  const settings: Record<string, string> = {};
+  for (const pair of raw.split(',').filter((p) => p.trim())) {
+    const [name, ...value] = pair.split('=');
+    if (!/^[a-z_.]+$/.test(name.trim()) || value.length === 0) throw new Error(`BENCH_PG: "${pair}" is not name=value`);
+    settings[name.trim()] = value.join('=').trim();
+  }
+  return settings;
+}
+
 /**
  * Two fresh databases, `<name>` for the coordinator and `<name>_wallet` for the daemon, on
  * the server of DATABASE_URL when it is set, else on an embedded PostgreSQL under
@@ -59,6 +70,7 @@ export async function prepareDatabases(name: string, statements = false): Promis
     // --statements: pg_stat_statements must be loaded at server start.
     if (statements)
       Object.assign(settings, { shared_preload_libraries: 'pg_stat_statements', 'pg_stat_statements.track': 'all' });
+    Object.assign(settings, parseServerSettings(process.env.BENCH_PG ?? ''));
     progress(
       `embedded PostgreSQL settings: ${Object.entries(settings)
         .map(([k, v]) => `${k}=${v}`)
@@ -164,6 +176,7 @@ export async function serverSettings(url: string): Promise<Record<string, string
       'shared_buffers',
       'max_connections',
       'full_page_writes',
+      'random_page_cost',
     ];
     const { rows } = await client.query(`SELECT name, setting, unit FROM pg_settings WHERE name = ANY($1)`, [names]);
     return Object.fromEntries(

@@ -114,6 +114,7 @@ function parseOptions(argv: string[]): Options {
         '  --wait-idle [S]     on a shared machine, wait up to S seconds (default 600) until the CPUs are idle before starting',
         '  BENCH_SQL=…         SQL run once after the migrations (try an index before writing its migration)',
         '  BENCH_NODE_ARGS=…   Node flags for the coordinators (e.g. --max-semi-space-size=8, see README "Performance")',
+        '  BENCH_PG=a=1,b=2    extra settings of the embedded PostgreSQL (try a server setting before making it a default)',
         '  DATABASE_URL        a server to create the bench databases on (else embedded PostgreSQL)',
         '',
       ].join('\n'),
