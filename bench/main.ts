@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Decimal } from 'decimal.js';
 import { Pool } from 'pg';
 import { freePort } from '../src/database/embedded-postgres';
+import { FEED_HORIZON } from '../src/history/payment-history.repository';
 import {
   CeilingResult,
   createCeiling,
@@ -1251,6 +1252,7 @@ async function measureSweep(
     const paymentIds = set.map((r) => r.payment_id);
     const jobIds = set.map((r) => r.job_id);
 
+    const progressOfSweep = await SweepProgress.start(db);
     const client = await db.connect();
     const cpuStart = await cpuSnapshot();
     let t0: number;
@@ -1276,12 +1278,7 @@ async function measureSweep(
     let decided = 0;
     let refunded = 0;
     while (now() < deadline) {
-      const { rows } = await db.query(
-        `SELECT count(*) FILTER (WHERE to_status = 'refunding')::int AS decided, count(*) FILTER (WHERE to_status = 'refunded')::int AS refunded
-           FROM payment_events WHERE event_id > $1`,
-        [baseEvent],
-      );
-      ({ decided, refunded } = rows[0]);
+      ({ decided, refunded } = await progressOfSweep.poll());
       if (decided >= count && decidedAt === undefined) decidedAt = now();
       if (refunded >= count) {
         refundedAt = now();
@@ -1340,6 +1337,54 @@ async function measureSweep(
  * decision to its first `refunded` event bounds the decision transaction (plus one
  * daemon call) from above, which gives a lower bound of the sweep's decision rate.
  */
+/**
+ * The sweep's decisions and refunds, counted as their transactions commit. Each poll reads
+ * only the events finished since the one before, by the event feed's rule (GET /v1/events,
+ * `FEED_HORIZON`): in (tx, event_id) order, below the oldest transaction still running, so
+ * none is missed or counted twice. Counting every event since the start on each poll cost
+ * PostgreSQL about 5.7 ms per poll near the end (20,000 events), 0.04 ms per refund in all,
+ * charged to the sweep's own figures.
+ */
+class SweepProgress {
+  private decided = 0;
+  private refunded = 0;
+
+  private constructor(
+    private readonly db: Pool,
+    private cursor: { tx: string; eventId: string },
+  ) {}
+
+  /** Starts below every transaction that can still write an event: the horizon now. */
+  static async start(db: Pool): Promise<SweepProgress> {
+    const { rows } = await db.query<{ tx: string }>(`SELECT (${FEED_HORIZON})::text AS tx`);
+    return new SweepProgress(db, { tx: rows[0].tx, eventId: '0' });
+  }
+
+  async poll(): Promise<{ decided: number; refunded: number }> {
+    const { rows } = await this.db.query<{
+      decided: number;
+      refunded: number;
+      tx: string | null;
+      event_id: string | null;
+    }>(
+      `WITH finished AS (
+         SELECT tx, event_id, to_status FROM payment_events
+          WHERE tx < (${FEED_HORIZON}) AND (tx, event_id) > ($1::xid8, $2::bigint)),
+       last AS (SELECT tx, event_id FROM finished ORDER BY tx DESC, event_id DESC LIMIT 1)
+       SELECT count(*) FILTER (WHERE to_status = 'refunding')::int AS decided,
+              count(*) FILTER (WHERE to_status = 'refunded')::int AS refunded,
+              (SELECT tx::text FROM last) AS tx, (SELECT event_id::text FROM last) AS event_id
+         FROM finished`,
+      [this.cursor.tx, this.cursor.eventId],
+    );
+    const row = rows[0];
+    this.decided += row.decided;
+    this.refunded += row.refunded;
+    if (row.tx !== null && row.event_id !== null) this.cursor = { tx: row.tx, eventId: row.event_id };
+    return { decided: this.decided, refunded: this.refunded };
+  }
+}
+
 async function sweepBatches(db: Pool, baseEvent: string) {
   const { rows } = await db.query<{ decided_at: Date; n: number; first_refund: Date | null; last_refund: Date | null }>(
     `WITH d AS (SELECT created_at AS decided_at, count(*)::int AS n FROM payment_events WHERE event_id > $1 AND to_status = 'refunding' GROUP BY created_at),
