@@ -1332,12 +1332,6 @@ async function measureSweep(
 }
 
 /**
- * From the audit trail: each sweep batch's decision transaction stamps its `refunding`
- * events with its start time; the batch's settlements follow. The time from a batch's
- * decision to its first `refunded` event bounds the decision transaction (plus one
- * daemon call) from above, which gives a lower bound of the sweep's decision rate.
- */
-/**
  * The sweep's decisions and refunds, counted as their transactions commit. Each poll reads
  * only the events finished since the one before, by the event feed's rule (GET /v1/events,
  * `FEED_HORIZON`): in (tx, event_id) order, below the oldest transaction still running, so
@@ -1385,6 +1379,12 @@ class SweepProgress {
   }
 }
 
+/**
+ * From the audit trail: each sweep batch's decision transaction stamps its `refunding`
+ * events with its start time; the batch's settlements follow. The time from a batch's
+ * decision to its first `refunded` event bounds the decision transaction (plus one
+ * daemon call) from above, which gives a lower bound of the sweep's decision rate.
+ */
 async function sweepBatches(db: Pool, baseEvent: string) {
   const { rows } = await db.query<{ decided_at: Date; n: number; first_refund: Date | null; last_refund: Date | null }>(
     `WITH d AS (SELECT created_at AS decided_at, count(*)::int AS n FROM payment_events WHERE event_id > $1 AND to_status = 'refunding' GROUP BY created_at),

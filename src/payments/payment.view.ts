@@ -45,15 +45,16 @@ type SettledLegs = { released_amount: string | null; refunded_amount: string | n
 export function settledLegs(
   p: Pick<JobPayment, 'amount' | 'status'> & { released_amount?: string | null },
 ): SettledLegs {
+  const amount = new Money(p.amount);
   const zero = new Money(0).toFixed(DB_AMOUNT_SCALE);
-  const whole = new Money(p.amount).toFixed(DB_AMOUNT_SCALE);
+  const whole = amount.toFixed(DB_AMOUNT_SCALE);
   if (p.status === 'released') {
     if (p.released_amount === null || p.released_amount === undefined)
       return { released_amount: whole, refunded_amount: zero };
     const released = new Money(p.released_amount);
     return {
       released_amount: released.toFixed(DB_AMOUNT_SCALE),
-      refunded_amount: new Money(p.amount).minus(released).toFixed(DB_AMOUNT_SCALE),
+      refunded_amount: amount.minus(released).toFixed(DB_AMOUNT_SCALE),
     };
   }
   if (p.status === 'refunded') return { released_amount: zero, refunded_amount: whole };
