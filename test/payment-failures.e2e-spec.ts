@@ -263,6 +263,48 @@ describe('payment failures (e2e)', () => {
     expect(events.map((e) => e.to)).toEqual(['pending', 'escrowed', 'releasing', 'released']);
   });
 
+  it('daemon unreachable during POST /v1/payments/batch: each item answers its payment as postponed (refunding, the error kept), then settles once', async () => {
+    const jobs = [await api.paidJob('client'), await api.paidJob('client')];
+    const cut = await startApp(
+      { WALLET_DAEMON_URL: 'http://127.0.0.1:1', WALLET_DAEMON_RETRIES: '0', SETTLEMENT_LEASE_MS: '100' },
+      { sameAs: t },
+    );
+    try {
+      const response = await cut.http
+        .post('/v1/payments/batch')
+        .set('X-Api-Key', cut.keys.client)
+        .send({ items: jobs.map((job) => ({ payment_id: job.payment_id, action: 'refund' })) });
+      expect(response.status).toBe(200);
+      expect(response.body).toMatchObject({ succeeded: 2, failed: 0 });
+      // Each answer is the row the postponement wrote, the same as a read of the payment now.
+      for (const [i, job] of jobs.entries()) {
+        const item = response.body.items[i];
+        expect(item).toMatchObject({ index: i, payment_id: job.payment_id, status_code: 200 });
+        expect(item.payment).toMatchObject({ status: 'refunding', refund_transaction_hash: null });
+        expect(item.payment).toEqual(await new Api(cut).payment(job.payment_id, 'client'));
+      }
+      const [row] = await api.query<{ last_error: string }>(
+        `SELECT last_error FROM job_payments WHERE payment_id = $1`,
+        [jobs[0].payment_id],
+      );
+      expect(row.last_error).toMatch(/^escrow_refund: /);
+    } finally {
+      await cut.close();
+    }
+
+    for (const job of jobs) {
+      const refunded = await api.redriveUntil(job.payment_id, 'refunded');
+      const transfers = await priv.daemon.escrowTransfers(refunded.escrow_id);
+      expect(transfers.map((x) => x.kind)).toEqual(['create', 'refund']);
+      expect((await api.events(job.payment_id)).map((e) => e.to)).toEqual([
+        'pending',
+        'escrowed',
+        'refunding',
+        'refunded',
+      ]);
+    }
+  });
+
   it('daemon drops the answer after applying the release: retries reuse the key, one transfer, payment released', async () => {
     const job = await api.paidJob('client', { payment_amount: '0.0031' });
     const payout = await api.registerFreshMiner('miner');

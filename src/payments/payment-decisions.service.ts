@@ -126,15 +126,9 @@ export class PaymentDecisions {
     handOff?.();
     let finalById: Map<string, JobPayment>;
     try {
-      if (decided.length === 1) await this.settlement.settle(decided[0]);
-      else await this.settlement.settleMany(decided);
+      // Each as its settlement left it: the rows the recording (or postponement) returned.
       const final =
-        decided.length === 0
-          ? []
-          : await this.payments.findMany(
-              this.tx.sql,
-              decided.map((p) => p.payment_id),
-            );
+        decided.length === 1 ? [await this.settlement.settle(decided[0])] : await this.settlement.settleMany(decided);
       finalById = new Map(final.map((p) => [p.payment_id, p]));
     } catch (error: unknown) {
       // The decisions are committed (the re-drive carries them on): an error now is each

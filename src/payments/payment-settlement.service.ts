@@ -54,9 +54,12 @@ export class PaymentSettlement {
    * Carries out many decided outcomes: batches of WALLET_DAEMON_BATCH_SIZE, one daemon call
    * and one recording transaction per batch. An item the daemon did not settle gets the
    * single path's handling (reconcile or postpone); a daemon without the batch route gets
-   * one call per escrow from then on.
+   * one call per escrow from then on. Returns each payment as it stands afterwards, in the
+   * order given: the rows the recording (or the postponement) wrote, so callers need not
+   * read them again; a payment that is not decided comes back as it was.
    */
-  async settleMany(payments: JobPayment[]): Promise<void> {
+  async settleMany(payments: JobPayment[]): Promise<JobPayment[]> {
+    const after = new Map<string, JobPayment>();
     // A batch goes to one daemon: the payments of each provider are batched apart.
     const byProvider = new Map<string, JobPayment[]>();
     for (const p of payments.filter(isDecided))
@@ -69,32 +72,43 @@ export class PaymentSettlement {
       else for (let i = 0; i < group.length; i += size) batches.push(group.slice(i, i + size));
     }
     await Promise.all([
-      runWithConcurrency(singles, 8, (payment) => this.settle(payment)),
-      runWithConcurrency(batches, 4, (batch) => this.settleBatch(batch)),
+      runWithConcurrency(singles, 8, async (payment) => void after.set(payment.payment_id, await this.settle(payment))),
+      runWithConcurrency(batches, 4, async (batch) => {
+        for (const row of await this.settleBatch(batch)) after.set(row.payment_id, row);
+      }),
     ]);
+    // Rows no step returned (a whole batch answered item by item after a failed call, or
+    // recorded by someone else first): read once, together.
+    const unknown = payments.filter((p) => isDecided(p) && !after.has(p.payment_id)).map((p) => p.payment_id);
+    if (unknown.length > 0)
+      for (const row of await this.payments.findMany(this.tx.sql, unknown)) after.set(row.payment_id, row);
+    return payments.map((p) => after.get(p.payment_id) ?? p);
   }
 
-  private async settleBatch(batch: JobPayment[]): Promise<void> {
+  /** One batch at the daemon and its recording; returns the rows it recorded, reconciled or postponed. */
+  private async settleBatch(batch: JobPayment[]): Promise<JobPayment[]> {
     const outcomes = await this.calls.batch(batch, () => this.escrow.settleBatch(batch), {
       route: 'settle-batch',
       unavailable: (payment, error) => this.unavailable(payment, error),
       alone: (payment) => this.settle(payment),
     });
-    if (!outcomes) return;
-    await this.recordMany(
+    if (!outcomes) return [];
+    const recorded = await this.recordMany(
       batch.flatMap((payment, i) => {
         const outcome = outcomes[i];
         return outcome.error ? [] : [{ payment, transactionHash: outcome.transactionHash }];
       }),
     );
+    const handled: JobPayment[] = [];
     await runWithConcurrency(
       batch.map((payment, i) => ({ payment, error: outcomes[i].error })),
       8,
       async ({ payment, error }) => {
-        if (error instanceof WalletDaemonRejected) await this.reconcile(payment, error);
-        else if (error) await this.unavailable(payment, error);
+        if (error instanceof WalletDaemonRejected) handled.push(await this.reconcile(payment, error));
+        else if (error) handled.push(await this.unavailable(payment, error));
       },
     );
+    return [...recorded, ...handled];
   }
 
   /** Records one settlement the daemon carried out: a set of one of `recordMany`. */
@@ -107,8 +121,10 @@ export class PaymentSettlement {
   private async recordMany(settled: Settled[]): Promise<JobPayment[]> {
     if (settled.length === 0) return [];
     const moved = await this.payments.recordSettlements(this.tx.sql, settled);
-    for (const m of moved) this.log.transition(m.payment_id, m.from_status, m.status, m.settle_reason, 'wallet-daemon');
-    return moved;
+    return moved.map(({ from_status, ...payment }) => {
+      this.log.transition(payment.payment_id, from_status, payment.status, payment.settle_reason, 'wallet-daemon');
+      return payment;
+    });
   }
 
   /**

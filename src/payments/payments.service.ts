@@ -134,7 +134,7 @@ export class PaymentsService {
     return this.settlement.settleIfDecided(payment);
   }
 
-  settleMany(payments: JobPayment[]): Promise<void> {
+  settleMany(payments: JobPayment[]): Promise<JobPayment[]> {
     return this.settlement.settleMany(payments);
   }
 
