@@ -14,6 +14,7 @@ import { Reconciliation1764600000000 } from './src/database/migrations/176460000
 import { PaymentProviders1764700000000 } from './src/database/migrations/1764700000000-PaymentProviders';
 import { StatementTriggers1764800000000 } from './src/database/migrations/1764800000000-StatementTriggers';
 import { DropRedundantClientIndex1764900000000 } from './src/database/migrations/1764900000000-DropRedundantClientIndex';
+import { HotUpdateRoom1765000000000 } from './src/database/migrations/1765000000000-HotUpdateRoom';
 
 /**
  * The one source of database options, used by the app (DatabaseModule) and the TypeORM
@@ -36,6 +37,7 @@ export function dataSourceOptions(url: string, poolSize = 10): DataSourceOptions
       PaymentProviders1764700000000,
       StatementTriggers1764800000000,
       DropRedundantClientIndex1764900000000,
+      HotUpdateRoom1765000000000,
     ],
     synchronize: false,
     migrationsRun: false,

@@ -126,6 +126,20 @@ const SCHEMA_STATEMENTS: readonly string[] = [
      response_body   json NOT NULL, -- json, not jsonb: replays keep the original key order
      created_at      timestamptz NOT NULL DEFAULT now()
    )`,
+
+  // Room on each page for the updates that follow an insert (a hold's balance, an escrow's
+  // settlement, a key's answer), so they can be HOT: no indexed column changes, and with
+  // free space on the row's page the new version stays there and no index gets an entry.
+  // Packed full (the default), almost none were (README "Room for HOT updates").
+  // Set once: ALTER TABLE takes a table lock, which a restart beside busy daemons should not.
+  ...['accounts', 'escrows', 'idempotency_keys'].map(
+    (table) => `DO $$ BEGIN
+       IF NOT 'fillfactor=70' = ANY (coalesce((SELECT reloptions FROM pg_class
+                                                WHERE oid = 'wallet_daemon.${table}'::regclass), '{}')) THEN
+         ALTER TABLE wallet_daemon.${table} SET (fillfactor = 70);
+       END IF;
+     END $$`,
+  ),
 ];
 
 /** Creates the wallet_daemon schema and tables if missing, under a Postgres advisory lock. */
