@@ -102,14 +102,19 @@ export function curveSvg(
       `<text x="${M.left + plotW - 4}" y="${yL(lGoal) - 4}" text-anchor="end" fill="${ORANGE}" opacity="0.8">goal p99 ≤ ${lGoal} ms</text>`,
     );
   }
-  const series = (y: (p: CurvePoint) => number, color: string, label: (p: CurvePoint) => string, below: boolean) => {
+  const series = (
+    y: (p: CurvePoint) => number,
+    color: string,
+    label: (p: CurvePoint) => string,
+    below: (p: CurvePoint) => boolean,
+  ) => {
     out.push(
       `<polyline fill="none" stroke="${color}" stroke-width="2.5" points="${pts.map((p) => `${x(p.connections).toFixed(1)},${y(p).toFixed(1)}`).join(' ')}"/>`,
     );
     for (const p of pts) {
       out.push(`<circle cx="${x(p.connections).toFixed(1)}" cy="${y(p).toFixed(1)}" r="4" fill="${color}"/>`);
       out.push(
-        `<text x="${x(p.connections).toFixed(1)}" y="${(y(p) + (below ? 16 : -8)).toFixed(1)}" text-anchor="middle" fill="${color}" font-size="11">${esc(label(p))}</text>`,
+        `<text x="${x(p.connections).toFixed(1)}" y="${(y(p) + (below(p) ? 16 : -8)).toFixed(1)}" text-anchor="middle" fill="${color}" font-size="11">${esc(label(p))}</text>`,
       );
     }
   };
@@ -117,13 +122,14 @@ export function curveSvg(
     (p) => yT(p.req_per_s),
     BLUE,
     (p) => `${Math.round(p.req_per_s).toLocaleString('en-US')}/s`,
-    false,
+    // Each point's two labels go on the sides facing away from each other, so they never overlap.
+    (p) => yT(p.req_per_s) > yL(p.p99_ms),
   );
   series(
     (p) => yL(p.p99_ms),
     ORANGE,
     (p) => `${Math.round(p.p99_ms)} ms`,
-    true,
+    (p) => yL(p.p99_ms) >= yT(p.req_per_s),
   );
   // Legend.
   const lx = M.left + 10;
