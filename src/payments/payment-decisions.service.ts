@@ -127,8 +127,7 @@ export class PaymentDecisions {
     let finalById: Map<string, JobPayment>;
     try {
       // Each as its settlement left it: the rows the recording (or postponement) returned.
-      const final =
-        decided.length === 1 ? [await this.settlement.settle(decided[0])] : await this.settlement.settleMany(decided);
+      const final = await this.settlement.settleMany(decided);
       finalById = new Map(final.map((p) => [p.payment_id, p]));
     } catch (error: unknown) {
       // The decisions are committed (the re-drive carries them on): an error now is each
