@@ -7,6 +7,7 @@ import { CurrencyRegistry } from './currencies';
 import { describeJsonShapeProblem, JsonShapeLimits, jsonShapeProblem } from '../common/json-limits';
 import { invalidRequest, WalletDaemonError, WalletErrorBody } from './errors';
 import { FaultInjector } from './faults';
+import { AddressLookahead } from './address-lookahead';
 import { HdWallet } from './hd-wallet';
 import { pruneIdempotencyKeys } from './idempotency';
 import { PreparedStatementClient } from './prepared-client';
@@ -58,7 +59,7 @@ export async function buildWalletDaemon(config: WalletDaemonConfig): Promise<Wal
   }
 
   const currencies = new CurrencyRegistry(config.btcNetwork);
-  const service = new WalletService(pool, new HdWallet(config.seed), currencies);
+  const service = new WalletService(pool, new AddressLookahead(new HdWallet(config.seed)), currencies);
   const faults = new FaultInjector(config.faults);
   const droppedAnswers: DroppedAnswers = new WeakSet();
 

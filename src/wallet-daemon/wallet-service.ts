@@ -4,7 +4,7 @@ import { uuidv7 } from 'uuidv7';
 import { formatAmount, settledAmounts } from './amounts';
 import { Currency, CurrencyCode, CurrencyRegistry } from './currencies';
 import { escrowNotFound, invalidRequest, WalletDaemonError } from './errors';
-import { HdWallet } from './hd-wallet';
+import type { AddressSource } from './address-lookahead';
 import { claimIdempotencyKey, requestFingerprint, StoredResponse, storeIdempotentResponse } from './idempotency';
 import {
   Account,
@@ -48,7 +48,7 @@ export interface WalletResponse extends StoredResponse {
 export class WalletService {
   constructor(
     private readonly pool: Pool,
-    private readonly wallet: HdWallet,
+    private readonly wallet: AddressSource,
     readonly currencies: CurrencyRegistry,
   ) {}
 
