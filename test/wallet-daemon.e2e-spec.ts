@@ -710,9 +710,10 @@ describe('local wallet daemon (HTTP)', () => {
   describe('addresses used outside the sequence', () => {
     let a: PrivateDaemon;
     let b: PrivateDaemon;
+    let c: PrivateDaemon;
+    let d: PrivateDaemon;
     afterAll(async () => {
-      await a?.stop();
-      await b?.stop();
+      await Promise.all([a?.stop(), b?.stop(), c?.stop(), d?.stop()]);
     });
 
     it('never makes a hold of an address the ledger already knows: a daemon from the same seed skips it', async () => {
@@ -740,6 +741,41 @@ describe('local wallet daemon (HTTP)', () => {
       // And an address B hands out is not one of them either.
       expect([first, second, body.address]).not.toContain(await apiB.newAddress());
       await apiB.expectLedgerConserved();
+    });
+
+    it('skips them in a create-batch too: every hold is a new account at a new address', async () => {
+      [c, d] = await Promise.all([startPrivateDaemon(), startPrivateDaemon()]);
+      const [apiC, apiD] = [new DaemonApi(c.daemon.endpoint), new DaemonApi(d.daemon.endpoint)];
+      // D's first three indexes, handed out by C and funded at D before D derives any of them.
+      const known = [await apiC.newAddress(), await apiC.newAddress(), await apiC.newAddress()];
+      for (const address of known) await apiD.fund(address, '1');
+
+      const items = [0, 1, 2].map(() => {
+        const payment_id = randomUUID();
+        return {
+          idempotency_key: `${payment_id}:create`,
+          payment_id,
+          amount: '0.1',
+          currency: 'BTC',
+          payer: known[0],
+          timeout_seconds: 120,
+        };
+      });
+      const { status, body } = await apiD.post('/api/v1/escrow/create-batch', { items });
+      expect(status).toBe(200);
+      expect(body.results.map((r: { status: number }) => r.status)).toEqual([201, 201, 201]);
+      const holds = body.results.map((r: { body: { address: string } }) => r.body.address);
+      expect(new Set(holds).size).toBe(3);
+      for (const hold of holds) {
+        expect(known).not.toContain(hold);
+        expect(await apiD.balanceOf(hold)).toBe('0.10000000');
+      }
+      expect(await Promise.all(known.map((address) => apiD.balanceOf(address)))).toEqual([
+        '0.70000000',
+        '1.00000000',
+        '1.00000000',
+      ]);
+      await apiD.expectLedgerConserved();
     });
   });
 });

@@ -1,7 +1,7 @@
 import Decimal from 'decimal.js';
 import { uuidv7 } from 'uuidv7';
 import { formatAmount } from './amounts';
-import { accountOf, BatchItemResult, BatchRun, PendingItem } from './batch';
+import { BatchItemResult, BatchRun, PendingItem } from './batch';
 import { StoredResponse } from './idempotency';
 import {
   Account,
@@ -12,7 +12,6 @@ import {
   discardNewEscrows,
   EscrowRow,
   findAccounts,
-  insertAccounts,
   insertEscrows,
   insufficientFunds,
   lockAccounts,
@@ -72,22 +71,20 @@ export async function createDistinctBatch(
 
   // 5. Fresh HD addresses, their hold accounts and the escrow rows: written before the
   //    payers are locked, as the single create writes its escrow before the debit.
-  const addresses = await wallet.deriveNextAddresses(
+  const holds = await wallet.newHoldAccounts(
     db,
     creating.map((c) => c.request.currency),
   );
-  const holdRefs = creating.map((c, i): AccountRef => ({ currency: c.request.currency.code, address: addresses[i] }));
-  const holds = await insertAccounts(db, 'escrow', holdRefs);
   const escrows = await insertEscrows(
     db,
     creating.map((c, i) => {
       const escrowId = uuidv7();
-      c.hold = accountOf(holds, holdRefs[i]);
+      c.hold = holds[i];
       return {
         escrowId,
         paymentId: c.request.paymentId,
         currency: c.request.currency.code,
-        address: addresses[i],
+        address: holds[i].address,
         amount: c.request.amount,
         payer: (c.payer as Account).address,
         timeoutSeconds: c.request.timeoutSeconds,

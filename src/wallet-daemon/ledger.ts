@@ -369,6 +369,22 @@ export async function insertAccounts(db: Db, kind: AccountKind, refs: AccountRef
   return found;
 }
 
+/**
+ * Inserts the accounts of `kind` that do not exist yet and returns only those: an address
+ * the ledger already knows is left as it is and missing from the answer. Escrow holds
+ * are made with it, in the one statement that also proves each address fresh.
+ */
+export async function insertNewAccounts(db: Db, kind: AccountKind, refs: AccountRef[]): Promise<Map<string, Account>> {
+  const { rows } = await db.query<Account>(
+    `INSERT INTO wallet_daemon.accounts (kind, currency, address)
+     SELECT $1, currency, address FROM unnest($2::text[], $3::text[]) AS u(currency, address)
+     ON CONFLICT (currency, address) DO NOTHING
+     RETURNING ${ACCOUNT_COLUMNS}`,
+    [kind, refs.map((r) => r.currency), refs.map((r) => r.address)],
+  );
+  return new Map(rows.map((account) => [accountKey(account), account]));
+}
+
 export async function findAccounts(db: Db, refs: AccountRef[]): Promise<Map<string, Account>> {
   const { rows } = await db.query<Account>(
     `SELECT ${ACCOUNT_COLUMNS} FROM wallet_daemon.accounts

@@ -8,6 +8,7 @@ import type { AddressSource } from './address-lookahead';
 import { claimIdempotencyKey, requestFingerprint, StoredResponse, storeIdempotentResponse } from './idempotency';
 import {
   Account,
+  AccountRef,
   Db,
   ensureAccount,
   ensureMintAccount,
@@ -17,6 +18,7 @@ import {
   accountKey,
   findAccount,
   findAccounts,
+  insertNewAccounts,
   findEscrow,
   insertEscrow,
   ledgerTotals,
@@ -149,8 +151,8 @@ export class WalletService {
   async createEscrow(db: Db, request: CreateEscrowRequest): Promise<StoredResponse> {
     const { currency, amount } = request;
     const payer = await this.spendableAccount(db, currency, request.payer, 'payer');
-    const [escrowAddress] = await this.deriveNextAddresses(db, [currency]);
-    const hold = await ensureAccount(db, 'escrow', currency.code, escrowAddress);
+    const [hold] = await this.newHoldAccounts(db, [currency]);
+    const escrowAddress = hold.address;
     const escrowId = uuidv7();
     const transactionHash = newTransactionHash({ kind: 'create', escrowId, amount: amount.toString() });
     // The escrow row first (its transfer reference is checked at commit): the payer's
@@ -270,6 +272,30 @@ export class WalletService {
       );
       used.forEach((i, k) => (addresses[i] = again[k]));
     }
+  }
+
+  /**
+   * A new escrow hold account per entry of `currencies`, each at a fresh HD address (as
+   * `deriveNextAddresses`, one round trip fewer): the insert itself proves an address
+   * fresh, and an address the ledger already knows is skipped for the next index.
+   */
+  async newHoldAccounts(db: Db, currencies: Currency[]): Promise<Account[]> {
+    const holds = new Array<Account>(currencies.length);
+    let wanted = currencies.map((_, i) => i);
+    while (wanted.length > 0) {
+      const addresses = await this.deriveAddresses(
+        db,
+        wanted.map((i) => currencies[i]),
+      );
+      const refs = wanted.map((i, k): AccountRef => ({ currency: currencies[i].code, address: addresses[k] }));
+      const inserted = await insertNewAccounts(db, 'escrow', refs);
+      wanted = wanted.filter((i, k) => {
+        const hold = inserted.get(accountKey(refs[k]));
+        if (hold) holds[i] = hold;
+        return !hold;
+      });
+    }
+    return holds;
   }
 
   private async deriveAddresses(db: Db, currencies: Currency[]): Promise<string[]> {
