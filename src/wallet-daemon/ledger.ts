@@ -332,10 +332,18 @@ export async function findEscrows(db: Db, escrowIds: string[]): Promise<Map<stri
   return new Map(rows.map((row) => [row.escrow_id, row]));
 }
 
-/** Creates the missing address accounts and returns every named account by `currency/address`. */
-export async function ensureAddressAccounts(db: Db, refs: AccountRef[]): Promise<Map<string, Account>> {
+/**
+ * Creates the missing address accounts of `refs` and returns every named account by
+ * `currency/address`, with the accounts of `existing` (never created here) read in the
+ * same lookup.
+ */
+export async function ensureAddressAccounts(
+  db: Db,
+  refs: AccountRef[],
+  existing: AccountRef[] = [],
+): Promise<Map<string, Account>> {
   // Look first, as ensureAccount does: recipients are often payers' hot accounts.
-  const found = await findAccounts(db, refs);
+  const found = await findAccounts(db, [...refs, ...existing]);
   const missing = refs.filter((ref) => !found.has(accountKey(ref)));
   if (missing.length === 0) return found;
   for (const [key, account] of await insertAccounts(db, 'address', missing)) found.set(key, account);

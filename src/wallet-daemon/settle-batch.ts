@@ -10,7 +10,6 @@ import {
   Db,
   ensureAddressAccounts,
   EscrowRow,
-  findAccounts,
   findEscrows,
   newTransactionHash,
   postTransfers,
@@ -72,14 +71,16 @@ export async function settleDistinctBatch(
     });
   });
 
-  // 4. Recipient accounts (created on first use), which must be wallet addresses.
-  const recipients = await ensureAddressAccounts(
+  // 4. Recipient accounts (created on first use), which must be wallet addresses; the
+  //    holds the money leaves from are read in the same lookup.
+  const accounts = await ensureAddressAccounts(
     db,
     settling.flatMap((s) => [s.recipient as AccountRef, ...(s.refund ? [s.refund] : [])]),
+    settling.map((s) => holdOf(s)),
   );
   settling = run.keep(settling, (s) => {
-    assertSpendable(accountOf(recipients, s.recipient as AccountRef), s.recipientField as string);
-    if (s.refund) assertSpendable(accountOf(recipients, s.refund), 'refund_address');
+    assertSpendable(accountOf(accounts, s.recipient as AccountRef), s.recipientField as string);
+    if (s.refund) assertSpendable(accountOf(accounts, s.refund), 'refund_address');
   });
 
   // 5. The compare-and-set for all of them; whoever is not held any more is refused.
@@ -126,10 +127,6 @@ export async function settleDistinctBatch(
 
   // 6. The money: each whole hold to its recipient, or — a partial release — split between
   // the payee and the refund address as the legs of one transfer (one transaction hash).
-  const holds = await findAccounts(
-    db,
-    settling.map((s) => ({ currency: (s.escrow as EscrowRow).currency, address: (s.escrow as EscrowRow).address })),
-  );
   await postTransfers(
     db,
     settling.map((s) => {
@@ -146,9 +143,9 @@ export async function settleDistinctBatch(
           escrowId: escrow.escrow_id,
         },
         legs: [
-          { account: accountOf(holds, escrow), amount: amount.neg() },
-          { account: accountOf(recipients, s.recipient as AccountRef), amount: paid },
-          ...(s.refund && rest.gt(0) ? [{ account: accountOf(recipients, s.refund), amount: rest }] : []),
+          { account: accountOf(accounts, holdOf(s)), amount: amount.neg() },
+          { account: accountOf(accounts, s.recipient as AccountRef), amount: paid },
+          ...(s.refund && rest.gt(0) ? [{ account: accountOf(accounts, s.refund), amount: rest }] : []),
         ],
       };
     }),
@@ -156,6 +153,12 @@ export async function settleDistinctBatch(
 
   // 7. Failed items' keys given back; the answers in request order.
   return run.finish(answers);
+}
+
+/** The escrow's hold account: where its money leaves from. */
+function holdOf(s: Settling): AccountRef {
+  const escrow = s.escrow as EscrowRow;
+  return { currency: escrow.currency, address: escrow.address };
 }
 
 /** The answer to a settlement, single or batched (stored for replays). */
