@@ -1,3 +1,4 @@
+import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { Client, Pool } from 'pg';
 import { processAlive } from '../src/common/process-alive';
@@ -51,7 +52,11 @@ export function parseServerSettings(raw: string): Record<string, string> {
  * the server of DATABASE_URL when it is set, else on an embedded PostgreSQL under
  * `.data/bench-pg`. Both are dropped (and the embedded server stopped) at cleanup.
  */
-export async function prepareDatabases(name: string, statements = false): Promise<BenchDatabases> {
+/**
+ * `logFile`: where the embedded server's own log goes (its warnings, and the plans of
+ * `auto_explain` when BENCH_PG loads it).
+ */
+export async function prepareDatabases(name: string, statements = false, logFile?: string): Promise<BenchDatabases> {
   const configured = process.env.DATABASE_URL;
   let adminUrl: string;
   let server: BenchDatabases['server'];
@@ -62,7 +67,14 @@ export async function prepareDatabases(name: string, statements = false): Promis
   } else {
     const dataDir = join(ROOT, '.data', 'bench-pg');
     progress(`DATABASE_URL unset: starting embedded PostgreSQL under ${dataDir}`);
+    // The server's log to its file; its last lines kept for the error should it not start.
+    const log = logFile ? createWriteStream(logFile, { flags: 'a' }) : undefined;
     const logLines: string[] = [];
+    const onLogLine = (line: string) => {
+      log?.write(line);
+      logLines.push(line);
+      if (logLines.length > 50) logLines.shift();
+    };
     // Sized as a server holding a million payments would be (the default 128 MB is a
     // laptop's): the 1M read figures then measure indexes, not the buffer cache. The
     // read ceilings run on the same server, so ratios are unaffected.
@@ -76,14 +88,12 @@ export async function prepareDatabases(name: string, statements = false): Promis
         .map(([k, v]) => `${k}=${v}`)
         .join(', ')}`,
     );
-    const embedded = await startEmbeddedPostgres(dataDir, 'postgres', (line) => logLines.push(line), settings).catch(
-      (error) => {
-        throw new Error(
-          `embedded PostgreSQL did not start: ${error}\n${logLines.join('').split('\n').slice(-15).join('\n')}`,
-        );
-      },
-    );
-    onCleanup('embedded PostgreSQL', () => embedded.stop());
+    const embedded = await startEmbeddedPostgres(dataDir, 'postgres', onLogLine, settings).catch((error) => {
+      throw new Error(
+        `embedded PostgreSQL did not start: ${error}\n${logLines.join('').split('\n').slice(-15).join('\n')}`,
+      );
+    });
+    onCleanup('embedded PostgreSQL', () => embedded.stop().finally(() => log?.end()));
     adminUrl = embedded.adminUrl;
     server = 'embedded';
   }

@@ -115,7 +115,8 @@ function parseOptions(argv: string[]): Options {
         '  --wait-idle [S]     on a shared machine, wait up to S seconds (default 600) until the CPUs are idle before starting',
         '  BENCH_SQL=…         SQL run once after the migrations (try an index before writing its migration)',
         '  BENCH_NODE_ARGS=…   Node flags for the coordinators (e.g. --max-semi-space-size=8, see README "Performance")',
-        '  BENCH_PG=a=1,b=2    extra settings of the embedded PostgreSQL (try a server setting before making it a default)',
+        '  BENCH_PG=a=1,b=2    extra settings of the embedded PostgreSQL (try a server setting before making it a default;',
+        '                      its log, auto_explain plans included, is .data/bench/<run>/postgres.log)',
         '  DATABASE_URL        a server to create the bench databases on (else embedded PostgreSQL)',
         '',
       ].join('\n'),
@@ -229,7 +230,11 @@ async function main(): Promise<void> {
     `machine at start: load average ${machineLoad.loadavg}, ${machineLoad.busy_pct}% of ${cpus().length * 100}% CPU busy` +
       (machineLoad.busy_pct > 30 ? ' — something else is running; figures will be lower than on an idle machine' : ''),
   );
-  const dbs = await prepareDatabases(`bench_${runId}_p${process.pid}`, options.statements);
+  const dbs = await prepareDatabases(
+    `bench_${runId}_p${process.pid}`,
+    options.statements,
+    join(logDir, 'postgres.log'),
+  );
   const settings = await serverSettings(dbs.url);
   const statements = options.statements && (await enableStatements(dbs.url));
   const daemon = await startDaemon(
