@@ -51,8 +51,6 @@ export function parseServerSettings(raw: string): Record<string, string> {
  * Two fresh databases, `<name>` for the coordinator and `<name>_wallet` for the daemon, on
  * the server of DATABASE_URL when it is set, else on an embedded PostgreSQL under
  * `.data/bench-pg`. Both are dropped (and the embedded server stopped) at cleanup.
- */
-/**
  * `logFile`: where the embedded server's own log goes (its warnings, and the plans of
  * `auto_explain` when BENCH_PG loads it).
  */

@@ -21,61 +21,54 @@ const PER_TURN = 2;
  * a higher one is taken.
  */
 export class AddressLookahead implements AddressSource {
-  /** Derived-ahead addresses by index, per currency, in ascending index order. */
-  private readonly ready = new Map<CurrencyCode, Map<number, string>>();
-  /** Highest index taken so far, per currency. */
-  private readonly taken = new Map<CurrencyCode, number>();
-  /** Next index to derive ahead, per currency. */
-  private readonly next = new Map<CurrencyCode, number>();
-  private readonly currencies = new Map<CurrencyCode, Currency>();
+  /** Per currency taken so far: the highest index taken, the next to derive ahead, and the derived ones in index order. */
+  private readonly chains = new Map<CurrencyCode, Chain>();
   private filling = false;
 
   constructor(private readonly source: AddressSource) {}
 
   addressAt(currency: Currency, index: number): string {
-    const ready = this.ready.get(currency.code);
-    const address = ready?.get(index) ?? this.source.addressAt(currency, index);
-    this.took(currency, index, ready);
-    return address;
-  }
-
-  /** `index` is taken: drop what lies at or below it and keep the next LOOKAHEAD coming. */
-  private took(currency: Currency, index: number, ready: Map<number, string> | undefined): void {
-    if (index <= (this.taken.get(currency.code) ?? -1)) {
-      ready?.delete(index);
-      return;
-    }
-    this.taken.set(currency.code, index);
-    this.currencies.set(currency.code, currency);
-    if (ready)
-      for (const derived of ready.keys()) {
-        if (derived > index) break;
-        ready.delete(derived);
-      }
-    if ((this.next.get(currency.code) ?? 0) <= index) this.next.set(currency.code, index + 1);
+    const chain = this.chains.get(currency.code);
+    const address = chain?.ready.get(index) ?? this.source.addressAt(currency, index);
+    if (chain) this.took(chain, index);
+    else this.chains.set(currency.code, { currency, taken: index, next: index + 1, ready: new Map() });
     if (!this.filling) {
       this.filling = true;
       setImmediate(() => this.fill()).unref();
     }
+    return address;
+  }
+
+  /** `index` is taken: drop what lies at or below it; the fill keeps the next LOOKAHEAD coming. */
+  private took(chain: Chain, index: number): void {
+    if (index <= chain.taken) {
+      chain.ready.delete(index);
+      return;
+    }
+    chain.taken = index;
+    for (const derived of chain.ready.keys()) {
+      if (derived > index) break;
+      chain.ready.delete(derived);
+    }
+    chain.next = Math.max(chain.next, index + 1);
   }
 
   /** Derives a few addresses ahead, then yields to the event loop; stops once every currency is LOOKAHEAD ahead. */
   private fill(): void {
     let derived = 0;
-    for (const [code, currency] of this.currencies) {
-      const taken = this.taken.get(code) as number;
-      let next = this.next.get(code) as number;
-      let ready = this.ready.get(code);
-      if (!ready) this.ready.set(code, (ready = new Map<number, string>()));
-      while (derived < PER_TURN && next <= taken + LOOKAHEAD) {
-        ready.set(next, this.source.addressAt(currency, next));
-        next++;
-        derived++;
-      }
-      this.next.set(code, next);
+    for (const chain of this.chains.values()) {
+      for (; derived < PER_TURN && chain.next <= chain.taken + LOOKAHEAD; chain.next++, derived++)
+        chain.ready.set(chain.next, this.source.addressAt(chain.currency, chain.next));
       if (derived === PER_TURN) break;
     }
     if (derived === 0) this.filling = false;
     else setImmediate(() => this.fill()).unref();
   }
+}
+
+interface Chain {
+  currency: Currency;
+  taken: number;
+  next: number;
+  ready: Map<number, string>;
 }
