@@ -1,6 +1,7 @@
 import { AddressLookahead, AddressSource } from './address-lookahead';
-import { Currency, CurrencyRegistry } from './currencies';
+import { Currency, CurrencyCode, CurrencyRegistry } from './currencies';
 import { HdWallet } from './hd-wallet';
+import type { Db } from './ledger';
 
 const currencies = new CurrencyRegistry('regtest');
 const BTC = currencies.find('BTC') as Currency;
@@ -18,7 +19,36 @@ function countingSource(): AddressSource & { derived: string[] } {
   };
 }
 
-/** Lets the lookahead's event-loop turns run until it has nothing left to derive. */
+/**
+ * The two ways indexes leave a currency's sequence, as the database hands them out: one
+ * counter per currency, shared by the in-transaction `nextval` (`db`) and the background
+ * reservation (`reserve`), which can be made to fail or to wait.
+ */
+function sequences() {
+  const next = new Map<CurrencyCode, number>();
+  const take = (currency: CurrencyCode, count: number) => {
+    const first = next.get(currency) ?? 0;
+    next.set(currency, first + count);
+    return Array.from({ length: count }, (_, i) => first + i);
+  };
+  const inTransaction: string[] = [];
+  const db: Db = {
+    query: ((text: string, values: unknown[]) => {
+      const currency: CurrencyCode = text.includes('hd_index_btc') ? 'BTC' : 'AITBC';
+      inTransaction.push(`${currency}:${String(values[0])}`);
+      return Promise.resolve({ rows: take(currency, Number(values[0])).map((i) => ({ index: String(i) })) });
+    }) as unknown as Db['query'],
+  };
+  const control = { failing: false, reserved: [] as string[] };
+  const reserve = (currency: CurrencyCode, count: number) => {
+    if (control.failing) return Promise.reject(new Error('database unavailable'));
+    control.reserved.push(`${currency}:${count}`);
+    return Promise.resolve(take(currency, count));
+  };
+  return { db, reserve, inTransaction, control };
+}
+
+/** Lets the background reservation and derivation run until nothing is left to do. */
 async function settle(source: { derived: string[] }): Promise<void> {
   for (let seen = -1; seen !== source.derived.length;) {
     seen = source.derived.length;
@@ -27,55 +57,79 @@ async function settle(source: { derived: string[] }): Promise<void> {
 }
 
 describe('AddressLookahead', () => {
-  it('answers exactly what the HD wallet derives, whether derived ahead or not', async () => {
+  it('answers exactly what the HD wallet derives at the indexes handed out, reserved ahead or not', async () => {
     const wallet = new HdWallet(Buffer.alloc(32, 7));
-    const lookahead = new AddressLookahead(wallet);
-    const indexes = [0, 1, 2, 5, 300, 301, 7];
-    const first = indexes.map((i) => lookahead.addressAt(BTC, i));
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    const later = [302, 303, 400, 350].map((i) => lookahead.addressAt(BTC, i));
-    expect(first).toEqual(indexes.map((i) => wallet.addressAt(BTC, i)));
-    expect(later).toEqual([302, 303, 400, 350].map((i) => wallet.addressAt(BTC, i)));
+    const { db, reserve } = sequences();
+    const lookahead = new AddressLookahead(wallet, reserve);
+    const first = await lookahead.take(db, [BTC, BTC, AITBC]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const later = await lookahead.take(db, [BTC, AITBC, BTC]);
+    expect(first).toEqual([wallet.addressAt(BTC, 0), wallet.addressAt(BTC, 1), wallet.addressAt(AITBC, 0)]);
+    // Indexes 2… of each currency went to the reserve, in order.
+    expect(later).toEqual([wallet.addressAt(BTC, 2), wallet.addressAt(AITBC, 1), wallet.addressAt(BTC, 3)]);
   });
 
-  it('derives the next indexes between requests, so a later request takes them without deriving', async () => {
+  it('takes a first index in the transaction, then from the reserve, its addresses derived between requests', async () => {
     const source = countingSource();
-    const lookahead = new AddressLookahead(source);
-    expect(lookahead.addressAt(BTC, 10)).toBe('BTC-address-10');
+    const { db, reserve, inTransaction, control } = sequences();
+    const lookahead = new AddressLookahead(source, reserve);
+    expect(await lookahead.take(db, [BTC])).toEqual(['BTC-address-0']);
+    expect(inTransaction).toEqual(['BTC:1']);
     await settle(source);
-    expect(source.derived).toContain('BTC:11');
-    expect(source.derived).toContain('BTC:266');
-    expect(source.derived).not.toContain('BTC:267');
+    expect(control.reserved).toEqual(['BTC:128']);
+    expect(source.derived).toContain('BTC:128');
+    expect(source.derived).not.toContain('BTC:129');
 
     const before = source.derived.length;
-    expect([11, 12, 40].map((i) => lookahead.addressAt(BTC, i))).toEqual([
-      'BTC-address-11',
-      'BTC-address-12',
-      'BTC-address-40',
-    ]);
-    expect(source.derived.slice(before).filter((d) => ['BTC:11', 'BTC:12', 'BTC:40'].includes(d))).toEqual([]);
+    expect(await lookahead.take(db, [BTC, BTC, BTC])).toEqual(['BTC-address-1', 'BTC-address-2', 'BTC-address-3']);
+    expect(inTransaction).toEqual(['BTC:1']);
+    expect(source.derived.slice(before).filter((d) => ['BTC:1', 'BTC:2', 'BTC:3'].includes(d))).toEqual([]);
   });
 
-  it('keeps each currency apart and derives none ahead for a currency never taken', async () => {
+  it('never hands out one index twice, however takes interleave with the reservations', async () => {
     const source = countingSource();
-    const lookahead = new AddressLookahead(source);
-    lookahead.addressAt(AITBC, 3);
+    const { db, reserve } = sequences();
+    const lookahead = new AddressLookahead(source, reserve);
+    const taken: string[] = [];
+    for (let round = 0; round < 40; round++) {
+      const asks = await Promise.all([
+        lookahead.take(db, Array<Currency>(7).fill(BTC)),
+        lookahead.take(db, [AITBC, BTC, AITBC]),
+      ]);
+      taken.push(...asks.flat());
+      if (round % 3 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(new Set(taken).size).toBe(taken.length);
+    expect(taken.filter((a) => a.startsWith('BTC')).length).toBe(40 * 8);
+  });
+
+  it('keeps each currency apart and reserves none for a currency never taken', async () => {
+    const source = countingSource();
+    const { db, reserve, control } = sequences();
+    const lookahead = new AddressLookahead(source, reserve);
+    await lookahead.take(db, [AITBC]);
     await settle(source);
+    expect(control.reserved).toEqual(['AITBC:128']);
     expect(source.derived.every((d) => d.startsWith('AITBC:'))).toBe(true);
-    expect(lookahead.addressAt(BTC, 4)).toBe('BTC-address-4');
-    expect(source.derived).toContain('BTC:4');
+    expect(await lookahead.take(db, [BTC])).toEqual(['BTC-address-0']);
   });
 
-  it('drops what lies at or below the highest index taken (skipped indexes are not kept)', async () => {
+  it('goes on taking indexes in the transaction while the reservation fails, and reserves once it works', async () => {
     const source = countingSource();
-    const lookahead = new AddressLookahead(source);
-    lookahead.addressAt(BTC, 0);
+    const { db, reserve, inTransaction, control } = sequences();
+    const lookahead = new AddressLookahead(source, reserve);
+    control.failing = true;
+    expect(await lookahead.take(db, [BTC, BTC])).toEqual(['BTC-address-0', 'BTC-address-1']);
     await settle(source);
-    lookahead.addressAt(BTC, 200); // 1…199 skipped, as by rolled-back nextvals
+    expect(await lookahead.take(db, [BTC])).toEqual(['BTC-address-2']);
+    expect(inTransaction).toEqual(['BTC:2', 'BTC:1']);
+
+    control.failing = false;
+    expect(await lookahead.take(db, [BTC])).toEqual(['BTC-address-3']);
     await settle(source);
-    const before = source.derived.length;
-    // Index 150 was derived ahead, then dropped as skipped: asked for anyway, it is derived again.
-    expect(lookahead.addressAt(BTC, 150)).toBe('BTC-address-150');
-    expect(source.derived.slice(before)).toContain('BTC:150');
+    expect(await lookahead.take(db, [BTC])).toEqual(['BTC-address-4']);
+    expect(inTransaction).toEqual(['BTC:2', 'BTC:1', 'BTC:1']);
+    // The first block arrived and a take left it at BLOCK or less: the second is on its way.
+    expect(control.reserved).toEqual(['BTC:128', 'BTC:128']);
   });
 });

@@ -89,7 +89,10 @@ export function newTransactionHash(content: object): string {
   return createHash('sha256').update(randomBytes(32)).update(JSON.stringify(content)).digest('hex');
 }
 
-/** `count` unused HD address indexes of the currency, each handed out once (a sequence, so no row lock is held). */
+/**
+ * `count` unused HD address indexes of the currency, each handed out once: a sequence, so
+ * no row lock is held, and none is handed out twice whether taken in a transaction or not.
+ */
 export async function nextAddressIndexes(db: Db, currency: CurrencyCode, count: number): Promise<number[]> {
   const sequence = currency === 'BTC' ? 'wallet_daemon.hd_index_btc' : 'wallet_daemon.hd_index_aitbc';
   const { rows } = await db.query<{ index: string }>(

@@ -10,6 +10,7 @@ import { FaultInjector } from './faults';
 import { AddressLookahead } from './address-lookahead';
 import { HdWallet } from './hd-wallet';
 import { pruneIdempotencyKeys } from './idempotency';
+import { nextAddressIndexes } from './ledger';
 import { PreparedStatementClient } from './prepared-client';
 import { dropAnswer, DroppedAnswers } from './replies';
 import { registerWalletRoutes } from './routes';
@@ -59,7 +60,11 @@ export async function buildWalletDaemon(config: WalletDaemonConfig): Promise<Wal
   }
 
   const currencies = new CurrencyRegistry(config.btcNetwork);
-  const service = new WalletService(pool, new AddressLookahead(new HdWallet(config.seed)), currencies);
+  // Escrow addresses: indexes reserved and addresses derived between requests (see AddressLookahead).
+  const addresses = new AddressLookahead(new HdWallet(config.seed), (currency, count) =>
+    nextAddressIndexes(pool, currency, count),
+  );
+  const service = new WalletService(pool, addresses, currencies);
   const faults = new FaultInjector(config.faults);
   const droppedAnswers: DroppedAnswers = new WeakSet();
 

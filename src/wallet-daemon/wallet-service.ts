@@ -2,9 +2,9 @@ import Decimal from 'decimal.js';
 import { Pool } from 'pg';
 import { uuidv7 } from 'uuidv7';
 import { formatAmount, settledAmounts } from './amounts';
-import { Currency, CurrencyCode, CurrencyRegistry } from './currencies';
+import { Currency, CurrencyRegistry } from './currencies';
 import { escrowNotFound, invalidRequest, WalletDaemonError } from './errors';
-import type { AddressSource } from './address-lookahead';
+import type { AddressSupply } from './address-lookahead';
 import { claimIdempotencyKey, requestFingerprint, StoredResponse, storeIdempotentResponse } from './idempotency';
 import {
   Account,
@@ -23,7 +23,6 @@ import {
   insertEscrow,
   ledgerTotals,
   newTransactionHash,
-  nextAddressIndexes,
   assertSpendable,
   postTransfer,
   withTransaction,
@@ -50,7 +49,7 @@ export interface WalletResponse extends StoredResponse {
 export class WalletService {
   constructor(
     private readonly pool: Pool,
-    private readonly wallet: AddressSource,
+    private readonly addresses: AddressSupply,
     readonly currencies: CurrencyRegistry,
   ) {}
 
@@ -256,7 +255,7 @@ export class WalletService {
    * account that already holds money.
    */
   async deriveNextAddresses(db: Db, currencies: Currency[]): Promise<string[]> {
-    const addresses = await this.deriveAddresses(db, currencies);
+    const addresses = await this.addresses.take(db, currencies);
     for (;;) {
       const known = await findAccounts(
         db,
@@ -266,7 +265,7 @@ export class WalletService {
         known.has(accountKey({ currency: currencies[i].code, address })) ? [i] : [],
       );
       if (used.length === 0) return addresses;
-      const again = await this.deriveAddresses(
+      const again = await this.addresses.take(
         db,
         used.map((i) => currencies[i]),
       );
@@ -283,7 +282,7 @@ export class WalletService {
     const holds = new Array<Account>(currencies.length);
     let wanted = currencies.map((_, i) => i);
     while (wanted.length > 0) {
-      const addresses = await this.deriveAddresses(
+      const addresses = await this.addresses.take(
         db,
         wanted.map((i) => currencies[i]),
       );
@@ -296,16 +295,6 @@ export class WalletService {
       });
     }
     return holds;
-  }
-
-  private async deriveAddresses(db: Db, currencies: Currency[]): Promise<string[]> {
-    const counts = new Map<CurrencyCode, number>();
-    for (const { code } of currencies) counts.set(code, (counts.get(code) ?? 0) + 1);
-    const indexes = new Map<CurrencyCode, number[]>();
-    for (const [code, count] of counts) indexes.set(code, await nextAddressIndexes(db, code, count));
-    return currencies.map((currency) =>
-      this.wallet.addressAt(currency, (indexes.get(currency.code) as number[]).shift() as number),
-    );
   }
 
   /**
