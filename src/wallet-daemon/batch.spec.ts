@@ -1,4 +1,6 @@
-import { distinctRounds } from './batch';
+import { BatchRun, distinctRounds, PendingItem } from './batch';
+import type { StoredResponse } from './idempotency';
+import type { Db } from './ledger';
 import type { BatchItem } from './requests';
 
 /** Items as `key/subject` strings, e.g. `k1/e1`; `-/e1` has no key (a single call without one). */
@@ -45,5 +47,55 @@ describe('distinctRounds', () => {
       }),
     );
     expect(rounds.flat().sort((x, y) => x - y)).toEqual(batch.map((_item, i) => i));
+  });
+});
+
+describe('BatchRun: answers stored with their keys', () => {
+  /** A database that claims every key and records the statements it was sent. */
+  function claimingDb() {
+    const statements: string[] = [];
+    const db: Db = {
+      query: ((text: string, values: unknown[][]) => {
+        statements.push(text.trim().split(/\s+/).slice(0, 2).join(' '));
+        const rows = text.includes('INSERT INTO wallet_daemon.idempotency_keys')
+          ? values[0].map((key) => ({ idempotency_key: key }))
+          : [];
+        return Promise.resolve({ rows, rowCount: rows.length });
+      }) as unknown as Db['query'],
+    };
+    return { db, statements };
+  }
+  const item = (key: string): BatchItem => ({ idempotencyKey: key, body: { escrow_id: key } });
+  const answer = (body: object): StoredResponse => ({ statusCode: 200, body });
+
+  it('writes no second statement for an answer stored with its claim, and answers it', async () => {
+    const { db, statements } = claimingDb();
+    const run = new BatchRun<PendingItem>(db, [item('k1')]);
+    const [claimed] = await run.claimKeys([{ index: 0, key: 'k1', route: 'r' }], () =>
+      answer({ state: 'released', a: 1 }),
+    );
+    // The same answer, built again (another object, keys in another order).
+    const results = await run.finish([{ item: claimed, response: answer({ a: 1, state: 'released' }) }]);
+    expect(statements).toEqual(['INSERT INTO']);
+    expect(results).toEqual([
+      { idempotency_key: 'k1', status: 200, body: { a: 1, state: 'released' }, replayed: false },
+    ]);
+  });
+
+  it('fails the whole batch when the answer given is not the one stored with the key', async () => {
+    const { db } = claimingDb();
+    const run = new BatchRun<PendingItem>(db, [item('k1')]);
+    const [claimed] = await run.claimKeys([{ index: 0, key: 'k1', route: 'r' }], () => answer({ state: 'released' }));
+    await expect(run.storeAnswers([{ item: claimed, response: answer({ state: 'refunded' }) }])).rejects.toThrow(
+      'the answer stored with idempotency key k1 is not the answer given',
+    );
+  });
+
+  it('stores by a later update the answers not known at the claim', async () => {
+    const { db, statements } = claimingDb();
+    const run = new BatchRun<PendingItem>(db, [item('k1')]);
+    const [claimed] = await run.claimKeys([{ index: 0, key: 'k1', route: 'r' }]);
+    await run.finish([{ item: claimed, response: answer({ state: 'held' }) }]);
+    expect(statements).toEqual(['INSERT INTO', 'UPDATE wallet_daemon.idempotency_keys']);
   });
 });

@@ -1,5 +1,6 @@
 import { WalletDaemonError } from './errors';
 import {
+  canonicalJson,
   claimIdempotencyKeys,
   releaseIdempotencyKeys,
   requestFingerprint,
@@ -36,8 +37,8 @@ export interface PendingItem {
 export class BatchRun<T extends PendingItem> {
   private readonly results: BatchItemResult[];
   private readonly failedKeys: string[] = [];
-  /** Keys whose answers `storeAnswers` already wrote. */
-  private readonly storedKeys = new Set<string>();
+  /** The answers already written with their keys, by `claimKeys` or `storeAnswers`. */
+  private readonly storedAnswers = new Map<string, StoredResponse>();
 
   constructor(
     private readonly db: Db,
@@ -59,16 +60,23 @@ export class BatchRun<T extends PendingItem> {
     return parsed;
   }
 
-  /** Claims the keys (in key order); a key already used answers its stored answer or IDEMPOTENCY_KEY_REUSED. */
-  async claimKeys(pending: T[]): Promise<T[]> {
+  /**
+   * Claims the keys (in key order); a key already used answers its stored answer or
+   * IDEMPOTENCY_KEY_REUSED. `answerOf` gives, where it is known before the work, the
+   * answer an item will have if its work succeeds: stored with the claim instead of by a
+   * later update (`storeAnswers` then checks the item's real answer against it).
+   */
+  async claimKeys(pending: T[], answerOf?: (item: T) => StoredResponse | undefined): Promise<T[]> {
     const keyed = pending.filter((p): p is T & { key: string } => p.key !== undefined);
     if (keyed.length === 0) return pending;
+    const answers = new Map(keyed.map((p) => [p.key, answerOf?.(p)]));
     const claims = await claimIdempotencyKeys(
       this.db,
       keyed.map(({ index, key, route }) => ({
         key,
         route,
         fingerprint: requestFingerprint(route, this.items[index].body),
+        answer: answers.get(key),
       })),
     );
     return pending.filter((p) => {
@@ -79,6 +87,8 @@ export class BatchRun<T extends PendingItem> {
         return false;
       }
       if (claim?.kind === 'replay') this.answer(p.index, claim.response, true);
+      const stored = answers.get(p.key);
+      if (claim?.kind === 'claimed' && stored) this.storedAnswers.set(p.key, stored);
       return claim?.kind === 'claimed';
     });
   }
@@ -110,12 +120,20 @@ export class BatchRun<T extends PendingItem> {
    * this still has its key (and the answer with it) given back by `finish`.
    */
   async storeAnswers(done: Array<{ item: T; response: StoredResponse }>): Promise<void> {
-    const answers = done.flatMap(({ item, response }) =>
-      item.key === undefined || this.storedKeys.has(item.key) ? [] : [{ key: item.key, response }],
-    );
+    const answers = done.flatMap(({ item, response }) => {
+      if (item.key === undefined) return [];
+      const stored = this.storedAnswers.get(item.key);
+      if (stored === undefined) return [{ key: item.key, response }];
+      if (stored === response) return [];
+      // Stored ahead (with the claim): a replay must answer exactly what this call answers.
+      if (canonicalJson(stored) !== canonicalJson(response))
+        throw new Error(`the answer stored with idempotency key ${item.key} is not the answer given`);
+      this.storedAnswers.set(item.key, response);
+      return [];
+    });
     if (answers.length === 0) return;
     await storeIdempotentResponses(this.db, answers);
-    for (const { key } of answers) this.storedKeys.add(key);
+    for (const { key, response } of answers) this.storedAnswers.set(key, response);
   }
 
   /** Stores the done items' answers not stored yet, gives back failed items' keys, and answers all in request order. */

@@ -100,6 +100,12 @@ export interface KeyRequest {
   key: string;
   route: string;
   fingerprint: string;
+  /**
+   * The answer the request will have if its work succeeds, when that is known before the
+   * work: stored with the claim, so no later update is needed. Work that then fails must
+   * give its key back (`releaseIdempotencyKeys`), as any failed claimed key is.
+   */
+  answer?: StoredResponse;
 }
 
 /**
@@ -114,10 +120,17 @@ export async function claimIdempotencyKeys(
   requests = [...requests].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const { rows: inserted } = await db.query<{ idempotency_key: string }>(
     `INSERT INTO wallet_daemon.idempotency_keys (idempotency_key, route, fingerprint, status_code, response_body)
-     SELECT key, route, fingerprint, 0, 'null'::json FROM unnest($1::text[], $2::text[], $3::text[]) AS u(key, route, fingerprint)
+     SELECT key, route, fingerprint, coalesce(status_code, 0), coalesce(body::json, 'null'::json)
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::text[]) AS u(key, route, fingerprint, status_code, body)
      ON CONFLICT (idempotency_key) DO NOTHING
      RETURNING idempotency_key`,
-    [requests.map((r) => r.key), requests.map((r) => r.route), requests.map((r) => r.fingerprint)],
+    [
+      requests.map((r) => r.key),
+      requests.map((r) => r.route),
+      requests.map((r) => r.fingerprint),
+      requests.map((r) => r.answer?.statusCode ?? null),
+      requests.map((r) => (r.answer ? JSON.stringify(r.answer.body) : null)),
+    ],
   );
   const claims = new Map<string, KeyClaim | WalletDaemonError>(
     inserted.map((row) => [row.idempotency_key, { kind: 'claimed' }]),

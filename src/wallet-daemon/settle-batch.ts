@@ -28,6 +28,8 @@ interface Settling extends PendingItem {
   releasedAmount?: Decimal | null;
   refund?: AccountRef | null;
   transactionHash?: string;
+  /** Why the request's checks refused it (answered after its key is claimed). */
+  refusal?: Error;
 }
 
 /**
@@ -46,29 +48,46 @@ export async function settleDistinctBatch(
 ): Promise<BatchItemResult[]> {
   const run = new BatchRun<Settling>(db, items);
 
-  // 1. Fields, before any key is claimed; 2. keys: claimed, or answered from what they already stored.
-  let settling = await run.claimKeys(
-    run.parse((item, index) => ({ index, key: item.idempotencyKey, ...parseBatchSettlement(items[index]) })),
-  );
-  if (settling.length === 0) return run.finish([]);
+  // 1. Fields, before any key is claimed.
+  const parsed = run.parse((item, index) => ({
+    index,
+    key: item.idempotencyKey,
+    ...parseBatchSettlement(items[index]),
+  }));
+  if (parsed.length === 0) return run.finish([]);
 
-  // 3. The escrows and the request's checks against them.
+  // 2. The escrows and the request's checks against them, judged now and answered after
+  //    the keys (a replay answers first); what a settlement that passes will answer is
+  //    known from here on, and is stored with its key.
   const escrows = await findEscrows(
     db,
-    settling.map((s) => s.request.escrowId),
+    parsed.map((s) => s.request.escrowId),
+  );
+  for (const s of parsed) {
+    try {
+      const escrow = escrows.get(s.request.escrowId);
+      if (!escrow) throw escrowNotFound(s.request.escrowId);
+      const checked = wallet.checkSettlement(escrow, s.outcome, s.request);
+      const { currency, recipientField, recipientAddress, releasedAmount, refundAddress } = checked;
+      Object.assign(s, {
+        escrow,
+        recipientField,
+        recipient: { currency: currency.code, address: recipientAddress },
+        releasedAmount,
+        refund: refundAddress === null ? null : { currency: currency.code, address: refundAddress },
+        transactionHash: newTransactionHash({ kind: s.outcome, escrowId: escrow.escrow_id, to: recipientAddress }),
+      });
+    } catch (error) {
+      s.refusal = error instanceof Error ? error : new Error(String(error));
+    }
+  }
+
+  // 3. Keys: claimed (with the answer of a settlement that passes), or answered from what they already stored.
+  let settling = await run.claimKeys(parsed, (s) =>
+    s.refusal === undefined ? settledAnswer(expectedRow(s), s.recipientField as 'payee' | 'refund_address') : undefined,
   );
   settling = run.keep(settling, (s) => {
-    const escrow = escrows.get(s.request.escrowId);
-    if (!escrow) throw escrowNotFound(s.request.escrowId);
-    const checked = wallet.checkSettlement(escrow, s.outcome, s.request);
-    const { currency, recipientField, recipientAddress, releasedAmount, refundAddress } = checked;
-    Object.assign(s, {
-      escrow,
-      recipientField,
-      recipient: { currency: currency.code, address: recipientAddress },
-      releasedAmount,
-      refund: refundAddress === null ? null : { currency: currency.code, address: refundAddress },
-    });
+    if (s.refusal !== undefined) throw s.refusal;
   });
 
   // 4. Recipient accounts (created on first use), which must be wallet addresses; the
@@ -84,9 +103,6 @@ export async function settleDistinctBatch(
   });
 
   // 5. The compare-and-set for all of them; whoever is not held any more is refused.
-  for (const s of settling) {
-    s.transactionHash = newTransactionHash({ kind: s.outcome, escrowId: s.request.escrowId, to: s.recipient?.address });
-  }
   const settled = new Map(
     (
       await claimSettlements(
@@ -122,7 +138,8 @@ export async function settleDistinctBatch(
       s.recipientField as 'payee' | 'refund_address',
     ),
   }));
-  // Stored before the transfers lock the recipients' accounts (see `storeAnswers`).
+  // Checked against the answers stored with the keys (and stored, for a call without
+  // one), before the transfers lock the recipients' accounts (see `storeAnswers`).
   await run.storeAnswers(answers);
 
   // 6. The money: each whole hold to its recipient, or — a partial release — split between
@@ -153,6 +170,24 @@ export async function settleDistinctBatch(
 
   // 7. Failed items' keys given back; the answers in request order.
   return run.finish(answers);
+}
+
+/**
+ * The escrow row as the compare-and-set (`claimSettlements`) will leave it, for the
+ * answer stored with the key before it runs; `storeAnswers` checks the real one equal.
+ */
+function expectedRow(s: Settling): EscrowRow {
+  const escrow = s.escrow as EscrowRow;
+  const recipient = (s.recipient as AccountRef).address;
+  const released = s.outcome === 'released';
+  return {
+    ...escrow,
+    state: s.outcome,
+    payee: released ? recipient : null,
+    refund_address: released ? (s.refund?.address ?? null) : recipient,
+    released_amount: released && s.releasedAmount ? formatAmount(s.releasedAmount) : null,
+    settle_transaction_hash: s.transactionHash as string,
+  };
 }
 
 /** The escrow's hold account: where its money leaves from. */
