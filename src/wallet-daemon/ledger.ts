@@ -208,10 +208,6 @@ export interface NewEscrow {
   createTransactionHash: string;
 }
 
-export async function insertEscrow(db: Db, escrow: NewEscrow): Promise<EscrowRow> {
-  return (await insertEscrows(db, [escrow]))[0];
-}
-
 /** Inserts held escrows (one statement for all); returns their rows in input order. */
 export async function insertEscrows(db: Db, escrows: NewEscrow[]): Promise<EscrowRow[]> {
   const column = <T>(pick: (e: NewEscrow) => T) => escrows.map(pick);

@@ -22,7 +22,7 @@ import {
   parseSettleBatch,
   SETTLEMENT_ROUTES,
 } from './requests';
-import { WalletService } from './wallet-service';
+import { WalletResponse, WalletService } from './wallet-service';
 
 export interface WalletRouteDeps {
   pool: Pool;
@@ -54,24 +54,20 @@ function registerHealth(app: FastifyInstance, pool: Pool): void {
 
 function registerEscrowRoutes(app: FastifyInstance, deps: WalletRouteDeps): void {
   const { service, currencies } = deps;
-  idempotentPost(
+  // A single create is a create-batch of one, and a single release or refund a settle-batch
+  // of one (WalletService.create, .settle): one code path each for one escrow and many.
+  setOfOnePost(
     app,
     deps,
     CREATE_ROUTE,
     (body) => parseCreateEscrow(body, currencies),
-    (db, input) => service.createEscrow(db, input),
+    (key, body) => service.create(key, body),
   );
-  // A single release or refund is a settle-batch of one (WalletService.settle): one code path.
   for (const [action, parse] of [
     ['release', parseRelease],
     ['refund', parseRefund],
   ] as const) {
-    app.post(SETTLEMENT_ROUTES[action], async (request, reply) => {
-      const key = readIdempotencyKey(request.headers['idempotency-key']);
-      parse(request.body);
-      const response = await service.settle(action, key, request.body);
-      return sendAnswer(deps.droppedAnswers, request, reply, response);
-    });
+    setOfOnePost(app, deps, SETTLEMENT_ROUTES[action], parse, (key, body) => service.settle(action, key, body));
   }
   // Each item carries its own Idempotency-Key (the single call's), so a batch needs none.
   app.post('/api/v1/escrow/settle-batch', async (request, reply) =>
@@ -157,6 +153,22 @@ function idempotentPost<T>(
     const input = parse(request.body);
     // The URL is part of the fingerprint: one key used on release and on refund is a conflict.
     const response = await deps.service.runIdempotent(url, key, request.body, (db) => work(db, input));
+    return sendAnswer(deps.droppedAnswers, request, reply, response);
+  });
+}
+
+/** A single call carried out as a batch of one: its body checked first (a bad field is a 400 before any work). */
+function setOfOnePost(
+  app: FastifyInstance,
+  deps: WalletRouteDeps,
+  url: string,
+  parse: (body: unknown) => unknown,
+  run: (key: string | undefined, body: Record<string, unknown>) => Promise<WalletResponse>,
+): void {
+  app.post(url, async (request, reply) => {
+    const key = readIdempotencyKey(request.headers['idempotency-key']);
+    parse(request.body);
+    const response = await run(key, request.body as Record<string, unknown>);
     return sendAnswer(deps.droppedAnswers, request, reply, response);
   });
 }

@@ -1,6 +1,5 @@
 import Decimal from 'decimal.js';
 import { Pool } from 'pg';
-import { uuidv7 } from 'uuidv7';
 import { formatAmount, settledAmounts } from './amounts';
 import { Currency, CurrencyRegistry } from './currencies';
 import { escrowNotFound, invalidRequest, WalletDaemonError } from './errors';
@@ -20,7 +19,6 @@ import {
   findAccounts,
   insertNewAccounts,
   findEscrow,
-  insertEscrow,
   ledgerTotals,
   newTransactionHash,
   assertSpendable,
@@ -28,11 +26,10 @@ import {
   withTransaction,
 } from './ledger';
 import { BatchItemResult, runInRounds } from './batch';
-import { createdAnswer, createDistinctBatch } from './create-batch';
+import { createDistinctBatch } from './create-batch';
 import {
   BatchItem,
   BatchSettlement,
-  CreateEscrowRequest,
   ExtendEscrowRequest,
   FaucetRequest,
   SettleEscrowRequest,
@@ -72,9 +69,24 @@ export class WalletService {
    * code path settles one escrow, a batch and a sweep's batch alike. The caller parsed
    * the body already (a bad field is a 400 before any work).
    */
-  async settle(action: SettlementAction, key: string | undefined, body: unknown): Promise<WalletResponse> {
+  async settle(
+    action: SettlementAction,
+    key: string | undefined,
+    body: Record<string, unknown>,
+  ): Promise<WalletResponse> {
     const [result] = await withTransaction(this.pool, (db) =>
-      settleDistinctBatch(db, this, [{ idempotencyKey: key, action, body: body as Record<string, unknown> }]),
+      settleDistinctBatch(db, this, [{ idempotencyKey: key, action, body }]),
+    );
+    return { statusCode: result.status, body: result.body, replayed: result.replayed };
+  }
+
+  /**
+   * A single create: the create-batch path with a set of one, so one code path holds one
+   * escrow and a batch alike. The caller parsed the body already.
+   */
+  async create(key: string | undefined, body: Record<string, unknown>): Promise<WalletResponse> {
+    const [result] = await withTransaction(this.pool, (db) =>
+      createDistinctBatch(db, this, [{ idempotencyKey: key, body }]),
     );
     return { statusCode: result.status, body: result.body, replayed: result.replayed };
   }
@@ -144,33 +156,6 @@ export class WalletService {
         balance: formatAmount(balances.get(recipient.accountId) ?? recipient.balance),
       },
     };
-  }
-
-  /** Moves `amount` from the payer into a fresh HD-derived hold. */
-  async createEscrow(db: Db, request: CreateEscrowRequest): Promise<StoredResponse> {
-    const { currency, amount } = request;
-    const payer = await this.spendableAccount(db, currency, request.payer, 'payer');
-    const [hold] = await this.newHoldAccounts(db, [currency]);
-    const escrowAddress = hold.address;
-    const escrowId = uuidv7();
-    const transactionHash = newTransactionHash({ kind: 'create', escrowId, amount: amount.toString() });
-    // The escrow row first (its transfer reference is checked at commit): the payer's
-    // account, which concurrent payments of the same payer wait for, is debited last.
-    const escrow = await insertEscrow(db, {
-      escrowId,
-      paymentId: request.paymentId,
-      currency: currency.code,
-      address: escrowAddress,
-      amount,
-      payer: payer.address,
-      timeoutSeconds: request.timeoutSeconds,
-      createTransactionHash: transactionHash,
-    });
-    await postTransfer(db, { transactionHash, kind: 'create', currency: currency.code, amount, escrowId }, [
-      { account: payer, amount: amount.neg() },
-      { account: hold, amount },
-    ]);
-    return createdAnswer(escrow);
   }
 
   /**
