@@ -62,7 +62,10 @@ export async function buildWalletDaemon(config: WalletDaemonConfig): Promise<Wal
   const currencies = new CurrencyRegistry(config.btcNetwork);
   // Escrow addresses: indexes reserved and addresses derived between requests (see AddressLookahead).
   const addresses = new AddressLookahead(new HdWallet(config.seed), (currency, count) =>
-    nextAddressIndexes(pool, currency, count),
+    nextAddressIndexes(pool, currency, count).catch((error: unknown) => {
+      app.log.warn({ err: error, currency }, 'reserving address indexes failed; creates take theirs meanwhile');
+      throw error;
+    }),
   );
   const service = new WalletService(pool, addresses, currencies);
   const faults = new FaultInjector(config.faults);
