@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import Decimal from 'decimal.js';
-import { DaemonEndpoint, PrivateDaemon, sharedDaemon, startPrivateDaemon } from './support/daemon';
+import { Currency as DaemonCurrency, CurrencyRegistry } from '../src/wallet-daemon/currencies';
+import { HdWallet } from '../src/wallet-daemon/hd-wallet';
+import { DaemonEndpoint, PrivateDaemon, sharedDaemon, startPrivateDaemon, TEST_WALLET_SEED } from './support/daemon';
+import { withClient } from './support/postgres';
 
 // The local wallet daemon over HTTP. Global setup spawns the shared daemon
 // (spawnWalletDaemon) and sets WALLET_DAEMON_URL and WALLET_DAEMON_TOKEN. Fault
@@ -776,6 +779,74 @@ describe('local wallet daemon (HTTP)', () => {
         '1.00000000',
       ]);
       await apiD.expectLedgerConserved();
+    });
+  });
+
+  describe('two daemons on one database', () => {
+    const started: PrivateDaemon[] = [];
+    afterAll(async () => {
+      await Promise.all(started.map((daemon) => daemon.stop()));
+    });
+
+    it('never hold two escrows at one address: every index from the shared sequence, reserved ahead by both and across a restart', async () => {
+      // Same seed, same database: the addresses differ only if no index is ever handed out twice.
+      const first = await startPrivateDaemon();
+      const second = await startPrivateDaemon({ databaseUrl: first.databaseUrl });
+      started.push(first, second);
+      const [apiA, apiB] = [new DaemonApi(first.daemon.endpoint), new DaemonApi(second.daemon.endpoint)];
+      const payer = await apiA.newAddress();
+      await apiA.fund(payer, '100');
+      const body = () => ({
+        payment_id: randomUUID(),
+        amount: '0.5',
+        currency: 'BTC',
+        payer,
+        timeout_seconds: 120,
+      });
+      const create = async (api: DaemonApi): Promise<string[]> => {
+        const { status, body: held } = await api.post('/api/v1/escrow/create', body(), randomUUID());
+        expect(status).toBe(201);
+        return [held.address as string];
+      };
+      const createBatch = async (api: DaemonApi): Promise<string[]> => {
+        const items = [0, 1, 2, 3, 4].map(() => ({ idempotency_key: randomUUID(), ...body() }));
+        const { status, body: answer } = await api.post('/api/v1/escrow/create-batch', { items });
+        expect(status).toBe(200);
+        return answer.results.map((r: { status: number; body: { address: string } }) => {
+          expect(r.status).toBe(201);
+          return r.body.address;
+        });
+      };
+      // Both daemons at once, single creates and batches interleaved, then the second
+      // restarted (its reserved indexes left unused) and creating again.
+      const holds: string[] = [];
+      for (let round = 0; round < 4; round++) {
+        const answers = await Promise.all([create(apiA), createBatch(apiB), createBatch(apiA), create(apiB)]);
+        holds.push(...answers.flat());
+      }
+      await second.stop();
+      const restarted = await startPrivateDaemon({ databaseUrl: first.databaseUrl });
+      started.push(restarted);
+      const apiC = new DaemonApi(restarted.daemon.endpoint);
+      holds.push(...(await Promise.all([createBatch(apiC), create(apiA), create(apiC)])).flat());
+
+      expect(holds).toHaveLength(4 * 12 + 7);
+      expect(new Set(holds).size).toBe(holds.length);
+      // Every hold is at an index the database's sequence handed out (reserved ahead or not),
+      // not at one a daemon counted for itself.
+      const handedOut = await withClient(first.databaseUrl, async (client) =>
+        Number((await client.query('SELECT last_value FROM wallet_daemon.hd_index_btc')).rows[0].last_value),
+      );
+      const btc = new CurrencyRegistry('regtest').find('BTC') as DaemonCurrency;
+      const wallet = new HdWallet(Buffer.from(TEST_WALLET_SEED, 'hex'));
+      const chain = new Set(Array.from({ length: handedOut + 1 }, (_, index) => wallet.addressAt(btc, index)));
+      expect(holds.filter((hold) => !chain.has(hold))).toEqual([]);
+      expect(holds).not.toContain(payer);
+      for (const hold of holds) expect(await apiA.balanceOf(hold)).toBe('0.50000000');
+      expect(await apiA.balanceOf(payer)).toBe(
+        new Decimal(100).minus(new Decimal('0.5').times(holds.length)).toFixed(8),
+      );
+      await apiA.expectLedgerConserved();
     });
   });
 });

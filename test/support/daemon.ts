@@ -150,15 +150,20 @@ let privateDaemons = 0;
  * injection: faults are daemon-wide, and on the shared daemon they would hit the
  * test files running in parallel. Stop it in `afterAll`. `seed`: its own HD seed (several
  * daemons from one seed hand out the same addresses); `port`: a fixed port (default: any
- * free one).
+ * free one); `databaseUrl`: another private daemon's database, for two daemons on one.
  */
-export async function startPrivateDaemon(options: { seed?: string; port?: number } = {}): Promise<PrivateDaemon> {
+export async function startPrivateDaemon(
+  options: { seed?: string; port?: number; databaseUrl?: string } = {},
+): Promise<PrivateDaemon> {
   const adminUrl = requiredTestEnv(TEST_ENV.adminUrl);
-  // Random part: files sharing a worker each restart the counter (own module registry).
-  const name = `${requiredTestEnv(TEST_ENV.dbPrefix)}_d_${process.pid}_${++privateDaemons}_${randomBytes(3).toString('hex')}`;
-  await withClient(adminUrl, (client) => createDatabase(client, name));
+  let databaseUrl = options.databaseUrl;
+  if (databaseUrl === undefined) {
+    // Random part: files sharing a worker each restart the counter (own module registry).
+    const name = `${requiredTestEnv(TEST_ENV.dbPrefix)}_d_${process.pid}_${++privateDaemons}_${randomBytes(3).toString('hex')}`;
+    await withClient(adminUrl, (client) => createDatabase(client, name));
+    databaseUrl = withDatabaseName(adminUrl, name);
+  }
   const token = randomBytes(16).toString('hex');
-  const databaseUrl = withDatabaseName(adminUrl, name);
   const spawned = await spawnWalletDaemon({
     databaseUrl,
     token,
