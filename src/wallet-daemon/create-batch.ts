@@ -70,7 +70,8 @@ export async function createDistinctBatch(
   if (creating.length === 0) return run.finish([]);
 
   // 5. Fresh HD addresses, their hold accounts and the escrow rows: written before the
-  //    payers are locked, as the single create writes its escrow before the debit.
+  //    payers are locked, so a payer's row, which its concurrent creates wait on, is
+  //    locked as late as it can be.
   const holds = await wallet.newHoldAccounts(
     db,
     creating.map((c) => c.request.currency),
